@@ -1,0 +1,7 @@
+// Command hephc compiles whole systems described in CUE into a
+// content-addressed derivation graph.
+package main
+
+import "os"
+
+func main() { os.Exit(Main()) }

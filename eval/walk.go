@@ -1,0 +1,411 @@
+package eval
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+
+	"hephc.dev/hephc/defs"
+	"hephc.dev/hephc/store"
+)
+
+// Options select what Build evaluates.
+type Options struct {
+	// Attr is the CUE path to start from, e.g. images.workstation; empty
+	// means the whole configuration.
+	Attr string
+}
+
+// Build walks root into a derivation graph. Every derivation found by
+// walking the selected value's fields is a root; inputs are followed by
+// reference. All problems are returned together as a cue/errors list.
+func Build(root cue.Value, opts Options) (*Graph, error) {
+	w := &walker{
+		root: root,
+		g:    &Graph{Nodes: make(map[store.DrvHash]*Node), Roots: make(map[string]store.DrvHash)},
+		memo: make(map[string]*visit),
+	}
+	start := root
+	if opts.Attr != "" {
+		p := cue.ParsePath(opts.Attr)
+		if err := p.Err(); err != nil {
+			return nil, fmt.Errorf("attribute %q: %w", opts.Attr, err)
+		}
+		start = root.LookupPath(p)
+		if !start.Exists() {
+			return nil, &Error{Text: fmt.Sprintf("attribute %s not found (top-level fields: %s)", opts.Attr, strings.Join(fieldNames(root), ", "))}
+		}
+	}
+	w.container(start, opts.Attr)
+	w.dropAliasRoots()
+	if w.errs != nil {
+		return nil, w.errs
+	}
+	if len(w.g.Roots) == 0 && opts.Attr != "" {
+		return nil, errorf(start, opts.Attr, "no derivation here")
+	}
+	return w.g, nil
+}
+
+type visitState int
+
+const (
+	visiting visitState = iota + 1
+	done
+	failed
+)
+
+type visit struct {
+	state visitState
+	hash  store.DrvHash
+}
+
+// frame is a derivation being visited; edge is the input it is following.
+type frame struct {
+	attr string
+	name string
+	edge cue.Value // the input value being followed
+	edgeAttr string
+}
+
+type walker struct {
+	root  cue.Value
+	g     *Graph
+	memo  map[string]*visit // by the CUE path a derivation is defined at
+	stack []*frame
+	errs  errors.Error
+	alias map[string]string // root attr -> the attr it refers to
+}
+
+func (w *walker) fail(err errors.Error) { w.errs = errors.Append(w.errs, err) }
+
+// failIn records the errors of a field of the derivation v (at attr). An
+// error whose every position is in the schema (a required field the user
+// did not write) also gets the position of the derivation itself.
+func (w *walker) failIn(v cue.Value, attr string, err error) {
+	for _, e := range errors.Errors(err) {
+		user := false
+		for _, p := range append(e.InputPositions(), e.Position()) {
+			if p.IsValid() && !defs.IsSchemaFile(p.Filename()) {
+				user = true
+			}
+		}
+		if !user {
+			format, args := e.Msg()
+			e = &Error{Pos: userPos(v), Related: e.InputPositions(), Attr: attr, Text: fmt.Sprintf(format, args...)}
+		}
+		w.fail(e)
+	}
+}
+
+// container walks a value that is not known to be a derivation: a
+// derivation is a root; a struct or list is walked; anything else must be
+// concrete.
+func (w *walker) container(v cue.Value, attr string) {
+	v, target := w.resolve(v, attr)
+	if isDerivation(v) {
+		if h, ok := w.derivation(v, target); ok {
+			w.g.Roots[attr] = h
+			if target != attr {
+				if w.alias == nil {
+					w.alias = make(map[string]string)
+				}
+				w.alias[attr] = target
+			}
+		}
+		return
+	}
+	if target != attr {
+		return // an alias of a value walked where it is defined
+	}
+	kind := v.IncompleteKind()
+	if err := v.Err(); err != nil && isCycle(err) {
+		kind = cue.StructKind // walk it to find the dependency cycle
+	}
+	switch kind {
+	case cue.StructKind:
+		it, err := fields(v)
+		if err != nil {
+			w.fail(cueErr(err))
+			return
+		}
+		for it.Next() {
+			if regular(it.Selector()) {
+				w.container(it.Value(), join(attr, it.Selector()))
+			}
+		}
+	case cue.ListKind:
+		it, err := v.List()
+		if err != nil {
+			w.fail(cueErr(err))
+			return
+		}
+		for i := 0; it.Next(); i++ {
+			w.container(it.Value(), attr+"["+strconv.Itoa(i)+"]")
+		}
+	default:
+		if err := v.Validate(cue.Concrete(true)); err != nil {
+			w.fail(cueErr(err))
+		}
+	}
+}
+
+// dropAliasRoots removes roots that only refer to another root.
+func (w *walker) dropAliasRoots() {
+	for a, target := range w.alias {
+		if _, ok := w.g.Roots[target]; ok {
+			delete(w.g.Roots, a)
+		}
+	}
+}
+
+// resolve follows v while it is a reference (possibly unified with the
+// schema's open constraint `_`), returning the referred value and its path.
+func (w *walker) resolve(v cue.Value, attr string) (cue.Value, string) {
+	for range 64 {
+		p, ok := refPath(v)
+		if !ok {
+			break
+		}
+		nv := w.root.LookupPath(p)
+		if !nv.Exists() {
+			break
+		}
+		v, attr = nv, p.String()
+	}
+	return v, attr
+}
+
+// refPath returns the path v refers to when v is a reference into the
+// configuration, alone or unified only with top.
+func refPath(v cue.Value) (cue.Path, bool) {
+	if p, ok := ownRef(v); ok {
+		return p, true
+	}
+	op, args := v.Expr()
+	if op != cue.AndOp {
+		return cue.Path{}, false
+	}
+	var ref cue.Path
+	n := 0
+	for _, a := range args {
+		if a.IncompleteKind() == cue.TopKind {
+			continue
+		}
+		n++
+		if p, ok := ownRef(a); ok {
+			ref = p
+		} else {
+			return cue.Path{}, false
+		}
+	}
+	return ref, n == 1
+}
+
+// ownRef returns the path of a reference to a regular field of the
+// configuration (not into the schema's definitions).
+func ownRef(v cue.Value) (cue.Path, bool) {
+	_, p := v.ReferencePath()
+	sels := p.Selectors()
+	if len(sels) == 0 {
+		return cue.Path{}, false
+	}
+	for _, s := range sels {
+		if s.IsDefinition() || s.Type() == cue.HiddenLabel {
+			return cue.Path{}, false
+		}
+	}
+	return p, true
+}
+
+func isDerivation(v cue.Value) bool {
+	return v.LookupPath(builderPath).Exists()
+}
+
+// fields iterates the fields of a struct even when CUE marks the struct as
+// an error (as it does for all of a dependency cycle): asking for
+// definitions skips CUE's kind check. Callers skip what regular rejects.
+func fields(v cue.Value) (*cue.Iterator, error) {
+	return v.Fields(cue.Definitions(true))
+}
+
+func regular(s cue.Selector) bool {
+	return !s.IsDefinition() && s.Type()&cue.HiddenLabel == 0
+}
+
+var (
+	builderPath = cue.MakePath(cue.Str("builder"))
+	inputsPath  = cue.MakePath(cue.Str("inputs"))
+)
+
+// derivation visits the derivation v defined at attr and returns its hash.
+func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
+	if vis := w.memo[attr]; vis != nil {
+		switch vis.state {
+		case done:
+			return vis.hash, true
+		case visiting:
+			w.cycle(attr)
+		}
+		return store.DrvHash{}, false
+	}
+	vis := &visit{state: visiting}
+	w.memo[attr] = vis
+	f := &frame{attr: attr, name: attr}
+	w.stack = append(w.stack, f)
+	defer func() { w.stack = w.stack[:len(w.stack)-1] }()
+
+	d, meta, ok := w.decode(v, attr)
+	f.name = d.Name
+	if !w.inputs(v, attr, d, f) {
+		ok = false
+	}
+	if ok {
+		for _, err := range d.Validate() {
+			w.fail(errorf(v, attr, "%v", err))
+			ok = false
+		}
+	}
+	var h store.DrvHash
+	if ok {
+		var err error
+		if h, err = d.Hash(); err != nil {
+			w.fail(errorf(v, attr, "%v", err))
+			ok = false
+		}
+	}
+	if !ok {
+		vis.state = failed
+		return store.DrvHash{}, false
+	}
+	vis.state, vis.hash = done, h
+	if n, dup := w.g.Nodes[h]; dup {
+		if attr < n.Attr {
+			n.Attr, n.Pos = attr, userPos(v)
+		}
+	} else {
+		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: userPos(v)}
+	}
+	return h, true
+}
+
+// inputs follows v's inputs into d.Inputs.
+func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame) bool {
+	in := v.LookupPath(inputsPath)
+	if !in.Exists() {
+		return true
+	}
+	it, err := fields(in)
+	if err != nil {
+		w.fail(cueErr(err))
+		return false
+	}
+	ok := true
+	one := func(name string, iv cue.Value, iattr string) {
+		f.edge, f.edgeAttr = iv, iattr
+		tv, target := w.resolve(iv, iattr)
+		if !isDerivation(tv) {
+			w.fail(errorf(iv, iattr, "input %s is not a derivation (want a reference to a derivation, or a list or struct of them)", name))
+			ok = false
+			return
+		}
+		h, good := w.derivation(tv, target)
+		if !good {
+			ok = false
+			return
+		}
+		d.Inputs[name] = h
+	}
+	for it.Next() {
+		if !regular(it.Selector()) {
+			continue
+		}
+		name := it.Selector().Unquoted()
+		iattr := attr + ".inputs." + it.Selector().String()
+		iv := it.Value()
+		tv, _ := w.resolve(iv, iattr)
+		switch {
+		case isDerivation(tv):
+			one(name, iv, iattr)
+		case tv.IncompleteKind() == cue.ListKind:
+			lit, err := tv.List()
+			if err != nil {
+				w.fail(cueErr(err))
+				ok = false
+				continue
+			}
+			for i := 0; lit.Next(); i++ {
+				one(name+"."+strconv.Itoa(i), lit.Value(), iattr+"["+strconv.Itoa(i)+"]")
+			}
+		case tv.IncompleteKind() == cue.StructKind:
+			sit, err := tv.Fields()
+			if err != nil {
+				w.fail(cueErr(err))
+				ok = false
+				continue
+			}
+			for sit.Next() {
+				one(name+"."+sit.Selector().Unquoted(), sit.Value(), iattr+"."+sit.Selector().String())
+			}
+		default:
+			one(name, iv, iattr)
+		}
+	}
+	f.edge, f.edgeAttr = cue.Value{}, ""
+	return ok
+}
+
+// cycle reports the dependency cycle that ends by reaching attr again.
+func (w *walker) cycle(attr string) {
+	start := len(w.stack) - 1
+	for start > 0 && w.stack[start].attr != attr {
+		start--
+	}
+	cyc := w.stack[start:]
+	names := make([]string, 0, len(cyc)+1)
+	var edges []string
+	var pos []token.Pos
+	for _, f := range cyc {
+		names = append(names, f.name)
+		edges = append(edges, f.edgeAttr)
+		pos = append(pos, userPos(f.edge))
+	}
+	names = append(names, cyc[0].name)
+	w.fail(&Error{
+		Pos:     pos[0],
+		Related: pos[1:],
+		Attr:    cyc[0].attr,
+		Text:    fmt.Sprintf("dependency cycle: %s (via %s)", strings.Join(names, " -> "), strings.Join(edges, ", ")),
+	})
+}
+
+func join(attr string, sel cue.Selector) string {
+	if attr == "" {
+		return sel.String()
+	}
+	return attr + "." + sel.String()
+}
+
+func fieldNames(v cue.Value) []string {
+	var names []string
+	it, err := v.Fields()
+	if err != nil {
+		return nil
+	}
+	for it.Next() {
+		names = append(names, it.Selector().String())
+	}
+	return names
+}
+
+// cueErr makes any error a cue/errors.Error, keeping CUE's own.
+func cueErr(err error) errors.Error {
+	if e, ok := err.(errors.Error); ok {
+		return e
+	}
+	return errors.Promote(err, "")
+}

@@ -1,0 +1,161 @@
+// Package lang loads hephc configurations: .cue files that import the
+// embedded schema hephc.dev/heph, evaluated with cue/load, with every error
+// turned into a diagnostic that names file, line and column.
+package lang
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/load"
+
+	"hephc.dev/hephc/defs"
+)
+
+// Config is a loaded configuration: the evaluated value and the files it
+// came from.
+type Config struct {
+	Value cue.Value
+	// Files are the configuration's own .cue files (absolute, sorted); the
+	// schema is not among them.
+	Files []string
+	// Dir is the directory the files live in.
+	Dir string
+}
+
+// Loader loads configurations. Its zero value is not usable; use NewLoader.
+type Loader struct {
+	ctx *cue.Context
+	// Cwd is the directory diagnostics are relative to.
+	Cwd string
+}
+
+// NewLoader returns a loader with a fresh CUE context whose diagnostics are
+// relative to cwd.
+func NewLoader(cwd string) *Loader {
+	return &Loader{ctx: cuecontext.New(), Cwd: cwd}
+}
+
+// Context returns the CUE context values are built in.
+func (l *Loader) Context() *cue.Context { return l.ctx }
+
+// Load loads args: .cue files of one directory, or one directory. With no
+// args it loads the current directory.
+func (l *Loader) Load(args ...string) (*Config, error) {
+	dir, files, err := l.resolve(args)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &load.Config{
+		Dir:     dir,
+		Overlay: overlay(dir),
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cue.mod")); err != nil {
+		// Without a module of its own the directory is a module of hephc's.
+		cfg.ModuleRoot = dir
+	}
+	loadArgs := files
+	if len(files) == 0 {
+		loadArgs = []string{"."}
+	} else {
+		loadArgs = make([]string, len(files))
+		for i, f := range files {
+			loadArgs[i] = "./" + filepath.Base(f)
+		}
+	}
+	insts := load.Instances(loadArgs, cfg)
+	if len(insts) != 1 {
+		return nil, fmt.Errorf("loading %s: want one CUE package, found %d", strings.Join(args, " "), len(insts))
+	}
+	inst := insts[0]
+	if inst.Err != nil {
+		return nil, l.Diagnose(inst.Err)
+	}
+	v := l.ctx.BuildInstance(inst)
+	if err := v.Err(); err != nil && !onlyStructuralCycles(err) {
+		return nil, l.Diagnose(err)
+	}
+	// A structural cycle among derivations is left to package eval, which
+	// names the cycle and the position of each of its edges.
+	c := &Config{Value: v, Dir: dir}
+	for _, f := range inst.BuildFiles {
+		c.Files = append(c.Files, f.Filename)
+	}
+	sort.Strings(c.Files)
+	return c, nil
+}
+
+func onlyStructuralCycles(err error) bool {
+	for _, e := range errors.Errors(err) {
+		if !strings.Contains(e.Error(), "structural cycle") {
+			return false
+		}
+	}
+	return true
+}
+
+// resolve turns the command-line arguments into one absolute directory and
+// the absolute files in it (none for a whole directory).
+func (l *Loader) resolve(args []string) (dir string, files []string, err error) {
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return filepath.Clean(p)
+		}
+		return filepath.Join(l.Cwd, p)
+	}
+	if len(args) == 0 {
+		return l.Cwd, nil, nil
+	}
+	for _, a := range args {
+		p := abs(a)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", nil, fmt.Errorf("loading configuration: %w", err)
+		}
+		if fi.IsDir() {
+			if len(args) != 1 {
+				return "", nil, fmt.Errorf("loading configuration: %s is a directory: give one directory or .cue files", a)
+			}
+			return p, nil, nil
+		}
+		if !strings.HasSuffix(p, ".cue") {
+			return "", nil, fmt.Errorf("loading configuration: %s: not a .cue file", a)
+		}
+		d := filepath.Dir(p)
+		if dir == "" {
+			dir = d
+		} else if d != dir {
+			return "", nil, fmt.Errorf("loading configuration: %s and %s are in different directories: the files of one configuration share a directory", args[0], a)
+		}
+		files = append(files, p)
+	}
+	return dir, files, nil
+}
+
+// overlay makes the schema importable from dir with no files on disk: a
+// module file (used only when dir has none) and the schema as a package
+// under cue.mod/pkg (which always wins over what disk holds, so hephc
+// evaluates against its own schema).
+func overlay(dir string) map[string]load.Source {
+	o := make(map[string]load.Source)
+	o[filepath.Join(dir, "cue.mod", "module.cue")] = load.FromString(ModuleFile())
+	if b, err := os.ReadFile(filepath.Join(dir, "cue.mod", "module.cue")); err == nil {
+		o[filepath.Join(dir, "cue.mod", "module.cue")] = load.FromBytes(b)
+	}
+	pkgDir := filepath.Join(dir, "cue.mod", "pkg", filepath.FromSlash(defs.ImportPath))
+	for name, b := range defs.Files() {
+		o[filepath.Join(pkgDir, name)] = load.FromBytes(b)
+	}
+	return o
+}
+
+// ModuleFile is the cue.mod/module.cue hephc gives a directory without one.
+func ModuleFile() string {
+	return fmt.Sprintf("module: %q\nlanguage: version: %q\n", defs.ModulePath, defs.LanguageVersion)
+}

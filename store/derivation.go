@@ -1,0 +1,186 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Derivation is one pure build step as the store sees it. Its identity is
+// the blake3-256 hash of its canonical encoding (see Canonical).
+type Derivation struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	System  string `json:"system"`
+	// Builder is builtin:NAME or a path inside an input, @{input}/bin/x.
+	Builder string            `json:"builder"`
+	Args    []string          `json:"args"`
+	Env     map[string]string `json:"env"`
+	// Inputs maps an input's name to the derivation it refers to. A list
+	// input "deps" appears as deps.0, deps.1, …; a struct input "bin" as
+	// bin.<key>.
+	Inputs map[string]DrvHash `json:"inputs"`
+	// Attrs are structured arguments for built-in builders.
+	Attrs map[string]any `json:"attrs"`
+	// OutputHash, when set, makes this a fixed-output derivation (FOD):
+	// h1:… (a Go module's dirhash) or blake3:… (the canonical tree hash).
+	OutputHash string `json:"outputHash,omitempty"`
+}
+
+// IsFixedOutput reports whether d is a fixed-output derivation.
+func (d *Derivation) IsFixedOutput() bool { return d.OutputHash != "" }
+
+// Canonical returns the canonical encoding that d's hash is computed over.
+//
+// A fixed-output derivation is encoded as
+//
+//	{"name":N,"outputHash":H,"type":"fixed-output"}
+//
+// so its path depends on its name and pinned hash only: a different mirror,
+// URL or fetcher does not change it, nor anything downstream. Any other
+// derivation is encoded as
+//
+//	{"args":[…],"attrs":{…},"builder":B,"env":{…},"inputs":{NAME:HASH,…},
+//	 "name":N,"system":S,"type":"derivation","version":V}
+//
+// with every field present, in the canonical JSON of AppendCanonicalJSON,
+// inputs replaced by their derivation hashes.
+func (d *Derivation) Canonical() ([]byte, error) {
+	if d.IsFixedOutput() {
+		return AppendCanonicalJSON(nil, map[string]any{
+			"type":       "fixed-output",
+			"name":       d.Name,
+			"outputHash": d.OutputHash,
+		})
+	}
+	inputs := make(map[string]any, len(d.Inputs))
+	for k, h := range d.Inputs {
+		inputs[k] = h.String()
+	}
+	args := d.Args
+	if args == nil {
+		args = []string{}
+	}
+	env := d.Env
+	if env == nil {
+		env = map[string]string{}
+	}
+	attrs := d.Attrs
+	if attrs == nil {
+		attrs = map[string]any{}
+	}
+	return AppendCanonicalJSON(nil, map[string]any{
+		"type":    "derivation",
+		"name":    d.Name,
+		"version": d.Version,
+		"system":  d.System,
+		"builder": d.Builder,
+		"args":    args,
+		"env":     env,
+		"inputs":  inputs,
+		"attrs":   attrs,
+	})
+}
+
+// Hash returns the hash of d's canonical encoding.
+func (d *Derivation) Hash() (DrvHash, error) {
+	c, err := d.Canonical()
+	if err != nil {
+		return DrvHash{}, fmt.Errorf("hashing derivation %s: %w", d.Name, err)
+	}
+	return HashDerivation(c), nil
+}
+
+// Path returns d's store path.
+func (d *Derivation) Path() (Path, error) {
+	h, err := d.Hash()
+	if err != nil {
+		return Path{}, err
+	}
+	return Path{Hash: h, Name: d.Name}, nil
+}
+
+var (
+	placeholderRE = regexp.MustCompile(`@\{([^}]*)\}`)
+	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	builtinRE     = regexp.MustCompile(`^builtin:[a-z][a-z0-9-]*$`)
+	inputNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_.+?=-]+)?$`)
+)
+
+// Placeholders returns the input names that s refers to as @{name}.
+func Placeholders(s string) []string {
+	var names []string
+	for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// Validate checks what the schema cannot: that every @{name} names an
+// input, that strings hold no NUL, that names are store names. Problems are
+// returned in a stable order.
+func (d *Derivation) Validate() []error {
+	var errs []error
+	if err := CheckName(d.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if !builtinRE.MatchString(d.Builder) && !strings.HasPrefix(d.Builder, "@{") {
+		errs = append(errs, fmt.Errorf("builder %q: want builtin:NAME or @{input}/path", d.Builder))
+	}
+	check := func(where, s string) {
+		if strings.IndexByte(s, 0) >= 0 {
+			errs = append(errs, fmt.Errorf("%s: contains a NUL byte", where))
+		}
+		for _, n := range Placeholders(s) {
+			if _, ok := d.Inputs[n]; !ok {
+				errs = append(errs, fmt.Errorf("%s: @{%s} names no input (inputs: %s)", where, n, strings.Join(d.InputNames(), ", ")))
+			}
+		}
+	}
+	check("builder", d.Builder)
+	for i, a := range d.Args {
+		check(fmt.Sprintf("args[%d]", i), a)
+	}
+	for _, k := range sortedKeys(d.Env) {
+		if !envNameRE.MatchString(k) {
+			errs = append(errs, fmt.Errorf("env %q: not a variable name", k))
+		}
+		check("env."+k, d.Env[k])
+	}
+	for _, k := range d.InputNames() {
+		if !inputNameRE.MatchString(k) {
+			errs = append(errs, fmt.Errorf("input %q: not an input name", k))
+		}
+	}
+	return errs
+}
+
+// InputNames returns the names of d's inputs, sorted.
+func (d *Derivation) InputNames() []string { return sortedKeys(d.Inputs) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ParseDerivation decodes the JSON form of a derivation (as Canonical or
+// encoding/json writes it). Numbers in attrs stay json.Number.
+func ParseDerivation(b []byte) (*Derivation, error) {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var d struct {
+		Derivation
+		Type string `json:"type"`
+	}
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("parsing derivation: %w", err)
+	}
+	return &d.Derivation, nil
+}

@@ -1,0 +1,97 @@
+// Package store owns the hash-keyed store: derivation and output hashes,
+// store paths and the derivation as the store sees it. It never imports CUE.
+package store
+
+import (
+	"encoding/base32"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/zeebo/blake3"
+)
+
+// HashSize is the size in bytes of every hash hephc computes (blake3-256).
+const HashSize = 32
+
+// hashEncoding is base32 with Nix's alphabet (no e, o, u, t: store paths do
+// not spell words), lowercase, unpadded: 52 characters for 32 bytes.
+var hashEncoding = base32.NewEncoding("0123456789abcdfghijklmnpqrsvwxyz").WithPadding(base32.NoPadding)
+
+// HashStringLen is the length of a DrvHash's string form.
+var HashStringLen = hashEncoding.EncodedLen(HashSize)
+
+// DrvHash identifies a derivation: blake3-256 of its canonical encoding. It
+// is what a build is keyed by (Go's cache calls this an ActionID).
+type DrvHash [HashSize]byte
+
+// HashDerivation hashes a canonical encoding.
+func HashDerivation(canonical []byte) DrvHash { return DrvHash(blake3.Sum256(canonical)) }
+
+// String returns the 52-character base32 form used in store paths.
+func (h DrvHash) String() string { return hashEncoding.EncodeToString(h[:]) }
+
+// ParseDrvHash parses the form String returns.
+func ParseDrvHash(s string) (DrvHash, error) {
+	var h DrvHash
+	if len(s) != HashStringLen {
+		return h, fmt.Errorf("parsing derivation hash %q: want %d base32 characters, got %d", s, HashStringLen, len(s))
+	}
+	b, err := hashEncoding.DecodeString(s)
+	if err != nil {
+		return h, fmt.Errorf("parsing derivation hash %q: %w", s, err)
+	}
+	copy(h[:], b)
+	if h.String() != s {
+		return h, fmt.Errorf("parsing derivation hash %q: not in canonical form", s)
+	}
+	return h, nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (h DrvHash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *DrvHash) UnmarshalText(b []byte) error {
+	p, err := ParseDrvHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = p
+	return nil
+}
+
+// OutputHash identifies the content of an output: blake3-256 of the
+// canonical tree serialization (Go's cache calls this an OutputID).
+type OutputHash [HashSize]byte
+
+const outputHashPrefix = "blake3:"
+
+// String returns "blake3:" and 64 lowercase hex digits, the form CUE pins use.
+func (h OutputHash) String() string { return outputHashPrefix + hex.EncodeToString(h[:]) }
+
+// ParseOutputHash parses the form String returns.
+func ParseOutputHash(s string) (OutputHash, error) {
+	var h OutputHash
+	rest, ok := strings.CutPrefix(s, outputHashPrefix)
+	if !ok || len(rest) != 2*HashSize {
+		return h, fmt.Errorf("parsing output hash %q: want %s and %d hex digits", s, outputHashPrefix, 2*HashSize)
+	}
+	if _, err := hex.Decode(h[:], []byte(rest)); err != nil || strings.ToLower(rest) != rest {
+		return h, fmt.Errorf("parsing output hash %q: want lowercase hex digits", s)
+	}
+	return h, nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (h OutputHash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *OutputHash) UnmarshalText(b []byte) error {
+	p, err := ParseOutputHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = p
+	return nil
+}
