@@ -9,43 +9,46 @@ import (
 	"hephc.dev/hephc/store"
 )
 
-// coreFields are the fields of #Derivation that make up a derivation. Other
-// fields of a derivation (a #GoProgram's module, an #Image's kernel) only
-// feed these and are checked shallowly.
-var coreFields = map[string]bool{
-	"name": true, "version": true, "system": true, "builder": true,
-	"args": true, "env": true, "attrs": true, "outputHash": true,
-	"meta": true, "inputs": true,
-}
+// Defaults of #Derivation's optional fields.
+const (
+	DefaultSystem  = "x86_64-linux"
+	DefaultChannel = "stable"
+)
+
+// coreFields are the fields of #Derivation that make up a derivation, in
+// the order decode reads them. Other fields of a derivation (a #GoModule's
+// sum, an #Image's cmdline) only feed these.
+var coreFields = []string{"name", "version", "system", "builder", "args", "env", "attrs", "outputHash", "meta"}
+
+var (
+	corePaths = func() []cue.Path {
+		ps := make([]cue.Path, len(coreFields))
+		for i, f := range coreFields {
+			ps[i] = cue.MakePath(cue.Str(f))
+		}
+		return ps
+	}()
+	isCore = func() map[string]bool {
+		m := map[string]bool{"inputs": true}
+		for _, f := range coreFields {
+			m[f] = true
+		}
+		return m
+	}()
+)
 
 // decode reads the derivation v (at attr) except its inputs. It reports
 // every problem it finds and returns ok=false if there was one.
 func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Meta, ok bool) {
-	d = &store.Derivation{Env: map[string]string{}, Inputs: map[string]store.DrvHash{}, Attrs: map[string]any{}, Args: []string{}}
+	d = &store.Derivation{System: DefaultSystem, Env: map[string]string{}, Inputs: map[string]store.DrvHash{}, Attrs: map[string]any{}, Args: []string{}}
+	meta.Channel = DefaultChannel
 	ok = true
-	it, err := fields(v)
-	if err != nil {
-		w.fail(cueErr(err))
-		return d, meta, false
-	}
-	for it.Next() {
-		if !regular(it.Selector()) {
+	for i, name := range coreFields {
+		f := v.LookupPath(corePaths[i])
+		if !f.Exists() {
 			continue
 		}
-		name := it.Selector().String()
-		f, _ := it.Value().Default()
-		if name == "inputs" {
-			continue
-		}
-		if !coreFields[name] {
-			// A helper field such as #GoModule's sum; only its own
-			// error counts: derivations in it are visited via inputs.
-			if err := f.Err(); err != nil && !isCycle(err) {
-				w.fail(cueErr(err))
-				ok = false
-			}
-			continue
-		}
+		f, _ = f.Default()
 		fattr := attr + "." + name
 		if err := f.Validate(cue.Concrete(true)); err != nil {
 			w.failIn(v, fattr, err)
@@ -88,8 +91,31 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 		}
 	}
 	if d.Name == "" && ok {
-		w.fail(errorf(v, attr, "derivation has no name"))
+		w.fail(errorf(v, attr, "no name given (want a store name, #Name)"))
 		ok = false
+	}
+	if d.Builder == "" && ok {
+		w.fail(errorf(v, attr, "no builder given"))
+		ok = false
+	}
+	// The other fields are looked at only when CUE says something is wrong
+	// (a field the schema does not allow, a bad pin): iterating every
+	// derivation's fields costs more than the rest of decoding.
+	if err := v.Err(); err != nil && !isCycle(err) {
+		it, ierr := fields(v)
+		if ierr != nil {
+			w.fail(cueErr(ierr))
+			return d, meta, false
+		}
+		for it.Next() {
+			if !regular(it.Selector()) || isCore[it.Selector().String()] {
+				continue
+			}
+			if err := it.Value().Err(); err != nil && !isCycle(err) {
+				w.failIn(v, attr+"."+it.Selector().String(), err)
+				ok = false
+			}
+		}
 	}
 	return d, meta, ok
 }

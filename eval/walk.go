@@ -25,9 +25,11 @@ type Options struct {
 // reference. All problems are returned together as a cue/errors list.
 func Build(root cue.Value, opts Options) (*Graph, error) {
 	w := &walker{
-		root: root,
-		g:    &Graph{Nodes: make(map[store.DrvHash]*Node), Roots: make(map[string]store.DrvHash)},
-		memo: make(map[string]*visit),
+		root:  root,
+		g:     &Graph{Nodes: make(map[store.DrvHash]*Node), Roots: make(map[string]store.DrvHash)},
+		memo:  make(map[string]*visit),
+		index: make(map[string]cue.Value),
+		alias: make(map[string]string),
 	}
 	start := root
 	if opts.Attr != "" {
@@ -40,7 +42,8 @@ func Build(root cue.Value, opts Options) (*Graph, error) {
 			return nil, &Error{Text: fmt.Sprintf("attribute %s not found (top-level fields: %s)", opts.Attr, strings.Join(fieldNames(root), ", "))}
 		}
 	}
-	w.container(start, opts.Attr)
+	w.collect(start, opts.Attr)
+	w.process()
 	w.dropAliasRoots()
 	if w.errs != nil {
 		return nil, w.errs
@@ -66,9 +69,9 @@ type visit struct {
 
 // frame is a derivation being visited; edge is the input it is following.
 type frame struct {
-	attr string
-	name string
-	edge cue.Value // the input value being followed
+	attr     string
+	name     string
+	edge     cue.Value // the input value being followed
 	edgeAttr string
 }
 
@@ -79,6 +82,9 @@ type walker struct {
 	stack []*frame
 	errs  errors.Error
 	alias map[string]string // root attr -> the attr it refers to
+
+	index   map[string]cue.Value // collected values by path
+	entries []entry
 }
 
 func (w *walker) fail(err errors.Error) { w.errs = errors.Append(w.errs, err) }
@@ -102,25 +108,22 @@ func (w *walker) failIn(v cue.Value, attr string, err error) {
 	}
 }
 
-// container walks a value that is not known to be a derivation: a
-// derivation is a root; a struct or list is walked; anything else must be
-// concrete.
-func (w *walker) container(v cue.Value, attr string) {
-	v, target := w.resolve(v, attr)
-	if isDerivation(v) {
-		if h, ok := w.derivation(v, target); ok {
-			w.g.Roots[attr] = h
-			if target != attr {
-				if w.alias == nil {
-					w.alias = make(map[string]string)
-				}
-				w.alias[attr] = target
-			}
-		}
+// entry is a value found by walking the selected configuration: a
+// derivation, a reference, or a scalar to check.
+type entry struct {
+	attr string
+	v    cue.Value
+}
+
+// collect walks a value that is not known to be a derivation, indexing
+// every field by its path (CUE looks fields up by a linear scan; a graph of
+// 10,000 packages would pay that on every reference) and recording the
+// entries to process: derivations, references and scalars.
+func (w *walker) collect(v cue.Value, attr string) {
+	w.index[attr] = v
+	if _, ok := refPath(v); ok || isDerivation(v) {
+		w.entries = append(w.entries, entry{attr, v})
 		return
-	}
-	if target != attr {
-		return // an alias of a value walked where it is defined
 	}
 	kind := v.IncompleteKind()
 	if err := v.Err(); err != nil && isCycle(err) {
@@ -135,7 +138,7 @@ func (w *walker) container(v cue.Value, attr string) {
 		}
 		for it.Next() {
 			if regular(it.Selector()) {
-				w.container(it.Value(), join(attr, it.Selector()))
+				w.collect(it.Value(), join(attr, it.Selector()))
 			}
 		}
 	case cue.ListKind:
@@ -145,11 +148,38 @@ func (w *walker) container(v cue.Value, attr string) {
 			return
 		}
 		for i := 0; it.Next(); i++ {
-			w.container(it.Value(), attr+"["+strconv.Itoa(i)+"]")
+			w.collect(it.Value(), attr+"["+strconv.Itoa(i)+"]")
 		}
 	default:
-		if err := v.Validate(cue.Concrete(true)); err != nil {
-			w.fail(cueErr(err))
+		w.entries = append(w.entries, entry{attr, v})
+	}
+}
+
+// process visits the collected entries: a derivation (or a reference to
+// one) is a root; a reference to a container outside the walk is walked;
+// a scalar must be concrete.
+func (w *walker) process() {
+	for i := 0; i < len(w.entries); i++ {
+		e := w.entries[i]
+		v, target := w.resolve(e.v, e.attr)
+		switch {
+		case isDerivation(v):
+			h, ok := w.derivation(v, target)
+			if !ok {
+				continue
+			}
+			w.g.Roots[e.attr] = h
+			if target != e.attr {
+				w.alias[e.attr] = target
+			}
+		case target != e.attr:
+			if _, walked := w.index[target]; !walked {
+				w.collect(v, target)
+			}
+		default:
+			if err := v.Validate(cue.Concrete(true)); err != nil {
+				w.fail(cueErr(err))
+			}
 		}
 	}
 }
@@ -171,7 +201,10 @@ func (w *walker) resolve(v cue.Value, attr string) (cue.Value, string) {
 		if !ok {
 			break
 		}
-		nv := w.root.LookupPath(p)
+		nv, ok := w.index[p.String()]
+		if !ok {
+			nv = w.root.LookupPath(p)
+		}
 		if !nv.Exists() {
 			break
 		}
@@ -181,29 +214,10 @@ func (w *walker) resolve(v cue.Value, attr string) (cue.Value, string) {
 }
 
 // refPath returns the path v refers to when v is a reference into the
-// configuration, alone or unified only with top.
+// configuration. Only a value with a single conjunct is seen as a
+// reference: that is why the schema leaves inputs open (see #Derivation).
 func refPath(v cue.Value) (cue.Path, bool) {
-	if p, ok := ownRef(v); ok {
-		return p, true
-	}
-	op, args := v.Expr()
-	if op != cue.AndOp {
-		return cue.Path{}, false
-	}
-	var ref cue.Path
-	n := 0
-	for _, a := range args {
-		if a.IncompleteKind() == cue.TopKind {
-			continue
-		}
-		n++
-		if p, ok := ownRef(a); ok {
-			ref = p
-		} else {
-			return cue.Path{}, false
-		}
-	}
-	return ref, n == 1
+	return ownRef(v)
 }
 
 // ownRef returns the path of a reference to a regular field of the
@@ -215,7 +229,7 @@ func ownRef(v cue.Value) (cue.Path, bool) {
 		return cue.Path{}, false
 	}
 	for _, s := range sels {
-		if s.IsDefinition() || s.Type() == cue.HiddenLabel {
+		if s.IsDefinition() {
 			return cue.Path{}, false
 		}
 	}

@@ -12,7 +12,6 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
-	"cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
 
 	"hephc.dev/hephc/defs"
@@ -77,27 +76,17 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 	if inst.Err != nil {
 		return nil, l.Diagnose(inst.Err)
 	}
+	// Errors inside the value (a conflict, a field the schema does not
+	// allow, a dependency cycle) are left to package eval, which walks the
+	// value and reports every one of them with its position; v.Err() would
+	// report only the first.
 	v := l.ctx.BuildInstance(inst)
-	if err := v.Err(); err != nil && !onlyStructuralCycles(err) {
-		return nil, l.Diagnose(err)
-	}
-	// A structural cycle among derivations is left to package eval, which
-	// names the cycle and the position of each of its edges.
 	c := &Config{Value: v, Dir: dir}
 	for _, f := range inst.BuildFiles {
 		c.Files = append(c.Files, f.Filename)
 	}
 	sort.Strings(c.Files)
 	return c, nil
-}
-
-func onlyStructuralCycles(err error) bool {
-	for _, e := range errors.Errors(err) {
-		if !strings.Contains(e.Error(), "structural cycle") {
-			return false
-		}
-	}
-	return true
 }
 
 // resolve turns the command-line arguments into one absolute directory and
