@@ -15,11 +15,12 @@ import (
 // with keys sorted by their UTF-8 bytes, no insignificant whitespace,
 // strings escaped only where JSON requires it (", \ and control characters
 // below U+0020 as \u00xx with lowercase hex; everything else as UTF-8),
-// integers in decimal without exponent or sign for zero. Floats are not
-// allowed: they have no single spelling.
+// integers in decimal without exponent or sign for zero. Non-integral
+// numbers are not allowed: they have no single spelling.
 //
-// v may be nil, bool, string, any signed integer, json.Number holding an
-// integer, []any, []string, map[string]any or map[string]string.
+// v may be nil, bool, string, int, int64, json.Number holding an integer, a
+// float64 holding an integer below 2^53 (what encoding/json decodes
+// numbers to), []any, []string, map[string]any or map[string]string.
 func AppendCanonicalJSON(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -84,8 +86,12 @@ func (d *Derivation) Canonical() ([]byte, error) {
 	})
 }
 
-// Hash returns the hash of d's canonical encoding.
+// Hash returns the hash of d's canonical encoding. A derivation whose name
+// is not a store name has none.
 func (d *Derivation) Hash() (DrvHash, error) {
+	if err := CheckName(d.Name); err != nil {
+		return DrvHash{}, fmt.Errorf("hashing derivation: %w", err)
+	}
 	c, err := d.Canonical()
 	if err != nil {
 		return DrvHash{}, fmt.Errorf("hashing derivation %s: %w", d.Name, err)
@@ -106,6 +112,8 @@ var (
 	placeholderRE = regexp.MustCompile(`@\{([^}]*)\}`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	builtinRE     = regexp.MustCompile(`^builtin:[a-z][a-z0-9-]*$`)
+	h1RE          = regexp.MustCompile(`^h1:[A-Za-z0-9+/]{43}=$`)
+	blake3RE      = regexp.MustCompile(`^blake3:[0-9a-f]{64}$`)
 	inputNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_.+?=-]+)?$`)
 )
 
@@ -139,7 +147,15 @@ func (d *Derivation) Validate() []error {
 			}
 		}
 	}
+	if strings.HasPrefix(d.Builder, "@{") && slices.Contains(strings.Split(d.Builder, "/"), "..") {
+		errs = append(errs, fmt.Errorf("builder %q: may not leave its input with ..", d.Builder))
+	}
+	if d.OutputHash != "" && !h1RE.MatchString(d.OutputHash) && !blake3RE.MatchString(d.OutputHash) {
+		errs = append(errs, fmt.Errorf("outputHash %q: want h1:<44 base64 characters> or blake3:<64 hex digits>", d.OutputHash))
+	}
 	check("builder", d.Builder)
+	check("version", d.Version)
+	check("system", d.System)
 	for i, a := range d.Args {
 		check(fmt.Sprintf("args[%d]", i), a)
 	}
@@ -149,12 +165,31 @@ func (d *Derivation) Validate() []error {
 		}
 		check("env."+k, d.Env[k])
 	}
+	checkData("attrs", d.Attrs, check)
 	for _, k := range d.InputNames() {
 		if !inputNameRE.MatchString(k) {
 			errs = append(errs, fmt.Errorf("input %q: not an input name", k))
 		}
 	}
 	return errs
+}
+
+// checkData applies check to every string (and key) in attrs data, in a
+// stable order.
+func checkData(where string, v any, check func(where, s string)) {
+	switch x := v.(type) {
+	case string:
+		check(where, x)
+	case []any:
+		for i, e := range x {
+			checkData(fmt.Sprintf("%s[%d]", where, i), e, check)
+		}
+	case map[string]any:
+		for _, k := range sortedKeys(x) {
+			check(where+" key", k)
+			checkData(where+"."+k, x[k], check)
+		}
+	}
 }
 
 // InputNames returns the names of d's inputs, sorted.
@@ -170,9 +205,10 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // ParseDerivation decodes the JSON form of a derivation (as Canonical or
-// encoding/json writes it). Numbers in attrs stay json.Number.
+// encoding/json writes it). Numbers in attrs stay json.Number. Keys match
+// as encoding/json matches them (case-insensitively).
 func ParseDerivation(b []byte) (*Derivation, error) {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	var d struct {
@@ -181,6 +217,22 @@ func ParseDerivation(b []byte) (*Derivation, error) {
 	}
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("parsing derivation: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("parsing derivation: data after the object")
+	}
+	switch d.Type {
+	case "", "derivation", "fixed-output":
+	default:
+		return nil, fmt.Errorf("parsing derivation: unknown type %q", d.Type)
+	}
+	if d.Type == "fixed-output" && d.OutputHash == "" {
+		return nil, fmt.Errorf("parsing derivation: fixed-output without outputHash")
+	}
+	for name, h := range d.Inputs {
+		if h == (DrvHash{}) {
+			return nil, fmt.Errorf("parsing derivation: input %q has no hash", name)
+		}
 	}
 	return &d.Derivation, nil
 }

@@ -14,8 +14,9 @@ import (
 // HashSize is the size in bytes of every hash hephc computes (blake3-256).
 const HashSize = 32
 
-// hashEncoding is base32 with Nix's alphabet (no e, o, u, t: store paths do
-// not spell words), lowercase, unpadded: 52 characters for 32 bytes.
+// hashEncoding is RFC 4648 base32 (its bit order) over the alphabet Nix
+// uses (no e, o, u, t: store paths do not spell words), unpadded: 52
+// characters for 32 bytes. It is not Nix's base32 of the same bytes.
 var hashEncoding = base32.NewEncoding("0123456789abcdfghijklmnpqrsvwxyz").WithPadding(base32.NoPadding)
 
 // HashStringLen is the length of a DrvHash's string form.
