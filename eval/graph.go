@@ -32,7 +32,24 @@ type Node struct {
 	// sorted order.
 	Attr string
 	// Pos is where the derivation is written in the user's files.
-	Pos token.Pos
+	Pos Pos
+}
+
+// Pos is a position in a file. Unlike token.Pos it survives the
+// evaluation cache.
+type Pos struct {
+	File      string // absolute
+	Line, Col int
+}
+
+// IsValid reports whether p names a position.
+func (p Pos) IsValid() bool { return p.File != "" && p.Line > 0 }
+
+func posOf(p token.Pos) Pos {
+	if !p.IsValid() {
+		return Pos{}
+	}
+	return Pos{File: p.Filename(), Line: p.Line(), Col: p.Column()}
 }
 
 // Path returns the node's store path.

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 
-	"cuelang.org/go/cue/token"
-
 	"hephc.dev/hephc/store"
 )
 
@@ -36,7 +34,7 @@ type JSONGraph struct {
 
 // JSON returns g as a JSONGraph; pos renders a position (e.g. relative to
 // the working directory).
-func (g *Graph) JSON(pos func(token.Pos) string) *JSONGraph {
+func (g *Graph) JSON(pos func(Pos) string) *JSONGraph {
 	out := &JSONGraph{Roots: map[string]string{}, Derivations: map[string]*JSONDerivation{}}
 	for attr, h := range g.Roots {
 		out.Roots[attr] = g.Nodes[h].Path().String()
@@ -47,7 +45,7 @@ func (g *Graph) JSON(pos func(token.Pos) string) *JSONGraph {
 	return out
 }
 
-func (g *Graph) jsonNode(n *Node, pos func(token.Pos) string) *JSONDerivation {
+func (g *Graph) jsonNode(n *Node, pos func(Pos) string) *JSONDerivation {
 	d := n.Drv
 	j := &JSONDerivation{
 		Hash: n.Hash, Name: d.Name, Version: d.Version, System: d.System,

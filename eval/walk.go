@@ -176,9 +176,11 @@ func (w *walker) process() {
 			if _, walked := w.index[target]; !walked {
 				w.collect(v, target)
 			}
+		case v.IncompleteKind() == cue.TopKind:
+			w.fail(errorf(v, e.attr, "no value: %s", selfRefHint))
 		default:
 			if err := v.Validate(cue.Concrete(true)); err != nil {
-				w.fail(cueErr(err))
+				w.failIn(v, e.attr, err)
 			}
 		}
 	}
@@ -192,6 +194,12 @@ func (w *walker) dropAliasRoots() {
 		}
 	}
 }
+
+// selfRefHint explains the most common way to get _ where a value was
+// meant: in CUE a reference resolves to the nearest enclosing field of
+// that name, so `go: go` or `packages: {age: packages.age}` refer to
+// themselves.
+const selfRefHint = "it is _, which is what a field referring to itself gives: a reference names the nearest enclosing field of that name, so in `inputs: {go: go}` the second go is the input itself; rename the outer field or use an alias (`let`)"
 
 // resolve follows v while it is a reference (possibly unified with the
 // schema's open constraint `_`), returning the referred value and its path.
@@ -298,11 +306,11 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 	}
 	vis.state, vis.hash = done, h
 	if n, dup := w.g.Nodes[h]; dup {
-		if attr < n.Attr {
-			n.Attr, n.Pos = attr, userPos(v)
+		if betterAttr(attr, n.Attr) {
+			n.Attr, n.Pos = attr, posOf(userPos(v))
 		}
 	} else {
-		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: userPos(v)}
+		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: posOf(userPos(v))}
 	}
 	return h, true
 }
@@ -323,7 +331,11 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 		f.edge, f.edgeAttr = iv, iattr
 		tv, target := w.resolve(iv, iattr)
 		if !isDerivation(tv) {
-			w.fail(errorf(iv, iattr, "input %s is not a derivation (want a reference to a derivation, or a list or struct of them)", name))
+			hint := "want a reference to a derivation, or a list or struct of them"
+			if tv.IncompleteKind() == cue.TopKind {
+				hint = selfRefHint
+			}
+			w.fail(errorf(iv, iattr, "input %s is not a derivation (%s)", name, hint))
 			ok = false
 			return
 		}
@@ -395,6 +407,19 @@ func (w *walker) cycle(attr string) {
 		Attr:    cyc[0].attr,
 		Text:    fmt.Sprintf("dependency cycle: %s (via %s)", strings.Join(names, " -> "), strings.Join(edges, ", ")),
 	})
+}
+
+// betterAttr reports whether a names a derivation better than b: a path
+// without hidden fields, then the shorter, then the first in order.
+func betterAttr(a, b string) bool {
+	ha, hb := strings.Contains("."+a, "._"), strings.Contains("."+b, "._")
+	if ha != hb {
+		return hb
+	}
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
 }
 
 func join(attr string, sel cue.Selector) string {

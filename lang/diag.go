@@ -54,8 +54,9 @@ func (ds Diagnostics) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Sort orders diagnostics by file, line, column, path and message and drops
-// duplicates.
+// Sort orders diagnostics by file, line, column, path and message, and
+// merges those that say the same thing at the same place (their related
+// positions are joined).
 func (ds Diagnostics) Sort() Diagnostics {
 	sort.SliceStable(ds, func(i, j int) bool {
 		a, b := ds[i], ds[j]
@@ -74,12 +75,29 @@ func (ds Diagnostics) Sort() Diagnostics {
 		return a.Msg < b.Msg
 	})
 	out := ds[:0]
-	for i, d := range ds {
-		if i > 0 && d.String() == ds[i-1].String() {
-			continue
+	for _, d := range ds {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.File == d.File && last.Line == d.Line && last.Col == d.Col && last.Path == d.Path && last.Msg == d.Msg {
+				last.Related = mergeSorted(last.Related, d.Related)
+				continue
+			}
 		}
 		out = append(out, d)
 	}
+	return out
+}
+
+func mergeSorted(a, b []string) []string {
+	seen := make(map[string]bool)
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
 
@@ -26,6 +27,12 @@ type Config struct {
 	Files []string
 	// Dir is the directory the files live in.
 	Dir string
+	// Deps are all the files the evaluation read other than the schema:
+	// the configuration's files, imported packages' files and cue.mod
+	// files on disk (absolute, sorted). Dirs are the directories whose
+	// .cue files make up a loaded package. A cache keyed by their content
+	// is valid while they are unchanged.
+	Deps, Dirs []string
 }
 
 // Loader loads configurations. Its zero value is not usable; use NewLoader.
@@ -86,7 +93,40 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 		c.Files = append(c.Files, f.Filename)
 	}
 	sort.Strings(c.Files)
+	c.Deps, c.Dirs = deps(inst, dir)
 	return c, nil
+}
+
+// deps lists the files and package directories inst was built from,
+// leaving out the schema (which hephc's version covers).
+func deps(inst *build.Instance, dir string) (files, dirs []string) {
+	seenFile := make(map[string]bool)
+	seenDir := make(map[string]bool)
+	var walk func(*build.Instance)
+	walk = func(in *build.Instance) {
+		for _, f := range in.BuildFiles {
+			if defs.IsSchemaFile(f.Filename) || seenFile[f.Filename] {
+				continue
+			}
+			seenFile[f.Filename] = true
+			files = append(files, f.Filename)
+			d := filepath.Dir(f.Filename)
+			if !seenDir[d] {
+				seenDir[d] = true
+				dirs = append(dirs, d)
+			}
+		}
+		for _, imp := range in.Imports {
+			walk(imp)
+		}
+	}
+	walk(inst)
+	if _, err := os.Stat(filepath.Join(dir, "cue.mod", "module.cue")); err == nil {
+		files = append(files, filepath.Join(dir, "cue.mod", "module.cue"))
+	}
+	sort.Strings(files)
+	sort.Strings(dirs)
+	return files, dirs
 }
 
 // resolve turns the command-line arguments into one absolute directory and

@@ -2,9 +2,9 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 
-	"cuelang.org/go/cue/token"
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
@@ -19,6 +19,7 @@ func init() {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringP("attr", "A", "", "evaluate only this attribute, e.g. images.workstation")
 			fs.Bool("json", false, "print the whole graph as JSON (roots and derivations, sorted)")
+			fs.Bool("no-cache", false, "evaluate even when the evaluation cache has the graph")
 		},
 		run: runEval,
 	})
@@ -27,7 +28,8 @@ func init() {
 func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 	attr, _ := fs.GetString("attr")
 	asJSON, _ := fs.GetBool("json")
-	g, err := evaluate(e, attr, args)
+	noCache, _ := fs.GetBool("no-cache")
+	g, err := evaluate(e, attr, args, !noCache)
 	if err != nil {
 		return err
 	}
@@ -42,18 +44,40 @@ func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 	return printSummary(e, g)
 }
 
-// evaluate loads the configuration named by args and builds its graph.
-func evaluate(e *env, attr string, args []string) (*eval.Graph, error) {
-	l := lang.NewLoader(e.cwd)
-	cfg, err := l.Load(args...)
+// evaluate loads the configuration named by args and builds its graph,
+// through the evaluation cache when useCache is set.
+func evaluate(e *env, attr string, args []string, useCache bool) (*eval.Graph, error) {
+	req := eval.Request{Build: buildID(), Attr: attr}
+	for _, a := range args {
+		req.Args = append(req.Args, absPath(e.cwd, a))
+	}
+	if len(args) == 0 {
+		req.Args = []string{e.cwd}
+	}
+	cache := &eval.Cache{Dir: filepath.Join(cacheDir(e), "eval")}
+	if useCache {
+		if g, ok := cache.Get(req); ok {
+			return g, nil
+		}
+	}
+	cfg, err := lang.NewLoader(e.cwd).Load(args...)
 	if err != nil {
 		return nil, err
 	}
-	return eval.Build(cfg.Value, eval.Options{Attr: attr})
+	g, err := eval.Build(cfg.Value, eval.Options{Attr: attr})
+	if err != nil {
+		return nil, err
+	}
+	if err := cache.Put(req, cfg.Deps, cfg.Dirs, g); err != nil {
+		fmt.Fprintf(e.stderr, "hephc: warning: %v\n", err)
+	}
+	return g, nil
 }
 
-func posIn(e *env) func(token.Pos) string {
-	return func(p token.Pos) string { return lang.FormatPos(e.cwd, p) }
+func posIn(e *env) func(eval.Pos) string {
+	return func(p eval.Pos) string {
+		return fmt.Sprintf("%s:%d:%d", lang.RelPath(e.cwd, p.File), p.Line, p.Col)
+	}
 }
 
 func printSummary(e *env, g *eval.Graph) error {
