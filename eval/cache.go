@@ -2,7 +2,6 @@ package eval
 
 import (
 	"bytes"
-	"encoding/gob"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +29,7 @@ type Cache struct {
 
 // cacheFormat changes whenever the entry format or the meaning of a graph
 // changes.
-const cacheFormat = "hephc-eval-cache-1"
+const cacheFormat = "hephc-eval-cache-2"
 
 // Request is what an evaluation was asked to do.
 type Request struct {
@@ -92,8 +91,9 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 	if err != nil {
 		return nil, false
 	}
-	var e cacheEntry
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&e); err != nil || e.Format != cacheFormat {
+	dec := &decoder{b: b, interned: make(map[string]string)}
+	e := dec.entry()
+	if dec.err != nil {
 		return nil, false
 	}
 	for _, f := range e.Files {
@@ -121,7 +121,9 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 		if d.Args == nil {
 			d.Args = []string{}
 		}
-		if err := decodeAttrs(n.Attrs, &d.Attrs); err != nil {
+		if string(n.Attrs) == "{}" {
+			d.Attrs = map[string]any{}
+		} else if err := decodeAttrs(n.Attrs, &d.Attrs); err != nil {
 			return nil, false
 		}
 		g.Nodes[n.Hash] = &Node{Hash: n.Hash, Drv: d, Meta: n.Meta, Attr: n.Attr, Pos: n.Pos}
@@ -160,10 +162,8 @@ func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
 			Attrs: attrs, OutputHash: d.OutputHash, Meta: n.Meta, Attr: n.Attr, Pos: n.Pos,
 		})
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&e); err != nil {
-		return fmt.Errorf("caching evaluation: %w", err)
-	}
+	var enc encoder
+	enc.entry(&e)
 	p := c.path(r)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("caching evaluation: %w", err)
@@ -173,7 +173,7 @@ func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
 		return fmt.Errorf("caching evaluation: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
+	if _, err := tmp.Write(enc.b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("caching evaluation: %w", err)
 	}

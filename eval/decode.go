@@ -5,7 +5,9 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/errors"
 
+	"hephc.dev/hephc/defs"
 	"hephc.dev/hephc/store"
 )
 
@@ -43,6 +45,11 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 	d = &store.Derivation{System: DefaultSystem, Env: map[string]string{}, Inputs: map[string]store.DrvHash{}, Attrs: map[string]any{}, Args: []string{}}
 	meta.Channel = DefaultChannel
 	ok = true
+	type fieldErr struct {
+		attr string
+		err  error
+	}
+	var coreErrs []fieldErr
 	for i, name := range coreFields {
 		f := v.LookupPath(corePaths[i])
 		if !f.Exists() {
@@ -51,7 +58,7 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 		f, _ = f.Default()
 		fattr := attr + "." + name
 		if err := f.Validate(cue.Concrete(true)); err != nil {
-			w.failIn(v, fattr, err)
+			coreErrs = append(coreErrs, fieldErr{fattr, err})
 			ok = false
 			continue
 		}
@@ -98,22 +105,46 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 		w.fail(errorf(v, attr, "no builder given"))
 		ok = false
 	}
-	// The other fields are looked at only when CUE says something is wrong
-	// (a field the schema does not allow, a bad pin): iterating every
-	// derivation's fields costs more than the rest of decoding.
-	if err := v.Err(); err != nil && !isCycle(err) {
-		it, ierr := fields(v)
-		if ierr != nil {
-			w.fail(cueErr(ierr))
-			return d, meta, false
-		}
+	// The other fields (a #GoModule's sum, an #Image's cmdline) are looked
+	// at only when something is wrong: iterating every derivation's fields
+	// costs more than the rest of decoding. They are what the user wrote
+	// and the core fields are computed from them, so an error in one is
+	// reported there, and the same error in the core field it feeds (at the
+	// same place, or a missing value) is not repeated.
+	if len(coreErrs) == 0 && v.Err() == nil {
+		return d, meta, ok
+	}
+	var helperErrs []fieldErr
+	helperAt := make(map[string]bool)
+	if it, err := fields(v); err == nil {
 		for it.Next() {
-			if !regular(it.Selector()) || isCore[it.Selector().String()] {
+			sel := it.Selector()
+			f := it.Value()
+			if !regular(sel) || isCore[sel.String()] || isDerivation(f) {
 				continue
 			}
-			if err := it.Value().Err(); err != nil && !isCycle(err) {
-				w.failIn(v, attr+"."+it.Selector().String(), err)
-				ok = false
+			if err := f.Validate(cue.Concrete(true)); err != nil && !isCycle(err) {
+				helperErrs = append(helperErrs, fieldErr{attr + "." + sel.String(), err})
+				for _, e := range errors.Errors(err) {
+					for _, p := range userPositions(e) {
+						helperAt[p] = true
+					}
+				}
+			}
+		}
+	}
+	for _, h := range helperErrs {
+		w.failIn(v, h.attr, h.err)
+		ok = false
+	}
+	for _, c := range coreErrs {
+		for _, e := range errors.Errors(c.err) {
+			derived := len(helperErrs) > 0 && isIncomplete(e)
+			for _, p := range userPositions(e) {
+				derived = derived || helperAt[p]
+			}
+			if !derived {
+				w.failIn(v, c.attr, e)
 			}
 		}
 	}
@@ -167,6 +198,22 @@ func (w *walker) data(v cue.Value, attr string) (any, bool) {
 	}
 	w.fail(errorf(v, attr, "unsupported value %v", v))
 	return nil, false
+}
+
+func isIncomplete(e errors.Error) bool {
+	format, _ := e.Msg()
+	return strings.HasPrefix(format, "incomplete value")
+}
+
+// userPositions returns the positions of e in the user's files.
+func userPositions(e errors.Error) []string {
+	var ps []string
+	for _, p := range append(e.InputPositions(), e.Position()) {
+		if p.IsValid() && !defs.IsSchemaFile(p.Filename()) {
+			ps = append(ps, p.String())
+		}
+	}
+	return ps
 }
 
 func isCycle(err error) bool { return strings.Contains(err.Error(), "structural cycle") }

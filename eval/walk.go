@@ -2,6 +2,7 @@ package eval
 
 import (
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,7 @@ func Build(root cue.Value, opts Options) (*Graph, error) {
 		}
 		start = root.LookupPath(p)
 		if !start.Exists() {
-			return nil, &Error{Text: fmt.Sprintf("attribute %s not found (top-level fields: %s)", opts.Attr, strings.Join(fieldNames(root), ", "))}
+			return nil, &Error{Text: missingAttr(root, p)}
 		}
 	}
 	w.collect(start, opts.Attr)
@@ -126,21 +127,15 @@ func (w *walker) collect(v cue.Value, attr string) {
 		return
 	}
 	kind := v.IncompleteKind()
-	if err := v.Err(); err != nil && isCycle(err) {
-		kind = cue.StructKind // walk it to find the dependency cycle
+	if v.Err() != nil && w.collectFields(v, attr) {
+		// CUE marks a struct as an error when anything in it is wrong (a
+		// bad field, a dependency cycle); its fields are walked all the
+		// same, so that every error is reported, not the first.
+		return
 	}
 	switch kind {
 	case cue.StructKind:
-		it, err := fields(v)
-		if err != nil {
-			w.fail(cueErr(err))
-			return
-		}
-		for it.Next() {
-			if regular(it.Selector()) {
-				w.collect(it.Value(), join(attr, it.Selector()))
-			}
-		}
+		w.collectFields(v, attr)
 	case cue.ListKind:
 		it, err := v.List()
 		if err != nil {
@@ -153,6 +148,22 @@ func (w *walker) collect(v cue.Value, attr string) {
 	default:
 		w.entries = append(w.entries, entry{attr, v})
 	}
+}
+
+// collectFields collects v's regular fields and reports whether it has any.
+func (w *walker) collectFields(v cue.Value, attr string) bool {
+	it, err := fields(v)
+	if err != nil {
+		return false
+	}
+	found := false
+	for it.Next() {
+		if regular(it.Selector()) {
+			found = true
+			w.collect(it.Value(), join(attr, it.Selector()))
+		}
+	}
+	return found
 }
 
 // process visits the collected entries: a derivation (or a reference to
@@ -198,8 +209,8 @@ func (w *walker) dropAliasRoots() {
 // selfRefHint explains the most common way to get _ where a value was
 // meant: in CUE a reference resolves to the nearest enclosing field of
 // that name, so `go: go` or `packages: {age: packages.age}` refer to
-// themselves.
-const selfRefHint = "it is _, which is what a field referring to itself gives: a reference names the nearest enclosing field of that name, so in `inputs: {go: go}` the second go is the input itself; rename the outer field or use an alias (`let`)"
+// themselves. (A let is no cure: hephc cannot follow a reference to a let.)
+const selfRefHint = "it is _: does it refer to itself? In `inputs: {go: go}` the second go is the input itself; give the outer field an alias (`Go=go: …`, then `go: Go`) or another name"
 
 // resolve follows v while it is a reference (possibly unified with the
 // schema's open constraint `_`), returning the referred value and its path.
@@ -288,7 +299,7 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 	}
 	if ok {
 		for _, err := range d.Validate() {
-			w.fail(errorf(v, attr, "%v", err))
+			w.fail(fieldError(v, attr, err))
 			ok = false
 		}
 	}
@@ -306,6 +317,11 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 	}
 	vis.state, vis.hash = done, h
 	if n, dup := w.g.Nodes[h]; dup {
+		if err := sameDerivation(n, d, meta); err != nil {
+			w.fail(errorf(v, attr, "%v", err))
+			vis.state = failed
+			return store.DrvHash{}, false
+		}
 		if betterAttr(attr, n.Attr) {
 			n.Attr, n.Pos = attr, posOf(userPos(v))
 		}
@@ -313,6 +329,46 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: posOf(userPos(v))}
 	}
 	return h, true
+}
+
+// fieldError places a problem Validate found at the field it is about.
+func fieldError(v cue.Value, attr string, err error) *Error {
+	fe, ok := err.(*store.FieldError)
+	if !ok {
+		return errorf(v, attr, "%v", err)
+	}
+	sels := make([]cue.Selector, len(fe.Path))
+	for i, p := range fe.Path {
+		if n, err := strconv.Atoi(p); err == nil && i > 0 {
+			sels[i] = cue.Index(n)
+		} else {
+			sels[i] = cue.Str(p)
+		}
+	}
+	at := v
+	if f := v.LookupPath(cue.MakePath(sels...)); f.Exists() {
+		at = f
+	}
+	return errorf(at, attr+"."+store.FormatFieldPath(fe.Path), "%s", fe.Msg)
+}
+
+// sameDerivation checks that d, found elsewhere with the same hash as n,
+// is really the same: a #GoModule's h1: sum pins one module at one
+// version, so two modules of one name and sum that fetch different
+// things mean a wrong pin; and two places may not give one derivation
+// different meta (a policy would see only one of them).
+func sameDerivation(n *Node, d *store.Derivation, meta Meta) error {
+	if d.IsFixedOutput() && d.Builder == "builtin:fetch-gomod" {
+		a, _ := store.AppendCanonicalJSON(nil, n.Drv.Attrs)
+		b, _ := store.AppendCanonicalJSON(nil, d.Attrs)
+		if string(a) != string(b) {
+			return fmt.Errorf("same name and sum %s as %s, but it fetches %s where %s fetches %s: an h1: sum pins one module version, so one of the pins is wrong", d.OutputHash, n.Attr, b, n.Attr, a)
+		}
+	}
+	if !reflect.DeepEqual(n.Meta, meta) {
+		return fmt.Errorf("the same derivation as %s (same hash) with different meta; give both the same meta, or make them different derivations", n.Attr)
+	}
+	return nil
 }
 
 // inputs follows v's inputs into d.Inputs.
@@ -427,6 +483,24 @@ func join(attr string, sel cue.Selector) string {
 		return sel.String()
 	}
 	return attr + "." + sel.String()
+}
+
+// missingAttr says which part of p is missing and what is there instead.
+func missingAttr(root cue.Value, p cue.Path) string {
+	sels := p.Selectors()
+	parent, at := root, "the configuration"
+	for i, s := range sels {
+		next := parent.LookupPath(cue.MakePath(s))
+		if !next.Exists() {
+			have := fieldNames(parent)
+			if len(have) == 0 {
+				return fmt.Sprintf("attribute %s not found: %s has no fields", p, at)
+			}
+			return fmt.Sprintf("attribute %s not found: %s has %s", p, at, strings.Join(have, ", "))
+		}
+		parent, at = next, cue.MakePath(sels[:i+1]...).String()
+	}
+	return fmt.Sprintf("attribute %s not found", p)
 }
 
 func fieldNames(v cue.Value) []string {

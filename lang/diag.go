@@ -3,6 +3,8 @@ package lang
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +32,8 @@ func (d Diagnostic) String() string {
 	var b strings.Builder
 	if d.File != "" {
 		fmt.Fprintf(&b, "%s:%d:%d: ", d.File, d.Line, d.Col)
+	} else {
+		b.WriteString("hephc: ")
 	}
 	if d.Path != "" {
 		b.WriteString(d.Path)
@@ -74,30 +78,34 @@ func (ds Diagnostics) Sort() Diagnostics {
 		}
 		return a.Msg < b.Msg
 	})
-	out := ds[:0]
+	// The same message at the same place is one diagnostic, under the
+	// shortest path (an error in a field the schema copies elsewhere, such
+	// as #Image's initramfs into inputs.initrd, is reported once).
+	var out Diagnostics
+	at := make(map[string]int)
 	for _, d := range ds {
-		if n := len(out); n > 0 {
-			last := &out[n-1]
-			if last.File == d.File && last.Line == d.Line && last.Col == d.Col && last.Path == d.Path && last.Msg == d.Msg {
-				last.Related = mergeSorted(last.Related, d.Related)
-				continue
+		key := fmt.Sprintf("%s:%d:%d\x00%s", d.File, d.Line, d.Col, d.Msg)
+		if i, ok := at[key]; ok && d.File != "" {
+			o := &out[i]
+			if len(d.Path) < len(o.Path) {
+				o.Path = d.Path
 			}
+			o.Related = mergeRelated(o.Related, d.Related)
+			continue
 		}
+		at[key] = len(out)
 		out = append(out, d)
 	}
 	return out
 }
 
-func mergeSorted(a, b []string) []string {
-	seen := make(map[string]bool)
-	var out []string
-	for _, s := range append(append([]string(nil), a...), b...) {
-		if !seen[s] {
-			seen[s] = true
+func mergeRelated(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
 			out = append(out, s)
 		}
 	}
-	sort.Strings(out)
 	return out
 }
 
@@ -116,28 +124,26 @@ func DiagnoseIn(cwd string, err error) Diagnostics {
 	if len(ds) == 0 && err != nil {
 		ds = append(ds, Diagnostic{Msg: err.Error()})
 	}
-	return ds.Sort()
+	return groupDisjunctions(ds).Sort()
 }
 
 func diagnostic(cwd string, e errors.Error) Diagnostic {
 	format, args := e.Msg()
 	d := Diagnostic{
 		Msg:  humanize(fmt.Sprintf(format, args...)),
-		Path: strings.Join(e.Path(), "."),
+		Path: formatPath(e.Path()),
 	}
-	// The primary position is the first in the user's files; the schema's
-	// positions are related information.
+	// The primary position is in the user's files: the error's own when it
+	// is there, else the last of its input positions there (the value
+	// written after `heph.#X &` rather than the reference to the schema).
+	// The schema's positions are related information.
 	var user, schema []token.Pos
 	seen := make(map[string]bool)
 	for _, p := range allPositions(e) {
-		if !p.IsValid() {
+		if !p.IsValid() || seen[p.String()] {
 			continue
 		}
-		key := p.String()
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+		seen[p.String()] = true
 		if defs.IsSchemaFile(p.Filename()) {
 			schema = append(schema, p)
 		} else {
@@ -147,10 +153,16 @@ func diagnostic(cwd string, e errors.Error) Diagnostic {
 	sortPos(user)
 	sortPos(schema)
 	if len(user) > 0 {
-		p := user[0]
+		primary := len(user) - 1
+		if p := e.Position(); p.IsValid() && !defs.IsSchemaFile(p.Filename()) {
+			primary = slices.IndexFunc(user, func(q token.Pos) bool { return q.String() == p.String() })
+		}
+		p := user[primary]
 		d.File, d.Line, d.Col = RelPath(cwd, p.Filename()), p.Line(), p.Column()
-		for _, q := range user[1:] {
-			d.Related = append(d.Related, FormatPos(cwd, q))
+		for i, q := range user {
+			if i != primary {
+				d.Related = append(d.Related, FormatPos(cwd, q))
+			}
 		}
 	} else if len(schema) > 0 {
 		p := schema[0]
@@ -161,6 +173,106 @@ func diagnostic(cwd string, e errors.Error) Diagnostic {
 		d.Related = append(d.Related, "schema: "+FormatPos(cwd, q))
 	}
 	return d
+}
+
+// formatPath joins a CUE error path, writing list indices as [i].
+func formatPath(elems []string) string {
+	var b strings.Builder
+	for _, e := range elems {
+		if e != "" && strings.Trim(e, "0123456789") == "" {
+			fmt.Fprintf(&b, "[%s]", e)
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(e)
+	}
+	return b.String()
+}
+
+var (
+	emptyDisjunction = regexp.MustCompile(`^\d+ errors in empty disjunction:?$`)
+	conflicting      = regexp.MustCompile(`^conflicting values (.+) and (.+?)(?: \(mismatched types .*\))?$`)
+)
+
+// groupDisjunctions turns CUE's report of a value that matches none of a
+// disjunction's alternatives ("3 errors in empty disjunction", then one
+// "conflicting values" per alternative) into one diagnostic: invalid value
+// V (want A, B or C).
+func groupDisjunctions(ds Diagnostics) Diagnostics {
+	type group struct {
+		idx  []int
+		vals [][2]string
+	}
+	groups := make(map[string]*group)
+	var order []string
+	var out Diagnostics
+	for i, d := range ds {
+		if emptyDisjunction.MatchString(d.Msg) {
+			continue
+		}
+		if m := conflicting.FindStringSubmatch(d.Msg); m != nil && d.Path != "" {
+			g := groups[d.Path]
+			if g == nil {
+				g = &group{}
+				groups[d.Path] = g
+				order = append(order, d.Path)
+			}
+			g.idx = append(g.idx, i)
+			g.vals = append(g.vals, [2]string{m[1], m[2]})
+			continue
+		}
+		out = append(out, d)
+	}
+	for _, path := range order {
+		g := groups[path]
+		if len(g.idx) == 1 {
+			out = append(out, ds[g.idx[0]])
+			continue
+		}
+		// The user's value is the one every conflict names.
+		var value string
+		for _, cand := range g.vals[0] {
+			all := true
+			for _, v := range g.vals[1:] {
+				if v[0] != cand && v[1] != cand {
+					all = false
+				}
+			}
+			if all {
+				value = cand
+			}
+		}
+		if value == "" {
+			for _, i := range g.idx {
+				out = append(out, ds[i])
+			}
+			continue
+		}
+		var alts []string
+		d := ds[g.idx[0]]
+		for k, v := range g.vals {
+			alt := v[1]
+			if alt == value {
+				alt = v[0]
+			}
+			if !slices.Contains(alts, alt) {
+				alts = append(alts, alt)
+			}
+			d.Related = mergeRelated(d.Related, ds[g.idx[k]].Related)
+		}
+		d.Msg = fmt.Sprintf("invalid value %s (want %s)", value, orList(alts))
+		out = append(out, d)
+	}
+	return out
+}
+
+func orList(alts []string) string {
+	if len(alts) == 1 {
+		return alts[0]
+	}
+	return strings.Join(alts[:len(alts)-1], ", ") + " or " + alts[len(alts)-1]
 }
 
 func allPositions(e errors.Error) []token.Pos {

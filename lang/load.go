@@ -4,7 +4,9 @@
 package lang
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -145,7 +147,11 @@ func (l *Loader) resolve(args []string) (dir string, files []string, err error) 
 		p := abs(a)
 		fi, err := os.Stat(p)
 		if err != nil {
-			return "", nil, fmt.Errorf("loading configuration: %w", err)
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return "", nil, fmt.Errorf("%s: %w", a, err)
 		}
 		if fi.IsDir() {
 			if len(args) != 1 {

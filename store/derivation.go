@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -126,49 +127,84 @@ func Placeholders(s string) []string {
 	return names
 }
 
+// FieldError is a problem with one field of a derivation.
+type FieldError struct {
+	// Path leads to the field: names, and list indices in decimal, e.g.
+	// ["args", "1"] or ["env", "HOME"].
+	Path []string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return FormatFieldPath(e.Path) + ": " + e.Msg }
+
+// FormatFieldPath writes a field path as args[1], env.HOME, attrs.x[0].
+func FormatFieldPath(path []string) string {
+	var b strings.Builder
+	for i, p := range path {
+		if i > 0 && p != "" && strings.Trim(p, "0123456789") == "" {
+			fmt.Fprintf(&b, "[%s]", p)
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func fieldErr(path []string, format string, args ...any) *FieldError {
+	return &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
 // Validate checks what the schema cannot: that every @{name} names an
 // input, that strings hold no NUL, that names are store names. Problems are
-// returned in a stable order.
+// *FieldError values, in a stable order.
 func (d *Derivation) Validate() []error {
 	var errs []error
 	if err := CheckName(d.Name); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, &FieldError{Path: []string{"name"}, Msg: err.Error()})
 	}
 	if !builtinRE.MatchString(d.Builder) && !strings.HasPrefix(d.Builder, "@{") {
-		errs = append(errs, fmt.Errorf("builder %q: want builtin:NAME or @{input}/path", d.Builder))
+		errs = append(errs, fieldErr([]string{"builder"}, "%q: want builtin:NAME or @{input}/path", d.Builder))
 	}
-	check := func(where, s string) {
+	check := func(path []string, s string) {
 		if strings.IndexByte(s, 0) >= 0 {
-			errs = append(errs, fmt.Errorf("%s: contains a NUL byte", where))
+			errs = append(errs, fieldErr(path, "contains a NUL byte"))
 		}
 		for _, n := range Placeholders(s) {
-			if _, ok := d.Inputs[n]; !ok {
-				errs = append(errs, fmt.Errorf("%s: @{%s} names no input (inputs: %s)", where, n, strings.Join(d.InputNames(), ", ")))
+			if _, ok := d.Inputs[n]; ok {
+				continue
+			}
+			if len(d.Inputs) == 0 {
+				errs = append(errs, fieldErr(path, "@{%s} names no input (%s has no inputs)", n, d.Name))
+			} else {
+				errs = append(errs, fieldErr(path, "@{%s} names no input (inputs: %s)", n, strings.Join(d.InputNames(), ", ")))
 			}
 		}
 	}
 	if strings.HasPrefix(d.Builder, "@{") && slices.Contains(strings.Split(d.Builder, "/"), "..") {
-		errs = append(errs, fmt.Errorf("builder %q: may not leave its input with ..", d.Builder))
+		errs = append(errs, fieldErr([]string{"builder"}, "%q: may not leave its input with ..", d.Builder))
 	}
 	if d.OutputHash != "" && !h1RE.MatchString(d.OutputHash) && !blake3RE.MatchString(d.OutputHash) {
-		errs = append(errs, fmt.Errorf("outputHash %q: want h1:<44 base64 characters> or blake3:<64 hex digits>", d.OutputHash))
+		errs = append(errs, fieldErr([]string{"outputHash"}, "%q: want h1:<44 base64 characters> or blake3:<64 hex digits>", d.OutputHash))
 	}
-	check("builder", d.Builder)
-	check("version", d.Version)
-	check("system", d.System)
+	check([]string{"builder"}, d.Builder)
+	check([]string{"version"}, d.Version)
+	check([]string{"system"}, d.System)
 	for i, a := range d.Args {
-		check(fmt.Sprintf("args[%d]", i), a)
+		check([]string{"args", strconv.Itoa(i)}, a)
 	}
 	for _, k := range sortedKeys(d.Env) {
 		if !envNameRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("env %q: not a variable name", k))
+			errs = append(errs, fieldErr([]string{"env", k}, "%q is not a variable name", k))
 		}
-		check("env."+k, d.Env[k])
+		check([]string{"env", k}, d.Env[k])
 	}
-	checkData("attrs", d.Attrs, check)
+	checkData([]string{"attrs"}, d.Attrs, check)
 	for _, k := range d.InputNames() {
 		if !inputNameRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("input %q: not an input name", k))
+			errs = append(errs, fieldErr([]string{"inputs", k}, "%q is not an input name", k))
 		}
 	}
 	return errs
@@ -176,18 +212,19 @@ func (d *Derivation) Validate() []error {
 
 // checkData applies check to every string (and key) in attrs data, in a
 // stable order.
-func checkData(where string, v any, check func(where, s string)) {
+func checkData(path []string, v any, check func(path []string, s string)) {
+	sub := func(elem string) []string { return append(slices.Clip(path), elem) }
 	switch x := v.(type) {
 	case string:
-		check(where, x)
+		check(path, x)
 	case []any:
 		for i, e := range x {
-			checkData(fmt.Sprintf("%s[%d]", where, i), e, check)
+			checkData(sub(strconv.Itoa(i)), e, check)
 		}
 	case map[string]any:
 		for _, k := range sortedKeys(x) {
-			check(where+" key", k)
-			checkData(where+"."+k, x[k], check)
+			check(sub(k), k)
+			checkData(sub(k), x[k], check)
 		}
 	}
 }

@@ -73,6 +73,7 @@ func run(e *env, args []string) int {
 	rest := global.Args()
 	if *help || len(rest) == 0 {
 		if len(rest) == 0 && !*help {
+			fmt.Fprintln(e.stderr, "hephc: no command given")
 			mainUsage(e.stderr, global)
 			return 2
 		}

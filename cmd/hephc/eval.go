@@ -80,6 +80,8 @@ func posIn(e *env) func(eval.Pos) string {
 	}
 }
 
+// printSummary lists the roots that are built, then counts the pinned
+// sources (fixed-output roots), which --json lists.
 func printSummary(e *env, g *eval.Graph) error {
 	fods := 0
 	for _, n := range g.Nodes {
@@ -87,11 +89,42 @@ func printSummary(e *env, g *eval.Graph) error {
 			fods++
 		}
 	}
-	fmt.Fprintf(e.stdout, "%d derivations (%d fixed-output), %d roots\n\n", len(g.Nodes), fods, len(g.Roots))
+	fmt.Fprintf(e.stdout, "%s (%d fixed-output), %s\n", plural(len(g.Nodes), "derivation"), fods, plural(len(g.Roots), "root"))
+	if len(g.Roots) > pinnedRoots(g) {
+		fmt.Fprintln(e.stdout)
+	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	pinned := 0
 	for _, attr := range g.RootNames() {
 		n := g.Nodes[g.Roots[attr]]
+		if n.Drv.IsFixedOutput() {
+			pinned++
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", attr, n.Path(), n.Drv.Builder)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if pinned > 0 {
+		fmt.Fprintf(e.stdout, "\nand %d pinned sources (fixed-output roots); --json lists everything\n", pinned)
+	}
+	return nil
+}
+
+func pinnedRoots(g *eval.Graph) int {
+	n := 0
+	for _, h := range g.Roots {
+		if g.Nodes[h].Drv.IsFixedOutput() {
+			n++
+		}
+	}
+	return n
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
