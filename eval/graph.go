@@ -60,6 +60,9 @@ func (n *Node) Path() store.Path { return store.Path{Hash: n.Hash, Name: n.Drv.N
 type Graph struct {
 	Nodes map[store.DrvHash]*Node
 	Roots map[string]store.DrvHash
+	// Decoded counts the derivations Build decoded: one for each place a
+	// derivation is defined, however many paths lead to it.
+	Decoded int
 }
 
 // SortedNodes returns the nodes in a stable order: by name, then hash.

@@ -292,6 +292,7 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 	w.stack = append(w.stack, f)
 	defer func() { w.stack = w.stack[:len(w.stack)-1] }()
 
+	w.g.Decoded++
 	d, meta, ok := w.decode(v, attr)
 	f.name = d.Name
 	if !w.inputs(v, attr, d, f) {

@@ -129,9 +129,18 @@ func DiagnoseIn(cwd string, err error) Diagnostics {
 
 func diagnostic(cwd string, e errors.Error) Diagnostic {
 	format, args := e.Msg()
+	msg := fmt.Sprintf(format, args...)
+	// Some errors (a failed import) keep their cause in a wrapped error.
+	if u, ok := errors.Unwrap(e).(errors.Error); ok {
+		uf, ua := u.Msg()
+		msg += ": " + fmt.Sprintf(uf, ua...)
+	}
 	d := Diagnostic{
-		Msg:  humanize(fmt.Sprintf(format, args...)),
+		Msg:  humanize(msg),
 		Path: formatPath(e.Path()),
+	}
+	if strings.HasPrefix(msg, "import failed") {
+		d.Path = "" // the path CUE gives is the importing module's
 	}
 	// The primary position is in the user's files: the error's own when it
 	// is there, else the last of its input positions there (the value
