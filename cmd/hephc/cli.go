@@ -12,6 +12,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/store/sandbox"
+
+	_ "hephc.dev/hephc/builder" // the built-in builders
 )
 
 // env is what a command may touch of the outside world.
@@ -47,6 +51,9 @@ func usagef(format string, args ...any) error {
 // Main runs hephc with os.Args and returns its exit code: 0 success, 1 a
 // user or build error, 2 bad usage.
 func Main() int {
+	// A build sandbox starts this executable again as its init or to run
+	// a built-in builder; then Init does that and exits.
+	sandbox.Init()
 	cwd, err := os.Getwd()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hephc:", err)
@@ -132,6 +139,9 @@ func run(e *env, args []string) int {
 // configuration one a line with file:line:col, anything else after
 // "hephc: ".
 func printError(e *env, err error) {
+	if printBuildErrors(e, err) {
+		return
+	}
 	var ds lang.Diagnostics
 	if errors.As(err, &ds) {
 		fmt.Fprintln(e.stderr, ds.Error())
@@ -168,4 +178,52 @@ func commandUsage(w io.Writer, c *command, fs *pflag.FlagSet) {
 	if u := fs.FlagUsages(); strings.TrimSpace(u) != "" {
 		fmt.Fprintf(w, "\nflags:\n%s", u)
 	}
+}
+
+// printBuildErrors prints failed builds: the derivation, where it is
+// written, the end of its log and where the log is. It reports whether err
+// was made of build errors only.
+func printBuildErrors(e *env, err error) bool {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, one := range errs {
+		if _, ok := one.(*store.BuildError); !ok {
+			return false
+		}
+	}
+	for _, one := range errs {
+		be := one.(*store.BuildError)
+		where := ""
+		if be.Origin.Attr != "" {
+			where = " (" + be.Origin.Attr
+			if be.Origin.Pos != "" {
+				where += " at " + relPos(e.cwd, be.Origin.Pos)
+			}
+			where += ")"
+		}
+		fmt.Fprintf(e.stderr, "hephc: building %s%s failed: %v\n", be.Path, where, be.Err)
+		if len(be.LogTail) > 0 {
+			fmt.Fprintf(e.stderr, "last %d log lines:\n", len(be.LogTail))
+			for _, l := range be.LogTail {
+				fmt.Fprintf(e.stderr, "  | %s\n", l)
+			}
+		}
+		if be.LogPath != "" {
+			fmt.Fprintf(e.stderr, "full log: %s\n", be.LogPath)
+		}
+	}
+	return true
+}
+
+// relPos makes the file of a file:line:col position relative to cwd.
+func relPos(cwd, pos string) string {
+	i := strings.Index(pos, ":")
+	if i < 0 {
+		return pos
+	}
+	return lang.RelPath(cwd, pos[:i]) + pos[i:]
 }

@@ -8,9 +8,12 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"hephc.dev/hephc/store/sandbox"
 )
 
 func TestMain(m *testing.M) {
+	sandbox.Init()
 	testscript.Main(m, map[string]func(){
 		"hephc": func() { os.Exit(Main()) },
 	})

@@ -1,0 +1,46 @@
+// Package builder holds hephc's built-in builders (builtin:NAME). Each
+// runs inside the build sandbox, in a process of its own: the sandbox
+// starts this executable again and calls the builder registered under the
+// name. A builder reads the derivation and its inputs from
+// /.heph/build.json and writes $out.
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"hephc.dev/hephc/store"
+)
+
+// readBuildInfo reads what the store tells a build about itself.
+func readBuildInfo() (*store.BuildInfo, error) {
+	b, err := os.ReadFile(store.BuildInfoPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the build description: %w", err)
+	}
+	var info store.BuildInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return nil, fmt.Errorf("reading the build description %s: %w", store.BuildInfoPath, err)
+	}
+	return &info, nil
+}
+
+// getenv looks KEY up in a KEY=VALUE environment.
+func getenv(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func attr(info *store.BuildInfo, key string) (string, error) {
+	v, _ := info.Derivation.Attrs[key].(string)
+	if v == "" {
+		return "", fmt.Errorf("%s: attrs.%s is missing", info.Derivation.Builder, key)
+	}
+	return v, nil
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/store"
+)
+
+func init() {
+	register(&command{
+		name:    "realize",
+		args:    "[-A ATTR] [--dry-run] [-j N] [--keep-going] [-o LINK] [FILE.cue…|DIR]",
+		summary: "build what the configuration needs into the store, in sandboxes, and print the output paths",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringP("attr", "A", "", "realize only this attribute, e.g. images.workstation")
+			fs.Bool("dry-run", false, "say what would be fetched and built; do nothing")
+			fs.IntP("jobs", "j", runtime.NumCPU(), "builds to run at once")
+			fs.BoolP("keep-going", "k", false, "after a failure, go on with what does not depend on it")
+			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
+			fs.Bool("no-link", false, "do not create the result symlink")
+			fs.Duration("timeout", store.DefaultBuildTimeout, "time limit of each build")
+		},
+		run: runRealize,
+	})
+}
+
+func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
+	attr, _ := fs.GetString("attr")
+	dry, _ := fs.GetBool("dry-run")
+	jobs, _ := fs.GetInt("jobs")
+	keepGoing, _ := fs.GetBool("keep-going")
+	link, _ := fs.GetString("out-link")
+	noLink, _ := fs.GetBool("no-link")
+	timeout, _ := fs.GetDuration("timeout")
+	if jobs < 1 {
+		return usagef("-j wants at least 1, got %d", jobs)
+	}
+	g, err := evaluate(e, attr, args, true)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sg := storeGraph(g)
+	roots := rootHashes(g)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	prog := newProgress(e)
+	res, err := st.Realize(ctx, sg, roots, store.RealizeOptions{
+		Jobs: jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: timeout,
+		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args),
+	})
+	prog.finish()
+	if err != nil {
+		return err
+	}
+	if dry {
+		return printDryRun(e, res)
+	}
+	if len(res.Built)+len(res.Fetched) == 0 {
+		fmt.Fprintf(e.stderr, "nothing to do: all %d paths are valid\n", len(res.Paths))
+	} else {
+		fmt.Fprintf(e.stderr, "fetched %d, built %d\n", len(res.Fetched), len(res.Built))
+	}
+	for _, p := range res.Paths {
+		fmt.Fprintln(e.stdout, p)
+	}
+	if main, ok := mainOutput(g, attr); ok && !noLink && link != "" {
+		if err := linkResult(st, absPath(e.cwd, link), sg.PathOf(main)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printDryRun(e *env, res *store.RealizeResult) error {
+	if len(res.WouldFetch)+len(res.WouldBuild) == 0 {
+		fmt.Fprintf(e.stdout, "nothing to do: all %d paths are valid\n", len(res.Paths))
+		return nil
+	}
+	if len(res.WouldFetch) > 0 {
+		fmt.Fprintf(e.stdout, "would fetch %d paths:\n", len(res.WouldFetch))
+		for _, p := range res.WouldFetch {
+			fmt.Fprintf(e.stdout, "  %s\n", p)
+		}
+	}
+	if len(res.WouldBuild) > 0 {
+		fmt.Fprintf(e.stdout, "would build %d paths:\n", len(res.WouldBuild))
+		for _, p := range res.WouldBuild {
+			fmt.Fprintf(e.stdout, "  %s\n", p)
+		}
+	}
+	return nil
+}
+
+// storeGraph is the graph as the store sees it.
+func storeGraph(g *eval.Graph) *store.Graph {
+	sg := &store.Graph{Derivations: make(map[store.DrvHash]*store.Derivation, len(g.Nodes)), Origins: make(map[store.DrvHash]store.Origin, len(g.Nodes))}
+	for h, n := range g.Nodes {
+		sg.Derivations[h] = n.Drv
+		o := store.Origin{Attr: n.Attr}
+		if n.Pos.IsValid() {
+			o.Pos = fmt.Sprintf("%s:%d:%d", n.Pos.File, n.Pos.Line, n.Pos.Col)
+		}
+		sg.Origins[h] = o
+	}
+	return sg
+}
+
+// rootHashes are the graph's roots in the order of their CUE paths.
+func rootHashes(g *eval.Graph) []store.DrvHash {
+	var hs []store.DrvHash
+	seen := make(map[store.DrvHash]bool)
+	for _, attr := range g.RootNames() {
+		h := g.Roots[attr]
+		if !seen[h] {
+			seen[h] = true
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+// mainOutput is what ./result points at: the one root that is not a
+// fetch, when there is exactly one, or the one root of -A.
+func mainOutput(g *eval.Graph, attr string) (store.DrvHash, bool) {
+	var cands []store.DrvHash
+	for _, h := range rootHashes(g) {
+		if attr != "" || !g.Nodes[h].Drv.IsFixedOutput() {
+			cands = append(cands, h)
+		}
+	}
+	if len(cands) == 1 {
+		return cands[0], true
+	}
+	return store.DrvHash{}, false
+}
+
+// linkResult points link at p's physical location, replacing an older
+// link (never a file or directory that is not a symlink).
+func linkResult(st *store.Store, link string, p store.Path) error {
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("not replacing %s: it exists and is not a symlink", link)
+	}
+	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(st.Physical(p), tmp); err != nil {
+		return fmt.Errorf("linking %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("linking %s: %w", link, err)
+	}
+	return nil
+}
+
+func openStore(e *env) (*store.Store, error) {
+	dir := e.store
+	if dir == "" {
+		var err error
+		if dir, err = store.DefaultDir(e.getenv); err != nil {
+			return nil, err
+		}
+	}
+	return store.Open(absPath(e.cwd, dir))
+}
+
+// configDir is the directory of the configuration args name.
+func configDir(e *env, args []string) string {
+	if len(args) == 0 {
+		return e.cwd
+	}
+	p := absPath(e.cwd, args[0])
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return p
+	}
+	return filepath.Dir(p)
+}

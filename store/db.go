@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
+)
+
+// schemaVersion is the version of the database schema below; Open refuses
+// a database written by a newer hephc.
+const schemaVersion = 1
+
+// schema is the store database. It is plain SQLite in WAL mode, so the
+// sqlite3 tool can inspect it while hephc runs:
+//
+//	paths        one row per valid store path: its content hash (blake3
+//	             over the canonical tree serialization, docs/store.md),
+//	             size, file count, the derivation that built it and when
+//	             it was registered; ca is a fixed-output path's pin.
+//	refs         the runtime references of each path, found by scanning
+//	             its content for the hashes of its build inputs.
+//	derivations  every derivation the store has been asked to realize, as
+//	             JSON, with where it was written (attr, pos) last time.
+//	builds       one row per build attempt: its log and how it ended.
+//
+// A path is registered only after its content is complete and in place;
+// nothing else marks it valid.
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paths (
+	id           INTEGER PRIMARY KEY,
+	path         TEXT NOT NULL UNIQUE,
+	content_hash TEXT NOT NULL,
+	size         INTEGER NOT NULL,
+	files        INTEGER NOT NULL,
+	deriver      TEXT NOT NULL,
+	registered   INTEGER NOT NULL,
+	ca           TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS refs (
+	referrer  INTEGER NOT NULL REFERENCES paths(id) ON DELETE CASCADE,
+	reference INTEGER NOT NULL REFERENCES paths(id) ON DELETE RESTRICT,
+	PRIMARY KEY (referrer, reference)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_reference ON refs(reference);
+CREATE TABLE IF NOT EXISTS derivations (
+	hash TEXT PRIMARY KEY,
+	name TEXT NOT NULL,
+	json BLOB NOT NULL,
+	attr TEXT NOT NULL DEFAULT '',
+	pos  TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS builds (
+	id       INTEGER PRIMARY KEY,
+	drv      TEXT NOT NULL,
+	started  INTEGER NOT NULL,
+	finished INTEGER NOT NULL DEFAULT 0,
+	status   TEXT NOT NULL DEFAULT 'running',
+	log      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS builds_drv ON builds(drv);
+`
+
+func openDB(dir string) (*sql.DB, error) {
+	path := filepath.Join(dir, "db.sqlite")
+	// _txlock=immediate: a write transaction takes the write lock when it
+	// begins, so two processes never deadlock upgrading read locks.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening store database %s: %w", path, err)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("creating store database %s: %w", path, err)
+	}
+	var v string
+	err = db.QueryRow(`SELECT value FROM meta WHERE key = 'schema'`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := db.Exec(`INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)`, fmt.Sprint(schemaVersion)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("initializing store database %s: %w", path, err)
+		}
+	case err != nil:
+		db.Close()
+		return nil, fmt.Errorf("reading store database %s: %w", path, err)
+	case v != fmt.Sprint(schemaVersion):
+		db.Close()
+		return nil, fmt.Errorf("store database %s has schema version %s; this hephc knows %d", path, v, schemaVersion)
+	}
+	return db, nil
+}
+
+// PathInfo is what the store knows of a valid path.
+type PathInfo struct {
+	Path        Path
+	ContentHash OutputHash
+	Size        int64
+	Files       int
+	Deriver     DrvHash
+	Registered  int64 // Unix seconds
+	// CA is a fixed-output path's pin (h1:… or blake3:…), "" otherwise.
+	CA         string
+	References []Path // sorted
+}
+
+// QueryPathInfo returns what the store knows of p, or ok=false when p is
+// not valid.
+func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok bool, err error) {
+	var (
+		id      int64
+		content string
+		deriver string
+	)
+	info = &PathInfo{Path: p}
+	err = s.db.QueryRowContext(ctx, `SELECT id, content_hash, size, files, deriver, registered, ca FROM paths WHERE path = ?`, p.String()).
+		Scan(&id, &content, &info.Size, &info.Files, &deriver, &info.Registered, &info.CA)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("querying %s: %w", p, err)
+	}
+	if info.ContentHash, err = ParseOutputHash(content); err != nil {
+		return nil, false, fmt.Errorf("querying %s: %w", p, err)
+	}
+	if info.Deriver, err = ParseDrvHash(deriver); err != nil {
+		return nil, false, fmt.Errorf("querying %s: %w", p, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT p.path FROM refs r JOIN paths p ON p.id = r.reference WHERE r.referrer = ? ORDER BY p.path`, id)
+	if err != nil {
+		return nil, false, fmt.Errorf("querying references of %s: %w", p, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, false, err
+		}
+		rp, err := ParsePath(r)
+		if err != nil {
+			return nil, false, fmt.Errorf("querying references of %s: %w", p, err)
+		}
+		info.References = append(info.References, rp)
+	}
+	return info, true, rows.Err()
+}
+
+// ValidPaths returns which of ps are valid, in one query per 500 paths.
+func (s *Store) ValidPaths(ctx context.Context, ps []Path) (map[Path]bool, error) {
+	valid := make(map[Path]bool, len(ps))
+	for start := 0; start < len(ps); start += 500 {
+		chunk := ps[start:min(start+500, len(ps))]
+		args := make([]any, len(chunk))
+		byString := make(map[string]Path, len(chunk))
+		for i, p := range chunk {
+			args[i] = p.String()
+			byString[p.String()] = p
+		}
+		q := `SELECT path FROM paths WHERE path IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("querying valid paths: %w", err)
+		}
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			valid[byString[p]] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return valid, nil
+}
+
+// register records info (whose content is already complete at its
+// physical path) and its references in one transaction. References must
+// be valid paths.
+func (s *Store) register(ctx context.Context, info *PathInfo) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", info.Path, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO paths(path, content_hash, size, files, deriver, registered, ca) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		info.Path.String(), info.ContentHash.String(), info.Size, info.Files, info.Deriver.String(), info.Registered, info.CA)
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", info.Path, err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return fmt.Errorf("registering %s: %w", info.Path, err)
+	}
+	for _, r := range info.References {
+		if r == info.Path {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO refs(referrer, reference) VALUES (?, ?)`, id, id); err != nil {
+				return fmt.Errorf("registering %s: %w", info.Path, err)
+			}
+			continue
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO refs(referrer, reference) SELECT ?, id FROM paths WHERE path = ?`, id, r.String())
+		if err != nil {
+			return fmt.Errorf("registering %s: reference %s: %w", info.Path, r, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("registering %s: its reference %s is not a valid path", info.Path, r)
+		}
+	}
+	return tx.Commit()
+}
+
+// Closure returns ps and every path they refer to, directly or not,
+// sorted.
+func (s *Store) Closure(ctx context.Context, ps ...Path) ([]Path, error) {
+	seen := make(map[Path]bool)
+	stack := append([]Path(nil), ps...)
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		info, ok, err := s.QueryPathInfo(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("closure of %s: %s is not valid", ps, p)
+		}
+		stack = append(stack, info.References...)
+	}
+	out := make([]Path, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sortPaths(out)
+	return out, nil
+}

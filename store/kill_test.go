@@ -1,0 +1,111 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/store"
+)
+
+const workerEnv = "HEPHC_TEST_REALIZE_WORKER"
+
+// killGraph is a chain and a fan of small builds with short sleeps, so
+// that a kill lands in every phase: building, hashing, moving, registering.
+func killGraph(t tb, f *fixture) []store.DrvHash {
+	var roots []store.DrvHash
+	prev := f.step(t, "k0", nil, nil, "sleep=20", "file=a=0")
+	for i := 1; i < 8; i++ {
+		prev = f.step(t, "k"+strconv.Itoa(i), map[string]store.DrvHash{"prev": prev}, map[string]string{"P": "@{prev}"}, "sleep=15", "ref=P", fmt.Sprintf("file=n=%d", i))
+		roots = append(roots, prev)
+	}
+	for i := 0; i < 6; i++ {
+		roots = append(roots, f.step(t, "fan"+strconv.Itoa(i), nil, nil, fmt.Sprintf("file=f=%d", i)))
+	}
+	return roots
+}
+
+// tb is what fixtures need of a test; the worker process has no testing.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+type workerTB struct{}
+
+func (workerTB) Helper()                   {}
+func (workerTB) Cleanup(func())            {}
+func (workerTB) Fatal(args ...any)         { fmt.Fprintln(os.Stderr, args...); os.Exit(2) }
+func (workerTB) Fatalf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...); os.Exit(2) }
+
+// realizeWorker is the process TestRealizeSurvivesSIGKILL kills.
+func realizeWorker() int {
+	testBuilder = os.Getenv("HEPHC_TEST_BUILDER")
+	f := newFixture(workerTB{}, os.Getenv(workerEnv))
+	roots := killGraph(workerTB{}, f)
+	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestRealizeSurvivesSIGKILL kills a realizing process at 24 different
+// moments; after each kill every registered path must verify, and a new
+// realization must succeed.
+func TestRealizeSurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir)
+	roots := killGraph(t, f)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 24; i++ {
+		delay := time.Duration(i*17) * time.Millisecond
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"="+dir, "HEPHC_TEST_BUILDER="+testBuilder)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+
+		valid, err := f.st.ValidPathList(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range valid {
+			if err := f.st.VerifyPath(context.Background(), p); err != nil {
+				t.Fatalf("after a kill at %v: %v", delay, err)
+			}
+		}
+		// Start over from nothing now and then, so that early phases
+		// are hit more than once.
+		if i%6 == 5 {
+			if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{}); err != nil {
+				t.Fatalf("realize after a kill at %v: %v", delay, err)
+			}
+			f.st.Close()
+			store.RemoveTree(dir)
+			f = newFixture(t, dir)
+			roots = killGraph(t, f)
+		}
+	}
+	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{}); err != nil {
+		t.Fatalf("realize after the kills: %v", err)
+	}
+	for _, h := range roots {
+		if err := f.st.VerifyPath(context.Background(), f.g.PathOf(h)); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+)
+
+// RealizeOptions control Realize.
+type RealizeOptions struct {
+	// Jobs is how many builds run at once; 0 means the number of cores.
+	Jobs int
+	// KeepGoing builds what it can after a failure instead of stopping.
+	KeepGoing bool
+	// DryRun reports what would be fetched and built and does nothing.
+	DryRun bool
+	// Timeout limits each build; 0 means DefaultBuildTimeout.
+	Timeout time.Duration
+	// Getenv gives the user's environment to fixed-output builds (GOPROXY,
+	// proxy and certificate settings); other builds see none of it.
+	Getenv func(string) string
+	// SourceDir is the configuration's directory: builtin:fetch-file
+	// builds read their file (attrs.file, relative) from it.
+	SourceDir string
+	// Events receives progress; nil discards it. It is called from several
+	// goroutines, one event at a time.
+	Events func(Event)
+}
+
+// DefaultBuildTimeout limits a build when RealizeOptions.Timeout is 0.
+const DefaultBuildTimeout = 2 * time.Hour
+
+// EventKind says what happened to a derivation.
+type EventKind int
+
+const (
+	// EventPlanned is sent once per derivation that must be built, before
+	// any build starts.
+	EventPlanned EventKind = iota
+	EventStarted
+	EventBuilt
+	EventFailed
+	// EventSkipped: a dependency failed, so the derivation was not built.
+	EventSkipped
+	// EventValid: another process built it while this one waited.
+	EventValid
+)
+
+// Event is progress of a realization.
+type Event struct {
+	Kind  EventKind
+	Drv   DrvHash
+	Path  Path
+	Fixed bool // a fixed-output derivation (a fetch)
+	Size  int64
+	Err   error
+}
+
+// RealizeResult says what a realization did.
+type RealizeResult struct {
+	// Paths are the roots' outputs, in the order of the roots given.
+	Paths []Path
+	// Built and Fetched are the paths built and fetched by this run;
+	// WouldBuild and WouldFetch what a dry run would do.
+	Built, Fetched         []Path
+	WouldBuild, WouldFetch []Path
+}
+
+// BuildError is a failed build: which derivation, where it is written,
+// the end of its log and where the whole log is.
+type BuildError struct {
+	Drv     DrvHash
+	Path    Path
+	Origin  Origin
+	LogPath string
+	LogTail []string
+	Err     error
+}
+
+func (e *BuildError) Error() string {
+	var where string
+	if e.Origin.Attr != "" {
+		where = " (" + e.Origin.Attr
+		if e.Origin.Pos != "" {
+			where += ", " + e.Origin.Pos
+		}
+		where += ")"
+	}
+	return fmt.Sprintf("building %s%s: %v", e.Path, where, e.Err)
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// DependencyError is a derivation not built because an input failed.
+type DependencyError struct {
+	Path   Path
+	Failed Path
+}
+
+func (e *DependencyError) Error() string {
+	return fmt.Sprintf("%s not built: its dependency %s failed", e.Path, e.Failed)
+}
+
+// Realize makes the outputs of roots valid, building (in sandboxes) what
+// is missing, dependencies first, Jobs at a time. Each derivation is built
+// once even when several processes realize overlapping graphs. It returns
+// every build error (a BuildError each) joined.
+func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts RealizeOptions) (*RealizeResult, error) {
+	order, err := g.Closure(roots...)
+	if err != nil {
+		return nil, err
+	}
+	res := &RealizeResult{}
+	for _, h := range roots {
+		res.Paths = append(res.Paths, g.PathOf(h))
+	}
+	paths := make([]Path, len(order))
+	for i, h := range order {
+		paths[i] = g.PathOf(h)
+	}
+	valid, err := s.ValidPaths(ctx, paths)
+	if err != nil {
+		return nil, err
+	}
+	var todo []DrvHash
+	for _, h := range order {
+		if !valid[g.PathOf(h)] {
+			todo = append(todo, h)
+		}
+	}
+	emit := opts.Events
+	if emit == nil {
+		emit = func(Event) {}
+	}
+	if opts.DryRun {
+		for _, h := range todo {
+			if g.Derivations[h].IsFixedOutput() {
+				res.WouldFetch = append(res.WouldFetch, g.PathOf(h))
+			} else {
+				res.WouldBuild = append(res.WouldBuild, g.PathOf(h))
+			}
+		}
+		return res, nil
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	for _, h := range todo {
+		if err := s.SaveDerivation(ctx, h, g.Derivations[h], g.Origins[h].Attr, g.Origins[h].Pos); err != nil {
+			return nil, err
+		}
+		emit(Event{Kind: EventPlanned, Drv: h, Path: g.PathOf(h), Fixed: g.Derivations[h].IsFixedOutput()})
+	}
+
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		errs     []error
+		sem      = make(chan struct{}, jobs)
+		done     = make(map[DrvHash]chan struct{}, len(todo))
+		failed   = make(map[DrvHash]Path) // derivation -> the failed path that stops it
+		wg       sync.WaitGroup
+		emitMu   sync.Mutex
+		safeEmit = func(e Event) { emitMu.Lock(); defer emitMu.Unlock(); emit(e) }
+	)
+	for _, h := range todo {
+		done[h] = make(chan struct{})
+	}
+	for _, h := range todo {
+		wg.Add(1)
+		go func(h DrvHash) {
+			defer wg.Done()
+			defer close(done[h])
+			d := g.Derivations[h]
+			p := g.PathOf(h)
+			for _, in := range d.InputNames() {
+				ih := d.Inputs[in]
+				if ch, ok := done[ih]; ok {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+					}
+				}
+			}
+			mu.Lock()
+			var blocked Path
+			for _, in := range d.InputNames() {
+				if fp, bad := failed[d.Inputs[in]]; bad {
+					blocked = fp
+					break
+				}
+			}
+			if blocked.Name != "" {
+				failed[h] = blocked
+				mu.Unlock()
+				safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: &DependencyError{Path: p, Failed: blocked}})
+				return
+			}
+			mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			safeEmit(Event{Kind: EventStarted, Drv: h, Path: p, Fixed: d.IsFixedOutput()})
+			info, built, err := s.buildOne(ctx, g, h, opts)
+			if err != nil && ctx.Err() != nil && parent.Err() == nil {
+				// Stopped because another build failed: not a failure
+				// of its own.
+				safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: err})
+				return
+			}
+			if err != nil {
+				mu.Lock()
+				failed[h] = p
+				errs = append(errs, err)
+				mu.Unlock()
+				safeEmit(Event{Kind: EventFailed, Drv: h, Path: p, Err: err})
+				if !opts.KeepGoing {
+					cancel()
+				}
+				return
+			}
+			if !built {
+				safeEmit(Event{Kind: EventValid, Drv: h, Path: p})
+				return
+			}
+			mu.Lock()
+			if d.IsFixedOutput() {
+				res.Fetched = append(res.Fetched, p)
+			} else {
+				res.Built = append(res.Built, p)
+			}
+			mu.Unlock()
+			safeEmit(Event{Kind: EventBuilt, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
+		}(h)
+	}
+	wg.Wait()
+	sortPaths(res.Built)
+	sortPaths(res.Fetched)
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+		return res, errors.Join(errs...)
+	}
+	// Interrupted from outside: what was built is kept, the rest is not.
+	return res, parent.Err()
+}
+
+// buildOne builds h unless it became valid meanwhile; built is false then.
+func (s *Store) buildOne(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions) (info *PathInfo, built bool, err error) {
+	p := g.PathOf(h)
+	lock, err := s.LockPath(ctx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	defer lock.Unlock()
+	if info, ok, err := s.QueryPathInfo(ctx, p); err != nil || ok {
+		return info, false, err
+	}
+	// A path on disk but not registered is what a killed build or
+	// deletion leaves: it is never trusted.
+	if _, err := os.Lstat(s.Physical(p)); err == nil {
+		if err := RemoveTree(s.Physical(p)); err != nil {
+			return nil, false, fmt.Errorf("removing the unregistered %s: %w", p, err)
+		}
+	}
+	info, err = s.build(ctx, g, h, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	return info, true, nil
+}

@@ -1,0 +1,66 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"hephc.dev/hephc/store"
+)
+
+// trivialGraph adds n tiny independent builds, each writing one file.
+func trivialGraph(b *testing.B, f *fixture, n int) []store.DrvHash {
+	roots := make([]store.DrvHash, n)
+	for i := range roots {
+		roots[i] = f.step(b, fmt.Sprintf("t%d", i), nil, nil, fmt.Sprintf("single=%d", i))
+	}
+	return roots
+}
+
+// BenchmarkRealizeTrivial builds 200 tiny sandboxed exec derivations with
+// -j 2 into a fresh store: one op is all 200.
+func BenchmarkRealizeTrivial(b *testing.B) {
+	const n = 200
+	b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			f := newFixture(b, b.TempDir())
+			roots := trivialGraph(b, f, n)
+			b.StartTimer()
+			res, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(res.Built) != n {
+				b.Fatalf("built %d, want %d", len(res.Built), n)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/n, "ms/derivation")
+	})
+}
+
+// BenchmarkRealizeNoop realizes 200 derivations that are all valid: open
+// the store, check validity, do nothing.
+func BenchmarkRealizeNoop(b *testing.B) {
+	dir := b.TempDir()
+	f := newFixture(b, dir)
+	roots := trivialGraph(b, f, 200)
+	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := store.Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := st.Realize(context.Background(), f.g, roots, store.RealizeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Built) != 0 {
+			b.Fatalf("built %d, want none", len(res.Built))
+		}
+		st.Close()
+	}
+}

@@ -1,0 +1,401 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file builds the sandbox's root file system, inside the init.
+
+// newRoot is where the init builds the sandbox's root before pivoting into
+// it. Every host path the sandbox needs is opened before a tmpfs covers it.
+const newRoot = "/tmp"
+
+// bind is a bind mount the init makes, its source already opened.
+type bind struct {
+	src, target string
+	fd          int // O_PATH
+	dir         bool
+	readOnly    bool
+	device      bool // keep device nodes usable (no MS_NODEV)
+}
+
+// setup builds the sandbox's root and pivots into it.
+func setup(is *initSpec) error {
+	s := &is.Spec
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("sandbox: making mounts private: %w", err)
+	}
+
+	// Open every source while the host's tree is still in view.
+	var binds []*bind
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	add := func(src, target string, readOnly, optional, device bool) error {
+		fd, err := unix.Open(src, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if optional && errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
+		}
+		fds = append(fds, fd)
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
+		}
+		binds = append(binds, &bind{src: src, target: target, fd: fd,
+			dir: st.Mode&unix.S_IFMT == unix.S_IFDIR, readOnly: readOnly, device: device})
+		return nil
+	}
+	for _, m := range s.Mounts {
+		if err := add(m.Source, m.Target, !m.Writable, false, false); err != nil {
+			return err
+		}
+	}
+	if s.Builtin != "" {
+		// /proc/self/exe leads to a mount in the host's namespace, which
+		// cannot be bind-mounted here: go by its path.
+		exe, err := os.Readlink("/proc/self/exe")
+		if err != nil {
+			return fmt.Errorf("sandbox: finding this executable: %w", err)
+		}
+		if err := add(exe, ExePath, true, false, false); err != nil {
+			return err
+		}
+		for _, lib := range is.ExeLibs {
+			if err := add(lib, lib, true, false, false); err != nil {
+				return err
+			}
+		}
+	}
+	for _, d := range []string{"null", "zero", "full", "random", "urandom"} {
+		if err := add("/dev/"+d, "/dev/"+d, false, false, true); err != nil {
+			return err
+		}
+	}
+	if s.Network {
+		for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs"} {
+			if err := add(p, p, true, true, false); err != nil {
+				return err
+			}
+		}
+	}
+
+	if err := unix.Mount("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("sandbox: mounting the root tmpfs on %s: %w", newRoot, err)
+	}
+	root, err := unix.Open(newRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: opening the new root: %w", err)
+	}
+	fds = append(fds, root)
+	r := &rootDir{fd: root}
+
+	// File systems first, so that a Mount may cover /tmp.
+	for _, m := range []struct {
+		fstype, target string
+		flags          uintptr
+		data           string
+	}{
+		{"proc", "/proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"tmpfs", "/dev", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
+		{"tmpfs", "/dev/shm", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/tmp", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	} {
+		if err := r.mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
+			return err
+		}
+	}
+	for _, b := range binds {
+		if err := r.bind(b); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{
+		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
+		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
+	} {
+		if err := r.symlink(target, "/dev/"+name); err != nil {
+			return err
+		}
+	}
+	for _, f := range etcFiles(s) {
+		if err := r.writeFile(f.path, f.data); err != nil {
+			return err
+		}
+	}
+	if err := r.workDir(s.Dir); err != nil {
+		return err
+	}
+
+	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+		return fmt.Errorf("sandbox: setting host name: %w", err)
+	}
+	if !s.Network {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("sandbox: bringing up loopback: %w", err)
+		}
+	}
+
+	// pivot_root(".", ".") stacks the old root on the new one; detaching
+	// it leaves the new root alone (see pivot_root(2)).
+	if err := unix.Chdir(newRoot); err != nil {
+		return fmt.Errorf("sandbox: entering the new root: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("sandbox: pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("sandbox: unmounting the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("sandbox: entering the new root: %w", err)
+	}
+	for _, m := range []struct {
+		path  string
+		flags uintptr
+	}{
+		{"/", unix.MS_NOSUID | unix.MS_NODEV},
+		{"/dev", unix.MS_NOSUID | unix.MS_NOEXEC},
+	} {
+		err := unix.Mount("", m.path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|m.flags, "")
+		if err != nil {
+			return fmt.Errorf("sandbox: remounting %s read-only: %w", m.path, err)
+		}
+	}
+	return nil
+}
+
+// fdPath names the file open as fd, for system calls that take a path.
+func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// rootDir is the new root while the init builds it. Paths in it are
+// resolved without following symbolic links, so a symbolic link in a
+// mounted input cannot make the init create or mount anything on the host.
+type rootDir struct{ fd int }
+
+// open opens the clean absolute path p under r without following symbolic
+// links, as an O_PATH descriptor. If create is set, missing parent
+// directories are made, and p itself as a directory (dir) or empty file.
+func (r *rootDir) open(p string, create, dir bool) (int, error) {
+	fd, err := unix.Dup(r.fd)
+	if err != nil {
+		return -1, err
+	}
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for i, c := range parts {
+		last := i == len(parts)-1
+		if create {
+			var err error
+			switch {
+			case !last || dir:
+				err = unix.Mkdirat(fd, c, 0o755)
+			default:
+				var f int
+				f, err = unix.Openat(fd, c, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+				if err == nil {
+					unix.Close(f)
+				}
+			}
+			if err != nil && !errors.Is(err, unix.EEXIST) {
+				unix.Close(fd)
+				return -1, err
+			}
+		}
+		flags := unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if !last {
+			flags |= unix.O_DIRECTORY
+		}
+		next, err := unix.Openat(fd, c, flags, 0)
+		unix.Close(fd)
+		if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("%s is a symbolic link or not a directory: %w", "/"+strings.Join(parts[:i+1], "/"), err)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// mount mounts a file system of type fstype on target, a directory.
+func (r *rootDir) mount(source, target, fstype string, flags uintptr, data string) error {
+	fd, err := r.open(target, true, true)
+	if err == nil {
+		err = unix.Mount(source, fdPath(fd), fstype, flags, data)
+		unix.Close(fd)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: mounting %s on %s: %w", fstype, target, err)
+	}
+	return nil
+}
+
+// bind makes b's bind mount, read-only, nosuid and nodev as it asks.
+func (r *rootDir) bind(b *bind) error {
+	wrap := func(err error) error {
+		return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", b.src, b.target, err)
+	}
+	fd, err := r.open(b.target, true, b.dir)
+	if err != nil {
+		return wrap(fmt.Errorf("making mount point: %w", err))
+	}
+	err = unix.Mount(fdPath(b.fd), fdPath(fd), "", unix.MS_BIND|unix.MS_REC, "")
+	unix.Close(fd)
+	if err != nil {
+		return wrap(err)
+	}
+	if b.device {
+		return nil
+	}
+	// The new mount covers the mount point: open it again to reach it.
+	fd, err = r.open(b.target, false, b.dir)
+	if err != nil {
+		return wrap(err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if b.readOnly {
+		attr.Attr_set |= unix.MOUNT_ATTR_RDONLY
+	}
+	err = unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr)
+	if errors.Is(err, unix.ENOSYS) {
+		err = remount(fd, b.readOnly)
+	}
+	if err != nil {
+		return wrap(fmt.Errorf("setting mount flags: %w", err))
+	}
+	return nil
+}
+
+// remount makes the bind mount open as fd nosuid, nodev and, if readOnly,
+// read-only, for kernels older than 5.12 which lack mount_setattr. Unlike
+// mount_setattr it does not reach submounts. The flags a user namespace
+// may not clear (locked by the host) are kept.
+func remount(fd int, readOnly bool) error {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV)
+	if readOnly {
+		flags |= unix.MS_RDONLY
+	}
+	for _, f := range []uintptr{unix.MS_RDONLY, unix.MS_NOEXEC, unix.MS_NOATIME, unix.MS_NODIRATIME, unix.MS_RELATIME} {
+		if uintptr(st.Flags)&f != 0 {
+			flags |= f
+		}
+	}
+	return unix.Mount("", fdPath(fd), "", flags, "")
+}
+
+// symlink makes the symbolic link target at p.
+func (r *rootDir) symlink(target, p string) error {
+	dir, name := splitPath(p)
+	fd, err := r.open(dir, true, true)
+	if err == nil {
+		err = unix.Symlinkat(target, fd, name)
+		unix.Close(fd)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: making symbolic link %s: %w", p, err)
+	}
+	return nil
+}
+
+// writeFile writes the file p, unless something (a mount) is there.
+func (r *rootDir) writeFile(p string, data []byte) error {
+	dir, name := splitPath(p)
+	dfd, err := r.open(dir, true, true)
+	if err != nil {
+		if errors.Is(err, unix.EROFS) {
+			return nil
+		}
+		return fmt.Errorf("sandbox: writing %s: %w", p, err)
+	}
+	defer unix.Close(dfd)
+	fd, err := unix.Openat(dfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.EROFS) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: writing %s: %w", p, err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, data); err != nil {
+		return fmt.Errorf("sandbox: writing %s: %w", p, err)
+	}
+	return nil
+}
+
+// workDir makes sure the working directory exists: if no mount provides it,
+// it becomes an empty tmpfs.
+func (r *rootDir) workDir(p string) error {
+	fd, err := r.open(p, false, true)
+	if err == nil {
+		unix.Close(fd)
+		return nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("sandbox: working directory %s: %w", p, err)
+	}
+	return r.mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+}
+
+func splitPath(p string) (dir, name string) {
+	i := strings.LastIndex(p, "/")
+	if i == 0 {
+		return "/", p[1:]
+	}
+	return p[:i], p[i+1:]
+}
+
+type etcFile struct {
+	path string
+	data []byte
+}
+
+// etcFiles are the files the init writes in /etc (unless a mount provides
+// them).
+func etcFiles(s *specJSON) []etcFile {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+	if s.Hostname != "localhost" {
+		hosts = fmt.Sprintf("127.0.0.1\tlocalhost %[1]s\n::1\tlocalhost %[1]s\n", s.Hostname)
+	}
+	return []etcFile{
+		{"/etc/passwd", []byte(fmt.Sprintf(
+			"root:x:0:0:root:/root:/noshell\nbuilder:x:%d:%d:builder:/build:/noshell\nnobody:x:65534:65534:nobody:/:/noshell\n",
+			UID, GID))},
+		{"/etc/group", []byte(fmt.Sprintf("root:x:0:\nbuilder:x:%d:\nnogroup:x:65534:\n", GID))},
+		// With Network, the host's /etc/hosts is already mounted here.
+		{"/etc/hosts", []byte(hosts)},
+	}
+}
+
+// loopbackUp brings up the loopback interface of this network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
