@@ -16,7 +16,7 @@ var constraintMeaning = []struct{ cue, says string }{
 	{`(out of bound =~"^blake3:[0-9a-f]{64}$")`, "(want blake3: and 64 lowercase hex digits)"},
 	{`(out of bound =~"^(h1:[A-Za-z0-9+/]{43}=|blake3:[0-9a-f]{64})$")`, "(want h1: and 44 base64 characters, or blake3: and 64 lowercase hex digits)"},
 	{`(out of bound =~"^[A-Za-z_][A-Za-z0-9_]*$")`, "(want an identifier: a letter or _, then letters, digits or _)"},
-	{`(out of bound =~"^(builtin:[a-z][a-z0-9-]*|@\\{[A-Za-z_][A-Za-z0-9_.]*\\}/.+)$")`, builderRule},
+	{`(out of bound =~"^(builtin:[a-z][a-z0-9-]*|@\\{[A-Za-z_][A-Za-z0-9_.]*\\}(/.+)?)$")`, builderRule},
 	{`(out of bound =~"^[^/]")`, "(want a relative path)"},
 	{`(out of bound !~"(^|/)\\.\\.(/|$)")`, "(a path may not leave its directory with ..)"},
 	{`(out of bound =~"^/")`, "(want an absolute path)"},
@@ -25,7 +25,7 @@ var constraintMeaning = []struct{ cue, says string }{
 
 const (
 	nameRule    = "(a store name is 1 to 200 bytes of A-Z a-z 0-9 + . _ ? = -, not starting with '.' and without '..')"
-	builderRule = "(want builtin:NAME or @{input}/path/in/it)"
+	builderRule = "(want builtin:NAME, @{input} or @{input}/path/in/it)"
 )
 
 // What an incomplete value wants, by the constraint CUE prints.
@@ -33,7 +33,7 @@ var incompleteMeaning = []struct{ cue, says string }{
 	{`=~"^[A-Za-z0-9+_?=-][A-Za-z0-9+._?=-]{0,199}$" & !~"\\.\\."`, "a store name"},
 	{`=~"^h1:[A-Za-z0-9+/]{43}=$"`, "an h1: sum as go.sum has it"},
 	{`=~"^blake3:[0-9a-f]{64}$"`, "a blake3: hash"},
-	{`=~"^(builtin:[a-z][a-z0-9-]*|@\\{[A-Za-z_][A-Za-z0-9_.]*\\}/.+)$"`, "builtin:NAME or @{input}/path"},
+	{`=~"^(builtin:[a-z][a-z0-9-]*|@\\{[A-Za-z_][A-Za-z0-9_.]*\\}(/.+)?)$"`, "builtin:NAME or @{input}/path"},
 }
 
 // longString matches a quoted CUE string of more than 60 characters.

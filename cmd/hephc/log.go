@@ -13,17 +13,14 @@ import (
 func init() {
 	register(&command{
 		name:    "log",
-		args:    "DRV-HASH|STORE-PATH",
+		args:    "DRV-HASH|STORE-PATH|./result",
 		summary: "print the build log of a derivation",
 		run:     runLog,
 	})
 }
 
-// hashArg parses a derivation hash or a store path (or its base name).
+// hashArg parses a derivation hash.
 func hashArg(s string) (store.DrvHash, error) {
-	if p, err := store.ParsePath(s); err == nil {
-		return p.Hash, nil
-	}
 	if h, err := store.ParseDrvHash(s); err == nil {
 		return h, nil
 	}
@@ -34,15 +31,17 @@ func runLog(e *env, _ *pflag.FlagSet, args []string) error {
 	if len(args) != 1 {
 		return usagef("want one derivation hash or store path")
 	}
-	h, err := hashArg(args[0])
-	if err != nil {
-		return err
-	}
 	st, err := openStore(e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	var h store.DrvHash
+	if p, perr := pathArg(e, st, args[0]); perr == nil {
+		h = p.Hash
+	} else if h, err = hashArg(args[0]); err != nil {
+		return err
+	}
 	f, err := os.Open(st.LogPath(h))
 	if err != nil {
 		return fmt.Errorf("no build log for %s in the store %s", args[0], st.Dir)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/store/sandbox"
 )
 
@@ -42,15 +44,58 @@ type buildError struct {
 
 func (e *buildError) Error() string { return "building cue: " + e.err.Error() + "\n" + e.out }
 
+// testBuilder builds internal/testbuilder (a static program scripts use as
+// a builder) once per test binary.
+var testBuilder = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "hephc-testbuilder-")
+	if err != nil {
+		return "", err
+	}
+	exe := filepath.Join(dir, "testbuilder")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", exe, "hephc.dev/hephc/internal/testbuilder")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{err, string(out)}
+	}
+	return exe, nil
+})
+
+// mktool writes the test builder into the current directory and tool.cue
+// beside it, which pins it as `tool` (a #LocalFile) in package system.
+func mktool(ts *testscript.TestScript, neg bool, args []string) {
+	exe, err := testBuilder()
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	dst := ts.MkAbs("testbuilder")
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		ts.Fatalf("%v", err)
+	}
+	tree, err := store.HashTree(dst, store.HashOptions{})
+	if err != nil {
+		ts.Fatalf("%v", err)
+	}
+	cue := fmt.Sprintf("package system\n\nimport \"hephc.dev/heph\"\n\ntool: heph.#LocalFile & {file: \"testbuilder\", hash: %q}\n", tree.Hash.String())
+	if err := os.WriteFile(ts.MkAbs("tool.cue"), []byte(cue), 0o644); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
 // TestScripts runs the CLI scripts in testdata/script.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("HEPHC_CACHE", filepath.Join(e.WorkDir, ".cache"))
+			e.Setenv("HEPHC_STORE", filepath.Join(e.WorkDir, ".store"))
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mktool": mktool,
 			// cue runs the standard cue tool built from the pinned module.
 			"cue": func(ts *testscript.TestScript, neg bool, args []string) {
 				exe, err := cueTool()
