@@ -23,9 +23,9 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 	if err := copyTree(src, staged); err != nil {
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
 	}
-	if err := Canonicalize(staged); err != nil {
-		return Path{}, fmt.Errorf("adding %s: %w", src, err)
-	}
+	// The hash depends on content and executable bits only, so it can be
+	// taken before the tree is made read-only (which must come after the
+	// move: an ordinary user cannot move a read-only directory).
 	tree, err := HashTree(staged, HashOptions{})
 	if err != nil {
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
@@ -49,6 +49,10 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 		}
 	}
 	if err := os.Rename(staged, s.Physical(p)); err != nil {
+		return Path{}, fmt.Errorf("adding %s: %w", src, err)
+	}
+	if err := Canonicalize(s.Physical(p)); err != nil {
+		RemoveTree(s.Physical(p))
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
 	}
 	info := &PathInfo{Path: p, ContentHash: tree.Hash, Size: tree.Size, Files: tree.Files, Deriver: p.Hash, Registered: s.Now().Unix(), CA: d.OutputHash}

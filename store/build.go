@@ -181,9 +181,21 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		s.finishBuild(ctx, buildID, "failed")
 		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
 	}
-	if err := Canonicalize(out); err != nil {
+	// Into place first, then read-only: as an ordinary user, a read-only
+	// directory cannot be moved to another parent. Until it is registered
+	// the path is not valid, and whoever builds it next removes it.
+	phys := s.Physical(p)
+	if err := os.Rename(out, phys); err != nil {
+		s.finishBuild(ctx, buildID, "failed")
+		return nil, fail(logPath, fmt.Errorf("moving the output into the store: %w", err))
+	}
+	discard := func(err error) (*PathInfo, error) {
+		RemoveTree(phys)
 		s.finishBuild(ctx, buildID, "failed")
 		return nil, fail(logPath, err)
+	}
+	if err := Canonicalize(phys); err != nil {
+		return discard(err)
 	}
 	candidates := make([]DrvHash, 0, len(closure)+1)
 	byHash := make(map[DrvHash]Path, len(closure)+1)
@@ -191,15 +203,13 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		candidates = append(candidates, c.Hash)
 		byHash[c.Hash] = c
 	}
-	tree, err := HashTree(out, HashOptions{Refs: NewRefScanner(candidates)})
+	tree, err := HashTree(phys, HashOptions{Refs: NewRefScanner(candidates)})
 	if err != nil {
-		s.finishBuild(ctx, buildID, "failed")
-		return nil, fail(logPath, err)
+		return discard(err)
 	}
 	if d.IsFixedOutput() {
-		if err := verifyFixedOutput(d, out, tree.Hash); err != nil {
-			s.finishBuild(ctx, buildID, "failed")
-			return nil, fail(logPath, err)
+		if err := verifyFixedOutput(d, phys, tree.Hash); err != nil {
+			return discard(err)
 		}
 	}
 	pi := &PathInfo{Path: p, ContentHash: tree.Hash, Size: tree.Size, Files: tree.Files, Deriver: h, Registered: s.Now().Unix(), CA: d.OutputHash}
@@ -207,14 +217,8 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		pi.References = append(pi.References, byHash[r])
 	}
 	sortPaths(pi.References)
-	if err := os.Rename(out, s.Physical(p)); err != nil {
-		s.finishBuild(ctx, buildID, "failed")
-		return nil, fail(logPath, fmt.Errorf("moving the output into the store: %w", err))
-	}
 	if err := s.register(ctx, pi); err != nil {
-		RemoveTree(s.Physical(p))
-		s.finishBuild(ctx, buildID, "failed")
-		return nil, fail(logPath, err)
+		return discard(err)
 	}
 	s.finishBuild(ctx, buildID, "ok")
 	return pi, nil
