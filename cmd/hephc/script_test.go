@@ -63,26 +63,30 @@ var testBuilder = sync.OnceValues(func() (string, error) {
 // mktool writes the test builder into the current directory and tool.cue
 // beside it, which pins it as `tool` (a #LocalFile) in package system.
 func mktool(ts *testscript.TestScript, neg bool, args []string) {
+	if err := writeTool(ts.MkAbs(".")); err != nil {
+		ts.Fatalf("%v", err)
+	}
+}
+
+func writeTool(dir string) error {
 	exe, err := testBuilder()
 	if err != nil {
-		ts.Fatalf("%v", err)
+		return err
 	}
-	dst := ts.MkAbs("testbuilder")
+	dst := filepath.Join(dir, "testbuilder")
 	b, err := os.ReadFile(exe)
 	if err != nil {
-		ts.Fatalf("%v", err)
+		return err
 	}
 	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		ts.Fatalf("%v", err)
+		return err
 	}
 	tree, err := store.HashTree(dst, store.HashOptions{})
 	if err != nil {
-		ts.Fatalf("%v", err)
+		return err
 	}
 	cue := fmt.Sprintf("package system\n\nimport \"hephc.dev/heph\"\n\ntool: heph.#LocalFile & {file: \"testbuilder\", hash: %q}\n", tree.Hash.String())
-	if err := os.WriteFile(ts.MkAbs("tool.cue"), []byte(cue), 0o644); err != nil {
-		ts.Fatalf("%v", err)
-	}
+	return os.WriteFile(filepath.Join(dir, "tool.cue"), []byte(cue), 0o644)
 }
 
 // TestScripts runs the CLI scripts in testdata/script.
