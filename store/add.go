@@ -56,7 +56,7 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
 	}
 	info := &PathInfo{Path: p, ContentHash: tree.Hash, Size: tree.Size, Files: tree.Files, Deriver: p.Hash, Registered: s.Now().Unix(), CA: d.OutputHash}
-	if err := s.register(ctx, info); err != nil {
+	if err := s.register(ctx, info, nil); err != nil {
 		RemoveTree(s.Physical(p))
 		return Path{}, err
 	}

@@ -127,7 +127,8 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		return nil, fail("", err)
 	}
 	defer logFile.Close()
-	buildID, _ := s.startBuild(ctx, h, logPath)
+	started := s.Now().Unix()
+	record := func(status string) { s.recordBuild(ctx, h, started, status, logPath) }
 
 	spec := &sandbox.Spec{
 		Env:     buildEnv(g, d, p, opts),
@@ -173,12 +174,12 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 
 	runErr := sandbox.Run(ctx, spec)
 	if runErr != nil {
-		s.finishBuild(ctx, buildID, "failed")
+		record("failed")
 		return nil, fail(logPath, runErr)
 	}
 	out := filepath.Join(tmp, "store", p.Base())
 	if _, err := os.Lstat(out); err != nil {
-		s.finishBuild(ctx, buildID, "failed")
+		record("failed")
 		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
 	}
 	// Into place first, then read-only: as an ordinary user, a read-only
@@ -186,12 +187,12 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 	// the path is not valid, and whoever builds it next removes it.
 	phys := s.Physical(p)
 	if err := os.Rename(out, phys); err != nil {
-		s.finishBuild(ctx, buildID, "failed")
+		record("failed")
 		return nil, fail(logPath, fmt.Errorf("moving the output into the store: %w", err))
 	}
 	discard := func(err error) (*PathInfo, error) {
 		RemoveTree(phys)
-		s.finishBuild(ctx, buildID, "failed")
+		record("failed")
 		return nil, fail(logPath, err)
 	}
 	if err := Canonicalize(phys); err != nil {
@@ -217,10 +218,9 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		pi.References = append(pi.References, byHash[r])
 	}
 	sortPaths(pi.References)
-	if err := s.register(ctx, pi); err != nil {
+	if err := s.register(ctx, pi, &buildRecord{drv: h, started: started, log: logPath}); err != nil {
 		return discard(err)
 	}
-	s.finishBuild(ctx, buildID, "ok")
 	return pi, nil
 }
 
@@ -329,18 +329,16 @@ func tail(path string, n int) []string {
 	return lines
 }
 
-func (s *Store) startBuild(ctx context.Context, h DrvHash, logPath string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO builds(drv, started, log) VALUES (?, ?, ?)`, h.String(), s.Now().Unix(), logPath)
-	if err != nil {
-		return 0, err
-	}
-	return res.LastInsertId()
+// buildRecord is a finished build, for the builds table.
+type buildRecord struct {
+	drv     DrvHash
+	started int64
+	log     string
 }
 
-func (s *Store) finishBuild(ctx context.Context, id int64, status string) {
-	if id == 0 {
-		return
-	}
-	// Recorded even when ctx was canceled: the build did end.
-	s.db.ExecContext(context.WithoutCancel(ctx), `UPDATE builds SET finished = ?, status = ? WHERE id = ?`, s.Now().Unix(), status, id)
+// recordBuild records a build that ended without registering anything
+// (even when ctx was canceled: the build did end).
+func (s *Store) recordBuild(ctx context.Context, h DrvHash, started int64, status, logPath string) {
+	s.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, ?, ?)`,
+		h.String(), started, s.Now().Unix(), status, logPath)
 }

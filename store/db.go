@@ -62,8 +62,8 @@ CREATE TABLE IF NOT EXISTS builds (
 	id       INTEGER PRIMARY KEY,
 	drv      TEXT NOT NULL,
 	started  INTEGER NOT NULL,
-	finished INTEGER NOT NULL DEFAULT 0,
-	status   TEXT NOT NULL DEFAULT 'running',
+	finished INTEGER NOT NULL,
+	status   TEXT NOT NULL,
 	log      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS builds_drv ON builds(drv);
@@ -188,9 +188,9 @@ func (s *Store) ValidPaths(ctx context.Context, ps []Path) (map[Path]bool, error
 }
 
 // register records info (whose content is already complete at its
-// physical path) and its references in one transaction. References must
-// be valid paths.
-func (s *Store) register(ctx context.Context, info *PathInfo) error {
+// physical path), its references and the build that made it (if any) in
+// one transaction. References must be valid paths.
+func (s *Store) register(ctx context.Context, info *PathInfo, build *buildRecord) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("registering %s: %w", info.Path, err)
@@ -218,6 +218,12 @@ func (s *Store) register(ctx context.Context, info *PathInfo) error {
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("registering %s: its reference %s is not a valid path", info.Path, r)
+		}
+	}
+	if build != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, 'ok', ?)`,
+			build.drv.String(), build.started, info.Registered, build.log); err != nil {
+			return fmt.Errorf("registering %s: %w", info.Path, err)
 		}
 	}
 	return tx.Commit()

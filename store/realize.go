@@ -150,10 +150,10 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 	if len(todo) == 0 {
 		return res, nil
 	}
+	if err := s.SaveDerivations(ctx, g, todo); err != nil {
+		return nil, err
+	}
 	for _, h := range todo {
-		if err := s.SaveDerivation(ctx, h, g.Derivations[h], g.Origins[h].Attr, g.Origins[h].Pos); err != nil {
-			return nil, err
-		}
 		emit(Event{Kind: EventPlanned, Drv: h, Path: g.PathOf(h), Fixed: g.Derivations[h].IsFixedOutput()})
 	}
 

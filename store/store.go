@@ -111,19 +111,32 @@ func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
 	}
 }
 
-// SaveDerivation records d (with hash h), and where it was written, so
-// that `hephc log`, `path-info` and later commands can name it.
-func (s *Store) SaveDerivation(ctx context.Context, h DrvHash, d *Derivation, attr, pos string) error {
-	b, err := json.Marshal(d)
+// SaveDerivations records the derivations hs of g, and where each was
+// written, in one transaction, so that later commands can name them.
+func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("saving derivation %s: %w", d.Name, err)
+		return fmt.Errorf("saving derivations: %w", err)
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO derivations(hash, name, json, attr, pos) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(hash) DO UPDATE SET attr = excluded.attr, pos = excluded.pos`, h.String(), d.Name, b, attr, pos)
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO derivations(hash, name, json, attr, pos) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(hash) DO UPDATE SET attr = excluded.attr, pos = excluded.pos`)
 	if err != nil {
-		return fmt.Errorf("saving derivation %s: %w", d.Name, err)
+		return fmt.Errorf("saving derivations: %w", err)
 	}
-	return nil
+	defer stmt.Close()
+	for _, h := range hs {
+		d := g.Derivations[h]
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
+		}
+		o := g.Origins[h]
+		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos); err != nil {
+			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
+		}
+	}
+	return tx.Commit()
 }
 
 // SavedDerivation is a derivation as the store recorded it.
@@ -133,7 +146,7 @@ type SavedDerivation struct {
 	Attr, Pos  string
 }
 
-// LoadDerivation returns the derivation h as recorded by SaveDerivation.
+// LoadDerivation returns the derivation h as recorded by SaveDerivations.
 func (s *Store) LoadDerivation(ctx context.Context, h DrvHash) (*SavedDerivation, bool, error) {
 	var (
 		b         []byte
