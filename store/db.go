@@ -27,6 +27,11 @@ const schemaVersion = 1
 //	derivations  every derivation the store has been asked to realize, as
 //	             JSON, with where it was written (attr, pos) last time.
 //	builds       one row per build attempt: its log and how it ended.
+//	generations  each profile's generations: a toplevel path, when, the
+//	             configuration's content hash, the closure's size.
+//	profiles     each profile's current generation.
+//	roots        indirect GC roots: symlinks such as ./result that point
+//	             into the store and keep their target alive while they do.
 //
 // A path is registered only after its content is complete and in place;
 // nothing else marks it valid.
@@ -67,6 +72,23 @@ CREATE TABLE IF NOT EXISTS builds (
 	log      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS builds_drv ON builds(drv);
+CREATE TABLE IF NOT EXISTS generations (
+	profile      TEXT NOT NULL,
+	number       INTEGER NOT NULL,
+	toplevel     TEXT NOT NULL,
+	created      INTEGER NOT NULL,
+	config_hash  TEXT NOT NULL,
+	config       TEXT NOT NULL DEFAULT '',
+	closure_size INTEGER NOT NULL,
+	PRIMARY KEY (profile, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+	name    TEXT PRIMARY KEY,
+	current INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS roots (
+	link TEXT PRIMARY KEY
+);
 `
 
 func openDB(dir string) (*sql.DB, error) {
