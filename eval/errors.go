@@ -67,3 +67,21 @@ func userPosDepth(v cue.Value, depth int) token.Pos {
 	}
 	return p
 }
+
+// FieldPos returns where the value at path (a CUE path such as
+// modules.x_sys.sum) is written in the user's files.
+func FieldPos(root cue.Value, path string) (Pos, bool) {
+	p := cue.ParsePath(path)
+	if p.Err() != nil {
+		return Pos{}, false
+	}
+	v := root.LookupPath(p)
+	if !v.Exists() {
+		return Pos{}, false
+	}
+	pos := userPos(v)
+	if !pos.IsValid() || defs.IsSchemaFile(pos.Filename()) {
+		return Pos{}, false
+	}
+	return posOf(pos), true
+}

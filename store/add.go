@@ -14,6 +14,12 @@ import (
 // blake3:<tree hash> has (a #LocalFile of the same file), so a build that
 // fetches it later finds it valid.
 func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
+	return s.add(ctx, src, name, nil)
+}
+
+// add is Add for content that may refer to the store paths refs (which
+// must be valid): those it mentions become its references.
+func (s *Store) add(ctx context.Context, src, name string, refs []Path) (Path, error) {
 	tmp, err := os.MkdirTemp(filepath.Join(s.Dir, "tmp"), "add-")
 	if err != nil {
 		return Path{}, err
@@ -26,7 +32,17 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 	// The hash depends on content and executable bits only, so it can be
 	// taken before the tree is made read-only (which must come after the
 	// move: an ordinary user cannot move a read-only directory).
-	tree, err := HashTree(staged, HashOptions{})
+	opts := HashOptions{}
+	byHash := make(map[DrvHash]Path, len(refs))
+	if len(refs) > 0 {
+		cands := make([]DrvHash, len(refs))
+		for i, r := range refs {
+			cands[i] = r.Hash
+			byHash[r.Hash] = r
+		}
+		opts.Refs = NewRefScanner(cands)
+	}
+	tree, err := HashTree(staged, opts)
 	if err != nil {
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
 	}
@@ -56,6 +72,9 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 		return Path{}, fmt.Errorf("adding %s: %w", src, err)
 	}
 	info := &PathInfo{Path: p, ContentHash: tree.Hash, Size: tree.Size, Files: tree.Files, Deriver: p.Hash, Registered: s.Now().Unix(), CA: d.OutputHash}
+	for _, h := range tree.Refs {
+		info.References = append(info.References, byHash[h])
+	}
 	if err := s.register(ctx, info, nil); err != nil {
 		RemoveTree(s.Physical(p))
 		return Path{}, err

@@ -7,11 +7,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
+	"github.com/zeebo/blake3"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/store"
 )
 
@@ -28,6 +32,7 @@ func init() {
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
 			fs.Bool("no-link", false, "do not create the result symlink")
 			fs.Duration("timeout", store.DefaultBuildTimeout, "time limit of each build")
+			fs.String("profile", "system", "record the realization as a generation of this profile (always when given; by default when a root is a system image)")
 		},
 		run: runRealize,
 	})
@@ -41,6 +46,8 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	link, _ := fs.GetString("out-link")
 	noLink, _ := fs.GetBool("no-link")
 	timeout, _ := fs.GetDuration("timeout")
+	profile, _ := fs.GetString("profile")
+	recordAlways := fs.Changed("profile")
 	if jobs < 1 {
 		return usagef("-j wants at least 1, got %d", jobs)
 	}
@@ -77,6 +84,11 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	for _, p := range res.Paths {
 		fmt.Fprintln(e.stdout, p)
+	}
+	if recordAlways || hasSystem(g) {
+		if err := recordGeneration(e, st, g, profile, args); err != nil {
+			return err
+		}
 	}
 	if main, ok := mainOutput(g, attr); ok && !noLink && link != "" {
 		if err := linkResult(st, absPath(e.cwd, link), sg.PathOf(main)); err != nil {
@@ -188,4 +200,62 @@ func configDir(e *env, args []string) string {
 		return p
 	}
 	return filepath.Dir(p)
+}
+
+// SystemBuilder builds an image's toplevel: a realization with one among
+// its roots is a system, recorded as a generation.
+const SystemBuilder = "builtin:system-toplevel"
+
+func hasSystem(g *eval.Graph) bool {
+	for _, h := range g.Roots {
+		if g.Nodes[h].Drv.Builder == SystemBuilder {
+			return true
+		}
+	}
+	return false
+}
+
+// recordGeneration records the realized roots as a new generation.
+func recordGeneration(e *env, st *store.Store, g *eval.Graph, profile string, args []string) error {
+	roots := make(map[string]store.Path, len(g.Roots))
+	for attr, h := range g.Roots {
+		roots[attr] = g.Nodes[h].Path()
+	}
+	hash, files := configHash(e, args)
+	gen, err := st.RecordGeneration(context.Background(), profile, roots, hash, files)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "recorded generation %d of profile %s\n", gen.Number, profile)
+	return nil
+}
+
+// configHash is the blake3 of the configuration's .cue files (names and
+// contents, sorted), and the files as a list for people.
+func configHash(e *env, args []string) (string, string) {
+	var files []string
+	if len(args) == 0 {
+		args = []string{"."}
+	}
+	for _, a := range args {
+		p := absPath(e.cwd, a)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			m, _ := filepath.Glob(filepath.Join(p, "*.cue"))
+			files = append(files, m...)
+		} else {
+			files = append(files, p)
+		}
+	}
+	sort.Strings(files)
+	h := blake3.New()
+	var names []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		rel := lang.RelPath(e.cwd, f)
+		names = append(names, rel)
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	var sum [32]byte
+	return fmt.Sprintf("blake3:%x", h.Sum(sum[:0])), strings.Join(names, " ")
 }

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/store"
+)
+
+func init() {
+	register(&command{
+		name:    "diff",
+		args:    "[--profile NAME] [--json] [OLD NEW]",
+		summary: "what changed between two generations (or store paths, or a generation and a .cue file) and why",
+		flags: func(fs *pflag.FlagSet) {
+			fs.String("profile", "system", "the profile whose generations are meant")
+			fs.Bool("json", false, "print JSON")
+		},
+		run: runDiff,
+	})
+}
+
+// diffSide is one side of a diff as the command found it.
+type diffSide struct {
+	*store.DiffSide
+	label string
+	// cfg is the configuration (for positions), when the side is one.
+	cfg cue.Value
+}
+
+func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
+	profile, _ := fs.GetString("profile")
+	asJSON, _ := fs.GetBool("json")
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var specs []string
+	switch len(args) {
+	case 0:
+		gens, err := st.Generations(ctx, profile)
+		if err != nil {
+			return err
+		}
+		if len(gens) < 2 {
+			return fmt.Errorf("profile %s has %d generation(s); a diff needs two (or name two things: hephc diff OLD NEW)", profile, len(gens))
+		}
+		specs = []string{strconv.Itoa(gens[len(gens)-2].Number), strconv.Itoa(gens[len(gens)-1].Number)}
+	case 2:
+		specs = args
+	default:
+		return usagef("want no arguments (the last two generations) or two: generation numbers, store paths or .cue files")
+	}
+	sides := make([]*diffSide, 2)
+	for i, spec := range specs {
+		if sides[i], err = resolveSide(ctx, e, st, profile, spec); err != nil {
+			return err
+		}
+	}
+	d, err := store.DiffGraphs(sides[0].DiffSide, sides[1].DiffSide)
+	if err != nil {
+		return err
+	}
+	placeReasons(e, d, sides[1])
+	if asJSON {
+		b, err := eval.MarshalIndent(struct {
+			Old  string      `json:"old"`
+			New  string      `json:"new"`
+			Diff *store.Diff `json:"diff"`
+		}{sides[0].label, sides[1].label, d})
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	printDiff(e, sides[0].label, sides[1].label, d)
+	return nil
+}
+
+// resolveSide turns a generation number, a store path (or ./result) or a
+// configuration (.cue file or directory) into a side.
+func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec string) (*diffSide, error) {
+	if n, err := strconv.Atoi(spec); err == nil {
+		g, err := st.Generation(ctx, profile, n)
+		if err != nil {
+			return nil, err
+		}
+		side, err := st.GraphOf(ctx, g.Roots)
+		if err != nil {
+			return nil, err
+		}
+		ds := &diffSide{DiffSide: side, label: fmt.Sprintf("generation %d", n)}
+		// The working tree's configuration gives positions when it is
+		// what this generation was built from.
+		if g.Config != "" {
+			files := strings.Fields(g.Config)
+			if h, _ := configHash(e, files); h == g.ConfigHash {
+				if cfg, err := lang.NewLoader(e.cwd).Load(files...); err == nil {
+					ds.cfg = cfg.Value
+				}
+			}
+		}
+		return ds, nil
+	}
+	if strings.HasSuffix(spec, ".cue") || isDir(absPath(e.cwd, spec)) && !strings.Contains(spec, "result") {
+		g, err := evaluate(e, "", []string{spec}, true)
+		if err != nil {
+			return nil, err
+		}
+		side := &store.DiffSide{Graph: storeGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
+		for h, n := range g.Nodes {
+			if info, ok, err := st.QueryPathInfo(ctx, n.Path()); err == nil && ok {
+				side.Sizes[n.Path()] = info.Size
+			}
+			_ = h
+		}
+		ds := &diffSide{DiffSide: side, label: spec}
+		if cfg, err := lang.NewLoader(e.cwd).Load(spec); err == nil {
+			ds.cfg = cfg.Value
+		}
+		return ds, nil
+	}
+	p, err := pathArg(e, st, spec)
+	if err != nil {
+		return nil, usagef("%q is not a generation number, a store path or a .cue file", spec)
+	}
+	side, err := st.GraphOf(ctx, map[string]store.Path{p.Name: p})
+	if err != nil {
+		return nil, err
+	}
+	return &diffSide{DiffSide: side, label: p.String()}, nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// placeReasons finds where each reason's field is written in the new
+// side's configuration. A #GoModule's outputHash is written as its sum,
+// its attrs as path and version.
+func placeReasons(e *env, d *store.Diff, side *diffSide) {
+	if !side.cfg.Exists() {
+		return
+	}
+	for _, c := range d.Changed {
+		for _, r := range c.Why {
+			for _, field := range fieldCandidates(r.Field) {
+				if pos, ok := eval.FieldPos(side.cfg, r.Attr+"."+field); ok {
+					r.Pos = fmt.Sprintf("%s:%d:%d", lang.RelPath(e.cwd, pos.File), pos.Line, pos.Col)
+					break
+				}
+			}
+		}
+	}
+}
+
+func fieldCandidates(field string) []string {
+	switch field {
+	case "outputHash":
+		return []string{"sum", "hash", "outputHash"}
+	case "attrs.version":
+		return []string{"version", "attrs.version"}
+	case "attrs.module":
+		return []string{"path", "attrs.module"}
+	case "attrs.file":
+		return []string{"file", "attrs.file"}
+	}
+	if rest, ok := strings.CutPrefix(field, "attrs."); ok {
+		return []string{rest, field}
+	}
+	if strings.HasPrefix(field, "inputs.") {
+		return []string{field, "inputs"}
+	}
+	return []string{field}
+}
+
+func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
+	c := colors(e)
+	w := e.stdout
+	fmt.Fprintf(w, "%s → %s\n", oldLabel, newLabel)
+	fmt.Fprintf(w, "closure: %s → %s (%s)\n", humanBytes(d.SizeBefore), humanBytes(d.SizeAfter), signedBytes(d.SizeAfter-d.SizeBefore))
+	if len(d.Added)+len(d.Removed)+len(d.Changed)+len(d.Services) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	if len(d.Changed) > 0 {
+		fmt.Fprintf(w, "\n%schanged:%s\n", c.yellow, c.reset)
+		for _, p := range d.Changed {
+			ver := fmt.Sprintf("%s → %s", orNone(p.OldVersion), orNone(p.NewVersion))
+			if p.Rebuilt() {
+				ver = orNone(p.NewVersion) + ", same version, new hash"
+			}
+			fmt.Fprintf(w, "  %s%s%s  %s  %s → %s (%s)\n", c.yellow, p.Key, c.reset, ver, humanBytes(p.OldSize), humanBytes(p.NewSize), signedBytes(p.NewSize-p.OldSize))
+			for _, r := range p.Why {
+				via := ""
+				if len(r.Via) > 0 {
+					via = " via " + strings.Join(r.Via, " → ")
+				}
+				at := ""
+				if r.Pos != "" {
+					at = "  (" + r.Pos + ")"
+				}
+				fmt.Fprintf(w, "    because %s.%s: %s → %s%s%s\n", r.Attr, r.Field, quoteOrNone(r.Old), quoteOrNone(r.New), via, at)
+			}
+		}
+	}
+	if len(d.Added) > 0 {
+		fmt.Fprintf(w, "\n%sadded:%s\n", c.green, c.reset)
+		for _, p := range d.Added {
+			fmt.Fprintf(w, "  %s+ %s%s  %s  %s\n", c.green, p.Key, c.reset, orNone(p.NewVersion), humanBytes(p.NewSize))
+		}
+	}
+	if len(d.Removed) > 0 {
+		fmt.Fprintf(w, "\n%sremoved:%s\n", c.red, c.reset)
+		for _, p := range d.Removed {
+			fmt.Fprintf(w, "  %s- %s%s  %s  %s\n", c.red, p.Key, c.reset, orNone(p.OldVersion), humanBytes(p.OldSize))
+		}
+	}
+	if len(d.Services) > 0 {
+		fmt.Fprintf(w, "\nservices:\n")
+		for _, s := range d.Services {
+			switch {
+			case s.Old == "":
+				fmt.Fprintf(w, "  %s+ %s: %s%s %s\n", c.green, s.Image, s.Service, c.reset, s.New)
+			case s.New == "":
+				fmt.Fprintf(w, "  %s- %s: %s%s\n", c.red, s.Image, s.Service, c.reset)
+			default:
+				fmt.Fprintf(w, "  %s~ %s: %s%s %s → %s\n", c.yellow, s.Image, s.Service, c.reset, s.Old, s.New)
+			}
+		}
+	}
+}
+
+type palette struct{ red, green, yellow, reset string }
+
+// colors are ANSI colours on a terminal (unless NO_COLOR), else none.
+func colors(e *env) palette {
+	if f, ok := e.stdout.(*os.File); ok && e.getenv("NO_COLOR") == "" && e.getenv("TERM") != "dumb" {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return palette{"\033[31m", "\033[32m", "\033[33m", "\033[0m"}
+		}
+	}
+	return palette{}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func quoteOrNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func signedBytes(n int64) string {
+	if n < 0 {
+		return "-" + humanBytes(-n)
+	}
+	return "+" + humanBytes(n)
+}

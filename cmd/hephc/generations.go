@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/eval"
+)
+
+func init() {
+	register(&command{
+		name:    "generations",
+		args:    "[--profile NAME] [--json]",
+		summary: "list a profile's generations: number, date, generation object, closure size, configuration hash",
+		flags: func(fs *pflag.FlagSet) {
+			fs.String("profile", "system", "the profile")
+			fs.Bool("json", false, "print JSON")
+		},
+		run: runGenerations,
+	})
+}
+
+// jsonGeneration is a generation as `generations --json` prints it.
+type jsonGeneration struct {
+	Number      int               `json:"number"`
+	Current     bool              `json:"current"`
+	Created     string            `json:"created"`
+	Toplevel    string            `json:"toplevel"`
+	Roots       map[string]string `json:"roots"`
+	ClosureSize int64             `json:"closureSize"`
+	ConfigHash  string            `json:"configHash"`
+	Config      string            `json:"config"`
+}
+
+func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
+	if len(args) > 0 {
+		return usagef("takes no arguments")
+	}
+	profile, _ := fs.GetString("profile")
+	asJSON, _ := fs.GetBool("json")
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	gens, err := st.Generations(context.Background(), profile)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := []jsonGeneration{}
+		for _, g := range gens {
+			j := jsonGeneration{Number: g.Number, Current: g.Current, Created: time.Unix(g.Created, 0).UTC().Format(time.RFC3339),
+				Toplevel: g.Toplevel.String(), Roots: map[string]string{}, ClosureSize: g.ClosureSize, ConfigHash: g.ConfigHash, Config: g.Config}
+			for a, p := range g.Roots {
+				j.Roots[a] = p.String()
+			}
+			out = append(out, j)
+		}
+		b, err := eval.MarshalIndent(out)
+		if err != nil {
+			return err
+		}
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	if len(gens) == 0 {
+		fmt.Fprintf(e.stdout, "profile %s has no generations\n", profile)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GEN\tDATE\tROOTS\tCLOSURE\tCONFIG\tOBJECT")
+	for _, g := range gens {
+		mark := ""
+		if g.Current {
+			mark = " (current)"
+		}
+		fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, time.Unix(g.Created, 0).UTC().Format("2006-01-02 15:04:05"),
+			len(g.Roots), humanBytes(g.ClosureSize), shortHash(g.ConfigHash), g.Toplevel)
+	}
+	return tw.Flush()
+}
+
+func shortHash(h string) string {
+	if len(h) > 19 {
+		return h[:19]
+	}
+	return h
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "rollback",
+		args:    "[--to N] [--profile NAME]",
+		summary: "make the previous generation (or generation N) current",
+		flags: func(fs *pflag.FlagSet) {
+			fs.String("profile", "system", "the profile")
+			fs.Int("to", 0, "the generation to make current (default: the one before the current)")
+		},
+		run: runRollback,
+	})
+}
+
+func runRollback(e *env, fs *pflag.FlagSet, args []string) error {
+	if len(args) > 0 {
+		return usagef("takes no arguments (use --to N)")
+	}
+	profile, _ := fs.GetString("profile")
+	to, _ := fs.GetInt("to")
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if to == 0 {
+		gens, err := st.Generations(ctx, profile)
+		if err != nil {
+			return err
+		}
+		cur := -1
+		for i, g := range gens {
+			if g.Current {
+				cur = i
+			}
+		}
+		if cur <= 0 {
+			return fmt.Errorf("profile %s has no generation before the current one", profile)
+		}
+		to = gens[cur-1].Number
+	}
+	g, err := st.SetCurrent(ctx, profile, to)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "profile %s: generation %d is current (%s)\n", profile, g.Number, g.Toplevel)
+	return nil
+}
