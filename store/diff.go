@@ -81,17 +81,27 @@ func (s *DiffSide) key(h DrvHash) string {
 
 // closure maps the keys of every derivation reachable from the roots.
 func (s *DiffSide) closure() (map[string]DrvHash, error) {
-	roots := make([]DrvHash, 0, len(s.Roots))
+	m := make(map[string]DrvHash, len(s.Graph.Derivations))
+	seen := make(map[DrvHash]bool, len(s.Graph.Derivations))
+	stack := make([]DrvHash, 0, len(s.Roots))
 	for _, h := range s.Roots {
-		roots = append(roots, h)
+		stack = append(stack, h)
 	}
-	order, err := s.Graph.Closure(roots...)
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]DrvHash, len(order))
-	for _, h := range order {
+	for len(stack) > 0 {
+		h := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		d, ok := s.Graph.Derivations[h]
+		if !ok {
+			return nil, fmt.Errorf("derivation %s is not in the graph", h)
+		}
 		m[s.key(h)] = h
+		for _, in := range d.Inputs {
+			stack = append(stack, in)
+		}
 	}
 	return m, nil
 }
@@ -214,8 +224,29 @@ func (w *whyWalker) why(ha, hb DrvHash) []*Reason {
 			}
 		}
 	}
+	rs = dedupeReasons(rs)
 	w.memo[pair] = rs
 	return rs
+}
+
+// dedupeReasons keeps one reason per field (the one reached through the
+// shortest chain of inputs): a change reached along several paths is one
+// cause.
+func dedupeReasons(rs []*Reason) []*Reason {
+	best := make(map[[2]string]int, len(rs))
+	var out []*Reason
+	for _, r := range rs {
+		k := [2]string{r.Attr, r.Field}
+		if i, ok := best[k]; ok {
+			if len(r.Via) < len(out[i].Via) {
+				out[i] = r
+			}
+			continue
+		}
+		best[k] = len(out)
+		out = append(out, r)
+	}
+	return out
 }
 
 func diffLists(field string, a, b []string, add func(field, old, new string)) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 )
@@ -39,7 +40,7 @@ func (g *Graph) Describe(h DrvHash) string {
 func (g *Graph) PathOf(h DrvHash) Path { return Path{Hash: h, Name: g.Derivations[h].Name} }
 
 // Closure returns roots and every derivation they depend on, in
-// dependency order (inputs before what uses them), ties broken by path.
+// dependency order (inputs before what uses them), ties broken by hash.
 func (g *Graph) Closure(roots ...DrvHash) ([]DrvHash, error) {
 	state := make(map[DrvHash]int) // 1 visiting, 2 done
 	var order []DrvHash
@@ -66,7 +67,7 @@ func (g *Graph) Closure(roots ...DrvHash) ([]DrvHash, error) {
 		return nil
 	}
 	sorted := append([]DrvHash(nil), roots...)
-	sort.Slice(sorted, func(i, j int) bool { return g.PathOf(sorted[i]).String() < g.PathOf(sorted[j]).String() })
+	sort.Slice(sorted, func(i, j int) bool { return bytes.Compare(sorted[i][:], sorted[j][:]) < 0 })
 	for _, h := range sorted {
 		if _, ok := g.Derivations[h]; !ok {
 			return nil, fmt.Errorf("derivation %s is not in the graph", h)
