@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func init() {
+	register(&command{
+		name:    "boot",
+		args:    "[--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [TOPLEVEL]",
+		summary: "boot a system toplevel (default ./result) in QEMU on the terminal (Ctrl-A X quits)",
+		flags: func(fs *pflag.FlagSet) {
+			fs.Var(new(durationFlag), "timeout", "stop QEMU after `DURATION`: 90s, 2m, or 60 for seconds (default: none; 5m with --expect)")
+			fs.String("expect", "", "for scripts: exit 0 as soon as a console line contains `LINE`, 1 if QEMU stops or time runs out first")
+			fs.String("memory", "512", "guest memory: `SIZE` in MiB, or with an M or G suffix")
+			fs.String("append", "", "kernel `ARGS` to add to the toplevel's cmdline")
+			fs.String("qemu", "qemu-system-x86_64", "the QEMU to run: a `PATH` or a command on $PATH")
+			fs.Bool("dry-run", false, "print the QEMU command line and run nothing")
+		},
+		run: runBoot,
+	})
+}
+
+const (
+	// expectTimeout is how long --expect waits when --timeout is not given.
+	expectTimeout = 5 * time.Minute
+	// consoleTail is how many console lines a failed --expect shows.
+	consoleTail = 25
+	qemuHint    = "install QEMU (on Debian/Ubuntu: apt-get install qemu-system-x86) or name it with --qemu"
+)
+
+var memorySize = regexp.MustCompile(`^[1-9][0-9]*[MmGg]?$`)
+
+func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
+	expect, _ := fs.GetString("expect")
+	memory, _ := fs.GetString("memory")
+	extra, _ := fs.GetString("append")
+	qemu, _ := fs.GetString("qemu")
+	dry, _ := fs.GetBool("dry-run")
+	timeout := time.Duration(*fs.Lookup("timeout").Value.(*durationFlag))
+	if len(args) > 1 {
+		return usagef("want at most one toplevel, got %d", len(args))
+	}
+	if !memorySize.MatchString(memory) {
+		return usagef("--memory wants a size like 512, 512M or 1G, got %q", memory)
+	}
+	toplevel := "./result"
+	if len(args) == 1 {
+		toplevel = args[0]
+	}
+	qargs, err := qemuArgs(absPath(e.cwd, toplevel), toplevel, memory, extra)
+	if err != nil {
+		return err
+	}
+	if dry {
+		fmt.Fprintln(e.stdout, shellQuote(append([]string{qemu}, qargs...)))
+		return nil
+	}
+	exe, err := exec.LookPath(qemu)
+	if err != nil {
+		return fmt.Errorf("%s not found: %s", qemu, qemuHint)
+	}
+	if expect != "" && !fs.Changed("timeout") {
+		timeout = expectTimeout
+	}
+	return boot(context.Background(), e, exe, qargs, expect, timeout)
+}
+
+// qemuArgs are QEMU's arguments to boot the toplevel at dir (shown to the
+// user as name): its kernel, initrd and cmdline, plus extra kernel args.
+func qemuArgs(dir, name, memory, extra string) ([]string, error) {
+	dir, err := filepath.EvalSymlinks(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no system toplevel at %s (hephc realize builds one)", name)
+	} else if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, f := range []string{"kernel", "initrd", "cmdline"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || !fi.Mode().IsRegular() {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s is not a system toplevel: it has no %s (it needs kernel, initrd and cmdline)", name, strings.Join(missing, ", "))
+	}
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil {
+		return nil, err
+	}
+	kargs := strings.TrimSpace(string(cmdline))
+	if extra = strings.TrimSpace(extra); extra != "" {
+		kargs += " " + extra
+	}
+	return []string{
+		"-accel", "tcg", // KVM hangs on the machines hephc is built on
+		"-m", memory,
+		"-nographic", "-no-reboot",
+		"-kernel", filepath.Join(dir, "kernel"),
+		"-initrd", filepath.Join(dir, "initrd"),
+		"-append", kargs,
+	}, nil
+}
+
+var errTimedOut = errors.New("timed out")
+
+// boot runs QEMU until it exits, the timeout passes (when not 0), a
+// signal comes, or, with expect, a console line contains expect. QEMU
+// never outlives it.
+func boot(ctx context.Context, e *env, exe string, args []string, expect string, timeout time.Duration) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if timeout > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeoutCause(ctx, timeout, errTimedOut)
+		defer cancelTimeout()
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // if hephc dies
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stderr = e.stderr
+	con := &console{out: e.stdout, expect: expect, found: func() { cancel(nil) }}
+	if expect == "" {
+		cmd.Stdin, cmd.Stdout = os.Stdin, e.stdout
+		// SIGTERM lets QEMU restore the terminal; SIGKILL if it lingers.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	} else {
+		// QEMU has no terminal to restore: kill it (by default), and
+		// quietly.
+		cmd.Stdout = con
+	}
+	err := cmd.Run()
+	if f, ok := e.stdout.(*os.File); ok {
+		if fi, _ := f.Stat(); fi != nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprint(f, "\x1b[?7h") // SeaBIOS turned line wrapping off
+		}
+	}
+	con.mu.Lock()
+	defer con.mu.Unlock()
+	if len(con.line) > 0 {
+		con.endLine()
+	}
+	if con.matched {
+		return nil
+	}
+	var stopped string
+	switch {
+	case errors.Is(context.Cause(ctx), errTimedOut):
+		stopped = fmt.Sprintf("timed out after %v; QEMU stopped", timeout)
+	case ctx.Err() != nil:
+		stopped = "interrupted; QEMU stopped"
+	case expect == "" && err != nil:
+		return fmt.Errorf("qemu: %w", err)
+	case expect == "":
+		return nil
+	case err != nil:
+		stopped = fmt.Sprintf("QEMU exited (%v)", err)
+	default:
+		stopped = "QEMU exited"
+	}
+	if expect == "" {
+		return errors.New(stopped)
+	}
+	return fmt.Errorf("%s before a console line contained %q\n%s", stopped, expect, con.lastLines())
+}
+
+// console copies QEMU's serial console to out and watches its lines for
+// expect, keeping the last few to show when it does not come.
+type console struct {
+	mu      sync.Mutex // Wait may return before the last Write (WaitDelay)
+	out     io.Writer
+	expect  string
+	found   func() // called once, when a line contains expect
+	matched bool
+	line    []byte   // the line being written
+	tail    []string // the last consoleTail lines
+}
+
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.matched {
+		return len(p), nil // what comes after is QEMU being stopped
+	}
+	shown := p
+	for i, b := range p {
+		if b != '\n' && len(c.line) < 1<<16 {
+			c.line = append(c.line, b)
+			continue
+		}
+		if c.endLine(); c.matched {
+			shown = p[:i+1]
+			break
+		}
+	}
+	c.out.Write(shown) // a closed stdout must not stop the console
+	return len(p), nil
+}
+
+func (c *console) endLine() {
+	l := strings.TrimRight(string(c.line), "\r")
+	c.line = c.line[:0]
+	if c.tail = append(c.tail, l); len(c.tail) > consoleTail {
+		c.tail = c.tail[1:]
+	}
+	if !c.matched && strings.Contains(l, c.expect) {
+		c.matched = true
+		c.found()
+	}
+}
+
+// lastLines shows the end of the console.
+func (c *console) lastLines() string {
+	if len(c.tail) == 0 {
+		return "the console showed nothing (does the cmdline say console=ttyS0?)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "last %d console lines:", len(c.tail))
+	for _, l := range c.tail {
+		b.WriteString("\n  | " + l)
+	}
+	return b.String()
+}
+
+// durationFlag is a duration as Go writes it (90s, 2m) or in seconds (60).
+type durationFlag time.Duration
+
+func (d *durationFlag) Set(s string) error {
+	if n, err := strconv.ParseUint(s, 10, 31); err == nil {
+		*d = durationFlag(time.Duration(n) * time.Second)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a duration such as 90s or 2m, or seconds, got %q", s)
+	}
+	*d = durationFlag(v)
+	return nil
+}
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return ""
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *durationFlag) Type() string { return "duration" }
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_@%+=:,./-]+$`)
+
+// shellQuote writes argv as a shell would read it back.
+func shellQuote(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		if shellSafe.MatchString(a) {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}
