@@ -1,12 +1,13 @@
 package builder
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -20,9 +21,11 @@ func init() { sandbox.RegisterBuiltin("go-build", goBuild) }
 // goBuild builds the main packages attrs.packages of the module in input
 // src with the toolchain in input go, offline: the pinned modules of
 // inputs deps.N are laid out as a module cache (each module's directory a
-// link to its store path, its go.mod and its h1: sum beside it), and the
-// go command may not download anything (GOPROXY=off). The programs land in
-// $out/bin.
+// link to its store path, its go.mod and its h1: sum beside it), with the
+// go.mod files of input modfiles (a builtin:fetch-gomod-graph output), if
+// any, for the rest of the module graph; the go command may not download
+// anything (GOPROXY=off). The programs land in $out/bin, the pins of the
+// sources in $out/SourcesFile.
 func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	info, err := readBuildInfo()
 	if err != nil {
@@ -36,18 +39,9 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return fmt.Errorf("go-build: no input go (the toolchain)")
 	}
-	modcache := "/build/gomodcache"
-	var deps []string
-	for name := range info.Inputs {
-		if strings.HasPrefix(name, "deps.") {
-			deps = append(deps, name)
-		}
-	}
-	sort.Strings(deps)
-	for _, name := range deps {
-		if err := linkModule(modcache, info.Inputs[name]); err != nil {
-			return fmt.Errorf("go-build: input %s: %w", name, err)
-		}
+	const modcache = "/build/gomodcache"
+	if err := layoutModuleCache(info, modcache, stdout); err != nil {
+		return fmt.Errorf("go-build: %w", err)
 	}
 	packages := []string{"."}
 	if ps, ok := info.Derivation.Attrs["packages"].([]any); ok && len(ps) > 0 {
@@ -59,24 +53,7 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	}
 	ldflags, _ := info.Derivation.Attrs["ldflags"].(string)
 	goroot := gotool.Path
-	goEnv := []string{
-		"GOROOT=" + goroot,
-		"PATH=" + goroot + "/bin",
-		"GOTOOLCHAIN=local",
-		"GOPROXY=off",
-		"GOSUMDB=off",
-		"GOFLAGS=-mod=readonly",
-		"GOMODCACHE=" + modcache,
-		"GOCACHE=/build/gocache",
-		"GOPATH=/build/gopath",
-		"GOENV=off",
-		"CGO_ENABLED=0",
-		"GOOS=linux",
-		"GOARCH=amd64",
-		"HOME=/homeless-shelter",
-		"TMPDIR=/tmp",
-		"SOURCE_DATE_EPOCH=" + getenv(env, "SOURCE_DATE_EPOCH"),
-	}
+	goEnv := append(goEnviron(goroot, modcache, env), "GOFLAGS=-mod=readonly", "TMPDIR=/tmp")
 	if err := os.MkdirAll(filepath.Join(info.Out, "bin"), 0o755); err != nil {
 		return err
 	}
@@ -89,6 +66,96 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
+	}
+	return writeSources(info)
+}
+
+// SourcesFile is where, below a builtin:go-build output, the pins of its
+// sources are listed (JSON, a list of Pin): the main module, the
+// toolchain, the dependencies and the go.mod files. It names no store
+// path, so it adds no reference; a system's manifest collects it.
+const SourcesFile = "share/heph/sources.json"
+
+// writeSources writes the build's pinned inputs to $out/SourcesFile.
+func writeSources(info *store.BuildInfo) error {
+	pins := pinsOf(info.Inputs)
+	b, err := json.MarshalIndent(pins, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(info.Out, SourcesFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, append(b, '\n'), 0o644)
+}
+
+// linkModFiles adds the go.mod files of a builtin:fetch-gomod-graph output
+// to the module cache at modcache, each a link to its file in the store,
+// unless a pinned module's go.mod is there already. It returns how many
+// it added.
+func linkModFiles(modcache, dir string) (int, error) {
+	root := filepath.Join(dir, ModFilesDir)
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".mod") {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(modcache, "cache", "download", rel)
+		if _, err := os.Lstat(target); err == nil {
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		n++
+		return os.Symlink(p, target)
+	})
+	return n, err
+}
+
+// goEnviron is the go command's environment in a build: the toolchain at
+// goroot, offline, the module cache at modcache, CGO_ENABLED=0, for
+// linux/amd64.
+func goEnviron(goroot, modcache string, env []string) []string {
+	return []string{
+		"GOROOT=" + goroot,
+		"PATH=" + goroot + "/bin",
+		"GOTOOLCHAIN=local",
+		"GOPROXY=off",
+		"GOSUMDB=off",
+		"GOWORK=off",
+		"GOMODCACHE=" + modcache,
+		"GOCACHE=/build/gocache",
+		"GOPATH=/build/gopath",
+		"GOENV=off",
+		"CGO_ENABLED=0",
+		"GOOS=linux",
+		"GOARCH=amd64",
+		"HOME=/homeless-shelter",
+		"SOURCE_DATE_EPOCH=" + getenv(env, "SOURCE_DATE_EPOCH"),
+	}
+}
+
+// layoutModuleCache lays out the module cache at modcache from the build's
+// inputs deps.N (pinned modules) and modfiles (go.mod files of the module
+// graph), if any.
+func layoutModuleCache(info *store.BuildInfo, modcache string, log io.Writer) error {
+	for _, name := range inputsWithPrefix(info, "deps.") {
+		if err := linkModule(modcache, info.Inputs[name]); err != nil {
+			return fmt.Errorf("input %s: %w", name, err)
+		}
+	}
+	if mf, ok := info.Inputs["modfiles"]; ok {
+		n, err := linkModFiles(modcache, mf.Path)
+		if err != nil {
+			return fmt.Errorf("input modfiles: %w", err)
+		}
+		fmt.Fprintf(log, "module graph: %d more go.mod files from %s\n", n, mf.Path)
 	}
 	return nil
 }

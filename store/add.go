@@ -20,6 +20,11 @@ func (s *Store) Add(ctx context.Context, src, name string) (Path, error) {
 // add is Add for content that may refer to the store paths refs (which
 // must be valid): those it mentions become its references.
 func (s *Store) add(ctx context.Context, src, name string, refs []Path) (Path, error) {
+	gcLock, err := s.LockGC(ctx, false)
+	if err != nil {
+		return Path{}, err
+	}
+	defer gcLock.Unlock()
 	tmp, err := os.MkdirTemp(filepath.Join(s.Dir, "tmp"), "add-")
 	if err != nil {
 		return Path{}, err

@@ -78,6 +78,14 @@ func (g *Graph) Expand(d *Derivation, s string) string {
 // build runs h's builder in a sandbox, then checks, hashes and registers
 // its output. Nothing is registered unless all of that succeeds.
 func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions) (*PathInfo, error) {
+	return s.buildTo(ctx, g, h, opts, "")
+}
+
+// buildTo is build; with scratch not "", the output goes to scratch (in
+// Dir/tmp) instead of the store, is checked and hashed there but not
+// registered, and the log goes beside the first build's: a rebuild for
+// Repair.
+func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions, scratch string) (*PathInfo, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
 	fail := func(logPath string, err error) error {
@@ -119,6 +127,9 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 	}
 
 	logPath := s.LogPath(h)
+	if scratch != "" {
+		logPath = strings.TrimSuffix(logPath, ".log") + ".repair.log"
+	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fail("", err)
 	}
@@ -186,6 +197,9 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 	// directory cannot be moved to another parent. Until it is registered
 	// the path is not valid, and whoever builds it next removes it.
 	phys := s.Physical(p)
+	if scratch != "" {
+		phys = scratch
+	}
 	if err := os.Rename(out, phys); err != nil {
 		record("failed")
 		return nil, fail(logPath, fmt.Errorf("moving the output into the store: %w", err))
@@ -218,6 +232,10 @@ func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOpti
 		pi.References = append(pi.References, byHash[r])
 	}
 	sortPaths(pi.References)
+	if scratch != "" {
+		record("rebuilt")
+		return pi, nil
+	}
 	if err := s.register(ctx, pi, &buildRecord{drv: h, started: started, log: logPath}); err != nil {
 		return discard(err)
 	}

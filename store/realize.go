@@ -111,6 +111,12 @@ func (e *DependencyError) Error() string {
 // once even when several processes realize overlapping graphs. It returns
 // every build error (a BuildError each) joined.
 func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts RealizeOptions) (*RealizeResult, error) {
+	// What is valid now must stay so until the end: no GC meanwhile.
+	gcLock, err := s.LockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer gcLock.Unlock()
 	order, err := g.Closure(roots...)
 	if err != nil {
 		return nil, err

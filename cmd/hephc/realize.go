@@ -162,10 +162,27 @@ func mainOutput(g *eval.Graph, attr string) (store.DrvHash, bool) {
 }
 
 // linkResult points link at p's physical location, replacing an older
-// link (never a file or directory that is not a symlink).
+// link (never a file or directory that is not a symlink), and records it
+// as an indirect GC root: p stays as long as the link points at it.
 func linkResult(st *store.Store, link string, p store.Path) error {
 	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("not replacing %s: it exists and is not a symlink", link)
+	}
+	// No GC between checking that p is still there and the link being
+	// recorded and made.
+	ctx := context.Background()
+	gcLock, err := st.LockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer gcLock.Unlock()
+	if ok, err := st.ValidPaths(ctx, []store.Path{p}); err != nil {
+		return err
+	} else if !ok[p] {
+		return fmt.Errorf("not linking %s: %s was garbage-collected since it was realized; realize again", link, p)
+	}
+	if err := st.AddRoot(ctx, link); err != nil {
+		return err
 	}
 	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp")
 	os.Remove(tmp)

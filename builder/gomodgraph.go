@@ -1,0 +1,254 @@
+package builder
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+
+	"hephc.dev/hephc/store/sandbox"
+)
+
+func init() { sandbox.RegisterBuiltin("fetch-gomod-graph", fetchGoModGraph) }
+
+// ModFilesDir is where, below its output, a builtin:fetch-gomod-graph
+// build lays out the go.mod files: as in a module cache,
+// ModFilesDir/ESCAPED-PATH/@v/ESCAPED-VERSION.mod.
+const ModFilesDir = "cache/download"
+
+// fetchGoModGraphJobs is how many go.mod files are fetched at once.
+const fetchGoModGraphJobs = 16
+
+// fetchGoModGraph fetches the go.mod file of every module version whose
+// "/go.mod h1:" sum the go.sum of input src lists, from the module proxies
+// in GOPROXY, and checks each against that sum before anything is
+// written. These are the files the go command reads to load src's module
+// graph: for most of them it needs no zip. The output depends on go.sum
+// alone; the store checks it against the pinned blake3 tree hash.
+func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
+	info, err := readBuildInfo()
+	if err != nil {
+		return err
+	}
+	src, ok := info.Inputs["src"]
+	if !ok {
+		return fmt.Errorf("fetch-gomod-graph: no input src (the module whose go.sum lists the go.mod files)")
+	}
+	f, err := os.Open(filepath.Join(src.Path, "go.sum"))
+	if err != nil {
+		return fmt.Errorf("fetch-gomod-graph: %w", err)
+	}
+	sums, err := parseGoModSums(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("fetch-gomod-graph: %s/go.sum: %w", src.Path, err)
+	}
+	proxies := getenv(env, "GOPROXY")
+	if proxies == "" {
+		proxies = DefaultGoProxy
+	}
+	fmt.Fprintf(stdout, "fetching %d go.mod files listed in %s's go.sum\n", len(sums), src.Name)
+	start := time.Now()
+	files := make([][]byte, len(sums))
+	errs := make([]error, len(sums))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < fetchGoModGraphJobs; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				files[i], errs[i] = fetchGoMod1(proxies, sums[i])
+			}
+		}()
+	}
+	for i := range sums {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("fetch-gomod-graph: nothing was stored: %w", err)
+	}
+	var total int
+	for i, s := range sums {
+		p := filepath.Join(info.Out, ModFilesDir, s.escPath, "@v", s.escVersion+".mod")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, files[i], 0o644); err != nil {
+			return err
+		}
+		total += len(files[i])
+	}
+	fmt.Fprintf(stdout, "verified %d go.mod files (%d bytes) against go.sum in %.1fs\n", len(sums), total, time.Since(start).Seconds())
+	return nil
+}
+
+// goModSum is one "/go.mod h1:" line of a go.sum.
+type goModSum struct {
+	mod                 module.Version
+	escPath, escVersion string
+	sum                 string
+}
+
+func (s goModSum) String() string { return s.mod.Path + "@" + s.mod.Version }
+
+// parseGoModSums returns the go.mod sums of a go.sum, sorted by module and
+// version, each once.
+func parseGoModSums(r io.Reader) ([]goModSum, error) {
+	var sums []goModSum
+	seen := make(map[module.Version]string)
+	sc := bufio.NewScanner(r)
+	for line := 1; sc.Scan(); line++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			return nil, fmt.Errorf("line %d: want MODULE VERSION SUM, got %q", line, sc.Text())
+		}
+		ver, ok := strings.CutSuffix(f[1], "/go.mod")
+		if !ok {
+			continue // the sum of a zip
+		}
+		if !strings.HasPrefix(f[2], "h1:") {
+			return nil, fmt.Errorf("line %d: %s: want an h1: sum", line, f[2])
+		}
+		mv := module.Version{Path: f[0], Version: ver}
+		if prev, dup := seen[mv]; dup {
+			if prev != f[2] {
+				return nil, fmt.Errorf("line %d: %s@%s has two go.mod sums, %s and %s", line, mv.Path, mv.Version, prev, f[2])
+			}
+			continue
+		}
+		seen[mv] = f[2]
+		ep, err := module.EscapePath(mv.Path)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		ev, err := module.EscapeVersion(mv.Version)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		sums = append(sums, goModSum{mod: mv, escPath: ep, escVersion: ev, sum: f[2]})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(sums, func(i, j int) bool {
+		if sums[i].mod.Path != sums[j].mod.Path {
+			return sums[i].mod.Path < sums[j].mod.Path
+		}
+		return sums[i].mod.Version < sums[j].mod.Version
+	})
+	return sums, nil
+}
+
+// goModHash is the h1: sum of a go.mod file as go.sum records it.
+func goModHash(b []byte) (string, error) {
+	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	})
+}
+
+// fetchGoMod1 fetches one go.mod file from the first proxy that has it
+// (after "," only a 404 or 410 moves on, after "|" any error does) and
+// checks it against its sum.
+func fetchGoMod1(proxies string, s goModSum) ([]byte, error) {
+	var errs []error
+	rest := proxies
+	for rest != "" {
+		var proxy string
+		fallThroughAny := false
+		if i := strings.IndexAny(rest, ",|"); i >= 0 {
+			proxy, fallThroughAny, rest = rest[:i], rest[i] == '|', rest[i+1:]
+		} else {
+			proxy, rest = rest, ""
+		}
+		proxy = strings.TrimSpace(proxy)
+		switch proxy {
+		case "":
+			continue
+		case "off":
+			return nil, fmt.Errorf("%s: GOPROXY=off forbids downloads", s)
+		case "direct", "noproxy":
+			errs = append(errs, fmt.Errorf("%s: fetching from version control is not supported", proxy))
+			continue
+		}
+		url := strings.TrimSuffix(proxy, "/") + "/" + s.escPath + "/@v/" + s.escVersion + ".mod"
+		b, err := fetchBytes(url)
+		if err == nil {
+			got, err := goModHash(b)
+			if err != nil {
+				return nil, err
+			}
+			if got != s.sum {
+				return nil, fmt.Errorf("%s: go.mod hash mismatch: go.sum says %s, %s served %s", s, s.sum, url, got)
+			}
+			return b, nil
+		}
+		errs = append(errs, err)
+		if !fallThroughAny && !errors.Is(err, errNotFound) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("fetching the go.mod of %s: %w", s, errors.Join(errs...))
+}
+
+// maxGoModSize bounds a fetched go.mod file.
+const maxGoModSize = 16 << 20
+
+var goModClient = &http.Client{Timeout: 5 * time.Minute}
+
+// fetchBytes gets a small file from an http(s) or file URL.
+func fetchBytes(url string) ([]byte, error) {
+	if path, ok := strings.CutPrefix(url, "file://"); ok {
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", url, errNotFound)
+		}
+		return b, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+		resp, err := goModClient.Get(url)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxGoModSize+1))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+			return nil, fmt.Errorf("%s: %s: %w", url, resp.Status, errNotFound)
+		case resp.StatusCode != http.StatusOK:
+			lastErr = fmt.Errorf("%s: %s", url, resp.Status)
+			if resp.StatusCode < 500 {
+				return nil, lastErr
+			}
+			continue
+		case err != nil:
+			lastErr = fmt.Errorf("%s: %w", url, err)
+			continue
+		case len(b) > maxGoModSize:
+			return nil, fmt.Errorf("%s: larger than %d bytes", url, maxGoModSize)
+		}
+		return b, nil
+	}
+	return nil, lastErr
+}

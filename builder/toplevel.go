@@ -1,0 +1,227 @@
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/store/sandbox"
+)
+
+func init() { sandbox.RegisterBuiltin("system-toplevel", systemToplevel) }
+
+// The files of a system toplevel (a builtin:system-toplevel output).
+const (
+	ToplevelKernel   = "kernel"
+	ToplevelInitrd   = "initrd"
+	ToplevelCmdline  = "cmdline"
+	ToplevelManifest = "manifest.json"
+)
+
+// Pin is one pinned source: a Go module (an h1: sum) or a file of the
+// configuration, a tree of go.mod files… (a blake3 hash).
+type Pin struct {
+	Name    string `json:"name"`
+	Module  string `json:"module,omitempty"`
+	Version string `json:"version,omitempty"`
+	File    string `json:"file,omitempty"`
+	Hash    string `json:"hash"`
+}
+
+// Package is a store path in a system: what it is, where, its content hash
+// (docs/derivation.md) and size, the files it puts into the image and the
+// pins of its sources.
+type Package struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	Path        string   `json:"path,omitempty"`
+	ContentHash string   `json:"contentHash,omitempty"`
+	Size        int64    `json:"size,omitempty"`
+	Files       []string `json:"files,omitempty"`
+	Pins        []Pin    `json:"pins,omitempty"`
+}
+
+// InitramfsManifest is $out/manifest.json of a builtin:uroot output:
+// the packages whose programs it holds (each with its own pins), the
+// services and files, and the pins of its own build (u-root, its modules,
+// the toolchain, the u-root command's sources).
+type InitramfsManifest struct {
+	Name     string                  `json:"name"`
+	Version  string                  `json:"version"`
+	Commands []string                `json:"commands"`
+	Packages []Package               `json:"packages"`
+	Services map[string]imageService `json:"services"`
+	Files    []string                `json:"files"`
+	BuiltBy  *Package                `json:"builtBy,omitempty"`
+	Pins     []Pin                   `json:"pins"`
+}
+
+// Manifest is a system toplevel's manifest.json: what generations diff.
+type Manifest struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	System  string `json:"system"`
+	Cmdline string `json:"cmdline"`
+	// Kernel and Initrd are the store paths the toplevel's files come
+	// from; Packages every package in the system, kernel and initramfs
+	// included, sorted by name and path.
+	Kernel   Package   `json:"kernel"`
+	Initrd   Package   `json:"initrd"`
+	Packages []Package `json:"packages"`
+	// Commands are the u-root commands (templates or packages) of the
+	// initramfs.
+	Commands []string                `json:"commands"`
+	Services map[string]imageService `json:"services"`
+	Files    []string                `json:"files"`
+	// Pins are every pinned source the system was built from, sorted.
+	Pins []Pin `json:"pins"`
+}
+
+// systemToplevel assembles a bootable system from input kernel (a Go
+// module holding the kernel image attrs.kernelFile, default vmlinuz) and
+// input initrd (a builtin:uroot output): $out/kernel and $out/initrd are
+// copies, $out/cmdline is attrs.cmdline and a newline, and
+// $out/manifest.json says what the system is made of.
+func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
+	info, err := readBuildInfo()
+	if err != nil {
+		return err
+	}
+	kernel, ok := info.Inputs["kernel"]
+	if !ok {
+		return fmt.Errorf("system-toplevel: no input kernel (a module holding a kernel image)")
+	}
+	initrd, ok := info.Inputs["initrd"]
+	if !ok {
+		return fmt.Errorf("system-toplevel: no input initrd (the initramfs)")
+	}
+	kernelFile, _ := info.Derivation.Attrs["kernelFile"].(string)
+	if kernelFile == "" {
+		kernelFile = "vmlinuz"
+	}
+	if !filepath.IsLocal(kernelFile) {
+		return fmt.Errorf("system-toplevel: attrs.kernelFile %q is not a path inside the kernel's module", kernelFile)
+	}
+	cmdline, _ := info.Derivation.Attrs["cmdline"].(string)
+	if strings.ContainsAny(cmdline, "\n\x00") {
+		return fmt.Errorf("system-toplevel: attrs.cmdline holds a newline or NUL")
+	}
+
+	var im InitramfsManifest
+	b, err := os.ReadFile(filepath.Join(initrd.Path, InitramfsManifestFile))
+	if err != nil {
+		return fmt.Errorf("system-toplevel: input initrd is not an initramfs (a builtin:uroot output): %w", err)
+	}
+	if err := json.Unmarshal(b, &im); err != nil {
+		return fmt.Errorf("system-toplevel: %s/%s: %w", initrd.Path, InitramfsManifestFile, err)
+	}
+
+	if err := os.Mkdir(info.Out, 0o755); err != nil {
+		return err
+	}
+	if _, err := copyFile(filepath.Join(kernel.Path, kernelFile), filepath.Join(info.Out, ToplevelKernel), 0o444); err != nil {
+		return fmt.Errorf("system-toplevel: the kernel: %w", err)
+	}
+	if _, err := copyFile(filepath.Join(initrd.Path, InitramfsFile), filepath.Join(info.Out, ToplevelInitrd), 0o444); err != nil {
+		return fmt.Errorf("system-toplevel: the initramfs: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(info.Out, ToplevelCmdline), []byte(cmdline+"\n"), 0o444); err != nil {
+		return err
+	}
+
+	kpkg, err := describePackage(kernel)
+	if err != nil {
+		return fmt.Errorf("system-toplevel: the kernel: %w", err)
+	}
+	kpkg.Files = []string{"/" + kernelFile}
+	ipkg, err := describePackage(initrd)
+	if err != nil {
+		return fmt.Errorf("system-toplevel: the initramfs: %w", err)
+	}
+	ipkg.Files = []string{"/" + InitramfsFile}
+	// The initramfs's own sources: u-root, its modules, the toolchain.
+	ipkg.Pins = mergePins(ipkg.Pins, im.Pins)
+	m := Manifest{
+		Name:     info.Derivation.Name,
+		Version:  info.Derivation.Version,
+		System:   info.Derivation.System,
+		Cmdline:  cmdline,
+		Kernel:   kpkg,
+		Initrd:   ipkg,
+		Packages: append([]Package{kpkg, ipkg}, im.Packages...),
+		Commands: im.Commands,
+		Services: im.Services,
+		Files:    im.Files,
+	}
+	sort.SliceStable(m.Packages, func(i, j int) bool {
+		a, b := m.Packages[i], m.Packages[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Path < b.Path
+	})
+	for _, p := range m.Packages {
+		m.Pins = mergePins(m.Pins, p.Pins)
+	}
+	if m.Services == nil {
+		m.Services = map[string]imageService{}
+	}
+	b, err = json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(info.Out, ToplevelManifest), append(b, '\n'), 0o444); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "system %s: kernel %s (%s), initrd %s, %d packages, %d services, %d pins\n",
+		m.Name, kernel.Name, kernelFile, initrd.Name, len(m.Packages), len(m.Services), len(m.Pins))
+	return nil
+}
+
+// pinsOf returns the pins of the fixed-output inputs among inputs, sorted.
+func pinsOf(inputs map[string]store.InputInfo) []Pin {
+	var pins []Pin
+	for _, in := range inputs {
+		if in.OutputHash == "" {
+			continue
+		}
+		p := Pin{Name: in.Name, Hash: in.OutputHash}
+		p.Module, _ = in.Attrs["module"].(string)
+		p.Version, _ = in.Attrs["version"].(string)
+		p.File, _ = in.Attrs["file"].(string)
+		pins = append(pins, p)
+	}
+	return mergePins(nil, pins)
+}
+
+// mergePins returns the union of a and b, sorted, each pin once.
+func mergePins(a, b []Pin) []Pin {
+	seen := make(map[Pin]bool, len(a)+len(b))
+	out := make([]Pin, 0, len(a)+len(b))
+	for _, p := range append(append([]Pin(nil), a...), b...) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		switch {
+		case x.Module != y.Module:
+			return x.Module < y.Module
+		case x.Version != y.Version:
+			return x.Version < y.Version
+		case x.File != y.File:
+			return x.File < y.File
+		case x.Name != y.Name:
+			return x.Name < y.Name
+		}
+		return x.Hash < y.Hash
+	})
+	return out
+}

@@ -1,0 +1,438 @@
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/store/sandbox"
+)
+
+func init() { sandbox.RegisterBuiltin("uroot", uroot) }
+
+// Where a builtin:uroot output keeps the archive and what is in it.
+const (
+	InitramfsFile         = "initrd"
+	InitramfsManifestFile = "manifest.json"
+)
+
+// Files the initramfs builder writes into the image for heph's init and
+// self-test (system/hephinit reads them).
+const (
+	imageServicesFile = "etc/heph/services.json"
+	imageProgramsFile = "etc/heph/programs.json"
+	// uinit is what u-root's init runs once the system is up: heph's
+	// service starter, from input init.
+	uinitProgram = "bin/hephinit"
+)
+
+// uroot builds a u-root initramfs with the u-root command of input tool
+// (built from the pinned u-root source src): the commands attrs.commands
+// (templates of u-root's .mkuimage.yaml such as "core" or "minimal", or
+// package paths) compiled into one busybox binary with the toolchain of
+// input go, offline, the module cache laid out from inputs deps.N and
+// modfiles as for go-build; the programs (bin/*) of input init and of the
+// inputs bin.NAME in /bin; attrs.files; and /etc/heph/services.json and
+// /etc/heph/programs.json for heph's init, which u-root's init runs as
+// /bin/uinit. The archive is written as $out/initrd (u-root writes its
+// records sorted, with zero mtimes, owners and inode numbers), what went
+// into it as $out/manifest.json.
+func uroot(args, env []string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	info, err := readBuildInfo()
+	if err != nil {
+		return err
+	}
+	var in [3]store.InputInfo
+	for i, n := range []struct{ name, what string }{{"src", "the u-root module"}, {"go", "the toolchain"}, {"tool", "the u-root command, built from src"}} {
+		var ok bool
+		if in[i], ok = info.Inputs[n.name]; !ok {
+			return fmt.Errorf("uroot: no input %s (%s)", n.name, n.what)
+		}
+	}
+	src, gotool, tool := in[0], in[1], in[2]
+	commands, err := stringList(info.Derivation.Attrs["commands"])
+	if err != nil || len(commands) == 0 {
+		return fmt.Errorf("uroot: attrs.commands: want a non-empty list of strings")
+	}
+	files, err := imageFiles(info.Derivation.Attrs["files"])
+	if err != nil {
+		return fmt.Errorf("uroot: attrs.files: %w", err)
+	}
+	services, err := imageServices(info.Derivation.Attrs["services"])
+	if err != nil {
+		return fmt.Errorf("uroot: attrs.services: %w", err)
+	}
+	const modcache = "/build/gomodcache"
+	if err := layoutModuleCache(info, modcache, stdout); err != nil {
+		return fmt.Errorf("uroot: %w", err)
+	}
+	st, err := stageImage(info, files, services, "/build/image")
+	if err != nil {
+		return fmt.Errorf("uroot: %w", err)
+	}
+	for _, name := range sortedKeys(services) {
+		cmd := services[name].Command
+		if _, ok := st.img.files[strings.TrimPrefix(cmd, "/")]; !ok && !strings.HasPrefix(cmd, "/bbin/") {
+			fmt.Fprintf(stdout, "warning: service %s: its command %s is not among the image's programs and files\n", name, cmd)
+		}
+	}
+
+	// Run the u-root command in u-root's module, offline.
+	if err := os.MkdirAll(info.Out, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{"/build/tmp", "/build/uroot-tmp"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	cmdArgs := []string{
+		"-o", filepath.Join(info.Out, InitramfsFile),
+		"-tmp-dir", "/build/uroot-tmp",
+		"-skip-ldd",
+		"-go-mod=readonly",
+	}
+	if st.uinit != "" {
+		cmdArgs = append(cmdArgs, "-uinitcmd="+st.uinit)
+	}
+	for _, dest := range st.img.sorted() {
+		cmdArgs = append(cmdArgs, "-files", st.img.files[dest].host+":"+dest)
+	}
+	cmdArgs = append(cmdArgs, commands...)
+	fmt.Fprintf(stdout, "u-root %s\n", strings.Join(cmdArgs, " "))
+	cmd := exec.Command(filepath.Join(tool.Path, "bin", "u-root"), cmdArgs...)
+	cmd.Dir = src.Path
+	cmd.Env = append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1", "XDG_CACHE_HOME=/build/cache", "TMPDIR=/build/tmp")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("u-root: %w", err)
+	}
+
+	// What went into the image.
+	toolPins, err := readSources(tool.Path)
+	if err != nil {
+		return fmt.Errorf("uroot: input tool: %w", err)
+	}
+	man := InitramfsManifest{
+		Name:     info.Derivation.Name,
+		Version:  info.Derivation.Version,
+		Commands: commands,
+		Packages: st.packages,
+		Services: services,
+		Files:    sortedKeys(files),
+		BuiltBy:  &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
+		Pins:     mergePins(pinsOf(info.Inputs), toolPins),
+	}
+	b, err := json.MarshalIndent(man, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(info.Out, InitramfsManifestFile), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fi, err := os.Stat(filepath.Join(info.Out, InitramfsFile))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "initramfs: %d bytes, %d packages, %d services, in %.1fs\n", fi.Size(), len(st.packages), len(services), time.Since(start).Seconds())
+	return nil
+}
+
+// staged is what goes into an image besides u-root's own files.
+type staged struct {
+	img      *imageTree
+	packages []Package
+	uinit    string // what /bin/uinit runs, if anything
+}
+
+// stageImage gathers the programs of the init and bin inputs, the files of
+// attrs.files (written below dir) and the files for heph's init and
+// self-test.
+func stageImage(info *store.BuildInfo, files map[string]imageFile, services map[string]imageService, dir string) (*staged, error) {
+	st := &staged{img: newImageTree()}
+	var programs []imageProgram
+	pkgInputs := inputsWithPrefix(info, "bin.")
+	_, hasInit := info.Inputs["init"]
+	if hasInit {
+		pkgInputs = append([]string{"init"}, pkgInputs...)
+	}
+	for _, name := range pkgInputs {
+		pkg, progs, err := addPrograms(st.img, name, info.Inputs[name])
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", name, err)
+		}
+		st.packages = append(st.packages, pkg)
+		programs = append(programs, progs...)
+	}
+	if _, ok := st.img.files[uinitProgram]; ok {
+		st.uinit = "/" + uinitProgram
+	} else if hasInit {
+		return nil, fmt.Errorf("input init has no %s", uinitProgram)
+	} else if len(services) > 0 {
+		return nil, fmt.Errorf("attrs.services: nothing would start them: want input init (heph's init, with %s)", uinitProgram)
+	}
+	for _, p := range sortedKeys(files) {
+		host := filepath.Join(dir, p)
+		if err := writeImageFile(host, []byte(files[p].Content), files[p].Mode); err != nil {
+			return nil, fmt.Errorf("attrs.files: %w", err)
+		}
+		if err := st.img.add(p, host, "attrs.files"); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(programs, func(i, j int) bool { return programs[i].Path < programs[j].Path })
+	for _, gen := range []struct {
+		path string
+		v    any
+	}{{imageServicesFile, services}, {imageProgramsFile, programs}} {
+		b, err := json.MarshalIndent(gen.v, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		host := filepath.Join(dir, gen.path)
+		if err := writeImageFile(host, append(b, '\n'), 0o444); err != nil {
+			return nil, err
+		}
+		if err := st.img.add(gen.path, host, "hephc"); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// imageProgram is an entry of /etc/heph/programs.json.
+type imageProgram struct {
+	Path    string `json:"path"`
+	Package string `json:"package"`
+	Version string `json:"version,omitempty"`
+}
+
+// imageService is an entry of /etc/heph/services.json.
+type imageService struct {
+	Command string   `json:"command"`
+	Args    []string `json:"args"`
+	Restart string   `json:"restart"`
+}
+
+// imageFile is an entry of attrs.files.
+type imageFile struct {
+	Content string
+	Mode    os.FileMode
+}
+
+// imageTree is what goes into the image besides u-root's own files.
+type imageTree struct {
+	files map[string]imageEntry // by path relative to the image's root
+}
+
+type imageEntry struct{ host, from string }
+
+func newImageTree() *imageTree { return &imageTree{files: map[string]imageEntry{}} }
+
+// reserved are the paths u-root makes itself.
+var reserved = map[string]bool{"init": true, "bin/uinit": true, "bin/sh": true, "bin/defaultsh": true, "etc/uinit.flags": true}
+
+// add puts the host file at dest (an absolute path in the image, or
+// relative to its root); from says where it comes from, for errors.
+func (t *imageTree) add(dest, host, from string) error {
+	rel := strings.TrimPrefix(path.Clean("/"+dest), "/")
+	if rel == "" || reserved[rel] || rel == "bbin" || strings.HasPrefix(rel, "bbin/") {
+		return fmt.Errorf("%s: /%s is u-root's", from, rel)
+	}
+	if prev, dup := t.files[rel]; dup {
+		return fmt.Errorf("/%s comes from both %s and %s", rel, prev.from, from)
+	}
+	t.files[rel] = imageEntry{host: host, from: from}
+	return nil
+}
+
+func (t *imageTree) sorted() []string { return sortedKeys(t.files) }
+
+// addPrograms puts the programs of a package input (its bin/*) into the
+// image's /bin.
+func addPrograms(img *imageTree, name string, in store.InputInfo) (Package, []imageProgram, error) {
+	pkg, err := describePackage(in)
+	if err != nil {
+		return pkg, nil, err
+	}
+	entries, err := os.ReadDir(filepath.Join(in.Path, "bin"))
+	if err != nil {
+		return pkg, nil, fmt.Errorf("%s has no programs (bin/*): %w", in.Path, err)
+	}
+	var progs []imageProgram
+	for _, e := range entries {
+		dest := "bin/" + e.Name()
+		if err := img.add(dest, filepath.Join(in.Path, "bin", e.Name()), "input "+name+" ("+in.Name+")"); err != nil {
+			return pkg, nil, err
+		}
+		pkg.Files = append(pkg.Files, "/"+dest)
+		progs = append(progs, imageProgram{Path: "/" + dest, Package: in.Name, Version: in.Version})
+	}
+	if len(progs) == 0 {
+		return pkg, nil, fmt.Errorf("%s has no programs (bin/*)", in.Path)
+	}
+	return pkg, progs, nil
+}
+
+// describePackage says what a store path is, for a manifest: name,
+// version, path, content hash and size, and the pins of its sources when
+// it was built by go-build.
+func describePackage(in store.InputInfo) (Package, error) {
+	tree, err := store.HashTree(in.Path, store.HashOptions{})
+	if err != nil {
+		return Package{}, err
+	}
+	pins, err := readSources(in.Path)
+	if err != nil {
+		return Package{}, err
+	}
+	if in.OutputHash != "" {
+		pins = mergePins(pins, pinsOf(map[string]store.InputInfo{"": in}))
+	}
+	return Package{Name: in.Name, Version: in.Version, Path: in.Path, ContentHash: tree.Hash.String(), Size: tree.Size, Pins: pins}, nil
+}
+
+// readSources reads the pins a go-build output lists, if it does.
+func readSources(dir string) ([]Pin, error) {
+	b, err := os.ReadFile(filepath.Join(dir, SourcesFile))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var pins []Pin
+	if err := json.Unmarshal(b, &pins); err != nil {
+		return nil, fmt.Errorf("%s: %w", SourcesFile, err)
+	}
+	return pins, nil
+}
+
+func writeImageFile(host string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(host), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(host, b, mode); err != nil {
+		return err
+	}
+	return os.Chmod(host, mode) // whatever the umask
+}
+
+// imageFiles decodes attrs.files: {PATH: {content, mode}}.
+func imageFiles(v any) (map[string]imageFile, error) {
+	m, ok := v.(map[string]any)
+	if v != nil && !ok {
+		return nil, fmt.Errorf("want a struct of files by absolute path")
+	}
+	files := make(map[string]imageFile, len(m))
+	for p, fv := range m {
+		if !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("%q: want an absolute path", p)
+		}
+		f, _ := fv.(map[string]any)
+		content, ok := f["content"].(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: want content, a string", p)
+		}
+		mode := os.FileMode(0o644)
+		if s, ok := f["mode"].(string); ok {
+			n, err := strconv.ParseUint(s, 8, 32)
+			if err != nil || n > 0o777 {
+				return nil, fmt.Errorf("%s: mode %q is not an octal permission", p, s)
+			}
+			mode = os.FileMode(n)
+		}
+		files[p] = imageFile{Content: content, Mode: mode}
+	}
+	return files, nil
+}
+
+// imageServices decodes attrs.services: {NAME: {command, args, restart}}.
+func imageServices(v any) (map[string]imageService, error) {
+	m, ok := v.(map[string]any)
+	if v != nil && !ok {
+		return nil, fmt.Errorf("want a struct of services by name")
+	}
+	svcs := make(map[string]imageService, len(m))
+	for name, sv := range m {
+		s, _ := sv.(map[string]any)
+		cmd, _ := s["command"].(string)
+		if !strings.HasPrefix(cmd, "/") {
+			return nil, fmt.Errorf("%s: command %q: want an absolute path", name, cmd)
+		}
+		args, err := stringList(s["args"])
+		if err != nil {
+			return nil, fmt.Errorf("%s: args: %w", name, err)
+		}
+		restart, _ := s["restart"].(string)
+		switch restart {
+		case "":
+			restart = "on-failure"
+		case "on-failure", "always", "never":
+		default:
+			return nil, fmt.Errorf("%s: unknown restart policy %q", name, restart)
+		}
+		svcs[name] = imageService{Command: cmd, Args: args, Restart: restart}
+	}
+	return svcs, nil
+}
+
+// stringList decodes a JSON list of strings; nil is the empty list.
+func stringList(v any) ([]string, error) {
+	if v == nil {
+		return []string{}, nil
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("want a list of strings")
+	}
+	out := make([]string, 0, len(l))
+	for _, e := range l {
+		s, ok := e.(string)
+		if !ok {
+			return nil, fmt.Errorf("want a list of strings, found %v", e)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// inputsWithPrefix returns the names of the build's inputs that start with
+// prefix, sorted (deps.10 after deps.9).
+func inputsWithPrefix(info *store.BuildInfo, prefix string) []string {
+	var names []string
+	for name := range info.Inputs {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := names[i][len(prefix):], names[j][len(prefix):]
+		na, ea := strconv.Atoi(a)
+		nb, eb := strconv.Atoi(b)
+		if ea == nil && eb == nil {
+			return na < nb
+		}
+		return a < b
+	})
+	return names
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

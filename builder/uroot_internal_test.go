@@ -1,0 +1,142 @@
+package builder
+
+import (
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+
+	"hephc.dev/hephc/store"
+)
+
+func TestImageTreeRefusesConflicts(t *testing.T) {
+	img := newImageTree()
+	if err := img.add("/bin/age", "/heph/store/a-age/bin/age", "input bin.age (age)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ dest, want string }{
+		{"bin/age", "/bin/age comes from both input bin.age (age) and attrs.files"},
+		{"/bin/../bin/age", "/bin/age comes from both input bin.age (age) and attrs.files"},
+		{"/init", "attrs.files: /init is u-root's"},
+		{"/bin/uinit", "attrs.files: /bin/uinit is u-root's"},
+		{"/bbin/ls", "attrs.files: /bbin/ls is u-root's"},
+		{"/", "attrs.files: / is u-root's"},
+	} {
+		err := img.add(c.dest, "/build/image"+c.dest, "attrs.files")
+		if err == nil || err.Error() != c.want {
+			t.Errorf("add %q: got %v, want %q", c.dest, err, c.want)
+		}
+	}
+	if got := img.sorted(); !reflect.DeepEqual(got, []string{"bin/age"}) {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestImageFilesAndServices(t *testing.T) {
+	files, err := imageFiles(map[string]any{
+		"/etc/hostname": map[string]any{"content": "ws\n", "mode": "0644"},
+		"/bin/hello":    map[string]any{"content": "#!/bin/sh\n", "mode": "0755"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := files["/bin/hello"]; f.Mode != 0o755 || f.Content != "#!/bin/sh\n" {
+		t.Errorf("got %+v", f)
+	}
+	for _, bad := range []map[string]any{
+		{"etc/x": map[string]any{"content": ""}},
+		{"/x": map[string]any{"content": "", "mode": "0999"}},
+		{"/x": map[string]any{}},
+	} {
+		if _, err := imageFiles(bad); err == nil {
+			t.Errorf("imageFiles(%v) succeeded", bad)
+		}
+	}
+
+	svcs, err := imageServices(map[string]any{
+		"selftest": map[string]any{"command": "/bin/selftest", "args": []any{}, "restart": "never"},
+		"vpn":      map[string]any{"command": "/bin/wireguard", "args": []any{"-f", "wg0"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]imageService{
+		"selftest": {Command: "/bin/selftest", Args: []string{}, Restart: "never"},
+		"vpn":      {Command: "/bin/wireguard", Args: []string{"-f", "wg0"}, Restart: "on-failure"},
+	}
+	if !reflect.DeepEqual(svcs, want) {
+		t.Errorf("got %+v, want %+v", svcs, want)
+	}
+	if _, err := imageServices(map[string]any{"x": map[string]any{"command": "/x", "restart": "sometimes"}}); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Errorf("got %v, want the unknown policy named", err)
+	}
+}
+
+func TestInputsWithPrefixSortsNumerically(t *testing.T) {
+	info := &store.BuildInfo{Inputs: map[string]store.InputInfo{"deps.10": {}, "deps.9": {}, "deps.0": {}, "src": {}, "bin.b": {}, "bin.a": {}}}
+	if got := inputsWithPrefix(info, "deps."); !reflect.DeepEqual(got, []string{"deps.0", "deps.9", "deps.10"}) {
+		t.Errorf("got %v", got)
+	}
+	if got := inputsWithPrefix(info, "bin."); !reflect.DeepEqual(got, []string{"bin.a", "bin.b"}) {
+		t.Errorf("got %v", got)
+	}
+}
+
+func TestParseGoModSums(t *testing.T) {
+	sums, err := parseGoModSums(strings.NewReader(`
+example.com/b v1.0.0 h1:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz=
+example.com/b v1.0.0/go.mod h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb=
+example.com/A v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=
+example.com/A v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range sums {
+		got = append(got, s.escPath+"@"+s.escVersion+" "+s.sum)
+	}
+	want := []string{"example.com/!a@v1.0.0 h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=", "example.com/b@v1.0.0 h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb="}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{
+		"example.com/a v1.0.0/go.mod h1:x= extra\n",
+		"example.com/a v1.0.0/go.mod h2:xxx\n",
+		"example.com/a v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=\nexample.com/a v1.0.0/go.mod h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb=\n",
+	} {
+		if _, err := parseGoModSums(strings.NewReader(bad)); err == nil {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
+// TestHephinitPinIsCurrent: system.cue pins system/hephinit by its tree
+// hash. A #LocalFile's store path depends on its pin alone, so after an
+// edit a stale pin would silently keep building the old sources.
+func TestHephinitPinIsCurrent(t *testing.T) {
+	tree, err := store.HashTree("../system/hephinit", store.HashOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile("../system.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "file: \"system/hephinit\"\n\t\t\thash: \"" + tree.Hash.String() + "\""
+	if !strings.Contains(string(conf), want) {
+		t.Errorf("system.cue does not pin system/hephinit by its current hash %s: set hephinit.inputs.src.hash to it", tree.Hash)
+	}
+}
+
+// TestHephinitModule runs the tests of system/hephinit, a module of its
+// own that `go test ./...` does not reach.
+func TestHephinitModule(t *testing.T) {
+	cmd := exec.Command("go", "test", "-count=1", "./...")
+	cmd.Dir = "../system/hephinit"
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go test ./... in system/hephinit: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,287 @@
+package builder_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/builder"
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/store"
+)
+
+// TestImageIsReproducible realizes the example system's server image
+// (system.cue: u-root's minimal commands, wireguard and attest-tool, heph's
+// init and self-test, the gokrazy kernel; the workstation differs only in
+// its command set and programs, and costs more to build) from nothing in
+// two fresh stores and checks that the initramfs and the whole toplevel
+// are bit-identical, that the archive is what heph's init needs (sorted
+// records, no times or owners, uinit, the services and programs files),
+// and that realizing again does nothing. Both stores fetch through one
+// caching proxy, so the sources come from the network once.
+func TestImageIsReproducible(t *testing.T) {
+	if os.Getenv("HEPHC_E2E") != "1" {
+		t.Skip("set HEPHC_E2E=1 to run: fetches the pinned toolchain and modules (about 400 MB) and builds the server image twice (several minutes)")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := lang.NewLoader(root).Load("system.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eg, err := eval.Build(cfg.Value, eval.Options{Attr: "images.server"})
+	if err != nil {
+		t.Fatal(lang.DiagnoseIn(root, err))
+	}
+	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{}, Origins: map[store.DrvHash]store.Origin{}}
+	var initramfs store.DrvHash
+	for h, n := range eg.Nodes {
+		g.Derivations[h] = n.Drv
+		g.Origins[h] = store.Origin{Attr: n.Attr}
+		if n.Drv.Builder == "builtin:uroot" {
+			initramfs = h
+		}
+	}
+	top := eg.Roots["images.server"]
+	proxy := newCachingProxy(t)
+	opts := store.RealizeOptions{SourceDir: root, Getenv: func(k string) string {
+		if k == "GOPROXY" {
+			return proxy.URL
+		}
+		return ""
+	}}
+
+	ctx := context.Background()
+	var stores [2]*store.Store
+	for i := range stores {
+		stores[i] = openStore(t)
+		t0 := time.Now()
+		if _, err := stores[i].Realize(ctx, g, []store.DrvHash{top}, opts); err != nil {
+			t.Fatalf("realize in store %d: %v", i+1, err)
+		}
+		t.Logf("store %d: realized the server image from nothing in %v", i+1, time.Since(t0).Round(time.Second))
+	}
+	for _, h := range []store.DrvHash{initramfs, top} {
+		p := g.PathOf(h)
+		a, b := stores[0].Physical(p), stores[1].Physical(p)
+		ia, _, _ := stores[0].QueryPathInfo(ctx, p)
+		ib, _, _ := stores[1].QueryPathInfo(ctx, p)
+		if ia.ContentHash != ib.ContentHash {
+			t.Errorf("%s: content hash %s in one store, %s in the other", p, ia.ContentHash, ib.ContentHash)
+		}
+		for _, f := range []string{"initrd", "manifest.json"} {
+			ba, err := os.ReadFile(filepath.Join(a, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bb, _ := os.ReadFile(filepath.Join(b, f))
+			if !bytes.Equal(ba, bb) {
+				t.Errorf("%s/%s differs between the two stores (%d and %d bytes)", p, f, len(ba), len(bb))
+			}
+		}
+	}
+
+	topDir := stores[0].Physical(g.PathOf(top))
+	cpio, err := os.ReadFile(filepath.Join(topDir, builder.ToplevelInitrd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkArchive(t, cpio)
+	var m builder.Manifest
+	b, _ := os.ReadFile(filepath.Join(topDir, builder.ToplevelManifest))
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range m.Packages {
+		names = append(names, p.Name)
+	}
+	for _, want := range []string{"wireguard", "attest-tool", "hephinit", "server-initramfs"} {
+		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
+			t.Errorf("the manifest's packages %v lack %s", names, want)
+		}
+	}
+
+	res, err := stores[0].Realize(ctx, g, []store.DrvHash{top}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Built)+len(res.Fetched) != 0 {
+		t.Errorf("realizing again built %v and fetched %v; want nothing done", res.Built, res.Fetched)
+	}
+}
+
+// cpioRecord is a record of a newc archive.
+type cpioRecord struct {
+	name                  string
+	mode, uid, gid, mtime int64
+	data                  []byte
+}
+
+func readCpio(t *testing.T, b []byte) []cpioRecord {
+	t.Helper()
+	var recs []cpioRecord
+	off := 0
+	align := func() { off = (off + 3) &^ 3 }
+	for {
+		if off+110 > len(b) || string(b[off:off+6]) != "070701" {
+			t.Fatalf("no newc header at offset %d", off)
+		}
+		field := func(i int) int64 {
+			v, err := strconv.ParseInt(string(b[off+6+8*i:off+14+8*i]), 16, 64)
+			if err != nil {
+				t.Fatalf("bad header at %d: %v", off, err)
+			}
+			return v
+		}
+		r := cpioRecord{mode: field(1), uid: field(2), gid: field(3), mtime: field(5)}
+		size, namesize := int(field(6)), int(field(11))
+		off += 110
+		r.name = string(b[off : off+namesize-1])
+		off += namesize
+		align()
+		r.data = b[off : off+size]
+		off += size
+		align()
+		if r.name == "TRAILER!!!" {
+			return recs
+		}
+		recs = append(recs, r)
+	}
+}
+
+func checkArchive(t *testing.T, b []byte) {
+	t.Helper()
+	recs := readCpio(t, b)
+	byName := map[string]cpioRecord{}
+	var names []string
+	for _, r := range recs {
+		if r.mtime != 0 || r.uid != 0 || r.gid != 0 {
+			t.Errorf("%s: mtime %d, uid %d, gid %d; want zeros", r.name, r.mtime, r.uid, r.gid)
+		}
+		byName[r.name] = r
+		names = append(names, r.name)
+	}
+	if !sort.StringsAreSorted(names) {
+		t.Errorf("records not sorted: %v", names)
+	}
+	link := func(name, want string) {
+		if r, ok := byName[name]; !ok || r.mode&0o170000 != 0o120000 || string(r.data) != want {
+			t.Errorf("%s: want a symbolic link to %s", name, want)
+		}
+	}
+	link("init", "bbin/init")
+	link("bin/uinit", "hephinit")
+	for _, exe := range []string{"bbin/bb", "bin/hephinit", "bin/selftest", "bin/wireguard", "bin/attest-tool"} {
+		if r, ok := byName[exe]; !ok || r.mode&0o111 == 0 || !bytes.HasPrefix(r.data, []byte("\x7fELF")) {
+			t.Errorf("%s: want an executable", exe)
+		}
+	}
+	var svcs map[string]struct {
+		Command string
+		Restart string
+	}
+	if err := json.Unmarshal(byName["etc/heph/services.json"].data, &svcs); err != nil || svcs["selftest"].Command != "/bin/selftest" || svcs["selftest"].Restart != "never" {
+		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest service", svcs, err)
+	}
+	var progs []struct{ Path, Package string }
+	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 4 {
+		t.Errorf("etc/heph/programs.json: got %+v (%v), want 4 programs", progs, err)
+	}
+	if got := string(byName["etc/hostname"].data); got != "server\n" {
+		t.Errorf("etc/hostname: got %q", got)
+	}
+}
+
+// cachingProxy is a module proxy that fetches each file once from the
+// user's GOPROXY (its first http entry, else proxy.golang.org) and then
+// serves it from disk.
+type cachingProxy struct {
+	*httptest.Server
+	upstream string
+	dir      string
+	mu       sync.Mutex
+	locks    map[string]*sync.Mutex
+}
+
+func newCachingProxy(t *testing.T) *cachingProxy {
+	up := "https://proxy.golang.org"
+	for _, e := range strings.FieldsFunc(os.Getenv("GOPROXY"), func(r rune) bool { return r == ',' || r == '|' }) {
+		if strings.HasPrefix(e, "http://") || strings.HasPrefix(e, "https://") {
+			up = strings.TrimSuffix(e, "/")
+			break
+		}
+	}
+	p := &cachingProxy{upstream: up, dir: t.TempDir(), locks: map[string]*sync.Mutex{}}
+	p.Server = httptest.NewServer(p)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *cachingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := filepath.Clean(r.URL.Path)
+	if strings.Contains(name, "..") {
+		http.Error(w, "bad path", http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	l := p.locks[name]
+	if l == nil {
+		l = new(sync.Mutex)
+		p.locks[name] = l
+	}
+	p.mu.Unlock()
+	l.Lock()
+	defer l.Unlock()
+	file := filepath.Join(p.dir, name)
+	if _, err := os.Stat(file); err != nil {
+		if code, err := p.fetch(name, file); err != nil {
+			http.Error(w, err.Error(), code)
+			return
+		}
+	}
+	http.ServeFile(w, r, file)
+}
+
+func (p *cachingProxy) fetch(name, file string) (int, error) {
+	resp, err := http.Get(p.upstream + name)
+	if err != nil {
+		return http.StatusBadGateway, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, fmt.Errorf("%s%s: %s", p.upstream, name, resp.Status)
+	}
+	os.MkdirAll(filepath.Dir(file), 0o755)
+	tmp := file + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return http.StatusInternalServerError, err
+	}
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		return http.StatusBadGateway, err
+	}
+	return http.StatusOK, nil
+}

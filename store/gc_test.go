@@ -1,0 +1,608 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/store"
+)
+
+// deletedPaths returns the paths of a GC result.
+func deletedPaths(res *store.GCResult) []store.Path {
+	ps := make([]store.Path, len(res.Deleted))
+	for i, d := range res.Deleted {
+		ps[i] = d.Path
+	}
+	return ps
+}
+
+func sorted(ps ...store.Path) []store.Path {
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b store.Path) int {
+		if a.String() < b.String() {
+			return -1
+		}
+		if a.String() > b.String() {
+			return 1
+		}
+		return 0
+	})
+	return ps
+}
+
+// checkStore fails unless every registered path verifies, the database's
+// references are consistent, and (if exact) the store directory holds
+// exactly the registered paths and Dir/tmp is empty.
+func checkStore(t tb, st *store.Store, exact bool) {
+	t.Helper()
+	ctx := context.Background()
+	problems, _, err := st.Verify(ctx, nil, store.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Fatalf("after GC: %v", p)
+	}
+	db := openDB(t, st.Dir)
+	var dangling int
+	err = db.QueryRow(`SELECT COUNT(*) FROM refs WHERE reference NOT IN (SELECT id FROM paths) OR referrer NOT IN (SELECT id FROM paths)`).Scan(&dangling)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dangling > 0 {
+		t.Fatalf("the database has %d references to or from unregistered paths", dangling)
+	}
+	if !exact {
+		return
+	}
+	valid, err := st.ValidPathList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, p := range valid {
+		want[p.Base()] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(st.Dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !want[e.Name()] {
+			t.Fatalf("the store holds %s, which is not registered", e.Name())
+		}
+	}
+	if len(entries) != len(valid) {
+		t.Fatalf("the store holds %d entries, the database %d paths", len(entries), len(valid))
+	}
+	if tmp, _ := os.ReadDir(filepath.Join(st.Dir, "tmp")); len(tmp) != 0 {
+		t.Fatalf("tmp holds %d entries after GC, e.g. %s", len(tmp), tmp[0].Name())
+	}
+}
+
+// openDB opens the store's database beside the store, for what tests
+// check or set up directly. The caller closes it.
+func openDB(t tb, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "db.sqlite")+"?_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// link makes a symlink like ./result to p and records it as a root.
+func link(t *testing.T, st *store.Store, name string, p store.Path) string {
+	t.Helper()
+	l := filepath.Join(t.TempDir(), name)
+	if err := st.AddRoot(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(st.Physical(p), l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func valid(t *testing.T, st *store.Store, ps ...store.Path) map[store.Path]bool {
+	t.Helper()
+	v, err := st.ValidPaths(context.Background(), ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	ctx := context.Background()
+	a := f.step(t, "a", nil, nil, "file=x=a")
+	b := f.step(t, "b", map[string]store.DrvHash{"a": a}, map[string]string{"A": "@{a}"}, "ref=A")
+	c := f.step(t, "c", nil, nil, "single=c")
+	d := f.step(t, "d", map[string]store.DrvHash{"c": c}, map[string]string{"C": "@{c}"}, "ref=C")
+	if _, err := f.realize(t, store.RealizeOptions{}, b, d); err != nil {
+		t.Fatal(err)
+	}
+	pa, pb, pc, pd, tool := f.g.PathOf(a), f.g.PathOf(b), f.g.PathOf(c), f.g.PathOf(d), f.g.PathOf(f.tool)
+	result := link(t, f.st, "result", pb)
+	// A stray symlink not recorded as a root protects nothing.
+	if err := os.Symlink(f.st.Physical(pd), filepath.Join(t.TempDir(), "unrecorded")); err != nil {
+		t.Fatal(err)
+	}
+
+	dry, err := f.st.GC(ctx, store.GCOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sorted(pc, pd, tool)
+	if got := deletedPaths(dry); !slices.Equal(got, want) {
+		t.Fatalf("dry run: got %v, want %v", got, want)
+	}
+	if v := valid(t, f.st, pc, pd, tool); len(v) != 3 {
+		t.Fatalf("a dry run deleted something: valid %v", v)
+	}
+
+	res, err := f.st.GC(ctx, store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deletedPaths(res); !slices.Equal(got, want) {
+		t.Fatalf("got deleted %v, want %v", got, want)
+	}
+	var size int64
+	for _, p := range want {
+		info, _, _ := f.st.QueryPathInfo(ctx, p)
+		if info != nil {
+			t.Errorf("%s is still registered", p)
+		}
+	}
+	for _, dp := range dry.Deleted {
+		size += dp.Size
+	}
+	if res.Freed != size || size == 0 {
+		t.Errorf("freed %d bytes, want %d (the dry run's figure)", res.Freed, size)
+	}
+	if res.Live != 2 {
+		t.Errorf("kept %d paths, want 2", res.Live)
+	}
+	for _, p := range want {
+		if _, err := os.Lstat(f.st.Physical(p)); !os.IsNotExist(err) {
+			t.Errorf("%s is still on disk (%v)", p, err)
+		}
+	}
+	if v := valid(t, f.st, pa, pb); !v[pa] || !v[pb] {
+		t.Fatalf("a root or its closure was deleted: valid %v", v)
+	}
+	checkStore(t, f.st, true)
+
+	// The link goes: so do b and a, and the root is forgotten.
+	if err := os.Remove(result); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.st.GC(ctx, store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := deletedPaths(res), sorted(pa, pb); !slices.Equal(got, want) {
+		t.Fatalf("got deleted %v, want %v", got, want)
+	}
+	if !slices.Equal(res.StaleRoots, []string{result}) {
+		t.Errorf("got stale roots %q, want [%s]", res.StaleRoots, result)
+	}
+	if roots, _ := f.st.IndirectRoots(ctx); len(roots) != 0 {
+		t.Errorf("stale roots are still recorded: %q", roots)
+	}
+	checkStore(t, f.st, true)
+
+	// A realize after GC builds what GC deleted.
+	link(t, f.st, "tool", tool)
+	if _, err := f.st.Add(ctx, testBuilder, "testbuilder"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.realize(t, store.RealizeOptions{}, b, d); err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, f.st, true)
+}
+
+// TestGCRootRepointed: a link that now points elsewhere in the store
+// keeps its new target, not the old one; one pointing out of the store
+// keeps nothing.
+func TestGCRootRepointed(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	ctx := context.Background()
+	a := f.step(t, "a", nil, nil, "single=a")
+	b := f.step(t, "b", nil, nil, "single=b")
+	if _, err := f.realize(t, store.RealizeOptions{}, a, b); err != nil {
+		t.Fatal(err)
+	}
+	pa, pb := f.g.PathOf(a), f.g.PathOf(b)
+	l := link(t, f.st, "result", pa)
+	// Relative, through the store's directory.
+	rel, err := filepath.Rel(filepath.Dir(l), f.st.Physical(pb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(l)
+	if err := os.Symlink(rel, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := valid(t, f.st, pa, pb); v[pa] || !v[pb] {
+		t.Fatalf("got valid %v, want only %s", v, pb)
+	}
+	os.Remove(l)
+	if err := os.Symlink(t.TempDir(), l); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.st.GC(ctx, store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := valid(t, f.st, pb); v[pb] || len(res.StaleRoots) != 1 {
+		t.Fatalf("a link out of the store kept %s (stale roots %q)", pb, res.StaleRoots)
+	}
+}
+
+// addGeneration records generation n of profile with toplevel p, created
+// at the given time, directly in the database.
+func addGeneration(t tb, st *store.Store, profile string, n int, p store.Path, created time.Time) {
+	t.Helper()
+	db := openDB(t, st.Dir)
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO generations(profile, number, toplevel, created, config_hash, closure_size) VALUES (?, ?, ?, ?, '', 0)`,
+		profile, n, p.String(), created.Unix()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO profiles(name, current) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET current = excluded.current`, profile, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setCurrent(t tb, st *store.Store, profile string, n int) {
+	t.Helper()
+	db := openDB(t, st.Dir)
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE profiles SET current = ? WHERE name = ?`, n, profile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGCGenerationsAreRoots(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	ctx := context.Background()
+	day := 24 * time.Hour
+	now := time.Unix(1_800_000_000, 0)
+	f.st.Now = func() time.Time { return now }
+	var gens []store.Path
+	for i := range 4 {
+		lib := f.step(t, "lib"+strconv.Itoa(i), nil, nil, "file=lib=v"+strconv.Itoa(i))
+		top := f.step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"lib": lib}, map[string]string{"LIB": "@{lib}"}, "ref=LIB")
+		if _, err := f.realize(t, store.RealizeOptions{}, top); err != nil {
+			t.Fatal(err)
+		}
+		gens = append(gens, f.g.PathOf(top))
+		// Generations 1–3 of "system", 10, 20 and 30 days old; the 4th
+		// is generation 1 of "other", 40 days old.
+		if i < 3 {
+			addGeneration(t, f.st, "system", i+1, f.g.PathOf(top), now.Add(-time.Duration(10*(3-i))*day))
+		} else {
+			addGeneration(t, f.st, "other", 1, f.g.PathOf(top), now.Add(-40*day))
+		}
+	}
+	// Rolled back: generation 1 is current.
+	setCurrent(t, f.st, "system", 1)
+	closure := func(top store.Path) []store.Path {
+		c, err := f.st.Closure(ctx, top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	res, err := f.st.GC(ctx, store.GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := deletedPaths(res), []store.Path{f.g.PathOf(f.tool)}; !slices.Equal(got, want) || len(res.Generations) != 0 {
+		t.Fatalf("got deleted %v and generations %v, want only the tool %v", got, res.Generations, want)
+	}
+	for _, top := range gens {
+		for _, p := range closure(top) {
+			if v := valid(t, f.st, p); !v[p] {
+				t.Errorf("%s of generation %s was deleted", p, top)
+			}
+		}
+	}
+
+	// Keep the newest one of each profile and the current one: system's
+	// 2nd goes, with its closure.
+	res, err = f.st.GC(ctx, store.GCOptions{KeepGenerations: 1, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.GenerationID{{"system", 2}}; !slices.Equal(res.Generations, want) {
+		t.Fatalf("--keep-generations 1 --dry-run: got %v, want %v", res.Generations, want)
+	}
+	second := closure(gens[1])
+	res, err = f.st.GC(ctx, store.GCOptions{KeepGenerations: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := deletedPaths(res), sorted(second...); !slices.Equal(got, want) {
+		t.Fatalf("got deleted %v, want generation 2's closure %v", got, want)
+	}
+	db := openDB(t, f.st.Dir)
+	var n int
+	db.QueryRow(`SELECT COUNT(*) FROM generations`).Scan(&n)
+	db.Close()
+	if n != 3 {
+		t.Errorf("%d generations left, want 3", n)
+	}
+
+	// Older than 15 days: system's 1st is current and stays, other's only
+	// one is current too; system's 3rd is 10 days old. Nothing goes.
+	res, err = f.st.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Generations) != 0 || len(res.Deleted) != 0 {
+		t.Fatalf("--older-than 15d: deleted generations %v, paths %v; want none", res.Generations, deletedPaths(res))
+	}
+	// Switch back to the 3rd: now the 1st is 30 days old and not current.
+	setCurrent(t, f.st, "system", 3)
+	first := closure(gens[0])
+	res, err = f.st.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.GenerationID{{"system", 1}}; !slices.Equal(res.Generations, want) {
+		t.Fatalf("--older-than 15d: got %v, want %v", res.Generations, want)
+	}
+	if got, want := deletedPaths(res), sorted(first...); !slices.Equal(got, want) {
+		t.Fatalf("got deleted %v, want generation 1's closure %v", got, want)
+	}
+	checkStore(t, f.st, true)
+}
+
+func TestGCRemovesLeftovers(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	ctx := context.Background()
+	// What killed builds and collections leave: an unregistered output
+	// (read-only, as a canonical one is), temporary directories.
+	stray := filepath.Join(f.st.Dir, "store", "00000000000000000000000000000000000000000000000000000-stray")
+	for _, d := range []string{stray + "/sub", filepath.Join(f.st.Dir, "tmp", "build-x", "store"), filepath.Join(f.st.Dir, "tmp", "repair-123", "x")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(stray+"/sub/file", []byte("x"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Canonicalize(stray); err != nil {
+		t.Fatal(err)
+	}
+	tool := f.g.PathOf(f.tool)
+	link(t, f.st, "tool", tool)
+	res, err := f.st.GC(ctx, store.GCOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Leftovers) != 3 {
+		t.Fatalf("got leftovers %q, want 3", res.Leftovers)
+	}
+	if _, err := os.Lstat(stray); err != nil {
+		t.Fatalf("a dry run removed a leftover: %v", err)
+	}
+	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stray); !os.IsNotExist(err) {
+		t.Fatalf("the unregistered %s is still there (%v)", stray, err)
+	}
+	if v := valid(t, f.st, tool); !v[tool] {
+		t.Fatalf("the rooted tool was deleted")
+	}
+	checkStore(t, f.st, true)
+}
+
+const gcWorkerEnv = "HEPHC_TEST_GC_WORKER"
+
+// A GC worker needs neither the sandbox nor the test builder: it runs
+// before TestMain.
+func init() {
+	if os.Getenv(gcWorkerEnv) != "" {
+		os.Exit(gcWorker())
+	}
+}
+
+// gcWorker is the process TestGCSurvivesSIGKILL kills.
+func gcWorker() int {
+	st, err := store.Open(os.Getenv(gcWorkerEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := st.GC(context.Background(), store.GCOptions{}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestGCSurvivesSIGKILL kills a collecting process at 30 different
+// moments: after each kill every registered path verifies, the database
+// refers only to registered paths, no live path is gone, and the next GC
+// leaves a store that holds exactly its registered paths.
+func TestGCSurvivesSIGKILL(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, garbage = 1200, 700
+	var (
+		dir string
+		syn *synthetic
+		st  *store.Store
+	)
+	fresh := func() {
+		if st != nil {
+			st.Close()
+			store.RemoveTree(dir)
+		}
+		dir = tempStoreDir(t)
+		syn = synthStore(t, dir, n, garbage, uint64(time.Now().UnixNano()))
+		// Some leftovers too.
+		os.MkdirAll(filepath.Join(dir, "tmp", "build-left", "x"), 0o755)
+		os.MkdirAll(filepath.Join(dir, "store", "00000000000000000000000000000000000000000000000000000-left", "x"), 0o755)
+		if st, err = store.Open(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh()
+	defer func() { st.Close() }()
+	// How long an undisturbed GC takes, to spread the kills over it.
+	start := time.Now()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), gcWorkerEnv+"="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gc worker: %v\n%s", err, out)
+	}
+	span := time.Since(start)
+	checkStore(t, st, true)
+	t.Logf("an undisturbed GC of %d paths, %d garbage, took %v (process included)", n, garbage, span)
+
+	const runs = 30
+	for i := 0; i < runs; i++ {
+		if i%5 == 0 {
+			fresh()
+		}
+		delay := span * time.Duration(i%5*runs/5+i/5) / runs
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), gcWorkerEnv+"="+dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+
+		checkStore(t, st, false)
+		if v := valid(t, st, syn.live...); len(v) != len(syn.live) {
+			t.Fatalf("after a kill at %v: %d of %d live paths are left", delay, len(v), len(syn.live))
+		}
+		if i%5 == 4 {
+			res, err := st.GC(context.Background(), store.GCOptions{})
+			if err != nil {
+				t.Fatalf("GC after a kill at %v: %v", delay, err)
+			}
+			if res.Live != len(syn.live) {
+				t.Fatalf("GC after a kill at %v kept %d paths, want %d", delay, res.Live, len(syn.live))
+			}
+			checkStore(t, st, true)
+		}
+	}
+}
+
+// TestGCWhileRealizing runs GC over and over while another store handle
+// realizes, many times: every realization succeeds (nothing it needed
+// disappeared), and what it rooted survives.
+func TestGCWhileRealizing(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir)
+	ctx := context.Background()
+	// base is valid and unrooted before each realization: GC would
+	// delete it if it could while a build that needs it runs.
+	base := f.step(t, "base", nil, nil, "file=lib=base")
+	// The tool is rooted: fetching it again needs a source directory.
+	link(t, f.st, "tool", f.g.PathOf(f.tool))
+	if _, err := f.realize(t, store.RealizeOptions{}, base); err != nil {
+		t.Fatal(err)
+	}
+	other, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	const rounds = 12
+	var (
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+		gcs   int
+		gcErr error
+		tops  []store.Path
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := other.GC(ctx, store.GCOptions{}); err != nil {
+				gcErr = err
+				return
+			}
+			gcs++
+			time.Sleep(time.Duration(gcs%7) * time.Millisecond)
+		}
+	}()
+	for i := range rounds {
+		mid := f.step(t, "mid"+strconv.Itoa(i), map[string]store.DrvHash{"base": base}, map[string]string{"BASE": "@{base}"},
+			"sleep=30", "cat=@{base}/lib", "ref=BASE")
+		top := f.step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"mid": mid, "base": base}, map[string]string{"MID": "@{mid}"},
+			"cat=@{base}/lib", "ref=MID")
+		// As realize does: the result is linked before the GC lock goes.
+		lock, err := f.st.LockGC(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.Realize(ctx, f.g, []store.DrvHash{top}, store.RealizeOptions{}); err != nil {
+			lock.Unlock()
+			close(stop)
+			wg.Wait()
+			t.Fatalf("round %d: %v", i, err)
+		}
+		link(t, f.st, "result", f.g.PathOf(top))
+		lock.Unlock()
+		tops = append(tops, f.g.PathOf(top))
+		time.Sleep(time.Duration(i%3) * 10 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if gcErr != nil {
+		t.Fatal(gcErr)
+	}
+	t.Logf("%d collections ran meanwhile", gcs)
+	if gcs < rounds/2 {
+		t.Errorf("only %d collections ran during %d realizations", gcs, rounds)
+	}
+	for _, p := range tops {
+		c, err := f.st.Closure(ctx, p)
+		if err != nil {
+			t.Fatalf("a rooted result lost part of its closure: %v", err)
+		}
+		if len(c) != 3 {
+			t.Errorf("closure of %s: got %v, want it, mid and base", p, c)
+		}
+	}
+	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, f.st, true)
+}

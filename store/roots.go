@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Indirect roots are symlinks outside the store, such as the ./result
+// links realize makes, recorded in the roots table by their absolute
+// path. A link keeps its target (and the target's closure) alive as long
+// as it exists and points at a valid path of this store; GC forgets the
+// others. Moving or deleting a link is all it takes to release its path.
+
+// AddRoot records link (made absolute) as an indirect root. Record it
+// before pointing the link into the store: a root whose link does not
+// point into the store yet keeps nothing alive, but a link not recorded
+// does not protect its target.
+func (s *Store) AddRoot(ctx context.Context, link string) error {
+	link, err := filepath.Abs(link)
+	if err != nil {
+		return fmt.Errorf("recording the root %s: %w", link, err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO roots(link) VALUES (?) ON CONFLICT(link) DO NOTHING`, link); err != nil {
+		return fmt.Errorf("recording the root %s: %w", link, err)
+	}
+	return nil
+}
+
+// IndirectRoots returns the recorded indirect roots, sorted, whether or
+// not their links still point into the store.
+func (s *Store) IndirectRoots(ctx context.Context) ([]string, error) {
+	return indirectRoots(ctx, s.db)
+}
+
+func indirectRoots(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT link FROM roots ORDER BY link`)
+	if err != nil {
+		return nil, fmt.Errorf("listing roots: %w", err)
+	}
+	defer rows.Close()
+	var links []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return nil, err
+		}
+		links = append(links, l)
+	}
+	return links, rows.Err()
+}
+
+// linkTarget returns the store path link points at (or into), if it is a
+// symlink into this store, directly or through other symlinks.
+func (s *Store) linkTarget(link string) (Path, bool) {
+	target, err := os.Readlink(link)
+	if err != nil {
+		return Path{}, false
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(link), target)
+	}
+	storeDir := filepath.Join(s.Dir, "store")
+	rel, ok := strings.CutPrefix(filepath.Clean(target), storeDir+"/")
+	if !ok {
+		// Through other symlinks, or the store's directory is reached
+		// through one.
+		resolved, err := filepath.EvalSymlinks(link)
+		if err != nil {
+			return Path{}, false
+		}
+		realStore, err := filepath.EvalSymlinks(storeDir)
+		if err != nil {
+			return Path{}, false
+		}
+		if rel, ok = strings.CutPrefix(resolved, realStore+"/"); !ok {
+			return Path{}, false
+		}
+	}
+	base, _, _ := strings.Cut(rel, "/")
+	p, err := ParsePath(base)
+	if err != nil {
+		return Path{}, false
+	}
+	return p, true
+}

@@ -1,0 +1,3 @@
+module hephc.dev/hephc/system/hephinit
+
+go 1.26

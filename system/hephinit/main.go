@@ -1,0 +1,77 @@
+// Command hephinit starts the services of a heph image.
+//
+// u-root's init runs it as /bin/uinit once the system is up (file systems
+// mounted, network configured). It starts the supervisor in a session of
+// its own and returns, so that init goes on to the console shell. The
+// supervisor starts every service of /etc/heph/services.json, in the order
+// of their names, with the console as stdout and stderr, and starts each
+// again when it exits as its restart policy says: "on-failure" (the
+// default) when it fails, "always" whenever it exits, "never" not at all.
+// It says on the console, naming the service, when one cannot start,
+// e.g. because its binary is missing.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"hephc.dev/hephc/system/hephinit/internal/image"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hephinit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	services := fs.String("services", image.ServicesFile, "the services file")
+	foreground := fs.Bool("foreground", false, "supervise in this process rather than in a background one")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	svcs, err := image.ReadServices(*services)
+	if err != nil {
+		fmt.Fprintf(stderr, "heph: no services started: %v\n", err)
+		return 1
+	}
+	if !*foreground {
+		return background(*services, len(svcs), stderr)
+	}
+	sup := &supervisor{stdout: stdout, stderr: stderr}
+	sup.run(context.Background(), svcs)
+	return 0
+}
+
+// console is where the supervisor and the services write. Not the
+// standard output u-root's init gives its uinit: with several consoles
+// that is a pipe, which init stops reading (and the writers die of
+// SIGPIPE) once the uinit has exited.
+const console = "/dev/console"
+
+// background starts this program again as the supervisor, in a new
+// session, writing to the console, and leaves it running.
+func background(services string, n int, stderr io.Writer) int {
+	cmd := exec.Command("/proc/self/exe", "-foreground", "-services", services)
+	cmd.Args[0] = "hephinit"
+	out, err := os.OpenFile(console, os.O_WRONLY|syscall.O_NOCTTY, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "heph: %v; the services write where hephinit does\n", err)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	} else {
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+		stderr = out
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "heph: starting the supervisor: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "heph: supervising %d services (pid %d)\n", n, cmd.Process.Pid)
+	cmd.Process.Release()
+	return 0
+}
