@@ -37,11 +37,13 @@ type generationObject struct {
 }
 
 // RecordGeneration records a new generation of profile holding roots
-// (which must be valid) and makes it current. The generation object is
+// (which must be valid) and makes it current, unless the current one
+// holds the same roots. The generation object is
 // content-addressed: the same roots give the same object.
-func (s *Store) RecordGeneration(ctx context.Context, profile string, roots map[string]Path, configHash, config string) (*Generation, error) {
+// recorded is false when it did not.
+func (s *Store) RecordGeneration(ctx context.Context, profile string, roots map[string]Path, configHash, config string) (gen *Generation, recorded bool, err error) {
 	if err := CheckName(profile); err != nil {
-		return nil, fmt.Errorf("profile: %w", err)
+		return nil, false, fmt.Errorf("profile: %w", err)
 	}
 	obj := generationObject{Profile: profile, Roots: map[string]string{}}
 	var rootPaths []Path
@@ -52,58 +54,63 @@ func (s *Store) RecordGeneration(ctx context.Context, profile string, roots map[
 	sortPaths(rootPaths)
 	b, err := json.MarshalIndent(obj, "", "  ")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(s.Dir, "tmp"), "generation-")
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer RemoveTree(tmp)
 	dir := filepath.Join(tmp, "generation")
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "roots.json"), append(b, '\n'), 0o644); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	top, err := s.add(ctx, dir, profile+"-generation", rootPaths)
 	if err != nil {
-		return nil, fmt.Errorf("recording a generation of %s: %w", profile, err)
+		return nil, false, fmt.Errorf("recording a generation of %s: %w", profile, err)
 	}
 	closure, err := s.Closure(ctx, top)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var size int64
 	for _, p := range closure {
 		info, _, err := s.QueryPathInfo(ctx, p)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		size += info.Size
 	}
 
+	// Realizing what the current generation already is records nothing.
+	if cur, err := s.Generation(ctx, profile, 0); err == nil && cur.Toplevel == top {
+		cur.Roots = roots
+		return cur, false, nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer tx.Rollback()
 	var last sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT MAX(number) FROM generations WHERE profile = ?`, profile).Scan(&last); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	g := &Generation{Profile: profile, Number: int(last.Int64) + 1, Toplevel: top, Roots: roots, Created: s.Now().Unix(), ConfigHash: configHash, Config: config, ClosureSize: size, Current: true}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO generations(profile, number, toplevel, created, config_hash, config, closure_size) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		profile, g.Number, top.String(), g.Created, configHash, config, size); err != nil {
-		return nil, fmt.Errorf("recording a generation of %s: %w", profile, err)
+		return nil, false, fmt.Errorf("recording a generation of %s: %w", profile, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(name, current) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET current = excluded.current`, profile, g.Number); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return g, s.linkProfile(profile, top)
+	return g, true, s.linkProfile(profile, top)
 }
 
 // linkProfile points Dir/profiles/NAME at the current generation object.

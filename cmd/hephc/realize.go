@@ -239,9 +239,13 @@ func recordGeneration(e *env, st *store.Store, g *eval.Graph, profile string, ar
 		roots[attr] = g.Nodes[h].Path()
 	}
 	hash, files := configHash(e, args)
-	gen, err := st.RecordGeneration(context.Background(), profile, roots, hash, files)
+	gen, recorded, err := st.RecordGeneration(context.Background(), profile, roots, hash, files)
 	if err != nil {
 		return err
+	}
+	if !recorded {
+		fmt.Fprintf(e.stderr, "generation %d of profile %s is current already\n", gen.Number, profile)
+		return nil
 	}
 	fmt.Fprintf(e.stderr, "recorded generation %d of profile %s\n", gen.Number, profile)
 	return nil

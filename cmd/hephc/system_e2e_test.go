@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSystemRealizesAndBoots is the README's main command on a fresh
+// store: realize the whole example system (pinned sources fetched, base
+// group and both images built offline), then boot the workstation and
+// the server images in QEMU to their self-test line. A second realize
+// does nothing.
+func TestSystemRealizesAndBoots(t *testing.T) {
+	e2e(t, "fetches the pinned sources, builds the whole example system and boots it in QEMU")
+	storeDir := t.TempDir()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr, cwd: repo, getenv: os.Getenv, store: storeDir}
+	start := time.Now()
+	if code := run(e, []string{"--store", storeDir, "realize", "--no-link", "system.cue"}); code != 0 {
+		t.Fatalf("hephc realize system.cue: exit %d\n%s", code, stderr.String())
+	}
+	t.Logf("realized the system from nothing in %v", time.Since(start).Round(time.Second))
+	if !strings.Contains(stderr.String(), "recorded generation 1 of profile system") {
+		t.Errorf("realizing a system recorded no generation:\n%s", stderr.String())
+	}
+
+	g, err := evaluate(e, "", []string{"system.cue"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, image := range []string{"images.workstation", "images.server"} {
+		h, ok := g.Roots[image]
+		if !ok {
+			t.Fatalf("system.cue has no root %s", image)
+		}
+		top := filepath.Join(storeDir, "store", g.Nodes[h].Path().Base())
+		for _, f := range []string{"kernel", "initrd", "cmdline", "manifest.json"} {
+			if _, err := os.Stat(filepath.Join(top, f)); err != nil {
+				t.Fatalf("%s: %v", image, err)
+			}
+		}
+		took := bootAndExpect(t, top, "HEPH-SELFTEST OK", 180*time.Second)
+		t.Logf("%s booted to its self-test line in %v", image, took.Round(time.Millisecond))
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(e, []string{"--store", storeDir, "realize", "--no-link", "system.cue"}); code != 0 {
+		t.Fatalf("second realize: exit %d\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "nothing to do") {
+		t.Errorf("the second realize did work:\n%s", stderr.String())
+	}
+}
