@@ -168,8 +168,18 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 		if !filepath.IsLocal(file) || opts.SourceDir == "" {
 			return nil, fail("", fmt.Errorf("fetch-file: %q is not a file below the configuration's directory", file))
 		}
-		// The mount point exists already inside the read-only /.heph.
-		if err := os.WriteFile(filepath.Join(tmp, "heph", "src"), nil, 0o444); err != nil {
+		// The mount point exists already inside the read-only /.heph: a
+		// directory for a directory, else a file (a FIFO or other
+		// special file is refused by the builder).
+		src := filepath.Join(opts.SourceDir, file)
+		mp := filepath.Join(tmp, "heph", "src")
+		var err error
+		if fi, serr := os.Stat(src); serr == nil && fi.IsDir() {
+			err = os.Mkdir(mp, 0o555)
+		} else {
+			err = os.WriteFile(mp, nil, 0o444)
+		}
+		if err != nil {
 			return nil, fail("", err)
 		}
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: filepath.Join(opts.SourceDir, file), Target: FetchFileSource})

@@ -35,7 +35,10 @@ import (
 
 // LockGC takes the store-wide GC lock, shared or exclusive, waiting for
 // whoever holds it in the other mode or until ctx ends. One process may
-// hold it shared more than once (through different calls).
+// hold it shared more than once (through different calls), but must not
+// call GC then: GC would wait for it forever. Hold it shared from before
+// a realization until its outputs are rooted (a result link, a
+// generation), or GC may take them in between.
 func (s *Store) LockGC(ctx context.Context, exclusive bool) (*Lock, error) {
 	return s.lockGC(ctx, exclusive, nil)
 }
@@ -589,7 +592,7 @@ func readDirNames(dir string) ([]string, error) {
 // path again). On a slow disk a rename per path costs as much again as
 // everything else GC does (BenchmarkGC).
 func (c *collector) deleteGarbage(ctx context.Context, g *refGraph, order []int32, leftovers []string) error {
-	rm := newRemover(debugWorkers())
+	rm := newRemover(4 * runtime.GOMAXPROCS(0))
 	err := c.unregisterAndRemove(ctx, g, order, leftovers, rm)
 	// On an error, what was unregistered is removed all the same.
 	if werr := rm.wait(); err == nil && werr != nil {
@@ -798,11 +801,4 @@ func removeGarbageAt(dirfd int, name string, buf []byte) error {
 	}
 	unix.Close(fd)
 	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
-}
-
-func debugWorkers() int {
-	if n, err := strconv.Atoi(os.Getenv("GCW")); err == nil {
-		return n
-	}
-	return 4 * runtime.GOMAXPROCS(0)
 }

@@ -517,6 +517,60 @@ func TestGCSurvivesSIGKILL(t *testing.T) {
 	}
 }
 
+// TestGCAsOrdinaryUser collects a store of read-only trees as uid 65534
+// (nobody), which needs write permission on a directory to empty it.
+func TestGCAsOrdinaryUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("the tests already run as an ordinary user: every GC test covers this")
+	}
+	dir := tempStoreDir(t)
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	st := filepath.Join(dir, "store")
+	syn := synthStore(t, st, 300, 200, 7)
+	os.MkdirAll(filepath.Join(st, "tmp", "build-left", "x"), 0o555)
+	err := filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, 65534, 65534)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "store.test")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = []string{gcWorkerEnv + "=" + st, "HOME=" + dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gc as nobody: %v\n%s", err, out)
+	}
+	s, err := store.Open(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	checkStore(t, s, true)
+	if v := valid(t, s, syn.live...); len(v) != len(syn.live) {
+		t.Fatalf("%d of %d live paths are left", len(v), len(syn.live))
+	}
+	if v := valid(t, s, syn.garbage...); len(v) != 0 {
+		t.Fatalf("%d of %d garbage paths are left", len(v), len(syn.garbage))
+	}
+}
+
 // TestGCWhileRealizing runs GC over and over while another store handle
 // realizes, many times: every realization succeeds (nothing it needed
 // disappeared), and what it rooted survives.

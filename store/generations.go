@@ -45,6 +45,12 @@ func (s *Store) RecordGeneration(ctx context.Context, profile string, roots map[
 	if err := CheckName(profile); err != nil {
 		return nil, false, fmt.Errorf("profile: %w", err)
 	}
+	// The generation object is unrooted until its row exists.
+	gcLock, err := s.LockGC(ctx, false)
+	if err != nil {
+		return nil, false, err
+	}
+	defer gcLock.Unlock()
 	obj := generationObject{Profile: profile, Roots: map[string]string{}}
 	var rootPaths []Path
 	for attr, p := range roots {

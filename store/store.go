@@ -88,6 +88,8 @@ func (l *Lock) Unlock() error {
 
 // LockPath takes the exclusive lock of p's output, waiting for another
 // process that holds it (it is building or deleting p) or until ctx ends.
+// Callers hold the GC lock (LockGC) shared: GC deletes the lock files of
+// the paths it deletes.
 func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
 	f, err := os.OpenFile(filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {

@@ -65,6 +65,13 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Held from before the builds until the outputs are rooted (a
+	// generation, ./result): no garbage collection in between.
+	gcLock, err := st.LockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer gcLock.Unlock()
 	prog := newProgress(e)
 	res, err := st.Realize(ctx, sg, roots, store.RealizeOptions{
 		Jobs: jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: timeout,
