@@ -118,6 +118,11 @@ func linkModFiles(modcache, dir string) (int, error) {
 	return n, err
 }
 
+// scratch is where builds keep what they throw away: the go command's
+// cache and work files, u-root's generated sources. The sandbox's /tmp is
+// a tmpfs of its own, so they stay in memory.
+const scratch = "/tmp"
+
 // goEnviron is the go command's environment in a build: the toolchain at
 // goroot, offline, the module cache at modcache, CGO_ENABLED=0, for
 // linux/amd64.
@@ -130,8 +135,8 @@ func goEnviron(goroot, modcache string, env []string) []string {
 		"GOSUMDB=off",
 		"GOWORK=off",
 		"GOMODCACHE=" + modcache,
-		"GOCACHE=/build/gocache",
-		"GOPATH=/build/gopath",
+		"GOCACHE=" + scratch + "/gocache",
+		"GOPATH=" + scratch + "/gopath",
 		"GOENV=off",
 		"CGO_ENABLED=0",
 		"GOOS=linux",

@@ -46,17 +46,19 @@ type Package struct {
 	Pins        []Pin    `json:"pins,omitempty"`
 }
 
-// InitramfsManifest is $out/manifest.json of a builtin:uroot output:
-// the packages whose programs it holds (each with its own pins), the
-// services and files, and the pins of its own build (u-root, its modules,
-// the toolchain, the u-root command's sources).
+// InitramfsManifest is $out/manifest.json of a builtin:uroot-busybox or
+// builtin:uroot output: the u-root commands; for an initramfs, the
+// packages whose programs it holds (the busybox among them, each with its
+// own pins), the services and the files; the u-root command that built
+// it; and the pins of its own build (for a busybox u-root, its modules,
+// the toolchain).
 type InitramfsManifest struct {
 	Name     string                  `json:"name"`
 	Version  string                  `json:"version"`
 	Commands []string                `json:"commands"`
-	Packages []Package               `json:"packages"`
-	Services map[string]imageService `json:"services"`
-	Files    []string                `json:"files"`
+	Packages []Package               `json:"packages,omitempty"`
+	Services map[string]imageService `json:"services,omitempty"`
+	Files    []string                `json:"files,omitempty"`
 	BuiltBy  *Package                `json:"builtBy,omitempty"`
 	Pins     []Pin                   `json:"pins"`
 }
@@ -113,12 +115,8 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	}
 
 	var im InitramfsManifest
-	b, err := os.ReadFile(filepath.Join(initrd.Path, InitramfsManifestFile))
-	if err != nil {
+	if err := readJSON(filepath.Join(initrd.Path, InitramfsManifestFile), &im); err != nil {
 		return fmt.Errorf("system-toplevel: input initrd is not an initramfs (a builtin:uroot output): %w", err)
-	}
-	if err := json.Unmarshal(b, &im); err != nil {
-		return fmt.Errorf("system-toplevel: %s/%s: %w", initrd.Path, InitramfsManifestFile, err)
 	}
 
 	if err := os.Mkdir(info.Out, 0o755); err != nil {
@@ -144,7 +142,7 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("system-toplevel: the initramfs: %w", err)
 	}
 	ipkg.Files = []string{"/" + InitramfsFile}
-	// The initramfs's own sources: u-root, its modules, the toolchain.
+	// Its own build's sources: those of the u-root command.
 	ipkg.Pins = mergePins(ipkg.Pins, im.Pins)
 	m := Manifest{
 		Name:     info.Derivation.Name,
@@ -171,7 +169,10 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	if m.Services == nil {
 		m.Services = map[string]imageService{}
 	}
-	b, err = json.MarshalIndent(m, "", "  ")
+	if m.Files == nil {
+		m.Files = []string{}
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}

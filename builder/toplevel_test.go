@@ -34,9 +34,13 @@ func TestSystemToplevel(t *testing.T) {
 		Files:    []string{"/etc/hostname"},
 		Pins:     []builder.Pin{toolchainPin},
 	}
-	imJSON, _ := json.Marshal(im)
-	// The services as the initramfs builder writes them.
-	imJSON = []byte(strings.Replace(string(imJSON), `"services":null`, `"services":{"selftest":{"command":"/bin/selftest","args":[],"restart":"never"}}`, 1))
+	// The services as the initramfs builder writes them (their type is
+	// the builder's own).
+	var imMap map[string]any
+	b, _ := json.Marshal(im)
+	json.Unmarshal(b, &imMap)
+	imMap["services"] = map[string]any{"selftest": map[string]any{"command": "/bin/selftest", "args": []string{}, "restart": "never"}}
+	imJSON, _ := json.Marshal(imMap)
 	initrdSum := proxyModule(t, proxy, "example.com/initramfs", "v1.0.0", map[string]string{
 		"go.mod":        "module example.com/initramfs\n",
 		"initrd":        "070701 not really a cpio\n",

@@ -17,9 +17,13 @@ import (
 	"hephc.dev/hephc/store/sandbox"
 )
 
-func init() { sandbox.RegisterBuiltin("uroot", uroot) }
+func init() {
+	sandbox.RegisterBuiltin("uroot-busybox", urootBusybox)
+	sandbox.RegisterBuiltin("uroot", uroot)
+}
 
-// Where a builtin:uroot output keeps the archive and what is in it.
+// What a builtin:uroot-busybox or builtin:uroot output holds: the archive
+// and what went into it.
 const (
 	InitramfsFile         = "initrd"
 	InitramfsManifestFile = "manifest.json"
@@ -35,34 +39,72 @@ const (
 	uinitProgram = "bin/hephinit"
 )
 
-// uroot builds a u-root initramfs with the u-root command of input tool
-// (built from the pinned u-root source src): the commands attrs.commands
-// (templates of u-root's .mkuimage.yaml such as "core" or "minimal", or
-// package paths) compiled into one busybox binary with the toolchain of
-// input go, offline, the module cache laid out from inputs deps.N and
-// modfiles as for go-build; the programs (bin/*) of input init and of the
-// inputs bin.NAME in /bin; attrs.files; and /etc/heph/services.json and
-// /etc/heph/programs.json for heph's init, which u-root's init runs as
-// /bin/uinit. The archive is written as $out/initrd (u-root writes its
-// records sorted, with zero mtimes, owners and inode numbers), what went
-// into it as $out/manifest.json.
+// urootBusybox compiles u-root's commands attrs.commands (templates of
+// u-root's .mkuimage.yaml such as "core" or "minimal", or package paths)
+// into one busybox binary with the u-root command of input tool, in the
+// u-root module of input src, with the toolchain of input go, offline:
+// the module cache is laid out from inputs deps.N and modfiles as for
+// go-build. $out/initrd is the archive (/bbin, /init, /bin/sh and
+// u-root's base files), $out/manifest.json what went into it.
+func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
+	start := time.Now()
+	info, err := readBuildInfo()
+	if err != nil {
+		return err
+	}
+	in, err := needInputs(info, "uroot-busybox", "src", "the u-root module", "go", "the toolchain", "tool", "the u-root command, built from src")
+	if err != nil {
+		return err
+	}
+	src, gotool, tool := in[0], in[1], in[2]
+	commands, err := stringList(info.Derivation.Attrs["commands"])
+	if err != nil || len(commands) == 0 {
+		return fmt.Errorf("uroot-busybox: attrs.commands: want a non-empty list of strings")
+	}
+	const modcache = "/build/gomodcache"
+	if err := layoutModuleCache(info, modcache, stdout); err != nil {
+		return fmt.Errorf("uroot-busybox: %w", err)
+	}
+	urootEnv := append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1")
+	if err := runURoot(tool, src.Path, info.Out, urootEnv, append([]string{"-go-mod=readonly"}, commands...), stdout, stderr); err != nil {
+		return err
+	}
+	toolPins, err := readSources(tool.Path)
+	if err != nil {
+		return fmt.Errorf("uroot-busybox: input tool: %w", err)
+	}
+	man := InitramfsManifest{
+		Name:     info.Derivation.Name,
+		Version:  info.Derivation.Version,
+		Commands: commands,
+		BuiltBy:  &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
+		Pins:     mergePins(pinsOf(info.Inputs), toolPins),
+	}
+	return writeManifest(info.Out, man, start, stdout)
+}
+
+// uroot assembles a bootable initramfs with the u-root command of input
+// tool, compiling nothing: the archive of input busybox (a
+// builtin:uroot-busybox output), the programs (bin/*) of input init and of
+// the inputs bin.NAME in /bin, attrs.files, and /etc/heph/services.json
+// and /etc/heph/programs.json for heph's init, which u-root's init runs as
+// /bin/uinit. $out/initrd is the archive (u-root writes its records
+// sorted, with zero mtimes, owners and inode numbers), $out/manifest.json
+// what went into it.
 func uroot(args, env []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	info, err := readBuildInfo()
 	if err != nil {
 		return err
 	}
-	var in [3]store.InputInfo
-	for i, n := range []struct{ name, what string }{{"src", "the u-root module"}, {"go", "the toolchain"}, {"tool", "the u-root command, built from src"}} {
-		var ok bool
-		if in[i], ok = info.Inputs[n.name]; !ok {
-			return fmt.Errorf("uroot: no input %s (%s)", n.name, n.what)
-		}
+	in, err := needInputs(info, "uroot", "busybox", "u-root's commands (a #Busybox)", "tool", "the u-root command")
+	if err != nil {
+		return err
 	}
-	src, gotool, tool := in[0], in[1], in[2]
-	commands, err := stringList(info.Derivation.Attrs["commands"])
-	if err != nil || len(commands) == 0 {
-		return fmt.Errorf("uroot: attrs.commands: want a non-empty list of strings")
+	busybox, tool := in[0], in[1]
+	var base InitramfsManifest
+	if err := readJSON(filepath.Join(busybox.Path, InitramfsManifestFile), &base); err != nil {
+		return fmt.Errorf("uroot: input busybox is not a builtin:uroot-busybox output: %w", err)
 	}
 	files, err := imageFiles(info.Derivation.Attrs["files"])
 	if err != nil {
@@ -71,10 +113,6 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 	services, err := imageServices(info.Derivation.Attrs["services"])
 	if err != nil {
 		return fmt.Errorf("uroot: attrs.services: %w", err)
-	}
-	const modcache = "/build/gomodcache"
-	if err := layoutModuleCache(info, modcache, stdout); err != nil {
-		return fmt.Errorf("uroot: %w", err)
 	}
 	st, err := stageImage(info, files, services, "/build/image")
 	if err != nil {
@@ -87,38 +125,26 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	// Run the u-root command in u-root's module, offline.
-	if err := os.MkdirAll(info.Out, 0o755); err != nil {
-		return err
-	}
-	for _, d := range []string{"/build/tmp", "/build/uroot-tmp"} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	cmdArgs := []string{
-		"-o", filepath.Join(info.Out, InitramfsFile),
-		"-tmp-dir", "/build/uroot-tmp",
-		"-skip-ldd",
-		"-go-mod=readonly",
-	}
+	// The busybox's archive is the base; its /init and /bin/sh stay.
+	uArgs := []string{"-nocmd", "-base", filepath.Join(busybox.Path, InitramfsFile), "-initcmd=", "-defaultsh="}
 	if st.uinit != "" {
-		cmdArgs = append(cmdArgs, "-uinitcmd="+st.uinit)
+		uArgs = append(uArgs, "-uinitcmd="+st.uinit)
 	}
 	for _, dest := range st.img.sorted() {
-		cmdArgs = append(cmdArgs, "-files", st.img.files[dest].host+":"+dest)
+		uArgs = append(uArgs, "-files", st.img.files[dest].host+":"+dest)
 	}
-	cmdArgs = append(cmdArgs, commands...)
-	fmt.Fprintf(stdout, "u-root %s\n", strings.Join(cmdArgs, " "))
-	cmd := exec.Command(filepath.Join(tool.Path, "bin", "u-root"), cmdArgs...)
-	cmd.Dir = src.Path
-	cmd.Env = append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1", "XDG_CACHE_HOME=/build/cache", "TMPDIR=/build/tmp")
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("u-root: %w", err)
+	// No Go is needed: keep the u-root command from looking for one.
+	uEnv := []string{"PATH=/nonexistent", "HOME=/homeless-shelter", "GOOS=linux", "GOARCH=amd64"}
+	if err := runURoot(tool, "/build", info.Out, uEnv, uArgs, stdout, stderr); err != nil {
+		return err
 	}
 
-	// What went into the image.
+	bpkg, err := describePackage(busybox)
+	if err != nil {
+		return fmt.Errorf("uroot: input busybox: %w", err)
+	}
+	bpkg.Files = []string{"/bbin/bb"}
+	bpkg.Pins = mergePins(bpkg.Pins, base.Pins)
 	toolPins, err := readSources(tool.Path)
 	if err != nil {
 		return fmt.Errorf("uroot: input tool: %w", err)
@@ -126,26 +152,77 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 	man := InitramfsManifest{
 		Name:     info.Derivation.Name,
 		Version:  info.Derivation.Version,
-		Commands: commands,
-		Packages: st.packages,
+		Commands: base.Commands,
+		Packages: append([]Package{bpkg}, st.packages...),
 		Services: services,
 		Files:    sortedKeys(files),
 		BuiltBy:  &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
-		Pins:     mergePins(pinsOf(info.Inputs), toolPins),
+		Pins:     toolPins,
 	}
+	return writeManifest(info.Out, man, start, stdout)
+}
+
+// needInputs returns the inputs named in pairs (name, what it is), or an
+// error naming the first one missing.
+func needInputs(info *store.BuildInfo, builder string, pairs ...string) ([]store.InputInfo, error) {
+	var in []store.InputInfo
+	for i := 0; i < len(pairs); i += 2 {
+		x, ok := info.Inputs[pairs[i]]
+		if !ok {
+			return nil, fmt.Errorf("%s: no input %s (%s)", builder, pairs[i], pairs[i+1])
+		}
+		in = append(in, x)
+	}
+	return in, nil
+}
+
+// runURoot runs the u-root command of tool in dir with the environment
+// env and the arguments args, writing the archive to out/initrd; its
+// temporary files go below scratch.
+func runURoot(tool store.InputInfo, dir, out string, env, args []string, stdout, stderr io.Writer) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for _, d := range []string{scratch + "/tmp", scratch + "/uroot", scratch + "/cache"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	args = append([]string{"-o", filepath.Join(out, InitramfsFile), "-tmp-dir", scratch + "/uroot", "-skip-ldd"}, args...)
+	fmt.Fprintf(stdout, "u-root %s\n", strings.Join(args, " "))
+	cmd := exec.Command(filepath.Join(tool.Path, "bin", "u-root"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(env, "TMPDIR="+scratch+"/tmp", "XDG_CACHE_HOME="+scratch+"/cache")
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("u-root: %w", err)
+	}
+	return nil
+}
+
+// writeManifest writes man as out/manifest.json and says what was built.
+func writeManifest(out string, man InitramfsManifest, start time.Time, log io.Writer) error {
 	b, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(info.Out, InitramfsManifestFile), append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, InitramfsManifestFile), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	fi, err := os.Stat(filepath.Join(info.Out, InitramfsFile))
+	fi, err := os.Stat(filepath.Join(out, InitramfsFile))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "initramfs: %d bytes, %d packages, %d services, in %.1fs\n", fi.Size(), len(st.packages), len(services), time.Since(start).Seconds())
+	fmt.Fprintf(log, "%s: %d bytes, %d packages, %d services, in %.1fs\n", man.Name, fi.Size(), len(man.Packages), len(man.Services), time.Since(start).Seconds())
 	return nil
+}
+
+func readJSON(file string, v any) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // staged is what goes into an image besides u-root's own files.

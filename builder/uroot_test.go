@@ -27,8 +27,8 @@ import (
 // (system.cue: u-root's minimal commands, wireguard and attest-tool, heph's
 // init and self-test, the gokrazy kernel; the workstation differs only in
 // its command set and programs, and costs more to build) from nothing in
-// two fresh stores and checks that the initramfs and the whole toplevel
-// are bit-identical, that the archive is what heph's init needs (sorted
+// two fresh stores and checks that the busybox, the initramfs and the
+// whole toplevel are bit-identical, that the archive is what heph's init needs (sorted
 // records, no times or owners, uinit, the services and programs files),
 // and that realizing again does nothing. Both stores fetch through one
 // caching proxy, so the sources come from the network once.
@@ -49,12 +49,15 @@ func TestImageIsReproducible(t *testing.T) {
 		t.Fatal(lang.DiagnoseIn(root, err))
 	}
 	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{}, Origins: map[store.DrvHash]store.Origin{}}
-	var initramfs store.DrvHash
+	var initramfs, busybox store.DrvHash
 	for h, n := range eg.Nodes {
 		g.Derivations[h] = n.Drv
 		g.Origins[h] = store.Origin{Attr: n.Attr}
-		if n.Drv.Builder == "builtin:uroot" {
+		switch n.Drv.Builder {
+		case "builtin:uroot":
 			initramfs = h
+		case "builtin:uroot-busybox":
+			busybox = h
 		}
 	}
 	top := eg.Roots["images.server"]
@@ -76,7 +79,7 @@ func TestImageIsReproducible(t *testing.T) {
 		}
 		t.Logf("store %d: realized the server image from nothing in %v", i+1, time.Since(t0).Round(time.Second))
 	}
-	for _, h := range []store.DrvHash{initramfs, top} {
+	for _, h := range []store.DrvHash{busybox, initramfs, top} {
 		p := g.PathOf(h)
 		a, b := stores[0].Physical(p), stores[1].Physical(p)
 		ia, _, _ := stores[0].QueryPathInfo(ctx, p)
@@ -111,7 +114,7 @@ func TestImageIsReproducible(t *testing.T) {
 	for _, p := range m.Packages {
 		names = append(names, p.Name)
 	}
-	for _, want := range []string{"wireguard", "attest-tool", "hephinit", "server-initramfs"} {
+	for _, want := range []string{"u-root-minimal", "wireguard", "attest-tool", "hephinit", "server-initramfs"} {
 		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
 			t.Errorf("the manifest's packages %v lack %s", names, want)
 		}
