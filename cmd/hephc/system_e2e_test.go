@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +36,16 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 	g, err := evaluate(e, "", []string{"system.cue"}, true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The base group's programs were built with the pinned toolchain and
+	// run here.
+	age, ok := g.Roots["base.packages.age"]
+	if !ok {
+		t.Fatal("system.cue has no root base.packages.age")
+	}
+	keygen := filepath.Join(storeDir, "store", g.Nodes[age].Path().Base(), "bin", "age-keygen")
+	if out, err := exec.Command(keygen).CombinedOutput(); err != nil || !strings.Contains(string(out), "AGE-SECRET-KEY-") {
+		t.Errorf("the built age-keygen: %v\n%s", err, out)
 	}
 	for _, image := range []string{"images.workstation", "images.server"} {
 		h, ok := g.Roots[image]
