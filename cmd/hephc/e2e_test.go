@@ -12,4 +12,3 @@ func e2e(t *testing.T, why string) {
 		t.Skipf("set HEPHC_E2E=1 to run: %s", why)
 	}
 }
-
