@@ -62,6 +62,30 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 		t.Logf("%s booted to its self-test line in %v", image, took.Round(time.Millisecond))
 	}
 
+	// A service whose program is not in the image fails the self-test,
+	// naming the service (only the initramfs and toplevel are rebuilt).
+	broken := t.TempDir()
+	if err := os.CopyFS(filepath.Join(broken, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(repo, "system.cue")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(broken, "system.cue"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	extra := "package system\n\nimages: server: initramfs: services: sshd: command: \"/bin/sshd\"\n"
+	if err := os.WriteFile(filepath.Join(broken, "extra.cue"), []byte(extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	eb := &env{stdout: &stdout, stderr: &stderr, cwd: broken, getenv: os.Getenv, store: storeDir}
+	if code := run(eb, []string{"--store", storeDir, "realize", "--no-link", "-A", "images.server", "."}); code != 0 {
+		t.Fatalf("realize with a missing service binary: exit %d\n%s", code, stderr.String())
+	}
+	top := filepath.Join(storeDir, "store", strings.TrimPrefix(strings.TrimSpace(stdout.String()), "/heph/store/"))
+	bootAndExpect(t, top, "HEPH-SELFTEST FAIL: service sshd: /bin/sshd is missing", 180*time.Second)
+
 	stdout.Reset()
 	stderr.Reset()
 	if code := run(e, []string{"--store", storeDir, "realize", "--no-link", "system.cue"}); code != 0 {
