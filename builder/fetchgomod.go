@@ -78,6 +78,26 @@ func download(proxies, mod, ver, dest string, log io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("module version %q: %w", ver, err)
 	}
+	err = fromProxies(proxies, func(base string) error {
+		url := base + "/" + emod + "/@v/" + ever + ".zip"
+		fmt.Fprintf(log, "fetching %s\n", url)
+		n, err := fetchURL(url, dest)
+		if err == nil {
+			fmt.Fprintf(log, "fetched %d bytes\n", n)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fetching %s@%s: %w", mod, ver, err)
+	}
+	return nil
+}
+
+// fromProxies calls fetch with each module proxy of a GOPROXY list in
+// turn until one succeeds: after "," only a not-found error (404, 410)
+// moves on, after "|" any error does. "off" forbids fetching; "direct" is
+// not supported (pins are module zips and go.mod files, not VCS).
+func fromProxies(proxies string, fetch func(base string) error) error {
 	var errs []error
 	rest := proxies
 	for rest != "" {
@@ -93,16 +113,13 @@ func download(proxies, mod, ver, dest string, log io.Writer) error {
 		case "":
 			continue
 		case "off":
-			return fmt.Errorf("fetching %s@%s: GOPROXY=off forbids downloads", mod, ver)
+			return fmt.Errorf("GOPROXY=off forbids downloads")
 		case "direct", "noproxy":
 			errs = append(errs, fmt.Errorf("%s: fetching from version control is not supported (pins are module zips)", proxy))
 			continue
 		}
-		url := strings.TrimSuffix(proxy, "/") + "/" + emod + "/@v/" + ever + ".zip"
-		fmt.Fprintf(log, "fetching %s\n", url)
-		n, err := fetchURL(url, dest)
+		err := fetch(strings.TrimSuffix(proxy, "/"))
 		if err == nil {
-			fmt.Fprintf(log, "fetched %d bytes\n", n)
 			return nil
 		}
 		errs = append(errs, err)
@@ -110,7 +127,7 @@ func download(proxies, mod, ver, dest string, log io.Writer) error {
 			break
 		}
 	}
-	return fmt.Errorf("fetching %s@%s: %w", mod, ver, errors.Join(errs...))
+	return errors.Join(errs...)
 }
 
 var errNotFound = errors.New("not found")

@@ -167,44 +167,27 @@ func goModHash(b []byte) (string, error) {
 // (after "," only a 404 or 410 moves on, after "|" any error does) and
 // checks it against its sum.
 func fetchGoMod1(proxies string, s goModSum) ([]byte, error) {
-	var errs []error
-	rest := proxies
-	for rest != "" {
-		var proxy string
-		fallThroughAny := false
-		if i := strings.IndexAny(rest, ",|"); i >= 0 {
-			proxy, fallThroughAny, rest = rest[:i], rest[i] == '|', rest[i+1:]
-		} else {
-			proxy, rest = rest, ""
+	var b []byte
+	err := fromProxies(proxies, func(base string) error {
+		url := base + "/" + s.escPath + "/@v/" + s.escVersion + ".mod"
+		got, err := fetchBytes(url)
+		if err != nil {
+			return err
 		}
-		proxy = strings.TrimSpace(proxy)
-		switch proxy {
-		case "":
-			continue
-		case "off":
-			return nil, fmt.Errorf("%s: GOPROXY=off forbids downloads", s)
-		case "direct", "noproxy":
-			errs = append(errs, fmt.Errorf("%s: fetching from version control is not supported", proxy))
-			continue
+		sum, err := goModHash(got)
+		if err != nil {
+			return err
 		}
-		url := strings.TrimSuffix(proxy, "/") + "/" + s.escPath + "/@v/" + s.escVersion + ".mod"
-		b, err := fetchBytes(url)
-		if err == nil {
-			got, err := goModHash(b)
-			if err != nil {
-				return nil, err
-			}
-			if got != s.sum {
-				return nil, fmt.Errorf("%s: go.mod hash mismatch: go.sum says %s, %s served %s", s, s.sum, url, got)
-			}
-			return b, nil
+		if sum != s.sum {
+			return fmt.Errorf("%s: go.mod hash mismatch: go.sum says %s, %s served %s", s, s.sum, url, sum)
 		}
-		errs = append(errs, err)
-		if !fallThroughAny && !errors.Is(err, errNotFound) {
-			break
-		}
+		b = got
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetching the go.mod of %s: %w", s, err)
 	}
-	return nil, fmt.Errorf("fetching the go.mod of %s: %w", s, errors.Join(errs...))
+	return b, nil
 }
 
 // maxGoModSize bounds a fetched go.mod file.
