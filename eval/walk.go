@@ -384,9 +384,10 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 		return false
 	}
 	ok := true
-	one := func(name string, iv cue.Value, iattr string) {
+	// resolved follows one input whose reference is already resolved (to
+	// tv at target); one resolves it first.
+	resolved := func(name string, iv, tv cue.Value, target, iattr string) {
 		f.edge, f.edgeAttr = iv, iattr
-		tv, target := w.resolve(iv, iattr)
 		if !isDerivation(tv) {
 			hint := "want a reference to a derivation, or a list or struct of them"
 			if tv.IncompleteKind() == cue.TopKind {
@@ -403,6 +404,10 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 		}
 		d.Inputs[name] = h
 	}
+	one := func(name string, iv cue.Value, iattr string) {
+		tv, target := w.resolve(iv, iattr)
+		resolved(name, iv, tv, target, iattr)
+	}
 	for it.Next() {
 		if !regular(it.Selector()) {
 			continue
@@ -410,10 +415,10 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 		name := it.Selector().Unquoted()
 		iattr := attr + ".inputs." + it.Selector().String()
 		iv := it.Value()
-		tv, _ := w.resolve(iv, iattr)
+		tv, target := w.resolve(iv, iattr)
 		switch {
 		case isDerivation(tv):
-			one(name, iv, iattr)
+			resolved(name, iv, tv, target, iattr)
 		case tv.IncompleteKind() == cue.ListKind:
 			lit, err := tv.List()
 			if err != nil {
@@ -435,7 +440,7 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 				one(name+"."+sit.Selector().Unquoted(), sit.Value(), iattr+"."+sit.Selector().String())
 			}
 		default:
-			one(name, iv, iattr)
+			resolved(name, iv, tv, target, iattr)
 		}
 	}
 	f.edge, f.edgeAttr = cue.Value{}, ""

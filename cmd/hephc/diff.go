@@ -113,17 +113,16 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 		}
 		return ds, nil
 	}
-	if strings.HasSuffix(spec, ".cue") || isDir(absPath(e.cwd, spec)) && !strings.Contains(spec, "result") {
+	if strings.HasSuffix(spec, ".cue") || isConfigDir(absPath(e.cwd, spec)) {
 		g, err := evaluate(e, "", []string{spec}, true)
 		if err != nil {
 			return nil, err
 		}
 		side := &store.DiffSide{Graph: storeGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
-		for h, n := range g.Nodes {
+		for _, n := range g.Nodes {
 			if info, ok, err := st.QueryPathInfo(ctx, n.Path()); err == nil && ok {
 				side.Sizes[n.Path()] = info.Size
 			}
-			_ = h
 		}
 		ds := &diffSide{DiffSide: side, label: spec}
 		if cfg, err := lang.NewLoader(e.cwd).Load(spec); err == nil {
@@ -142,8 +141,10 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 	return &diffSide{DiffSide: side, label: p.String()}, nil
 }
 
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
+// isConfigDir reports whether p is a directory of a configuration (not a
+// symlink into the store such as ./result).
+func isConfigDir(p string) bool {
+	fi, err := os.Lstat(p)
 	return err == nil && fi.IsDir()
 }
 
@@ -212,7 +213,7 @@ func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
 				if r.Pos != "" {
 					at = "  (" + r.Pos + ")"
 				}
-				fmt.Fprintf(w, "    because %s.%s: %s → %s%s%s\n", r.Attr, r.Field, quoteOrNone(r.Old), quoteOrNone(r.New), via, at)
+				fmt.Fprintf(w, "    because %s.%s: %s → %s%s%s\n", r.Attr, r.Field, orNone(r.Old), orNone(r.New), via, at)
 			}
 		}
 	}
@@ -256,13 +257,6 @@ func colors(e *env) palette {
 }
 
 func orNone(s string) string {
-	if s == "" {
-		return "(none)"
-	}
-	return s
-}
-
-func quoteOrNone(s string) string {
 	if s == "" {
 		return "(none)"
 	}
