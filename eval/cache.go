@@ -38,12 +38,21 @@ type Request struct {
 	// Args are the configuration arguments, made absolute.
 	Args []string
 	Attr string
+	// Policy says that the graph passed a policy check: the check was
+	// made against the configuration's own policy and PolicyFiles (made
+	// absolute). A graph that fails its check is never cached.
+	Policy      bool
+	PolicyFiles []string
 }
 
 func (r Request) key() string {
 	h := blake3.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", cacheFormat, r.Build, r.Attr)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%t\x00", cacheFormat, r.Build, r.Attr, r.Policy)
 	for _, a := range r.Args {
+		fmt.Fprintf(h, "%s\x00", a)
+	}
+	fmt.Fprintf(h, "policy files\x00")
+	for _, a := range r.PolicyFiles {
 		fmt.Fprintf(h, "%s\x00", a)
 	}
 	var sum [32]byte

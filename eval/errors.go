@@ -85,3 +85,13 @@ func FieldPos(root cue.Value, path string) (Pos, bool) {
 	}
 	return posOf(pos), true
 }
+
+// ValuePos returns where v is written in the user's files (looking through
+// the schema's conjuncts), or an invalid Pos.
+func ValuePos(v cue.Value) Pos {
+	p := userPos(v)
+	if !p.IsValid() || defs.IsSchemaFile(p.Filename()) {
+		return Pos{}
+	}
+	return posOf(p)
+}

@@ -8,6 +8,7 @@ package eval
 import (
 	"sort"
 
+	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
 
 	"hephc.dev/hephc/store"
@@ -33,7 +34,17 @@ type Node struct {
 	Attr string
 	// Pos is where the derivation is written in the user's files.
 	Pos Pos
+
+	value cue.Value // at Attr; absent in a graph from the cache
 }
+
+// PolicyField is the top-level field of a configuration that holds its
+// policy (heph.#Policy); Build does not look for derivations in it.
+const PolicyField = "policy"
+
+// Value returns the derivation's CUE value (at Attr), or a value that does
+// not exist when the graph came from the evaluation cache.
+func (n *Node) Value() cue.Value { return n.value }
 
 // Pos is a position in a file. Unlike token.Pos it survives the
 // evaluation cache.

@@ -158,6 +158,9 @@ func (w *walker) collectFields(v cue.Value, attr string) bool {
 	}
 	found := false
 	for it.Next() {
+		if attr == "" && it.Selector().String() == PolicyField {
+			continue // the configuration's policy, not part of the graph
+		}
 		if regular(it.Selector()) {
 			found = true
 			w.collect(it.Value(), join(attr, it.Selector()))
@@ -324,10 +327,10 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 			return store.DrvHash{}, false
 		}
 		if betterAttr(attr, n.Attr) {
-			n.Attr, n.Pos = attr, posOf(userPos(v))
+			n.Attr, n.Pos, n.value = attr, posOf(userPos(v)), v
 		}
 	} else {
-		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: posOf(userPos(v))}
+		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: posOf(userPos(v)), value: v}
 	}
 	return h, true
 }

@@ -118,16 +118,38 @@ func (l *Loader) Diagnose(err error) Diagnostics {
 // DiagnoseIn is Diagnose for a given working directory.
 func DiagnoseIn(cwd string, err error) Diagnostics {
 	var ds Diagnostics
-	for _, e := range errors.Errors(err) {
-		ds = append(ds, diagnostic(cwd, e))
+	for _, p := range Explain(err) {
+		ds = append(ds, p.diagnostic(cwd))
 	}
 	if len(ds) == 0 && err != nil {
 		ds = append(ds, Diagnostic{Msg: err.Error()})
 	}
-	return groupDisjunctions(ds).Sort()
+	return ds.Sort()
 }
 
-func diagnostic(cwd string, e errors.Error) Diagnostic {
+// Problem is one CUE error said plainly: the path of the offending value,
+// the message, and every position the error involves.
+type Problem struct {
+	Path string
+	Msg  string
+	// Own is the error's own position (invalid when it has none);
+	// Positions are all its positions, Own included, without repeats.
+	Own       token.Pos
+	Positions []token.Pos
+}
+
+// Explain turns a CUE error (possibly a list) into problems: messages in
+// plain words, a value that matches none of a disjunction's alternatives
+// one problem.
+func Explain(err error) []Problem {
+	var ps []Problem
+	for _, e := range errors.Errors(err) {
+		ps = append(ps, explain(e))
+	}
+	return groupDisjunctions(ps)
+}
+
+func explain(e errors.Error) Problem {
 	format, args := e.Msg()
 	msg := fmt.Sprintf(format, args...)
 	// Some errors (a failed import) keep their cause in a wrapped error.
@@ -135,47 +157,53 @@ func diagnostic(cwd string, e errors.Error) Diagnostic {
 		uf, ua := u.Msg()
 		msg += ": " + fmt.Sprintf(uf, ua...)
 	}
-	d := Diagnostic{
-		Msg:  humanize(msg),
-		Path: formatPath(e.Path()),
-	}
+	p := Problem{Msg: humanize(msg), Path: formatPath(e.Path()), Own: e.Position()}
 	if strings.HasPrefix(msg, "import failed") {
-		d.Path = "" // the path CUE gives is the importing module's
+		p.Path = "" // the path CUE gives is the importing module's
 	}
-	// The primary position is in the user's files: the error's own when it
-	// is there, else the last of its input positions there (the value
-	// written after `heph.#X &` rather than the reference to the schema).
-	// The schema's positions are related information.
-	var user, schema []token.Pos
-	seen := make(map[string]bool)
-	for _, p := range allPositions(e) {
-		if !p.IsValid() || seen[p.String()] {
-			continue
+	p.addPositions(allPositions(e))
+	return p
+}
+
+func (p *Problem) addPositions(ps []token.Pos) {
+	for _, q := range ps {
+		if q.IsValid() && !slices.ContainsFunc(p.Positions, func(r token.Pos) bool { return r.String() == q.String() }) {
+			p.Positions = append(p.Positions, q)
 		}
-		seen[p.String()] = true
-		if defs.IsSchemaFile(p.Filename()) {
-			schema = append(schema, p)
+	}
+}
+
+// diagnostic places p at a position in the user's files: the error's own
+// when it is there, else the last of its input positions there (the
+// value written after `heph.#X &` rather than the reference to the
+// schema). The schema's positions are related information.
+func (p Problem) diagnostic(cwd string) Diagnostic {
+	d := Diagnostic{Msg: p.Msg, Path: p.Path}
+	var user, schema []token.Pos
+	for _, q := range p.Positions {
+		if defs.IsSchemaFile(q.Filename()) {
+			schema = append(schema, q)
 		} else {
-			user = append(user, p)
+			user = append(user, q)
 		}
 	}
 	sortPos(user)
 	sortPos(schema)
 	if len(user) > 0 {
 		primary := len(user) - 1
-		if p := e.Position(); p.IsValid() && !defs.IsSchemaFile(p.Filename()) {
-			primary = slices.IndexFunc(user, func(q token.Pos) bool { return q.String() == p.String() })
+		if o := p.Own; o.IsValid() && !defs.IsSchemaFile(o.Filename()) {
+			primary = slices.IndexFunc(user, func(q token.Pos) bool { return q.String() == o.String() })
 		}
-		p := user[primary]
-		d.File, d.Line, d.Col = RelPath(cwd, p.Filename()), p.Line(), p.Column()
+		q := user[primary]
+		d.File, d.Line, d.Col = RelPath(cwd, q.Filename()), q.Line(), q.Column()
 		for i, q := range user {
 			if i != primary {
 				d.Related = append(d.Related, FormatPos(cwd, q))
 			}
 		}
 	} else if len(schema) > 0 {
-		p := schema[0]
-		d.File, d.Line, d.Col = FormatSchemaFile(p.Filename()), p.Line(), p.Column()
+		q := schema[0]
+		d.File, d.Line, d.Col = FormatSchemaFile(q.Filename()), q.Line(), q.Column()
 		schema = schema[1:]
 	}
 	for _, q := range schema {
@@ -209,14 +237,14 @@ var (
 // disjunction's alternatives ("3 errors in empty disjunction", then one
 // "conflicting values" per alternative) into one diagnostic: invalid value
 // V (want A, B or C).
-func groupDisjunctions(ds Diagnostics) Diagnostics {
+func groupDisjunctions(ds []Problem) []Problem {
 	type group struct {
 		idx  []int
 		vals [][2]string
 	}
 	groups := make(map[string]*group)
 	var order []string
-	var out Diagnostics
+	var out []Problem
 	for i, d := range ds {
 		if emptyDisjunction.MatchString(d.Msg) {
 			continue
@@ -269,7 +297,7 @@ func groupDisjunctions(ds Diagnostics) Diagnostics {
 			if !slices.Contains(alts, alt) {
 				alts = append(alts, alt)
 			}
-			d.Related = mergeRelated(d.Related, ds[g.idx[k]].Related)
+			d.addPositions(ds[g.idx[k]].Positions)
 		}
 		d.Msg = fmt.Sprintf("invalid value %s (want %s)", value, orList(alts))
 		out = append(out, d)

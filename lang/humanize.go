@@ -21,6 +21,9 @@ var constraintMeaning = []struct{ cue, says string }{
 	{`(out of bound !~"(^|/)\\.\\.(/|$)")`, "(a path may not leave its directory with ..)"},
 	{`(out of bound =~"^/")`, "(want an absolute path)"},
 	{`(out of bound =~"^[^:]*:[0-9]{1,5}$")`, "(want HOST:PORT, e.g. 0.0.0.0:8080 or :8080)"},
+	{`(out of bound =~"^[(]*[A-Za-z0-9][A-Za-z0-9.+-]*[)]*( (AND|OR|WITH) [(]*[A-Za-z0-9][A-Za-z0-9.+-]*[)]*)*$")`, "(want an SPDX license expression, e.g. MIT or GPL-2.0-only AND BSD-3-Clause)"},
+	{`(out of bound =~"^[A-Za-z0-9][A-Za-z0-9.+-]*$")`, "(want an SPDX license identifier, e.g. MIT or Apache-2.0)"},
+	{`(out of bound =~"^v[0-9]")`, "(want a module version: v and a semantic version)"},
 }
 
 const (

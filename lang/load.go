@@ -41,7 +41,8 @@ type Config struct {
 type Loader struct {
 	ctx *cue.Context
 	// Cwd is the directory diagnostics are relative to.
-	Cwd string
+	Cwd  string
+	defs map[string]cue.Value // by name, built once
 }
 
 // NewLoader returns a loader with a fresh CUE context whose diagnostics are
@@ -193,4 +194,31 @@ func overlay(dir string) map[string]load.Source {
 // ModuleFile is the cue.mod/module.cue hephc gives a directory without one.
 func ModuleFile() string {
 	return fmt.Sprintf("module: %q\nlanguage: version: %q\n", defs.ModulePath, defs.LanguageVersion)
+}
+
+// Definition returns one of the schema's definitions (e.g. #Policy), built
+// in the loader's context so that it unifies with the values Load returns.
+// dir is a directory the schema is made importable in (the
+// configuration's).
+func (l *Loader) Definition(dir, name string) (cue.Value, error) {
+	if v, ok := l.defs[name]; ok {
+		return v, nil
+	}
+	cfg := &load.Config{Dir: dir, Overlay: overlay(dir)}
+	if _, err := os.Stat(filepath.Join(dir, "cue.mod")); err != nil {
+		cfg.ModuleRoot = dir
+	}
+	insts := load.Instances([]string{defs.ImportPath}, cfg)
+	if len(insts) != 1 || insts[0].Err != nil {
+		return cue.Value{}, fmt.Errorf("loading the schema %s: %v", defs.ImportPath, insts[0].Err)
+	}
+	v := l.ctx.BuildInstance(insts[0]).LookupPath(cue.ParsePath(name))
+	if err := v.Err(); err != nil {
+		return cue.Value{}, fmt.Errorf("schema definition %s: %w", name, err)
+	}
+	if l.defs == nil {
+		l.defs = make(map[string]cue.Value)
+	}
+	l.defs[name] = v
+	return v, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/store/sandbox"
 
@@ -38,6 +39,12 @@ type command struct {
 var commands []*command
 
 func register(c *command) { commands = append(commands, c) }
+
+// silentError is a failure the command has already reported (e.g. as
+// JSON): exit code 1, nothing more printed.
+type silentError struct{}
+
+func (silentError) Error() string { return "failed" }
 
 // usageError is bad usage: exit code 2.
 type usageError struct{ msg string }
@@ -140,6 +147,14 @@ func run(e *env, args []string) int {
 // "hephc: ".
 func printError(e *env, err error) {
 	if printBuildErrors(e, err) {
+		return
+	}
+	if _, ok := err.(silentError); ok {
+		return
+	}
+	var vs policy.Violations
+	if errors.As(err, &vs) {
+		fmt.Fprintln(e.stderr, vs.Render(e.cwd))
 		return
 	}
 	var ds lang.Diagnostics

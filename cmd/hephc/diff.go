@@ -114,7 +114,7 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 		return ds, nil
 	}
 	if strings.HasSuffix(spec, ".cue") || isConfigDir(absPath(e.cwd, spec)) {
-		g, err := evaluate(e, "", []string{spec}, true)
+		g, _, err := evaluate(e, evaluation{args: []string{spec}, useCache: true})
 		if err != nil {
 			return nil, err
 		}

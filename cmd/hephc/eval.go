@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/policy"
 )
 
 func init() {
@@ -20,6 +22,7 @@ func init() {
 			fs.StringP("attr", "A", "", "evaluate only this attribute, e.g. images.workstation")
 			fs.Bool("json", false, "print the whole graph as JSON (roots and derivations, sorted)")
 			fs.Bool("no-cache", false, "evaluate even when the evaluation cache has the graph")
+			policyFlag(fs)
 		},
 		run: runEval,
 	})
@@ -29,7 +32,8 @@ func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 	attr, _ := fs.GetString("attr")
 	asJSON, _ := fs.GetBool("json")
 	noCache, _ := fs.GetBool("no-cache")
-	g, err := evaluate(e, attr, args, !noCache)
+	policyFiles, _ := fs.GetStringArray("policy")
+	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: !noCache})
 	if err != nil {
 		return err
 	}
@@ -44,34 +48,79 @@ func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 	return printSummary(e, g)
 }
 
-// evaluate loads the configuration named by args and builds its graph,
-// through the evaluation cache when useCache is set.
-func evaluate(e *env, attr string, args []string, useCache bool) (*eval.Graph, error) {
-	req := eval.Request{Build: buildID(), Attr: attr}
-	for _, a := range args {
+// evaluation is what evaluate is asked for.
+type evaluation struct {
+	attr string
+	args []string
+	// policy enforces the configuration's policies (its policy field,
+	// policy.cue beside it) and those of policyFiles.
+	policy      bool
+	policyFiles []string
+	useCache    bool
+}
+
+// evaluate loads the configuration named by args, builds its graph and
+// enforces its policies, through the evaluation cache when useCache is
+// set. The policies checked are returned unless the graph came from the
+// cache (where only a graph that passed is kept).
+func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
+	req := eval.Request{Build: buildID(), Attr: ev.attr, Policy: ev.policy}
+	for _, a := range ev.args {
 		req.Args = append(req.Args, absPath(e.cwd, a))
 	}
-	if len(args) == 0 {
+	if len(ev.args) == 0 {
 		req.Args = []string{e.cwd}
 	}
+	for _, f := range ev.policyFiles {
+		req.PolicyFiles = append(req.PolicyFiles, absPath(e.cwd, f))
+	}
 	cache := &eval.Cache{Dir: filepath.Join(cacheDir(e), "eval")}
-	if useCache {
+	if ev.useCache {
 		if g, ok := cache.Get(req); ok {
-			return g, nil
+			return g, nil, nil
 		}
 	}
-	cfg, err := lang.NewLoader(e.cwd).Load(args...)
+	l := lang.NewLoader(e.cwd)
+	cfg, err := l.Load(ev.args...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	g, err := eval.Build(cfg.Value, eval.Options{Attr: attr})
+	g, err := eval.Build(cfg.Value, eval.Options{Attr: ev.attr})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := cache.Put(req, cfg.Deps, cfg.Dirs, g); err != nil {
+	deps, dirs := cfg.Deps, cfg.Dirs
+	var set *policy.Set
+	if ev.policy {
+		set, err = policy.Load(l, cfg, policy.Files(cfg, req.PolicyFiles))
+		if err != nil {
+			return nil, nil, err
+		}
+		vs, err := policy.Check(cfg.Value, g, set)
+		if err != nil {
+			return nil, nil, err
+		}
+		if vs != nil {
+			return g, set, vs // the graph and policies for check --json
+		}
+		deps, dirs = union(deps, set.Deps), union(dirs, set.Dirs)
+	}
+	if err := cache.Put(req, deps, dirs, g); err != nil {
 		fmt.Fprintf(e.stderr, "hephc: warning: %v\n", err)
 	}
-	return g, nil
+	return g, set, nil
+}
+
+// union returns the sorted union of two sorted lists.
+func union(a, b []string) []string {
+	out := append(append([]string(nil), a...), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// policyFlag adds --policy, for the commands that enforce policy.
+func policyFlag(fs *pflag.FlagSet) {
+	fs.StringArray("policy", nil, "also enforce the policy in `FILE` (repeatable); policy.cue beside the configuration is always enforced")
 }
 
 func posIn(e *env) func(eval.Pos) string {

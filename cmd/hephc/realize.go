@@ -32,6 +32,7 @@ func init() {
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
 			fs.Bool("no-link", false, "do not create the result symlink")
 			fs.Duration("timeout", store.DefaultBuildTimeout, "time limit of each build")
+			policyFlag(fs)
 			fs.String("profile", "system", "record the realization as a generation of this profile (always when given; by default when a root is a system image)")
 		},
 		run: runRealize,
@@ -51,7 +52,8 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	if jobs < 1 {
 		return usagef("-j wants at least 1, got %d", jobs)
 	}
-	g, err := evaluate(e, attr, args, true)
+	policyFiles, _ := fs.GetStringArray("policy")
+	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: true})
 	if err != nil {
 		return err
 	}

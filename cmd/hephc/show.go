@@ -29,7 +29,7 @@ func runShowDerivation(e *env, fs *pflag.FlagSet, args []string) error {
 		return usagef("want a derivation hash, store path or attribute")
 	}
 	want, cfgArgs := args[0], args[1:]
-	g, err := evaluate(e, "", cfgArgs, true)
+	g, _, err := evaluate(e, evaluation{args: cfgArgs, useCache: true})
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 		t.Errorf("realizing a system recorded no generation:\n%s", stderr.String())
 	}
 
-	g, err := evaluate(e, "", []string{"system.cue"}, true)
+	g, _, err := evaluate(e, evaluation{args: []string{"system.cue"}, policy: true, useCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}

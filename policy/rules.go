@@ -1,0 +1,271 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+
+	"hephc.dev/hephc/eval"
+)
+
+// rule is one rule of a policy over the graph: its path in the policy and
+// its value.
+type rule struct {
+	path string
+	v    cue.Value
+}
+
+func (c *checker) rule(path string) (rule, bool) {
+	v := c.policy.Value.LookupPath(cue.ParsePath(path))
+	return rule{path, v}, v.Exists()
+}
+
+func (r rule) pos() eval.Pos { return eval.ValuePos(r.v) }
+
+func (r rule) strings() []string {
+	var out []string
+	r.v.Decode(&out) // validated as concrete when the policy was loaded
+	return out
+}
+
+// graphRules checks the policy's rules over the graph.
+func (c *checker) graphRules() {
+	nodes := c.g.SortedNodes()
+	c.licenses(nodes)
+	c.modules(nodes)
+	c.fetchers(nodes)
+	c.groups()
+	c.images(nodes)
+}
+
+// at returns where field of n (e.g. meta.license) is written, else where
+// n is.
+func at(n *eval.Node, field string) eval.Pos {
+	if v := n.Value().LookupPath(cue.ParsePath(field)); v.Exists() {
+		if p := eval.ValuePos(v); p.IsValid() {
+			return p
+		}
+	}
+	return n.Pos
+}
+
+func channel(n *eval.Node) string {
+	if n.Meta.Channel == "" {
+		return "stable"
+	}
+	return n.Meta.Channel
+}
+
+func (c *checker) licenses(nodes []*eval.Node) {
+	r, ok := c.rule("licenses.allow")
+	if !ok {
+		return
+	}
+	list := r.strings()
+	allowed := make(map[string]bool)
+	for _, id := range list {
+		allowed[strings.ToLower(id)] = true
+	}
+	for _, n := range nodes {
+		if n.Meta.License == "" {
+			continue
+		}
+		ok, bad, err := licenseAllowed(n.Meta.License, allowed)
+		switch {
+		case err != nil:
+			c.add(r.path, n.Attr+".meta.license", err.Error(), r.pos(), at(n, "meta.license"))
+		case !ok:
+			c.add(r.path, n.Attr+".meta.license", fmt.Sprintf("license %s is not allowed: %s (allowed: %s)", n.Meta.License, strings.Join(bad, ", "), strings.Join(list, ", ")), r.pos(), at(n, "meta.license"))
+		}
+	}
+}
+
+// goModule returns the module path and version a #GoModule fetches.
+func goModule(n *eval.Node) (path, version string, ok bool) {
+	if n.Drv.Builder != "builtin:fetch-gomod" {
+		return "", "", false
+	}
+	path, _ = n.Drv.Attrs["module"].(string)
+	version, _ = n.Drv.Attrs["version"].(string)
+	return path, version, path != ""
+}
+
+// hasPathPrefix reports whether the module path p starts with prefix at a
+// path element boundary.
+func hasPathPrefix(p, prefix string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	return p == prefix || strings.HasPrefix(p, prefix+"/")
+}
+
+func (c *checker) modules(nodes []*eval.Node) {
+	prefixes, checkSource := c.rule("sources.modules")
+	minimum, checkMin := c.rule("versions.minimum")
+	banned, checkBanned := c.rule("versions.banned")
+	noPseudo, checkPseudo := c.rule("versions.noPseudo")
+	var allowed []string
+	if checkSource {
+		allowed = prefixes.strings()
+	}
+	pseudoChannels := map[string]bool{}
+	if checkPseudo {
+		for _, ch := range noPseudo.strings() {
+			pseudoChannels[ch] = true
+		}
+	}
+	for _, n := range nodes {
+		path, version, ok := goModule(n)
+		if !ok {
+			continue
+		}
+		if checkSource && !anyPrefix(path, allowed) {
+			c.add(prefixes.path, n.Attr+".path", fmt.Sprintf("module %s is not from an allowed source (allowed: %s)", path, strings.Join(allowed, ", ")), prefixes.pos(), at(n, "path"))
+		}
+		if checkMin {
+			if m := minimum.v.LookupPath(cue.MakePath(cue.Str(path))); m.Exists() {
+				min, _ := m.String()
+				if semver.Compare(version, min) < 0 {
+					c.add(minimum.path+"."+cue.Str(path).String(), n.Attr+".version", fmt.Sprintf("%s %s is older than the minimum %s", path, version, min), eval.ValuePos(m), at(n, "version"))
+				}
+			}
+		}
+		if checkBanned {
+			if b := banned.v.LookupPath(cue.MakePath(cue.Str(path), cue.Str(version))); b.Exists() {
+				reason, _ := b.String()
+				c.add(banned.path+"."+cue.Str(path).String()+"."+cue.Str(version).String(), n.Attr+".version", fmt.Sprintf("%s %s is banned: %s", path, version, reason), eval.ValuePos(b), at(n, "version"))
+			}
+		}
+		if ch := channel(n); pseudoChannels[ch] && module.IsPseudoVersion(version) {
+			c.add(noPseudo.path, n.Attr+".version", fmt.Sprintf("%s %s is a pseudo-version, which channel %s does not take", path, version, ch), noPseudo.pos(), at(n, "version"))
+		}
+	}
+}
+
+func anyPrefix(p string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if hasPathPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchers checks that fixed-output derivations, the only builds with
+// network, use an allowed builder.
+func (c *checker) fetchers(nodes []*eval.Node) {
+	r, ok := c.rule("sources.fetchers")
+	if !ok {
+		return
+	}
+	list := r.strings()
+	allowed := make(map[string]bool)
+	for _, b := range list {
+		allowed[b] = true
+	}
+	for _, n := range nodes {
+		if n.Drv.IsFixedOutput() && !allowed[n.Drv.Builder] {
+			c.add(r.path, n.Attr+".builder", fmt.Sprintf("fixed-output derivation (a build with network) uses builder %s (allowed: %s)", n.Drv.Builder, strings.Join(list, ", ")), r.pos(), at(n, "builder"))
+		}
+	}
+}
+
+// groups checks that each group the policy names provides its
+// capabilities.
+func (c *checker) groups() {
+	r, ok := c.rule("groups")
+	if !ok {
+		return
+	}
+	it, err := r.v.Fields()
+	if err != nil {
+		return
+	}
+	for it.Next() {
+		gpath := it.Selector().Unquoted()
+		want := rule{r.path + "." + it.Selector().String() + ".provides", it.Value().LookupPath(cue.ParsePath("provides"))}
+		caps := want.strings()
+		group := c.root.LookupPath(cue.ParsePath(gpath))
+		if !group.Exists() {
+			c.add(want.path, gpath, fmt.Sprintf("the configuration has no group %s, which must provide %s", gpath, strings.Join(caps, ", ")), want.pos(), eval.Pos{})
+			continue
+		}
+		pkgs := group.LookupPath(cue.ParsePath("packages"))
+		have := map[string]bool{}
+		pit, err := pkgs.Fields()
+		if err == nil {
+			for pit.Next() {
+				var provides []string
+				pit.Value().LookupPath(cue.ParsePath("meta.provides")).Decode(&provides)
+				for _, p := range provides {
+					have[p] = true
+				}
+			}
+		}
+		where := eval.ValuePos(pkgs)
+		if !where.IsValid() {
+			where = eval.ValuePos(group)
+		}
+		for _, cap := range caps {
+			if !have[cap] {
+				c.add(want.path, gpath+".packages", fmt.Sprintf("no package of group %s provides %s (they provide: %s)", gpath, cap, listOrNone(have)), want.pos(), where)
+			}
+		}
+	}
+}
+
+func listOrNone(set map[string]bool) string {
+	if len(set) == 0 {
+		return "nothing"
+	}
+	var l []string
+	for k := range set {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return strings.Join(l, ", ")
+}
+
+// images checks the rules over each image's closure.
+func (c *checker) images(nodes []*eval.Node) {
+	for _, img := range nodes {
+		if img.Drv.Builder != "builtin:system-toplevel" {
+			continue
+		}
+		var closure []*eval.Node
+		for _, prefix := range []string{"image", "images." + cue.Str(img.Drv.Name).String()} {
+			if _, ok := c.rule(prefix); !ok {
+				continue
+			}
+			if closure == nil {
+				for _, h := range c.g.Closure(img.Hash) {
+					closure = append(closure, c.g.Nodes[h])
+				}
+			}
+			c.imageRules(prefix, img, closure)
+		}
+	}
+}
+
+func (c *checker) imageRules(prefix string, img *eval.Node, closure []*eval.Node) {
+	if r, ok := c.rule(prefix + ".channels"); ok {
+		list := r.strings()
+		allowed := map[string]bool{}
+		for _, ch := range list {
+			allowed[ch] = true
+		}
+		for _, n := range closure {
+			if ch := channel(n); !allowed[ch] {
+				c.add(r.path, n.Attr+".meta.channel", fmt.Sprintf("channel %s is not allowed in image %s (allowed: %s)", ch, img.Drv.Name, strings.Join(list, ", ")), r.pos(), at(n, "meta.channel"))
+			}
+		}
+	}
+	if r, ok := c.rule(prefix + ".maxDerivations"); ok {
+		max, _ := r.v.Int64()
+		if int64(len(closure)) > max {
+			c.add(r.path, img.Attr, fmt.Sprintf("image %s needs %d derivations, more than %d", img.Drv.Name, len(closure), max), r.pos(), img.Pos)
+		}
+	}
+}
