@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -89,17 +90,43 @@ func writeTool(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "tool.cue"), []byte(cue), 0o644)
 }
 
-// TestScripts runs the CLI scripts in testdata/script.
+// replace FILE OLD NEW replaces every OLD in FILE with NEW; FILE must
+// contain OLD, so that a script cannot go on testing an unchanged file.
+func replace(ts *testscript.TestScript, neg bool, args []string) {
+	if neg {
+		ts.Fatalf("unsupported: ! replace")
+	}
+	if len(args) != 3 {
+		ts.Fatalf("usage: replace FILE OLD NEW")
+	}
+	file := ts.MkAbs(args[0])
+	b, err := os.ReadFile(file)
+	ts.Check(err)
+	if !strings.Contains(string(b), args[1]) {
+		ts.Fatalf("replace: %s does not contain %q", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(file, []byte(strings.ReplaceAll(string(b), args[1], args[2])), 0o644))
+}
+
+// TestScripts runs the CLI scripts in testdata/script. $REPO is the
+// repository's root, for scripts that check its own files (system.cue,
+// policy.cue).
 func TestScripts(t *testing.T) {
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("HEPHC_CACHE", filepath.Join(e.WorkDir, ".cache"))
 			e.Setenv("HEPHC_STORE", filepath.Join(e.WorkDir, ".store"))
+			e.Setenv("REPO", repo)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mktool": mktool,
+			"mktool":  mktool,
+			"replace": replace,
 			// cue runs the standard cue tool built from the pinned module.
 			"cue": func(ts *testscript.TestScript, neg bool, args []string) {
 				exe, err := cueTool()
