@@ -2,11 +2,6 @@ package eval_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -14,63 +9,17 @@ import (
 	"cuelang.org/go/cue/cuecontext"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/internal/benchconfig"
 	"hephc.dev/hephc/lang"
 )
-
-// writeBenchConfig writes n packages in the real schema to dir, 1,000 a
-// file; package i depends on i-7, i-14, … (up to 5 earlier packages), the
-// shape DESIGN.md measured CUE alone on.
-func writeBenchConfig(tb testing.TB, dir string, n int) {
-	tb.Helper()
-	const perFile = 1000
-	for f := 0; f*perFile < n; f++ {
-		var b strings.Builder
-		b.WriteString("package bench\n\nimport \"hephc.dev/heph\"\n\n")
-		for i := f * perFile; i < n && i < (f+1)*perFile; i++ {
-			fmt.Fprintf(&b, "pkgs: p%d: heph.#Derivation & {\n\tname: \"p%d\"\n\tversion: \"1.%d\"\n\tbuilder: \"builtin:exec\"\n\targs: [\"build\", \"%d\"]\n\tenv: N: \"%d\"\n\tinputs: {", i, i, i, i, i)
-			for k := 1; k <= 5 && i-7*k >= 0; k++ {
-				fmt.Fprintf(&b, "d%d: pkgs.p%d, ", k, i-7*k)
-			}
-			b.WriteString("}\n}\n")
-		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("pkgs%03d.cue", f)), []byte(b.String()), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
-// resetPeakRSS makes the kernel forget the process's peak resident set
-// size, so peakRSS measures what follows.
-func resetPeakRSS() {
-	runtime.GC()
-	debug.FreeOSMemory()
-	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // Linux; harmless elsewhere
-}
-
-// reportPeakRSS reports the process's peak resident set size since
-// resetPeakRSS, in MB (VmHWM of /proc/self/status).
-func reportPeakRSS(b *testing.B) {
-	st, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(st), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err == nil {
-				b.ReportMetric(float64(kb)/1024, "peak-MB")
-			}
-		}
-	}
-}
 
 func BenchmarkEvalGraph(b *testing.B) {
 	for _, n := range []int{1000, 10000, 30000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
-			writeBenchConfig(b, dir, n)
-			resetPeakRSS()
-			defer reportPeakRSS(b)
+			benchconfig.Write(b, dir, n)
+			benchconfig.ResetPeakRSS()
+			defer benchconfig.ReportPeakRSS(b)
 			b.ResetTimer()
 			for b.Loop() {
 				cfg, err := lang.NewLoader(dir).Load(dir)
@@ -96,7 +45,7 @@ func BenchmarkEvalGraphCached(b *testing.B) {
 	for _, n := range []int{1000, 10000, 30000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			dir := b.TempDir()
-			writeBenchConfig(b, dir, n)
+			benchconfig.Write(b, dir, n)
 			cfg, err := lang.NewLoader(dir).Load(dir)
 			if err != nil {
 				b.Fatal(err)
@@ -110,8 +59,8 @@ func BenchmarkEvalGraphCached(b *testing.B) {
 			if err := cache.Put(req, cfg.Deps, cfg.Dirs, g); err != nil {
 				b.Fatal(err)
 			}
-			resetPeakRSS()
-			defer reportPeakRSS(b)
+			benchconfig.ResetPeakRSS()
+			defer benchconfig.ReportPeakRSS(b)
 			b.ResetTimer()
 			for b.Loop() {
 				g, ok := cache.Get(req)
@@ -138,8 +87,8 @@ func BenchmarkCUEAlone(b *testing.B) {
 				}
 				src.WriteString("]}\n")
 			}
-			resetPeakRSS()
-			defer reportPeakRSS(b)
+			benchconfig.ResetPeakRSS()
+			defer benchconfig.ReportPeakRSS(b)
 			b.ResetTimer()
 			for b.Loop() {
 				v := cuecontext.New().CompileString(src.String())

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"cuelang.org/go/cue"
-	"cuelang.org/go/cue/ast"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
@@ -25,7 +24,7 @@ func Check(root cue.Value, g *eval.Graph, set *Set) (Violations, error) {
 	for _, p := range set.Policies {
 		c.policy = p
 		if sys := p.Value.LookupPath(cue.ParsePath("system")); sys.Exists() {
-			c.walk(root, "", sys, "system")
+			c.walk(root, "", compile(sys, "system"))
 		}
 		c.every()
 		c.graphRules()
@@ -72,30 +71,55 @@ func (c *checker) every() {
 		if nodes == nil {
 			nodes = c.g.SortedNodes()
 		}
+		con := compile(pol, "every."+k.field)
 		for _, n := range nodes {
 			if k.builder == "" || n.Drv.Builder == k.builder {
-				c.walk(n.Value(), n.Attr, pol, "every."+k.field)
+				c.walk(n.Value(), n.Attr, con)
 			}
 		}
 	}
 }
 
-// walk checks the configuration's value sys (at path) against the policy's
-// constraint pol (at rule). A struct constraint is followed field by
-// field, so that a required field (name!) that sys lacks, or a forbidden
-// one (name?: _|_) that it has, is reported at its place; a pattern
-// ([string]: X) applies to each of sys's fields. Anything else is unified
-// with sys. (A reference inside a constraint therefore means the policy's
-// own field, not the configuration's.)
-func (c *checker) walk(sys cue.Value, path string, pol cue.Value, rule string) {
-	if op, _ := pol.Expr(); pol.IncompleteKind() != cue.StructKind || op == cue.OrOp {
-		c.unify(sys, path, pol, rule)
-		return
+// constraint is a CUE constraint of a policy, taken apart once to be
+// checked against many values. A struct constraint is followed field by
+// field, so that a required field (name!) that a value lacks, or a
+// forbidden one (name?: _|_) that it has, is reported at its place; a
+// pattern ([string]: X) applies to each of the value's fields. Anything
+// else is a leaf, unified with the value. (A reference inside a
+// constraint therefore means the policy's own field, not the
+// configuration's.)
+type constraint struct {
+	rule    string
+	v       cue.Value
+	pos     eval.Pos
+	leaf    bool
+	top     bool // _: nothing to check
+	fields  []field
+	pattern *constraint
+
+	// verdicts remembers a leaf's problems with a scalar, by its value.
+	verdicts map[any][]lang.Problem
+}
+
+type field struct {
+	sel       cue.Selector // the regular selector
+	kind      cue.SelectorType
+	forbidden bool // name?: _|_
+	c         *constraint
+}
+
+func compile(pol cue.Value, rule string) *constraint {
+	c := &constraint{rule: rule, v: pol, pos: eval.ValuePos(pol)}
+	op, _ := pol.Expr()
+	if pol.IncompleteKind() != cue.StructKind || op == cue.OrOp {
+		c.leaf = true
+		c.top = pol.IncompleteKind() == cue.TopKind && op == cue.NoOp
+		return c
 	}
 	it, err := pol.Fields(cue.Optional(true))
 	if err != nil {
-		c.unify(sys, path, pol, rule)
-		return
+		c.leaf = true
+		return c
 	}
 	for it.Next() {
 		sel := it.Selector()
@@ -103,74 +127,114 @@ func (c *checker) walk(sys cue.Value, path string, pol cue.Value, rule string) {
 			continue // hidden fields and definitions are the policy's own
 		}
 		name := cue.Str(sel.Unquoted())
-		fpol := it.Value()
-		fsys := sys.LookupPath(cue.MakePath(name))
-		fpath, frule := join(path, name), rule+"."+name.String()
-		if path == "" && name.String() == eval.PolicyField {
+		if rule == "system" && name.String() == eval.PolicyField {
 			continue // the policy does not constrain itself
 		}
-		switch sel.ConstraintType() {
-		case cue.RequiredConstraint:
-			if !fsys.Exists() {
-				c.add(frule, fpath, "required by the policy, but not present", eval.ValuePos(fpol), eval.ValuePos(sys))
-				continue
-			}
-		case cue.OptionalConstraint:
-			if fpol.IncompleteKind() == cue.BottomKind {
-				if fsys.Exists() {
-					c.add(frule, fpath, "not allowed by the policy", eval.ValuePos(fpol), eval.ValuePos(fsys))
-				}
-				continue
-			}
-			if !fsys.Exists() {
-				continue
-			}
-		default:
-			if !fsys.Exists() {
-				c.add(frule, fpath, "the policy requires a value here, but there is none", eval.ValuePos(fpol), eval.ValuePos(sys))
-				continue
-			}
-		}
-		c.walk(fsys, fpath, fpol, frule)
+		f := field{sel: name, kind: sel.ConstraintType(), c: compile(it.Value(), rule+"."+name.String())}
+		f.forbidden = f.kind == cue.OptionalConstraint && it.Value().IncompleteKind() == cue.BottomKind
+		c.fields = append(c.fields, f)
 	}
 	// An open struct ({...}) has the pattern [string]: _, which says
 	// nothing.
 	if pat := pol.LookupPath(cue.MakePath(cue.AnyString)); pat.Exists() && pat.IncompleteKind() != cue.TopKind {
-		sit, err := sys.Fields()
+		c.pattern = compile(pat, rule+".[string]")
+	}
+	return c
+}
+
+// walk checks the configuration's value sys (at path) against con.
+func (c *checker) walk(sys cue.Value, path string, con *constraint) {
+	if con.leaf {
+		if !con.top {
+			c.unify(sys, path, con)
+		}
+		return
+	}
+	for _, f := range con.fields {
+		fsys := sys.LookupPath(cue.MakePath(f.sel))
+		fpath := join(path, f.sel)
+		switch {
+		case f.forbidden:
+			if fsys.Exists() {
+				c.add(f.c.rule, fpath, "not allowed by the policy", f.c.pos, eval.ValuePos(fsys))
+			}
+			continue
+		case fsys.Exists():
+			c.walk(fsys, fpath, f.c)
+		case f.kind == cue.RequiredConstraint:
+			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, eval.ValuePos(sys))
+		case f.kind != cue.OptionalConstraint:
+			c.add(f.c.rule, fpath, "the policy requires a value here, but there is none", f.c.pos, eval.ValuePos(sys))
+		}
+	}
+	if con.pattern != nil {
+		it, err := sys.Fields()
 		if err != nil {
 			return
 		}
-		for sit.Next() {
-			if path == "" && sit.Selector().String() == eval.PolicyField {
+		for it.Next() {
+			if path == "" && it.Selector().String() == eval.PolicyField {
 				continue
 			}
-			c.walk(sit.Value(), join(path, sit.Selector()), pat, rule+".[string]")
+			c.walk(it.Value(), join(path, it.Selector()), con.pattern)
 		}
 	}
 }
 
-// unify reports what unifying the constraint pol with sys finds wrong. A
-// concrete scalar or list is unified as the value it is, without the
+// unify reports what unifying the leaf constraint con with sys finds
+// wrong. A concrete scalar is unified as the value it is, without the
 // schema's alternatives it was chosen from (a default that was not taken
-// would be reported as a conflict too).
-func (c *checker) unify(sys cue.Value, path string, pol cue.Value, rule string) {
-	val := sys
-	if sys.IncompleteKind() != cue.StructKind && sys.Validate(cue.Concrete(true)) == nil {
-		if x, ok := sys.Syntax(cue.Final(), cue.Concrete(true)).(ast.Expr); ok {
-			val = sys.Context().BuildExpr(x)
+// would be reported as a conflict too), and each scalar value is judged
+// once.
+func (c *checker) unify(sys cue.Value, path string, con *constraint) {
+	var problems []lang.Problem
+	if x, ok := scalar(sys); ok {
+		if ps, seen := con.verdicts[x]; seen {
+			problems = ps
+		} else {
+			problems = explain(sys.Context().Encode(x).Unify(con.v))
+			if con.verdicts == nil {
+				con.verdicts = make(map[any][]lang.Problem)
+			}
+			con.verdicts[x] = problems
 		}
+	} else {
+		problems = explain(sys.Unify(con.v))
 	}
-	err := val.Unify(pol).Validate(cue.Concrete(true))
-	if err == nil {
-		return
-	}
-	for _, p := range lang.Explain(err) {
+	for _, p := range problems {
 		at := path
 		if p.Path != "" {
 			at = p.Path
 		}
-		c.add(rule, at, p.Msg, eval.ValuePos(pol), eval.ValuePos(sys))
+		c.add(con.rule, at, p.Msg, con.pos, eval.ValuePos(sys))
 	}
+}
+
+func explain(v cue.Value) []lang.Problem {
+	if err := v.Validate(cue.Concrete(true)); err != nil {
+		return lang.Explain(err)
+	}
+	return nil
+}
+
+// scalar returns sys as a Go value when it is a concrete string, number,
+// bool or null.
+func scalar(sys cue.Value) (any, bool) {
+	switch sys.IncompleteKind() {
+	case cue.StringKind:
+		s, err := sys.String()
+		return s, err == nil
+	case cue.IntKind:
+		i, err := sys.Int64()
+		return i, err == nil
+	case cue.BoolKind:
+		b, err := sys.Bool()
+		return b, err == nil
+	case cue.FloatKind, cue.NumberKind:
+		f, err := sys.Float64()
+		return f, err == nil
+	}
+	return nil, false
 }
 
 func join(path string, sel cue.Selector) string {

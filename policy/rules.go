@@ -79,7 +79,11 @@ func (c *checker) licenses(nodes []*eval.Node) {
 		case err != nil:
 			c.add(r.path, n.Attr+".meta.license", err.Error(), r.pos(), at(n, "meta.license"))
 		case !ok:
-			c.add(r.path, n.Attr+".meta.license", fmt.Sprintf("license %s is not allowed: %s (allowed: %s)", n.Meta.License, strings.Join(bad, ", "), strings.Join(list, ", ")), r.pos(), at(n, "meta.license"))
+			msg := fmt.Sprintf("license %s is not allowed", n.Meta.License)
+			if len(bad) != 1 || bad[0] != n.Meta.License {
+				msg = fmt.Sprintf("license %s is not allowed: %s", n.Meta.License, strings.Join(bad, ", "))
+			}
+			c.add(r.path, n.Attr+".meta.license", fmt.Sprintf("%s (allowed: %s)", msg, strings.Join(list, ", ")), r.pos(), at(n, "meta.license"))
 		}
 	}
 }
