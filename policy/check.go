@@ -43,7 +43,7 @@ type checker struct {
 }
 
 func (c *checker) add(rule, path, msg string, pol eval.Pos, sys eval.Pos) {
-	c.out = append(c.out, Violation{Rule: rule, Path: path, Msg: msg, Policy: pol, System: sys, Source: c.policy.Source})
+	c.out = append(c.out, Violation{Rule: rule, Path: path, Msg: msg, Policy: pol, System: sys})
 }
 
 // kinds are the derivations each constraint of every applies to, by

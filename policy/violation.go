@@ -22,8 +22,6 @@ type Violation struct {
 	// breaks it (invalid when the configuration lacks what the policy
 	// requires and has no place to point to).
 	Policy, System eval.Pos
-	// Source names the policy (its file).
-	Source string
 }
 
 // Violations are all of a check's violations, sorted; non-empty, they are

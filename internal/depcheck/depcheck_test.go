@@ -13,9 +13,11 @@ var rules = []struct {
 	forbidden []string // import path prefixes
 }{
 	{"hephc.dev/hephc/defs", []string{"hephc.dev/hephc/", "cuelang.org/go"}},
-	{"hephc.dev/hephc/store", []string{"cuelang.org/go", "hephc.dev/hephc/eval", "hephc.dev/hephc/lang", "hephc.dev/hephc/defs", "hephc.dev/hephc/cmd"}},
-	{"hephc.dev/hephc/lang", []string{"hephc.dev/hephc/eval", "hephc.dev/hephc/store", "hephc.dev/hephc/cmd"}},
-	{"hephc.dev/hephc/eval", []string{"hephc.dev/hephc/lang", "hephc.dev/hephc/cmd"}},
+	{"hephc.dev/hephc/store", []string{"cuelang.org/go", "hephc.dev/hephc/eval", "hephc.dev/hephc/lang", "hephc.dev/hephc/defs", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
+	{"hephc.dev/hephc/lang", []string{"hephc.dev/hephc/eval", "hephc.dev/hephc/store", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
+	{"hephc.dev/hephc/eval", []string{"hephc.dev/hephc/lang", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
+	// policy reads configurations and graphs; it never builds.
+	{"hephc.dev/hephc/policy", []string{"hephc.dev/hephc/builder", "hephc.dev/hephc/store/sandbox", "hephc.dev/hephc/cmd"}},
 }
 
 func TestImportDirections(t *testing.T) {
