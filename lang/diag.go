@@ -244,12 +244,15 @@ func groupDisjunctions(ds []Problem) []Problem {
 	}
 	groups := make(map[string]*group)
 	var order []string
+	// A value without a path (one made to be checked on its own) has
+	// one disjunction at most: its conflicts are grouped too.
+	pathless := slices.ContainsFunc(ds, func(d Problem) bool { return d.Path == "" && emptyDisjunction.MatchString(d.Msg) })
 	var out []Problem
 	for i, d := range ds {
 		if emptyDisjunction.MatchString(d.Msg) {
 			continue
 		}
-		if m := conflicting.FindStringSubmatch(d.Msg); m != nil && d.Path != "" {
+		if m := conflicting.FindStringSubmatch(d.Msg); m != nil && (d.Path != "" || pathless) {
 			g := groups[d.Path]
 			if g == nil {
 				g = &group{}

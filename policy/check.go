@@ -24,7 +24,7 @@ func Check(root cue.Value, g *eval.Graph, set *Set) (Violations, error) {
 	for _, p := range set.Policies {
 		c.policy = p
 		if sys := p.Value.LookupPath(cue.ParsePath("system")); sys.Exists() {
-			c.walk(root, "", compile(sys, "system"))
+			c.walk(root, "", compile(sys, "system", eval.Pos{}))
 		}
 		c.every()
 		c.graphRules()
@@ -40,6 +40,22 @@ type checker struct {
 	g      *eval.Graph
 	policy *Policy
 	out    Violations
+	within []cue.Value // the values walk is in, outermost first
+}
+
+// where returns where v is written in the configuration, else where the
+// nearest value around it that walk is in is (a value the schema gave
+// has no position of its own).
+func (c *checker) where(v cue.Value) eval.Pos {
+	if p := eval.ValuePos(v); p.IsValid() {
+		return p
+	}
+	for i := len(c.within) - 1; i >= 0; i-- {
+		if p := eval.ValuePos(c.within[i]); p.IsValid() {
+			return p
+		}
+	}
+	return eval.Pos{}
 }
 
 func (c *checker) add(rule, path, msg string, pol eval.Pos, sys eval.Pos) {
@@ -71,7 +87,7 @@ func (c *checker) every() {
 		if nodes == nil {
 			nodes = c.g.SortedNodes()
 		}
-		con := compile(pol, "every."+k.field)
+		con := compile(pol, "every."+k.field, eval.Pos{})
 		for _, n := range nodes {
 			if k.builder == "" || n.Drv.Builder == k.builder {
 				c.walk(n.Value(), n.Attr, con)
@@ -92,8 +108,9 @@ type constraint struct {
 	rule    string
 	v       cue.Value
 	pos     eval.Pos
-	leaf    bool
-	top     bool // _: nothing to check
+	leaf     bool
+	top      bool // _: nothing to check
+	concrete bool // a leaf that unification would supply where it is missing
 	fields  []field
 	pattern *constraint
 
@@ -108,12 +125,18 @@ type field struct {
 	c         *constraint
 }
 
-func compile(pol cue.Value, rule string) *constraint {
+// compile takes pol (at rule) apart; near is the position of the
+// constraint around it, for a constraint without one of its own.
+func compile(pol cue.Value, rule string, near eval.Pos) *constraint {
 	c := &constraint{rule: rule, v: pol, pos: eval.ValuePos(pol)}
+	if !c.pos.IsValid() {
+		c.pos = near
+	}
 	op, _ := pol.Expr()
 	if pol.IncompleteKind() != cue.StructKind || op == cue.OrOp {
 		c.leaf = true
 		c.top = pol.IncompleteKind() == cue.TopKind && op == cue.NoOp
+		c.concrete = pol.Validate(cue.Concrete(true)) == nil
 		return c
 	}
 	it, err := pol.Fields(cue.Optional(true))
@@ -130,20 +153,22 @@ func compile(pol cue.Value, rule string) *constraint {
 		if rule == "system" && name.String() == eval.PolicyField {
 			continue // the policy does not constrain itself
 		}
-		f := field{sel: name, kind: sel.ConstraintType(), c: compile(it.Value(), rule+"."+name.String())}
+		f := field{sel: name, kind: sel.ConstraintType(), c: compile(it.Value(), rule+"."+name.String(), c.pos)}
 		f.forbidden = f.kind == cue.OptionalConstraint && it.Value().IncompleteKind() == cue.BottomKind
 		c.fields = append(c.fields, f)
 	}
 	// An open struct ({...}) has the pattern [string]: _, which says
 	// nothing.
 	if pat := pol.LookupPath(cue.MakePath(cue.AnyString)); pat.Exists() && pat.IncompleteKind() != cue.TopKind {
-		c.pattern = compile(pat, rule+".[string]")
+		c.pattern = compile(pat, rule+".[string]", c.pos)
 	}
 	return c
 }
 
 // walk checks the configuration's value sys (at path) against con.
 func (c *checker) walk(sys cue.Value, path string, con *constraint) {
+	c.within = append(c.within, sys)
+	defer func() { c.within = c.within[:len(c.within)-1] }()
 	if con.leaf {
 		if !con.top {
 			c.unify(sys, path, con)
@@ -156,15 +181,21 @@ func (c *checker) walk(sys cue.Value, path string, con *constraint) {
 		switch {
 		case f.forbidden:
 			if fsys.Exists() {
-				c.add(f.c.rule, fpath, "not allowed by the policy", f.c.pos, eval.ValuePos(fsys))
+				c.add(f.c.rule, fpath, "not allowed by the policy", f.c.pos, c.where(fsys))
 			}
 			continue
 		case fsys.Exists():
 			c.walk(fsys, fpath, f.c)
 		case f.kind == cue.RequiredConstraint:
-			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, eval.ValuePos(sys))
-		case f.kind != cue.OptionalConstraint:
-			c.add(f.c.rule, fpath, "the policy requires a value here, but there is none", f.c.pos, eval.ValuePos(sys))
+			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, c.where(sys))
+		case f.kind == cue.OptionalConstraint:
+		case !f.c.leaf:
+			// Unification would make the struct; what it requires must
+			// be there.
+			c.walk(fsys, fpath, f.c)
+		case !f.c.concrete:
+			// Unification would leave it without a value.
+			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, c.where(sys))
 		}
 	}
 	if con.pattern != nil {
@@ -206,7 +237,7 @@ func (c *checker) unify(sys cue.Value, path string, con *constraint) {
 		if p.Path != "" {
 			at = p.Path
 		}
-		c.add(con.rule, at, p.Msg, con.pos, eval.ValuePos(sys))
+		c.add(con.rule, at, p.Msg, con.pos, c.where(sys))
 	}
 }
 

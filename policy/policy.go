@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"cuelang.org/go/cue"
+	"golang.org/x/mod/semver"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
@@ -125,7 +126,48 @@ func newPolicy(source string, v, def cue.Value, l *lang.Loader) (*Policy, error)
 			return nil, l.Diagnose(err)
 		}
 	}
+	if ds := checkVersions(v, l.Cwd); ds != nil {
+		return nil, ds
+	}
 	return &Policy{Source: source, Value: v}, nil
+}
+
+// checkVersions requires the versions in versions.minimum and
+// versions.banned to be semantic versions, which the go command orders
+// (a version that is not would never match).
+func checkVersions(v cue.Value, cwd string) lang.Diagnostics {
+	var ds lang.Diagnostics
+	bad := func(at cue.Value, path, version string) {
+		p := eval.ValuePos(at)
+		ds = append(ds, lang.Diagnostic{File: lang.RelPath(cwd, p.File), Line: p.Line, Col: p.Col, Path: path,
+			Msg: fmt.Sprintf("%q is not a semantic version (want vMAJOR.MINOR.PATCH, e.g. v0.35.0)", version)})
+	}
+	each := func(path string, f func(sel cue.Selector, v cue.Value)) {
+		it, err := v.LookupPath(cue.ParsePath(path)).Fields()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			f(it.Selector(), it.Value())
+		}
+	}
+	each("versions.minimum", func(sel cue.Selector, m cue.Value) {
+		if s, _ := m.String(); !semver.IsValid(s) {
+			bad(m, "policy.versions.minimum."+sel.String(), s)
+		}
+	})
+	each("versions.banned", func(mod cue.Selector, vs cue.Value) {
+		it, err := vs.Fields()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			if s := it.Selector().Unquoted(); !semver.IsValid(s) {
+				bad(it.Value(), "policy.versions.banned."+mod.String()+"."+it.Selector().String(), s)
+			}
+		}
+	})
+	return ds.Sort()
 }
 
 // graphRules are the fields of #Policy checked over the graph.

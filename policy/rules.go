@@ -137,9 +137,15 @@ func (c *checker) modules(nodes []*eval.Node) {
 			}
 		}
 		if checkBanned {
-			if b := banned.v.LookupPath(cue.MakePath(cue.Str(path), cue.Str(version))); b.Exists() {
-				reason, _ := b.String()
-				c.add(banned.path+"."+cue.Str(path).String()+"."+cue.Str(version).String(), n.Attr+".version", fmt.Sprintf("%s %s is banned: %s", path, version, reason), eval.ValuePos(b), at(n, "version"))
+			if vs := banned.v.LookupPath(cue.MakePath(cue.Str(path))); vs.Exists() {
+				it, _ := vs.Fields()
+				for it != nil && it.Next() {
+					if semver.Compare(version, it.Selector().Unquoted()) != 0 {
+						continue
+					}
+					reason, _ := it.Value().String()
+					c.add(banned.path+"."+cue.Str(path).String()+"."+it.Selector().String(), n.Attr+".version", fmt.Sprintf("%s %s is banned: %s", path, version, reason), eval.ValuePos(it.Value()), at(n, "version"))
+				}
 			}
 		}
 		if ch := channel(n); pseudoChannels[ch] && module.IsPseudoVersion(version) {
@@ -191,7 +197,13 @@ func (c *checker) groups() {
 		gpath := it.Selector().Unquoted()
 		want := rule{r.path + "." + it.Selector().String() + ".provides", it.Value().LookupPath(cue.ParsePath("provides"))}
 		caps := want.strings()
-		group := c.root.LookupPath(cue.ParsePath(gpath))
+		// The key is a path (base, or groups.base), or one label that
+		// needs quotes ("my-group").
+		p := cue.ParsePath(gpath)
+		if p.Err() != nil {
+			p = cue.MakePath(cue.Str(gpath))
+		}
+		group := c.root.LookupPath(p)
 		if !group.Exists() {
 			c.add(want.path, gpath, fmt.Sprintf("the configuration has no group %s, which must provide %s", gpath, strings.Join(caps, ", ")), want.pos(), eval.Pos{})
 			continue

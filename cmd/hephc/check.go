@@ -78,6 +78,10 @@ func printCheck(e *env, g *eval.Graph, set *policy.Set) error {
 	if len(sources) > 1 {
 		what = fmt.Sprintf("%d policies", len(sources))
 	}
-	fmt.Fprintf(e.stdout, "%s satisfy %s: %s\n", plural(len(g.Nodes), "derivation"), what, strings.Join(sources, ", "))
+	verb := "satisfy"
+	if len(g.Nodes) == 1 {
+		verb = "satisfies"
+	}
+	fmt.Fprintf(e.stdout, "%s %s %s: %s\n", plural(len(g.Nodes), "derivation"), verb, what, strings.Join(sources, ", "))
 	return nil
 }
