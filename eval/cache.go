@@ -29,7 +29,7 @@ type Cache struct {
 
 // cacheFormat changes whenever the entry format or the meaning of a graph
 // changes.
-const cacheFormat = "hephc-eval-cache-2"
+const cacheFormat = "hephc-eval-cache-3"
 
 // Request is what an evaluation was asked to do.
 type Request struct {
@@ -63,8 +63,9 @@ type cacheEntry struct {
 	Files  []fileDep
 	Dirs   []fileDep
 	Roots  map[string]store.DrvHash
-	Nodes  []cacheNode
-	Format string
+	Nodes    []cacheNode
+	Deferred []byte
+	Format   string
 }
 
 type fileDep struct {
@@ -115,7 +116,7 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 			return nil, false
 		}
 	}
-	g := &Graph{Roots: e.Roots, Nodes: make(map[store.DrvHash]*Node, len(e.Nodes))}
+	g := &Graph{Roots: e.Roots, Nodes: make(map[store.DrvHash]*Node, len(e.Nodes)), Deferred: e.Deferred}
 	for _, n := range e.Nodes {
 		d := &store.Derivation{
 			Name: n.Name, Version: n.Version, System: n.System, Builder: n.Builder,
@@ -144,7 +145,7 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 // them). Errors are returned for the caller to ignore or report: a cache
 // that cannot be written only costs time.
 func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
-	e := cacheEntry{Format: cacheFormat, Roots: g.Roots}
+	e := cacheEntry{Format: cacheFormat, Roots: g.Roots, Deferred: g.Deferred}
 	for _, f := range files {
 		h, err := hashFile(f)
 		if err != nil {

@@ -178,6 +178,7 @@ func (e *encoder) entry(c *cacheEntry) {
 		e.uint(uint64(n.Pos.Line))
 		e.uint(uint64(n.Pos.Col))
 	}
+	e.bytes(c.Deferred)
 }
 
 func (d *decoder) entry() *cacheEntry {
@@ -216,6 +217,9 @@ func (d *decoder) entry() *cacheEntry {
 		x.Pos.File = d.istr()
 		x.Pos.Line = int(d.uint())
 		x.Pos.Col = int(d.uint())
+	}
+	if b := d.raw(); len(b) > 0 {
+		c.Deferred = append([]byte(nil), b...)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("cache entry: trailing bytes")

@@ -74,6 +74,10 @@ type Graph struct {
 	// Decoded counts the derivations Build decoded: one for each place a
 	// derivation is defined, however many paths lead to it.
 	Decoded int
+	// Deferred is kept with the graph in the evaluation cache for whoever
+	// evaluated it: checks that can run only once outputs are built (the
+	// CLI keeps policy size limits here, as JSON).
+	Deferred []byte
 }
 
 // SortedNodes returns the nodes in a stable order: by name, then hash.

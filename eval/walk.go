@@ -38,6 +38,9 @@ func Build(root cue.Value, opts Options) (*Graph, error) {
 		if err := p.Err(); err != nil {
 			return nil, fmt.Errorf("attribute %q: %w", opts.Attr, err)
 		}
+		if sels := p.Selectors(); len(sels) > 0 && sels[0].String() == PolicyField {
+			return nil, &Error{Text: fmt.Sprintf("attribute %s: the configuration's %s is not part of the graph: nothing in it is built", opts.Attr, PolicyField)}
+		}
 		start = root.LookupPath(p)
 		if !start.Exists() {
 			return nil, &Error{Text: missingAttr(root, p)}
@@ -298,6 +301,9 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 	w.g.Decoded++
 	d, meta, ok := w.decode(v, attr)
 	f.name = d.Name
+	if ok && !w.checkDerivedAttrs(v, attr, d) {
+		ok = false
+	}
 	if !w.inputs(v, attr, d, f) {
 		ok = false
 	}

@@ -58,6 +58,7 @@ func TestCacheMissesOnChange(t *testing.T) {
 	g, cfg := buildDir(t, src)
 	cache := &eval.Cache{Dir: t.TempDir()}
 	req := eval.Request{Build: "test", Args: cfg.Files}
+	g.Deferred = []byte(`[{"max":1}]`)
 	if err := cache.Put(req, cfg.Deps, cfg.Dirs, g); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +66,19 @@ func TestCacheMissesOnChange(t *testing.T) {
 	if !ok {
 		t.Fatal("got a miss right after Put, want a hit")
 	}
-	if got.Roots["a"] != g.Roots["a"] || len(got.Nodes) != 1 {
-		t.Fatalf("got roots %v, want %v", got.Roots, g.Roots)
+	if got.Roots["a"] != g.Roots["a"] || len(got.Nodes) != 1 || string(got.Deferred) != string(g.Deferred) {
+		t.Fatalf("got roots %v and deferred %q, want %v and %q", got.Roots, got.Deferred, g.Roots, g.Deferred)
 	}
 	if _, ok := cache.Get(eval.Request{Build: "other", Args: cfg.Files}); ok {
 		t.Error("got a hit for another build, want a miss")
+	}
+	for _, other := range []eval.Request{
+		{Build: "test", Args: cfg.Files, Policy: true},
+		{Build: "test", Args: cfg.Files, Policy: true, PolicyFiles: []string{"/org/policy.cue"}},
+	} {
+		if _, ok := cache.Get(other); ok {
+			t.Errorf("got a hit for %+v (checked against other policies), want a miss", other)
+		}
 	}
 
 	// A new .cue file beside the configuration.

@@ -156,6 +156,8 @@ func explain(e errors.Error) Problem {
 	if u, ok := errors.Unwrap(e).(errors.Error); ok {
 		uf, ua := u.Msg()
 		msg += ": " + fmt.Sprintf(uf, ua...)
+	} else if msg == "" {
+		msg = e.Error() // e.g. a file that cannot be read
 	}
 	p := Problem{Msg: humanize(msg), Path: formatPath(e.Path()), Own: e.Position()}
 	if strings.HasPrefix(msg, "import failed") {

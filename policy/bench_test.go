@@ -66,9 +66,9 @@ func BenchmarkCheck(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				vs, err := policy.Check(cfg.Value, g, set)
-				if err != nil || vs != nil {
-					b.Fatalf("check: %v %v", err, vs)
+				res, err := policy.Check(cfg.Value, g, set)
+				if err != nil || res.Violations != nil {
+					b.Fatalf("check: %v %v", err, res.Violations)
 				}
 				checking += time.Since(start)
 				if len(g.Nodes) != n || len(set.Policies) != 1 {

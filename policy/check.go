@@ -2,18 +2,26 @@ package policy
 
 import (
 	"errors"
+	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
 )
 
+// Result is what a check found: the violations, sorted (nil when there
+// are none), and the rules that can be checked only once images are built.
+type Result struct {
+	Violations Violations
+	Limits     []SizeLimit
+}
+
 // Check enforces every policy of set on the configuration root and the
 // graph g built from it (not one from the evaluation cache: the checks
-// read the derivations' values). It returns all violations, sorted; none
-// is nil.
-func Check(root cue.Value, g *eval.Graph, set *Set) (Violations, error) {
+// read the derivations' values).
+func Check(root cue.Value, g *eval.Graph, set *Set) (*Result, error) {
 	for _, n := range g.Nodes {
 		if !n.Value().Exists() {
 			return nil, errors.New("checking policy: the graph has no values (it came from the evaluation cache)")
@@ -29,10 +37,11 @@ func Check(root cue.Value, g *eval.Graph, set *Set) (Violations, error) {
 		c.every()
 		c.graphRules()
 	}
-	if len(c.out) == 0 {
-		return nil, nil
+	res := &Result{Limits: c.limits}
+	if len(c.out) > 0 {
+		res.Violations = c.out.sorted()
 	}
-	return c.out.sorted(), nil
+	return res, nil
 }
 
 type checker struct {
@@ -41,6 +50,7 @@ type checker struct {
 	policy *Policy
 	out    Violations
 	within []cue.Value // the values walk is in, outermost first
+	limits []SizeLimit
 }
 
 // where returns where v is written in the configuration, else where the
@@ -108,9 +118,8 @@ type constraint struct {
 	rule     string
 	v        cue.Value
 	pos      eval.Pos
-	leaf     bool
-	top      bool // _: nothing to check
-	concrete bool // a leaf that unification would supply where it is missing
+	leaf    bool
+	top     bool // _: nothing to check
 	fields   []field
 	pattern  *constraint
 
@@ -133,10 +142,9 @@ func compile(pol cue.Value, rule string, near eval.Pos) *constraint {
 		c.pos = near
 	}
 	op, _ := pol.Expr()
-	if pol.IncompleteKind() != cue.StructKind || op == cue.OrOp {
+	if pol.IncompleteKind() != cue.StructKind || op == cue.OrOp || !plainStruct(pol) {
 		c.leaf = true
 		c.top = pol.IncompleteKind() == cue.TopKind && op == cue.NoOp
-		c.concrete = pol.Validate(cue.Concrete(true)) == nil
 		return c
 	}
 	it, err := pol.Fields(cue.Optional(true))
@@ -186,15 +194,15 @@ func (c *checker) walk(sys cue.Value, path string, con *constraint) {
 			continue
 		case fsys.Exists():
 			c.walk(fsys, fpath, f.c)
-		case f.kind == cue.RequiredConstraint:
-			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, c.where(sys))
 		case f.kind == cue.OptionalConstraint:
-		case !f.c.leaf:
-			// Unification would make the struct; what it requires must
-			// be there.
+			// Constrains the field only where it is present.
+		case f.kind != cue.RequiredConstraint && !f.c.leaf:
+			// A struct the configuration lacks: what it requires must
+			// be there all the same.
 			c.walk(fsys, fpath, f.c)
-		case !f.c.concrete:
-			// Unification would leave it without a value.
+		default:
+			// The policy does not change the configuration: a field it
+			// gives (name: x) or requires (name!: x) must be there.
 			c.add(f.c.rule, fpath, "required by the policy, but not present", f.c.pos, c.where(sys))
 		}
 	}
@@ -217,6 +225,49 @@ func (c *checker) walk(sys cue.Value, path string, con *constraint) {
 // schema's alternatives it was chosen from (a default that was not taken
 // would be reported as a conflict too), and each scalar value is judged
 // once.
+// plainStruct reports whether the struct constraint pol can be taken
+// apart field by field: it is not closed, and its only pattern is
+// [string]. Anything else (close(…), [=~"^tel"]: _|_) is unified whole.
+func plainStruct(pol cue.Value) bool {
+	if !pol.Allows(cue.Str("hephc-probe")) {
+		return false
+	}
+	var decls []ast.Decl
+	switch x := pol.Syntax(cue.Raw()).(type) {
+	case *ast.StructLit:
+		decls = x.Elts
+	case *ast.File: // when the constraint refers to an import
+		decls = x.Decls
+	default:
+		return false
+	}
+	for _, d := range decls {
+		f, ok := d.(*ast.Field)
+		if !ok {
+			switch d.(type) {
+			case *ast.Ellipsis, *ast.ImportDecl, *ast.Package, *ast.CommentGroup:
+				continue
+			}
+			return false // an embedding, a comprehension, a let
+		}
+		l, ok := f.Label.(*ast.ListLit)
+		if !ok {
+			continue
+		}
+		if len(l.Elts) != 1 {
+			return false
+		}
+		x := l.Elts[0]
+		if a, ok := x.(*ast.Alias); ok {
+			x = a.Expr
+		}
+		if id, ok := x.(*ast.Ident); !ok || id.Name != "string" {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *checker) unify(sys cue.Value, path string, con *constraint) {
 	var problems []lang.Problem
 	if x, ok := scalar(sys); ok {
@@ -237,12 +288,28 @@ func (c *checker) unify(sys cue.Value, path string, con *constraint) {
 		if p.Path != "" {
 			at = p.Path
 		}
-		c.add(con.rule, at, p.Msg, con.pos, c.where(sys))
+		msg := p.Msg
+		switch {
+		case strings.HasPrefix(msg, "explicit error (_|_ literal)"):
+			msg = "not allowed by the policy"
+		case msg == "field is required but not present":
+			msg = "required by the policy, but not present"
+		case msg == "field not allowed by the schema":
+			msg = "not allowed by the policy (a closed struct)"
+		}
+		where := c.where(sys)
+		if p.Path != "" && p.Path != path {
+			// Deeper than the constraint: where that value is written.
+			if q := eval.ValuePos(c.root.LookupPath(cue.ParsePath(p.Path))); q.IsValid() {
+				where = q
+			}
+		}
+		c.add(con.rule, at, msg, con.pos, where)
 	}
 }
 
 func explain(v cue.Value) []lang.Problem {
-	if err := v.Validate(cue.Concrete(true)); err != nil {
+	if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
 		return lang.Explain(err)
 	}
 	return nil

@@ -53,8 +53,10 @@ func (s *Set) Sources() []string {
 // its files, then extra (absolute), without repeats.
 func Files(cfg *lang.Config, extra []string) []string {
 	var files []string
+	// A policy.cue that cannot be read (a dangling link) is an error when
+	// loading it, never a policy switched off.
 	def := filepath.Join(cfg.Dir, DefaultFile)
-	if _, err := os.Stat(def); err == nil && !slices.Contains(cfg.Files, def) {
+	if _, err := os.Lstat(def); err == nil && !slices.Contains(cfg.Files, def) {
 		files = append(files, def)
 	}
 	for _, f := range extra {
@@ -113,6 +115,13 @@ func Load(l *lang.Loader, cfg *lang.Config, files []string) (*Set, error) {
 // newPolicy checks v against #Policy: the constraints (system, every) may
 // be incomplete, the rules over the graph must be concrete.
 func newPolicy(source string, v, def cue.Value, l *lang.Loader) (*Policy, error) {
+	// A disjunction would leave every rule unknown.
+	if disjunction(v, 0) {
+		at := eval.ValuePos(v)
+		return nil, lang.Diagnostics{{File: lang.RelPath(l.Cwd, at.File), Line: at.Line, Col: at.Col, Path: eval.PolicyField,
+			Msg: "the policy is a disjunction of several policies: give one (or mark one the default with *)"}}
+	}
+	v, _ = v.Default()
 	v = v.Unify(def)
 	if err := v.Validate(); err != nil {
 		return nil, l.Diagnose(err)
@@ -168,6 +177,24 @@ func checkVersions(v cue.Value, cwd string) lang.Diagnostics {
 		}
 	})
 	return ds.Sort()
+}
+
+// disjunction reports whether v, after defaults, is a disjunction or a
+// conjunction with one.
+func disjunction(v cue.Value, depth int) bool {
+	v, _ = v.Default()
+	op, args := v.Expr()
+	switch {
+	case op == cue.OrOp:
+		return true
+	case op == cue.AndOp && depth < 8:
+		for _, a := range args {
+			if disjunction(a, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // graphRules are the fields of #Policy checked over the graph.

@@ -213,6 +213,9 @@ func (c *checker) groups() {
 		pit, err := pkgs.Fields()
 		if err == nil {
 			for pit.Next() {
+				if !pit.Value().LookupPath(cue.ParsePath("builder")).Exists() {
+					continue // not a derivation: nothing is built from it
+				}
 				var provides []string
 				pit.Value().LookupPath(cue.ParsePath("meta.provides")).Decode(&provides)
 				for _, p := range provides {
@@ -251,7 +254,7 @@ func (c *checker) images(nodes []*eval.Node) {
 			continue
 		}
 		var closure []*eval.Node
-		for _, prefix := range []string{"image", "images." + cue.Str(img.Drv.Name).String()} {
+		for _, prefix := range imageRulePaths(img) {
 			if _, ok := c.rule(prefix); !ok {
 				continue
 			}
@@ -263,6 +266,19 @@ func (c *checker) images(nodes []*eval.Node) {
 			c.imageRules(prefix, img, closure)
 		}
 	}
+}
+
+// imageRulePaths are the rules that apply to the image img: image, and
+// images.NAME for its name and for its key when it is written at
+// images.KEY.
+func imageRulePaths(img *eval.Node) []string {
+	paths := []string{"image", "images." + cue.Str(img.Drv.Name).String()}
+	if sels := cue.ParsePath(img.Attr).Selectors(); len(sels) == 2 && sels[0].String() == "images" {
+		if key := "images." + sels[1].String(); key != paths[1] {
+			paths = append(paths, key)
+		}
+	}
+	return paths
 }
 
 func (c *checker) imageRules(prefix string, img *eval.Node, closure []*eval.Node) {
@@ -277,6 +293,10 @@ func (c *checker) imageRules(prefix string, img *eval.Node, closure []*eval.Node
 				c.add(r.path, n.Attr+".meta.channel", fmt.Sprintf("channel %s is not allowed in image %s (allowed: %s)", ch, img.Drv.Name, strings.Join(list, ", ")), r.pos(), at(n, "meta.channel"))
 			}
 		}
+	}
+	if r, ok := c.rule(prefix + ".maxClosureBytes"); ok {
+		max, _ := r.v.Int64()
+		c.limits = append(c.limits, SizeLimit{Image: img.Path(), Attr: img.Attr, Max: max, Rule: r.path, Policy: r.pos(), System: img.Pos})
 	}
 	if r, ok := c.rule(prefix + ".maxDerivations"); ok {
 		max, _ := r.v.Int64()

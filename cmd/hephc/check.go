@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/store"
 )
 
 func init() {
@@ -39,6 +43,9 @@ func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
 	// The cache would say only that the graph passed, not which policies
 	// it passed: check evaluates every time.
 	g, set, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles})
+	if err == nil {
+		err = checkBuiltSizes(e, g)
+	}
 	var vs policy.Violations
 	if err != nil && !asJSON {
 		return err
@@ -68,6 +75,27 @@ func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
 	return printCheck(e, g, set)
 }
 
+// checkBuiltSizes enforces the size limits on images already in the
+// store, when there is a store (check creates none).
+func checkBuiltSizes(e *env, g *eval.Graph) error {
+	if len(g.Deferred) == 0 {
+		return nil
+	}
+	dir, err := storeDir(e)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store")); err != nil {
+		return nil
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return checkSizes(st, g)
+}
+
 func printCheck(e *env, g *eval.Graph, set *policy.Set) error {
 	sources := set.Sources()
 	if len(sources) == 0 {
@@ -83,5 +111,56 @@ func printCheck(e *env, g *eval.Graph, set *policy.Set) error {
 		verb = "satisfies"
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s: %s\n", plural(len(g.Nodes), "derivation"), verb, what, strings.Join(sources, ", "))
+	return nil
+}
+
+// sizeLimits returns the policy rules g holds that apply once images are
+// built.
+func sizeLimits(g *eval.Graph) ([]policy.SizeLimit, error) {
+	if len(g.Deferred) == 0 {
+		return nil, nil
+	}
+	var ls []policy.SizeLimit
+	if err := json.Unmarshal(g.Deferred, &ls); err != nil {
+		return nil, fmt.Errorf("reading the policy's size limits: %w", err)
+	}
+	return ls, nil
+}
+
+// checkSizes enforces the policy's size limits on the images of g that
+// st holds.
+func checkSizes(st *store.Store, g *eval.Graph) error {
+	ls, err := sizeLimits(g)
+	if err != nil || len(ls) == 0 {
+		return err
+	}
+	ctx := context.Background()
+	vs, err := policy.CheckSizes(ls, func(p store.Path) (int64, bool, error) {
+		valid, err := st.ValidPaths(ctx, []store.Path{p})
+		if err != nil || !valid[p] {
+			return 0, false, err
+		}
+		closure, err := st.Closure(ctx, p)
+		if err != nil {
+			return 0, false, err
+		}
+		var total int64
+		for _, q := range closure {
+			info, ok, err := st.QueryPathInfo(ctx, q)
+			if err != nil {
+				return 0, false, err
+			}
+			if ok {
+				total += info.Size
+			}
+		}
+		return total, true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if vs != nil {
+		return vs
+	}
 	return nil
 }

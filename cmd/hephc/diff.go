@@ -191,7 +191,7 @@ func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
 	c := colors(e)
 	w := e.stdout
 	fmt.Fprintf(w, "%s → %s\n", oldLabel, newLabel)
-	fmt.Fprintf(w, "closure: %s → %s (%s)\n", humanBytes(d.SizeBefore), humanBytes(d.SizeAfter), signedBytes(d.SizeAfter-d.SizeBefore))
+	fmt.Fprintf(w, "closure: %s → %s (%s)\n", store.FormatSize(d.SizeBefore), store.FormatSize(d.SizeAfter), signedBytes(d.SizeAfter-d.SizeBefore))
 	if len(d.Added)+len(d.Removed)+len(d.Changed)+len(d.Services) == 0 {
 		fmt.Fprintln(w, "no changes")
 		return
@@ -203,7 +203,7 @@ func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
 			if p.Rebuilt() {
 				ver = orNone(p.NewVersion) + ", same version, new hash"
 			}
-			fmt.Fprintf(w, "  %s%s%s  %s  %s → %s (%s)\n", c.yellow, p.Key, c.reset, ver, humanBytes(p.OldSize), humanBytes(p.NewSize), signedBytes(p.NewSize-p.OldSize))
+			fmt.Fprintf(w, "  %s%s%s  %s  %s → %s (%s)\n", c.yellow, p.Key, c.reset, ver, store.FormatSize(p.OldSize), store.FormatSize(p.NewSize), signedBytes(p.NewSize-p.OldSize))
 			for _, r := range p.Why {
 				via := ""
 				if len(r.Via) > 0 {
@@ -220,13 +220,13 @@ func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
 	if len(d.Added) > 0 {
 		fmt.Fprintf(w, "\n%sadded:%s\n", c.green, c.reset)
 		for _, p := range d.Added {
-			fmt.Fprintf(w, "  %s+ %s%s  %s  %s\n", c.green, p.Key, c.reset, orNone(p.NewVersion), humanBytes(p.NewSize))
+			fmt.Fprintf(w, "  %s+ %s%s  %s  %s\n", c.green, p.Key, c.reset, orNone(p.NewVersion), store.FormatSize(p.NewSize))
 		}
 	}
 	if len(d.Removed) > 0 {
 		fmt.Fprintf(w, "\n%sremoved:%s\n", c.red, c.reset)
 		for _, p := range d.Removed {
-			fmt.Fprintf(w, "  %s- %s%s  %s  %s\n", c.red, p.Key, c.reset, orNone(p.OldVersion), humanBytes(p.OldSize))
+			fmt.Fprintf(w, "  %s- %s%s  %s  %s\n", c.red, p.Key, c.reset, orNone(p.OldVersion), store.FormatSize(p.OldSize))
 		}
 	}
 	if len(d.Services) > 0 {
@@ -265,7 +265,7 @@ func orNone(s string) string {
 
 func signedBytes(n int64) string {
 	if n < 0 {
-		return "-" + humanBytes(-n)
+		return "-" + store.FormatSize(-n)
 	}
-	return "+" + humanBytes(n)
+	return "+" + store.FormatSize(n)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -96,12 +97,17 @@ func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		vs, err := policy.Check(cfg.Value, g, set)
+		res, err := policy.Check(cfg.Value, g, set)
 		if err != nil {
 			return nil, nil, err
 		}
-		if vs != nil {
-			return g, set, vs // the graph and policies for check --json
+		if res.Violations != nil {
+			return g, set, res.Violations // the graph and policies for check --json
+		}
+		if len(res.Limits) > 0 {
+			if g.Deferred, err = json.Marshal(res.Limits); err != nil {
+				return nil, nil, err
+			}
 		}
 		deps, dirs = union(deps, set.Deps), union(dirs, set.Dirs)
 	}

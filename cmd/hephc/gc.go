@@ -104,7 +104,7 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, d := range res.Deleted {
 		fmt.Fprintln(e.stdout, d.Path)
 	}
-	fmt.Fprintf(e.stderr, "deleted %d paths, freed %s; %d paths are live\n", len(res.Deleted), humanBytes(res.Freed), res.Live)
+	fmt.Fprintf(e.stderr, "deleted %d paths, freed %s; %d paths are live\n", len(res.Deleted), store.FormatSize(res.Freed), res.Live)
 	return nil
 }
 
@@ -129,7 +129,7 @@ func printGCDryRun(e *env, res *store.GCResult) {
 		fmt.Fprintf(w, "nothing to delete: all %d paths are live\n", res.Live)
 		return
 	}
-	fmt.Fprintf(w, "would delete %d paths (%s); %d paths are live:\n", len(res.Deleted), humanBytes(res.Freed), res.Live)
+	fmt.Fprintf(w, "would delete %d paths (%s); %d paths are live:\n", len(res.Deleted), store.FormatSize(res.Freed), res.Live)
 	for _, d := range res.Deleted {
 		fmt.Fprintf(w, "  %s\n", d.Path)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/store"
 )
 
 func init() {
@@ -80,7 +81,7 @@ func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
 			mark = " (current)"
 		}
 		fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, time.Unix(g.Created, 0).UTC().Format("2006-01-02 15:04:05"),
-			len(g.Roots), humanBytes(g.ClosureSize), shortHash(g.ConfigHash), g.Toplevel)
+			len(g.Roots), store.FormatSize(g.ClosureSize), shortHash(g.ConfigHash), g.Toplevel)
 	}
 	return tw.Flush()
 }

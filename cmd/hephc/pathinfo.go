@@ -99,7 +99,7 @@ func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	for _, info := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", info.Path, humanBytes(info.Size), info.ContentHash)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", info.Path, store.FormatSize(info.Size), info.ContentHash)
 		if !closure {
 			fmt.Fprintf(tw, "  deriver\t%s\n", info.Deriver)
 			fmt.Fprintf(tw, "  registered\t%s\n", time.Unix(info.Registered, 0).UTC().Format(time.RFC3339))
@@ -112,7 +112,7 @@ func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 	}
 	if closure {
-		fmt.Fprintf(tw, "%d paths\t%s\n", len(infos), humanBytes(total))
+		fmt.Fprintf(tw, "%d paths\t%s\n", len(infos), store.FormatSize(total))
 	}
 	return tw.Flush()
 }

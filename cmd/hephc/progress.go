@@ -83,7 +83,7 @@ func (p *progress) draw() {
 		names = append(names, path.Name)
 	}
 	sort.Strings(names)
-	line := fmt.Sprintf("[%d/%d done, %s fetched] %s", p.finished, p.planned, humanBytes(p.fetched), strings.Join(names, ", "))
+	line := fmt.Sprintf("[%d/%d done, %s fetched] %s", p.finished, p.planned, store.FormatSize(p.fetched), strings.Join(names, ", "))
 	if len(line) > 120 {
 		line = line[:117] + "..."
 	}
@@ -98,14 +98,3 @@ func (p *progress) finish() {
 	}
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}

@@ -94,6 +94,11 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, p := range res.Paths {
 		fmt.Fprintln(e.stdout, p)
 	}
+	// Built, but neither recorded as a generation nor linked when an
+	// image is larger than the policy allows.
+	if err := checkSizes(st, g); err != nil {
+		return err
+	}
 	if recordAlways || hasSystem(g) {
 		if err := recordGeneration(e, st, g, profile, args); err != nil {
 			return err
@@ -206,14 +211,23 @@ func linkResult(st *store.Store, link string, p store.Path) error {
 }
 
 func openStore(e *env) (*store.Store, error) {
+	dir, err := storeDir(e)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(dir)
+}
+
+// storeDir is the store's directory: --store, HEPHC_STORE or the default.
+func storeDir(e *env) (string, error) {
 	dir := e.store
 	if dir == "" {
 		var err error
 		if dir, err = store.DefaultDir(e.getenv); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
-	return store.Open(absPath(e.cwd, dir))
+	return absPath(e.cwd, dir), nil
 }
 
 // configDir is the directory of the configuration args name.

@@ -94,4 +94,24 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 	if !strings.Contains(stderr.String(), "nothing to do") {
 		t.Errorf("the second realize did work:\n%s", stderr.String())
 	}
+
+	// A policy's closure size limit is known once the images are built:
+	// check and realize enforce it against the store.
+	tight := filepath.Join(t.TempDir(), "tight.cue")
+	tightPolicy := "package org\n\nimport \"hephc.dev/heph\"\n\npolicy: heph.#Policy & {images: server: maxClosureBytes: 1000000}\n"
+	if err := os.WriteFile(tight, []byte(tightPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"check"}, {"realize", "--no-link"}} {
+		stdout.Reset()
+		stderr.Reset()
+		args := append(append([]string{"--store", storeDir}, cmd...), "--policy", tight, "system.cue")
+		if code := run(e, args); code != 1 {
+			t.Errorf("hephc %s with a 1 MB closure limit: exit %d, want 1\n%s", cmd[0], code, stderr.String())
+		}
+		if want := "images.server: the closure of image server is "; !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "rule images.server.maxClosureBytes") {
+			t.Errorf("hephc %s with a 1 MB closure limit: stderr\n%s\nwant %q and the rule", cmd[0], stderr.String(), want)
+		}
+	}
+	t.Logf("closure size check: %s", strings.SplitN(stderr.String(), "\n", 2)[0])
 }

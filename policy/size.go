@@ -1,0 +1,45 @@
+package policy
+
+import (
+	"fmt"
+
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/store"
+)
+
+// SizeLimit is a rule that can be checked only once an image is built:
+// the size of its runtime closure.
+type SizeLimit struct {
+	Image store.Path `json:"image"`
+	Attr  string     `json:"attr"`
+	Max   int64      `json:"max"`
+	Rule  string     `json:"rule"`
+	// Policy is where the policy says it, System where the image is.
+	Policy eval.Pos `json:"policy"`
+	System eval.Pos `json:"system"`
+}
+
+// ClosureSize returns the size in bytes of a store path's runtime closure,
+// and whether the path is built at all.
+type ClosureSize func(store.Path) (size int64, built bool, err error)
+
+// CheckSizes checks the limits of the images that are built.
+func CheckSizes(limits []SizeLimit, size ClosureSize) (Violations, error) {
+	var vs Violations
+	for _, l := range limits {
+		n, built, err := size(l.Image)
+		if err != nil {
+			return nil, err
+		}
+		if built && n > l.Max {
+			vs = append(vs, Violation{
+				Rule: l.Rule, Path: l.Attr, Policy: l.Policy, System: l.System,
+				Msg: fmt.Sprintf("the closure of image %s is %s (%d bytes), more than %d bytes", l.Image.Name, store.FormatSize(n), n, l.Max),
+			})
+		}
+	}
+	if vs == nil {
+		return nil, nil
+	}
+	return vs.sorted(), nil
+}
