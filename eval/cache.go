@@ -60,9 +60,9 @@ func (r Request) key() string {
 }
 
 type cacheEntry struct {
-	Files  []fileDep
-	Dirs   []fileDep
-	Roots  map[string]store.DrvHash
+	Files    []fileDep
+	Dirs     []fileDep
+	Roots    map[string]store.DrvHash
 	Nodes    []cacheNode
 	Deferred []byte
 	Format   string

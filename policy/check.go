@@ -115,13 +115,13 @@ func (c *checker) every() {
 // constraint therefore means the policy's own field, not the
 // configuration's.)
 type constraint struct {
-	rule     string
-	v        cue.Value
-	pos      eval.Pos
+	rule    string
+	v       cue.Value
+	pos     eval.Pos
 	leaf    bool
 	top     bool // _: nothing to check
-	fields   []field
-	pattern  *constraint
+	fields  []field
+	pattern *constraint
 
 	// verdicts remembers a leaf's problems with a scalar, by its value.
 	verdicts map[any][]lang.Problem

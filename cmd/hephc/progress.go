@@ -97,4 +97,3 @@ func (p *progress) finish() {
 		p.clear()
 	}
 }
-
