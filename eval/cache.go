@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/zeebo/blake3"
 
@@ -250,4 +251,23 @@ func hashDir(dir string) ([32]byte, error) {
 	}
 	sort.Strings(names)
 	return blake3.Sum256([]byte(strings.Join(names, "\x00"))), nil
+}
+
+// ChangedSince reports whether any of the files or directories was
+// modified at t or later (or can no longer be read). An evaluation that
+// began at t and read a file changed since may have seen a mixture of
+// contents: it is not cached, because the entry would record the new
+// content's hash against a graph made from the old.
+func ChangedSince(t time.Time, paths ...[]string) bool {
+	// File systems keep modification times coarsely: a second of margin.
+	t = t.Add(-time.Second)
+	for _, ps := range paths {
+		for _, p := range ps {
+			fi, err := os.Stat(p)
+			if err != nil || !fi.ModTime().Before(t) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
@@ -110,5 +111,24 @@ func TestCacheMissesOnChange(t *testing.T) {
 		if _, ok := cache.Get(req); ok {
 			t.Errorf("got a hit from an entry cut to %d of %d bytes, want a miss", n, len(b))
 		}
+	}
+}
+
+// TestChangedSince checks the guard that keeps an evaluation whose files
+// changed while they were read out of the cache.
+func TestChangedSince(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "system.cue")
+	before := time.Now()
+	if err := os.WriteFile(f, []byte("package system\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !eval.ChangedSince(before, []string{f}) {
+		t.Error("a file written after the evaluation began: got unchanged, want changed")
+	}
+	if eval.ChangedSince(time.Now().Add(2*time.Second), []string{f}) {
+		t.Error("a file written well before the evaluation began: got changed, want unchanged")
+	}
+	if !eval.ChangedSince(time.Now().Add(2*time.Second), []string{f + ".gone"}) {
+		t.Error("a file that is gone: got unchanged, want changed")
 	}
 }

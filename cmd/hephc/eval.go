@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -81,6 +82,7 @@ func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
 			return g, nil, nil
 		}
 	}
+	started := time.Now()
 	l := lang.NewLoader(e.cwd)
 	cfg, err := l.Load(ev.args...)
 	if err != nil {
@@ -110,6 +112,9 @@ func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
 			}
 		}
 		deps, dirs = union(deps, set.Deps), union(dirs, set.Dirs)
+	}
+	if eval.ChangedSince(started, deps, dirs) {
+		return g, set, nil // edited while it was read: not cached
 	}
 	if err := cache.Put(req, deps, dirs, g); err != nil {
 		fmt.Fprintf(e.stderr, "hephc: warning: %v\n", err)
