@@ -52,6 +52,11 @@ func humanize(msg string) string {
 				rest = c.says
 			}
 		}
+		if len(rest) > 80 {
+			// A whole struct or disjunction, evaluated: its start says
+			// enough.
+			rest = strings.ToValidUTF8(rest[:60], "") + "…"
+		}
 		msg = "no value given (want " + rest + ")"
 	}
 	if msg == "field not allowed" {
