@@ -171,7 +171,7 @@ func layoutModuleCache(info *store.BuildInfo, modcache string, log io.Writer) er
 func linkModule(modcache string, in store.InputInfo) error {
 	mod, _ := in.Attrs["module"].(string)
 	ver, _ := in.Attrs["version"].(string)
-	if mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {
+	if in.Builder != "builtin:fetch-gomod" || mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {
 		return fmt.Errorf("%s is not a pinned Go module (#GoModule)", in.Path)
 	}
 	emod, err := module.EscapePath(mod)

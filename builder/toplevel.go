@@ -192,9 +192,15 @@ func pinsOf(inputs map[string]store.InputInfo) []Pin {
 			continue
 		}
 		p := Pin{Name: in.Name, Hash: in.OutputHash}
-		p.Module, _ = in.Attrs["module"].(string)
-		p.Version, _ = in.Attrs["version"].(string)
-		p.File, _ = in.Attrs["file"].(string)
+		// What was fetched, as its fetcher reads it (attrs of other
+		// builders say nothing of the source).
+		switch in.Builder {
+		case "builtin:fetch-gomod":
+			p.Module, _ = in.Attrs["module"].(string)
+			p.Version, _ = in.Attrs["version"].(string)
+		case "builtin:fetch-file":
+			p.File, _ = in.Attrs["file"].(string)
+		}
 		pins = append(pins, p)
 	}
 	return mergePins(nil, pins)

@@ -258,13 +258,21 @@ func hashDir(dir string) ([32]byte, error) {
 // began at t and read a file changed since may have seen a mixture of
 // contents: it is not cached, because the entry would record the new
 // content's hash against a graph made from the old.
+//
+// A modification time later than now is a clock out of step (or an
+// unpacked archive), not an edit in progress: it does not count, or such
+// a file would never be cached.
 func ChangedSince(t time.Time, paths ...[]string) bool {
 	// File systems keep modification times coarsely: a second of margin.
 	t = t.Add(-time.Second)
+	now := time.Now()
 	for _, ps := range paths {
 		for _, p := range ps {
 			fi, err := os.Stat(p)
-			if err != nil || !fi.ModTime().Before(t) {
+			if err != nil {
+				return true
+			}
+			if m := fi.ModTime(); !m.Before(t) && !m.After(now) {
 				return true
 			}
 		}

@@ -128,6 +128,13 @@ func TestChangedSince(t *testing.T) {
 	if eval.ChangedSince(time.Now().Add(2*time.Second), []string{f}) {
 		t.Error("a file written well before the evaluation began: got changed, want unchanged")
 	}
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(f, future, future); err != nil {
+		t.Fatal(err)
+	}
+	if eval.ChangedSince(before, []string{f}) {
+		t.Error("a file dated in the future (a clock out of step): got changed, want unchanged")
+	}
 	if !eval.ChangedSince(time.Now().Add(2*time.Second), []string{f + ".gone"}) {
 		t.Error("a file that is gone: got unchanged, want changed")
 	}

@@ -6,6 +6,7 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/format"
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
@@ -220,11 +221,6 @@ func (c *checker) walk(sys cue.Value, path string, con *constraint) {
 	}
 }
 
-// unify reports what unifying the leaf constraint con with sys finds
-// wrong. A concrete scalar is unified as the value it is, without the
-// schema's alternatives it was chosen from (a default that was not taken
-// would be reported as a conflict too), and each scalar value is judged
-// once.
 // plainStruct reports whether the struct constraint pol can be taken
 // apart field by field: it is not closed, and its only pattern is
 // [string]. Anything else (close(…), [=~"^tel"]: _|_) is unified whole.
@@ -268,44 +264,108 @@ func plainStruct(pol cue.Value) bool {
 	return true
 }
 
+// unify reports what unifying the leaf constraint con with sys finds
+// wrong. sys is unified as the data it is (its defaults taken, its
+// schema gone): unified with the live value, a constraint would choose
+// among the schema's alternatives (restart: "always" against *"on-failure"
+// | "always") instead of checking what is built. Each scalar is judged
+// once.
 func (c *checker) unify(sys cue.Value, path string, con *constraint) {
+	data, key, ok := asData(sys)
+	if !ok {
+		data = sys // not concrete: eval would have refused it
+	}
 	var problems []lang.Problem
-	if x, ok := scalar(sys); ok {
-		if ps, seen := con.verdicts[x]; seen {
-			problems = ps
-		} else {
-			problems = explain(sys.Context().Encode(x).Unify(con.v))
+	if ps, seen := con.verdicts[key]; key != nil && seen {
+		problems = ps
+	} else {
+		problems = explain(data.Unify(con.v))
+		if key != nil {
 			if con.verdicts == nil {
 				con.verdicts = make(map[any][]lang.Problem)
 			}
-			con.verdicts[x] = problems
+			con.verdicts[key] = problems
 		}
-	} else {
-		problems = explain(sys.Unify(con.v))
 	}
 	for _, p := range problems {
-		at := path
-		if p.Path != "" {
-			at = p.Path
+		at, deeper := path, p.Path
+		if !ok && strings.HasPrefix(deeper, path) {
+			deeper = strings.TrimPrefix(strings.TrimPrefix(deeper, path), ".")
+		}
+		if deeper != "" {
+			at = joinPath(path, deeper)
 		}
 		msg := p.Msg
 		switch {
 		case strings.HasPrefix(msg, "explicit error (_|_ literal)"):
+			// CUE names the struct whose pattern forbids a field: find
+			// the fields.
+			if fields := forbiddenFields(data, deeper, con.v); len(fields) > 0 {
+				for _, f := range fields {
+					c.add(con.rule, joinPath(at, f), "not allowed by the policy", con.pos, c.whereAt(sys, joinPath(at, f)))
+				}
+				continue
+			}
 			msg = "not allowed by the policy"
 		case msg == "field is required but not present":
 			msg = "required by the policy, but not present"
 		case msg == "field not allowed by the schema":
 			msg = "not allowed by the policy (a closed struct)"
 		}
-		where := c.where(sys)
-		if p.Path != "" && p.Path != path {
-			// Deeper than the constraint: where that value is written.
-			if q := eval.ValuePos(c.root.LookupPath(cue.ParsePath(p.Path))); q.IsValid() {
-				where = q
-			}
-		}
-		c.add(con.rule, at, msg, con.pos, where)
+		c.add(con.rule, at, msg, con.pos, c.whereAt(sys, at))
 	}
+}
+
+// whereAt returns where the value at path (below sys) is written, else
+// where sys is.
+func (c *checker) whereAt(sys cue.Value, path string) eval.Pos {
+	if q := eval.ValuePos(c.root.LookupPath(cue.ParsePath(path))); q.IsValid() {
+		return q
+	}
+	return c.where(sys)
+}
+
+// forbiddenFields returns the fields of the struct at rel in data that
+// the constraint pol forbids one by one (a pattern such as [=~"^tel"]:
+// _|_ that CUE reports at the struct).
+func forbiddenFields(data cue.Value, rel string, pol cue.Value) []string {
+	p := cue.ParsePath(rel)
+	st, sub := data.LookupPath(p), pol.LookupPath(p)
+	it, err := st.Fields()
+	if err != nil || !sub.Exists() {
+		return nil
+	}
+	var out []string
+	for it.Next() {
+		one := data.Context().CompileString("{}").FillPath(cue.MakePath(it.Selector()), it.Value())
+		err := one.Unify(sub).Validate()
+		if err == nil || !strings.Contains(err.Error(), "explicit error (_|_ literal)") {
+			continue
+		}
+		// The field itself, or something in it that a constraint on the
+		// field forbids.
+		name := it.Selector().String()
+		inner := forbiddenFields(st, name, sub)
+		if len(inner) == 0 {
+			out = append(out, name)
+		}
+		for _, f := range inner {
+			out = append(out, joinPath(name, f))
+		}
+	}
+	return out
+}
+
+func joinPath(path, rel string) string {
+	switch {
+	case path == "":
+		return rel
+	case rel == "":
+		return path
+	case strings.HasPrefix(rel, "["):
+		return path + rel
+	}
+	return path + "." + rel
 }
 
 func explain(v cue.Value) []lang.Problem {
@@ -315,24 +375,42 @@ func explain(v cue.Value) []lang.Problem {
 	return nil
 }
 
-// scalar returns sys as a Go value when it is a concrete string, number,
-// bool or null.
-func scalar(sys cue.Value) (any, bool) {
+// numberKey keys a number's verdict by its kind and decimal text (a
+// float64 would round 0.30000000000000001 to 0.3).
+type numberKey struct {
+	kind cue.Kind
+	text string
+}
+
+// asData returns sys as plain data, built anew from its concrete syntax,
+// and a key for its verdict when it is a scalar.
+func asData(sys cue.Value) (data cue.Value, key any, ok bool) {
+	ctx := sys.Context()
 	switch sys.IncompleteKind() {
 	case cue.StringKind:
-		s, err := sys.String()
-		return s, err == nil
-	case cue.IntKind:
-		i, err := sys.Int64()
-		return i, err == nil
+		if s, err := sys.String(); err == nil {
+			return ctx.Encode(s), s, true
+		}
 	case cue.BoolKind:
-		b, err := sys.Bool()
-		return b, err == nil
-	case cue.FloatKind, cue.NumberKind:
-		f, err := sys.Float64()
-		return f, err == nil
+		if b, err := sys.Bool(); err == nil {
+			return ctx.Encode(b), b, true
+		}
 	}
-	return nil, false
+	x, isExpr := sys.Syntax(cue.Final(), cue.Concrete(true)).(ast.Expr)
+	if !isExpr {
+		return cue.Value{}, nil, false
+	}
+	data = ctx.BuildExpr(x)
+	if data.Err() != nil {
+		return cue.Value{}, nil, false
+	}
+	switch k := data.Kind(); k {
+	case cue.IntKind, cue.FloatKind, cue.NullKind:
+		if b, err := format.Node(x); err == nil {
+			key = numberKey{k, string(b)}
+		}
+	}
+	return data, key, true
 }
 
 func join(path string, sel cue.Selector) string {

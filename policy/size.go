@@ -23,13 +23,16 @@ type SizeLimit struct {
 // and whether the path is built at all.
 type ClosureSize func(store.Path) (size int64, built bool, err error)
 
-// CheckSizes checks the limits of the images that are built.
-func CheckSizes(limits []SizeLimit, size ClosureSize) (Violations, error) {
-	var vs Violations
+// CheckSizes checks the limits of the images that are built, and says
+// how many it could not check because their image is not built.
+func CheckSizes(limits []SizeLimit, size ClosureSize) (vs Violations, unbuilt int, err error) {
 	for _, l := range limits {
 		n, built, err := size(l.Image)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
+		}
+		if !built {
+			unbuilt++
 		}
 		if built && n > l.Max {
 			vs = append(vs, Violation{
@@ -39,7 +42,7 @@ func CheckSizes(limits []SizeLimit, size ClosureSize) (Violations, error) {
 		}
 	}
 	if vs == nil {
-		return nil, nil
+		return nil, unbuilt, nil
 	}
-	return vs.sorted(), nil
+	return vs.sorted(), unbuilt, nil
 }

@@ -50,6 +50,15 @@ func (vs Violations) Render(cwd string) string {
 	return b.String()
 }
 
+// Merge returns the violations of vs and more, sorted.
+func (vs Violations) Merge(more Violations) Violations {
+	all := append(append(Violations(nil), vs...), more...)
+	if len(all) == 0 {
+		return nil
+	}
+	return all.sorted()
+}
+
 // JSONViolation is a violation as data, positions as file:line:col
 // relative to the working directory.
 type JSONViolation struct {

@@ -91,8 +91,12 @@ CREATE TABLE IF NOT EXISTS roots (
 );
 `
 
+// DBFile is the store's database, in its directory: a store exists when
+// it does.
+const DBFile = "db.sqlite"
+
 func openDB(dir string) (*sql.DB, error) {
-	path := filepath.Join(dir, "db.sqlite")
+	path := filepath.Join(dir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock when it
 	// begins, so two processes never deadlock upgrading read locks.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,25 +44,18 @@ func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
 	// The cache would say only that the graph passed, not which policies
 	// it passed: check evaluates every time.
 	g, set, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles})
-	if err == nil {
-		err = checkBuiltSizes(e, g)
-	}
 	var vs policy.Violations
-	if err != nil && !asJSON {
+	if err != nil && !errors.As(err, &vs) {
 		return err
 	}
+	// The built images' sizes too, so that one run reports everything.
+	sizes, unbuilt, err := checkBuiltSizes(e, g)
 	if err != nil {
-		var ok bool
-		if vs, ok = err.(policy.Violations); !ok {
-			return err
-		}
+		return err
 	}
+	vs = vs.Merge(sizes)
 	if asJSON {
-		rep := checkReport{Violations: vs.JSON(e.cwd)}
-		if set != nil {
-			rep.Derivations = len(g.Nodes)
-			rep.Policies = set.Sources()
-		}
+		rep := checkReport{Violations: vs.JSON(e.cwd), Derivations: len(g.Nodes), Policies: set.Sources()}
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
@@ -72,31 +66,36 @@ func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 		return nil
 	}
-	return printCheck(e, g, set)
+	if len(vs) > 0 {
+		return vs
+	}
+	return printCheck(e, g, set, unbuilt)
 }
 
-// checkBuiltSizes enforces the size limits on images already in the
-// store, when there is a store (check creates none).
-func checkBuiltSizes(e *env, g *eval.Graph) error {
-	if len(g.Deferred) == 0 {
-		return nil
+// checkBuiltSizes checks the size limits of the images already in the
+// store, when there is one (check creates none), and says how many limits
+// wait for their image to be built.
+func checkBuiltSizes(e *env, g *eval.Graph) (policy.Violations, int, error) {
+	ls, err := sizeLimits(g)
+	if err != nil || len(ls) == 0 {
+		return nil, 0, err
 	}
 	dir, err := storeDir(e)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "store")); err != nil {
-		return nil
+	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err != nil {
+		return nil, len(ls), nil
 	}
 	st, err := openStore(e)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer st.Close()
-	return checkSizes(st, g)
+	return policy.CheckSizes(ls, closureSize(st))
 }
 
-func printCheck(e *env, g *eval.Graph, set *policy.Set) error {
+func printCheck(e *env, g *eval.Graph, set *policy.Set, unbuilt int) error {
 	sources := set.Sources()
 	if len(sources) == 0 {
 		fmt.Fprintf(e.stdout, "%s, no policy: nothing to enforce (write %s beside the configuration, or give --policy)\n", plural(len(g.Nodes), "derivation"), policy.DefaultFile)
@@ -111,6 +110,9 @@ func printCheck(e *env, g *eval.Graph, set *policy.Set) error {
 		verb = "satisfies"
 	}
 	fmt.Fprintf(e.stdout, "%s %s %s: %s\n", plural(len(g.Nodes), "derivation"), verb, what, strings.Join(sources, ", "))
+	if unbuilt > 0 {
+		fmt.Fprintf(e.stdout, "closure sizes: %s wait for images to be built (realize checks them)\n", plural(unbuilt, "limit"))
+	}
 	return nil
 }
 
@@ -134,8 +136,20 @@ func checkSizes(st *store.Store, g *eval.Graph) error {
 	if err != nil || len(ls) == 0 {
 		return err
 	}
+	vs, _, err := policy.CheckSizes(ls, closureSize(st))
+	if err != nil {
+		return err
+	}
+	if vs != nil {
+		return vs
+	}
+	return nil
+}
+
+// closureSize measures runtime closures in st.
+func closureSize(st *store.Store) policy.ClosureSize {
 	ctx := context.Background()
-	vs, err := policy.CheckSizes(ls, func(p store.Path) (int64, bool, error) {
+	return func(p store.Path) (int64, bool, error) {
 		valid, err := st.ValidPaths(ctx, []store.Path{p})
 		if err != nil || !valid[p] {
 			return 0, false, err
@@ -155,12 +169,5 @@ func checkSizes(st *store.Store, g *eval.Graph) error {
 			}
 		}
 		return total, true, nil
-	})
-	if err != nil {
-		return err
 	}
-	if vs != nil {
-		return vs
-	}
-	return nil
 }

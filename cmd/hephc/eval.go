@@ -103,13 +103,13 @@ func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if res.Violations != nil {
-			return g, set, res.Violations // the graph and policies for check --json
-		}
 		if len(res.Limits) > 0 {
 			if g.Deferred, err = json.Marshal(res.Limits); err != nil {
 				return nil, nil, err
 			}
+		}
+		if res.Violations != nil {
+			return g, set, res.Violations // the graph, policies and limits for check
 		}
 		deps, dirs = union(deps, set.Deps), union(dirs, set.Dirs)
 	}

@@ -83,7 +83,14 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The sizes of the images that are built (all of them, unless this is
+	// a dry run): an image larger than the policy allows is neither
+	// recorded as a generation nor linked, nor printed.
+	sizeErr := checkSizes(st, g)
 	if dry {
+		if sizeErr != nil {
+			return sizeErr
+		}
 		return printDryRun(e, res)
 	}
 	if len(res.Built)+len(res.Fetched) == 0 {
@@ -91,13 +98,11 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	} else {
 		fmt.Fprintf(e.stderr, "fetched %d, built %d\n", len(res.Fetched), len(res.Built))
 	}
+	if sizeErr != nil {
+		return sizeErr
+	}
 	for _, p := range res.Paths {
 		fmt.Fprintln(e.stdout, p)
-	}
-	// Built, but neither recorded as a generation nor linked when an
-	// image is larger than the policy allows.
-	if err := checkSizes(st, g); err != nil {
-		return err
 	}
 	if recordAlways || hasSystem(g) {
 		if err := recordGeneration(e, st, g, profile, args); err != nil {
