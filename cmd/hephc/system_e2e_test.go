@@ -61,6 +61,11 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 		took := bootAndExpect(t, top, "HEPH-SELFTEST OK", 180*time.Second)
 		t.Logf("%s booted to its self-test line in %v", image, took.Round(time.Millisecond))
 	}
+	// The base group's threat-reporting daemon runs as a service and has
+	// taken its baseline.
+	server := filepath.Join(storeDir, "store", g.Nodes[g.Roots["images.server"]].Path().Base())
+	took := bootAndExpect(t, server, "HEPH-SENTINEL: watching", 180*time.Second)
+	t.Logf("images.server booted to its sentinel line in %v", took.Round(time.Millisecond))
 
 	// A service whose program is not in the image fails the self-test,
 	// naming the service (only the initramfs and toplevel are rebuilt).
