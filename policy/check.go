@@ -413,9 +413,4 @@ func asData(sys cue.Value) (data cue.Value, key any, ok bool) {
 	return data, key, true
 }
 
-func join(path string, sel cue.Selector) string {
-	if path == "" {
-		return sel.String()
-	}
-	return path + "." + sel.String()
-}
+func join(path string, sel cue.Selector) string { return joinPath(path, sel.String()) }
