@@ -24,7 +24,8 @@ import (
 )
 
 // TestImageIsReproducible realizes the example system's server image
-// (system.cue: u-root's minimal commands, wireguard and attest-tool, heph's
+// (system.cue: u-root's minimal commands, wireguard, attest-tool and the
+// sentinel, heph's
 // init and self-test, the gokrazy kernel; the workstation differs only in
 // its command set and programs, and costs more to build) from nothing in
 // two fresh stores and checks that the busybox, the initramfs and the
@@ -114,7 +115,7 @@ func TestImageIsReproducible(t *testing.T) {
 	for _, p := range m.Packages {
 		names = append(names, p.Name)
 	}
-	for _, want := range []string{"u-root-minimal", "wireguard", "attest-tool", "hephinit", "server-initramfs"} {
+	for _, want := range []string{"u-root-minimal", "wireguard", "attest-tool", "sentinel", "hephinit", "server-initramfs"} {
 		if !strings.Contains(" "+strings.Join(names, " ")+" ", " "+want+" ") {
 			t.Errorf("the manifest's packages %v lack %s", names, want)
 		}
@@ -190,7 +191,7 @@ func checkArchive(t *testing.T, b []byte) {
 	}
 	link("init", "bbin/init")
 	link("bin/uinit", "hephinit")
-	for _, exe := range []string{"bbin/bb", "bin/hephinit", "bin/selftest", "bin/wireguard", "bin/attest-tool"} {
+	for _, exe := range []string{"bbin/bb", "bin/hephinit", "bin/selftest", "bin/wireguard", "bin/attest-tool", "bin/sentinel"} {
 		if r, ok := byName[exe]; !ok || r.mode&0o111 == 0 || !bytes.HasPrefix(r.data, []byte("\x7fELF")) {
 			t.Errorf("%s: want an executable", exe)
 		}
@@ -199,12 +200,12 @@ func checkArchive(t *testing.T, b []byte) {
 		Command string
 		Restart string
 	}
-	if err := json.Unmarshal(byName["etc/heph/services.json"].data, &svcs); err != nil || svcs["selftest"].Command != "/bin/selftest" || svcs["selftest"].Restart != "never" {
-		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest service", svcs, err)
+	if err := json.Unmarshal(byName["etc/heph/services.json"].data, &svcs); err != nil || svcs["selftest"].Command != "/bin/selftest" || svcs["selftest"].Restart != "never" || svcs["sentinel"].Command != "/bin/sentinel" || svcs["sentinel"].Restart != "always" {
+		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest and sentinel services", svcs, err)
 	}
 	var progs []struct{ Path, Package string }
-	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 4 {
-		t.Errorf("etc/heph/programs.json: got %+v (%v), want 4 programs", progs, err)
+	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 5 {
+		t.Errorf("etc/heph/programs.json: got %+v (%v), want 5 programs", progs, err)
 	}
 	if got := string(byName["etc/hostname"].data); got != "server\n" {
 		t.Errorf("etc/hostname: got %q", got)
