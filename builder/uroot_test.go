@@ -25,12 +25,12 @@ import (
 
 // TestImageIsReproducible realizes the example system's server image
 // (system.cue: u-root's minimal commands, wireguard, attest-tool and the
-// sentinel, heph's
-// init and self-test, the gokrazy kernel; the workstation differs only in
-// its command set and programs, and costs more to build) from nothing in
-// two fresh stores and checks that the busybox, the initramfs and the
-// whole toplevel are bit-identical, that the archive is what heph's init needs (sorted
-// records, no times or owners, uinit, the services and programs files),
+// sentinel, heph's init and self-test, the gokrazy kernel; the
+// workstation differs only in its command set and programs, and costs
+// more to build) from nothing in two fresh stores and checks that the
+// busybox, the initramfs and the whole toplevel are bit-identical, that
+// the archive is what heph's init needs (sorted records, no times or
+// owners, uinit, the services and programs files),
 // and that realizing again does nothing. Both stores fetch through one
 // caching proxy, so the sources come from the network once.
 func TestImageIsReproducible(t *testing.T) {
