@@ -84,7 +84,13 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 	}
 	inst := insts[0]
 	if inst.Err != nil {
-		return nil, l.Diagnose(inst.Err)
+		ds := l.Diagnose(inst.Err)
+		for i := range ds {
+			if strings.HasPrefix(ds[i].Msg, "found packages ") {
+				ds[i].Msg += ": the .cue files of a directory are one configuration, with one package clause; name the files to load some of them (e.g. hephc eval system.cue), and give a policy.cue beside them their package"
+			}
+		}
+		return nil, ds
 	}
 	// Errors inside the value (a conflict, a field the schema does not
 	// allow, a dependency cycle) are left to package eval, which walks the
