@@ -61,14 +61,7 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := &load.Config{
-		Dir:     dir,
-		Overlay: overlay(dir),
-	}
-	if _, err := os.Stat(filepath.Join(dir, "cue.mod")); err != nil {
-		// Without a module of its own the directory is a module of hephc's.
-		cfg.ModuleRoot = dir
-	}
+	cfg := loadConfig(dir)
 	loadArgs := files
 	if len(files) == 0 {
 		loadArgs = []string{"."}
@@ -180,6 +173,16 @@ func (l *Loader) resolve(args []string) (dir string, files []string, err error) 
 	return dir, files, nil
 }
 
+// loadConfig is how configurations in dir are loaded: with the schema
+// importable, and, without a module of its own, as a module of hephc's.
+func loadConfig(dir string) *load.Config {
+	cfg := &load.Config{Dir: dir, Overlay: overlay(dir)}
+	if _, err := os.Stat(filepath.Join(dir, "cue.mod")); err != nil {
+		cfg.ModuleRoot = dir
+	}
+	return cfg
+}
+
 // overlay makes the schema importable from dir with no files on disk: a
 // module file (used only when dir has none) and the schema as a package
 // under cue.mod/pkg (which always wins over what disk holds, so hephc
@@ -210,13 +213,12 @@ func (l *Loader) Definition(dir, name string) (cue.Value, error) {
 	if v, ok := l.defs[name]; ok {
 		return v, nil
 	}
-	cfg := &load.Config{Dir: dir, Overlay: overlay(dir)}
-	if _, err := os.Stat(filepath.Join(dir, "cue.mod")); err != nil {
-		cfg.ModuleRoot = dir
+	insts := load.Instances([]string{defs.ImportPath}, loadConfig(dir))
+	if len(insts) != 1 {
+		return cue.Value{}, fmt.Errorf("loading the schema %s: want one instance, found %d", defs.ImportPath, len(insts))
 	}
-	insts := load.Instances([]string{defs.ImportPath}, cfg)
-	if len(insts) != 1 || insts[0].Err != nil {
-		return cue.Value{}, fmt.Errorf("loading the schema %s: %v", defs.ImportPath, insts[0].Err)
+	if err := insts[0].Err; err != nil {
+		return cue.Value{}, fmt.Errorf("loading the schema %s: %v", defs.ImportPath, err)
 	}
 	v := l.ctx.BuildInstance(insts[0]).LookupPath(cue.ParsePath(name))
 	if err := v.Err(); err != nil {

@@ -32,6 +32,14 @@ func (r rule) strings() []string {
 	return out
 }
 
+func setOf(list []string) map[string]bool {
+	set := make(map[string]bool, len(list))
+	for _, s := range list {
+		set[s] = true
+	}
+	return set
+}
+
 // graphRules checks the policy's rules over the graph.
 func (c *checker) graphRules() {
 	nodes := c.g.SortedNodes()
@@ -66,10 +74,11 @@ func (c *checker) licenses(nodes []*eval.Node) {
 		return
 	}
 	list := r.strings()
-	allowed := make(map[string]bool)
-	for _, id := range list {
-		allowed[strings.ToLower(id)] = true
+	lower := make([]string, len(list))
+	for i, id := range list {
+		lower[i] = strings.ToLower(id)
 	}
+	allowed := setOf(lower)
 	for _, n := range nodes {
 		if n.Meta.License == "" {
 			continue
@@ -114,11 +123,9 @@ func (c *checker) modules(nodes []*eval.Node) {
 	if checkSource {
 		allowed = prefixes.strings()
 	}
-	pseudoChannels := map[string]bool{}
+	var pseudoChannels map[string]bool
 	if checkPseudo {
-		for _, ch := range noPseudo.strings() {
-			pseudoChannels[ch] = true
-		}
+		pseudoChannels = setOf(noPseudo.strings())
 	}
 	for _, n := range nodes {
 		path, version, ok := goModule(n)
@@ -171,10 +178,7 @@ func (c *checker) fetchers(nodes []*eval.Node) {
 		return
 	}
 	list := r.strings()
-	allowed := make(map[string]bool)
-	for _, b := range list {
-		allowed[b] = true
-	}
+	allowed := setOf(list)
 	for _, n := range nodes {
 		if n.Drv.IsFixedOutput() && !allowed[n.Drv.Builder] {
 			c.add(r.path, n.Attr+".builder", fmt.Sprintf("fixed-output derivation (a build with network) uses builder %s (allowed: %s)", n.Drv.Builder, strings.Join(list, ", ")), r.pos(), at(n, "builder"))
@@ -284,10 +288,7 @@ func imageRulePaths(img *eval.Node) []string {
 func (c *checker) imageRules(prefix string, img *eval.Node, closure []*eval.Node) {
 	if r, ok := c.rule(prefix + ".channels"); ok {
 		list := r.strings()
-		allowed := map[string]bool{}
-		for _, ch := range list {
-			allowed[ch] = true
-		}
+		allowed := setOf(list)
 		for _, n := range closure {
 			if ch := channel(n); !allowed[ch] {
 				c.add(r.path, n.Attr+".meta.channel", fmt.Sprintf("channel %s is not allowed in image %s (allowed: %s)", ch, img.Drv.Name, strings.Join(list, ", ")), r.pos(), at(n, "meta.channel"))

@@ -25,7 +25,9 @@ type ClosureSize func(store.Path) (size int64, built bool, err error)
 
 // CheckSizes checks the limits of the images that are built, and says
 // how many it could not check because their image is not built.
-func CheckSizes(limits []SizeLimit, size ClosureSize) (vs Violations, unbuilt int, err error) {
+func CheckSizes(limits []SizeLimit, size ClosureSize) (Violations, int, error) {
+	var vs Violations
+	unbuilt := 0
 	for _, l := range limits {
 		n, built, err := size(l.Image)
 		if err != nil {
