@@ -16,7 +16,7 @@ import (
 
 	_ "hephc.dev/hephc/builder"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 func TestMain(m *testing.M) {

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 func init() { sandbox.RegisterBuiltin("fetch-file", fetchFile) }

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 func init() { sandbox.RegisterBuiltin("go-build", goBuild) }

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 func init() { sandbox.RegisterBuiltin("fetch-gomod-graph", fetchGoModGraph) }

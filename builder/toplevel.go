@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 func init() { sandbox.RegisterBuiltin("system-toplevel", systemToplevel) }

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/dirhash"
 
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 // BuildInfoPath is where a build finds /.heph/build.json: the derivation,

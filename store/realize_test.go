@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 )
 
 // testBuilder is internal/testbuilder, built once per test binary.

@@ -14,7 +14,7 @@ import (
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/store/sandbox"
+	"hephc.dev/hephc/sandbox"
 
 	_ "hephc.dev/hephc/builder" // the built-in builders
 )
