@@ -1,0 +1,53 @@
+// Package srcpos is the one position type of hephc: a file, line and column
+// in a configuration, and the one place that formats it ("file:line:col").
+// It is a leaf: it imports nothing of hephc and no CUE, so the store's
+// graph, eval, lang, policy and the CLI all carry the same value.
+package srcpos
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Pos is a position in a source file. File is absolute when it comes from
+// evaluation; the zero Pos is "no position".
+type Pos struct {
+	File      string
+	Line, Col int
+}
+
+// IsValid reports whether p names a position.
+func (p Pos) IsValid() bool { return p.File != "" && p.Line > 0 }
+
+// String formats p as file:line:col ("" for the zero Pos).
+func (p Pos) String() string {
+	if !p.IsValid() {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Rel formats p as String does, with File relative to cwd when it lies
+// below it.
+func (p Pos) Rel(cwd string) string {
+	if !p.IsValid() {
+		return ""
+	}
+	q := p
+	q.File = RelPath(cwd, p.File)
+	return q.String()
+}
+
+// RelPath returns path relative to cwd when path is absolute and lies below
+// cwd; otherwise path unchanged.
+func RelPath(cwd, path string) string {
+	if path == "" || !filepath.IsAbs(path) || cwd == "" {
+		return path
+	}
+	rel, err := filepath.Rel(cwd, path)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return path
+	}
+	return rel
+}
