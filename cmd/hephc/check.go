@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/store"
 )
@@ -76,7 +77,7 @@ func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
 // store, when there is one (check creates none), and says how many limits
 // wait for their image to be built.
 func checkBuiltSizes(e *env, g *eval.Graph) (policy.Violations, int, error) {
-	ls, err := sizeLimits(g)
+	ls, err := pipeline.SizeLimits(g)
 	if err != nil || len(ls) == 0 {
 		return nil, 0, err
 	}
@@ -116,23 +117,10 @@ func printCheck(e *env, g *eval.Graph, set *policy.Set, unbuilt int) error {
 	return nil
 }
 
-// sizeLimits returns the policy rules g holds that apply once images are
-// built.
-func sizeLimits(g *eval.Graph) ([]policy.SizeLimit, error) {
-	if len(g.Deferred) == 0 {
-		return nil, nil
-	}
-	var ls []policy.SizeLimit
-	if err := json.Unmarshal(g.Deferred, &ls); err != nil {
-		return nil, fmt.Errorf("reading the policy's size limits: %w", err)
-	}
-	return ls, nil
-}
-
 // checkSizes enforces the policy's size limits on the images of g that
 // st holds.
 func checkSizes(st *store.Store, g *eval.Graph) error {
-	ls, err := sizeLimits(g)
+	ls, err := pipeline.SizeLimits(g)
 	if err != nil || len(ls) == 0 {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/store"
 )
 
@@ -118,7 +119,7 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 		if err != nil {
 			return nil, err
 		}
-		side := &store.DiffSide{Graph: storeGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
+		side := &store.DiffSide{Graph: pipeline.StoreGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
 		for _, n := range g.Nodes {
 			if info, ok, err := st.QueryPathInfo(ctx, n.Path()); err == nil && ok {
 				side.Sizes[n.Path()] = info.Size

@@ -1,18 +1,16 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"path/filepath"
-	"slices"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
-	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/srcpos"
 )
 
 func init() {
@@ -61,72 +59,24 @@ type evaluation struct {
 	useCache    bool
 }
 
-// evaluate loads the configuration named by args, builds its graph and
-// enforces its policies, through the evaluation cache when useCache is
-// set. The policies checked are returned unless the graph came from the
-// cache (where only a graph that passed is kept).
+// evaluate runs the pipeline for a command: the configuration named by
+// args, relative to the working directory, through hephc's cache. The
+// policies checked are returned unless the graph came from the cache;
+// with violations, the graph and policies come with the error (for
+// check). Warnings are printed here.
 func evaluate(e *env, ev evaluation) (*eval.Graph, *policy.Set, error) {
-	req := eval.Request{Build: buildID(), Attr: ev.attr, Policy: ev.policy}
-	for _, a := range ev.args {
-		req.Args = append(req.Args, absPath(e.cwd, a))
-	}
-	if len(ev.args) == 0 {
-		req.Args = []string{e.cwd}
-	}
-	for _, f := range ev.policyFiles {
-		req.PolicyFiles = append(req.PolicyFiles, absPath(e.cwd, f))
-	}
-	cache := &eval.Cache{Dir: filepath.Join(cacheDir(e), "eval")}
-	if ev.useCache {
-		if g, ok := cache.Get(req); ok {
-			return g, nil, nil
-		}
-	}
-	started := time.Now()
-	l := lang.NewLoader(e.cwd)
-	cfg, err := l.Load(ev.args...)
-	if err != nil {
+	res, err := pipeline.Evaluate(context.Background(), pipeline.Request{
+		Dir: e.cwd, Args: ev.args, Attr: ev.attr,
+		Policy: ev.policy, PolicyFiles: ev.policyFiles,
+		CacheDir: pipeline.CacheDir(e.getenv), UseCache: ev.useCache,
+	})
+	if res == nil {
 		return nil, nil, err
 	}
-	g, err := eval.Build(cfg.Value, eval.Options{Attr: ev.attr})
-	if err != nil {
-		return nil, nil, err
+	for _, w := range res.Warnings {
+		fmt.Fprintf(e.stderr, "hephc: warning: %v\n", w)
 	}
-	deps, dirs := cfg.Deps, cfg.Dirs
-	var set *policy.Set
-	if ev.policy {
-		set, err = policy.Load(l, cfg, policy.Files(cfg, req.PolicyFiles))
-		if err != nil {
-			return nil, nil, err
-		}
-		res, err := policy.Check(cfg.Value, g, set)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(res.Limits) > 0 {
-			if g.Deferred, err = json.Marshal(res.Limits); err != nil {
-				return nil, nil, err
-			}
-		}
-		if res.Violations != nil {
-			return g, set, res.Violations // the graph, policies and limits for check
-		}
-		deps, dirs = union(deps, set.Deps), union(dirs, set.Dirs)
-	}
-	if eval.ChangedSince(started, deps, dirs) {
-		return g, set, nil // edited while it was read: not cached
-	}
-	if err := cache.Put(req, deps, dirs, g); err != nil {
-		fmt.Fprintf(e.stderr, "hephc: warning: %v\n", err)
-	}
-	return g, set, nil
-}
-
-// union returns the sorted union of two sorted lists.
-func union(a, b []string) []string {
-	out := append(append([]string(nil), a...), b...)
-	slices.Sort(out)
-	return slices.Compact(out)
+	return res.Graph, res.Policies, err
 }
 
 // policyFlag adds --policy, for the commands that enforce policy.
@@ -134,9 +84,10 @@ func policyFlag(fs *pflag.FlagSet) {
 	fs.StringArray("policy", nil, "also enforce the policy in `FILE` (repeatable); policy.cue beside the configuration is always enforced")
 }
 
+// posIn renders positions relative to the working directory.
 func posIn(e *env) func(eval.Pos) string {
 	return func(p eval.Pos) string {
-		return fmt.Sprintf("%s:%d:%d", lang.RelPath(e.cwd, p.File), p.Line, p.Col)
+		return srcpos.Pos{File: p.File, Line: p.Line, Col: p.Col}.Rel(e.cwd)
 	}
 }
 

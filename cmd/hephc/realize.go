@@ -14,8 +14,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/zeebo/blake3"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/store"
 )
 
@@ -62,8 +64,8 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	defer st.Close()
-	sg := storeGraph(g)
-	roots := rootHashes(g)
+	sg := pipeline.StoreGraph(g)
+	roots := pipeline.RootHashes(g)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -137,39 +139,11 @@ func printDryRun(e *env, res *store.RealizeResult) error {
 	return nil
 }
 
-// storeGraph is the graph as the store sees it.
-func storeGraph(g *eval.Graph) *store.Graph {
-	sg := &store.Graph{Derivations: make(map[store.DrvHash]*store.Derivation, len(g.Nodes)), Origins: make(map[store.DrvHash]store.Origin, len(g.Nodes))}
-	for h, n := range g.Nodes {
-		sg.Derivations[h] = n.Drv
-		o := store.Origin{Attr: n.Attr}
-		if n.Pos.IsValid() {
-			o.Pos = fmt.Sprintf("%s:%d:%d", n.Pos.File, n.Pos.Line, n.Pos.Col)
-		}
-		sg.Origins[h] = o
-	}
-	return sg
-}
-
-// rootHashes are the graph's roots in the order of their CUE paths.
-func rootHashes(g *eval.Graph) []store.DrvHash {
-	var hs []store.DrvHash
-	seen := make(map[store.DrvHash]bool)
-	for _, attr := range g.RootNames() {
-		h := g.Roots[attr]
-		if !seen[h] {
-			seen[h] = true
-			hs = append(hs, h)
-		}
-	}
-	return hs
-}
-
 // mainOutput is what ./result points at: the one root that is not a
 // fetch, when there is exactly one, or the one root of -A.
 func mainOutput(g *eval.Graph, attr string) (store.DrvHash, bool) {
 	var cands []store.DrvHash
-	for _, h := range rootHashes(g) {
+	for _, h := range pipeline.RootHashes(g) {
 		if attr != "" || !g.Nodes[h].Drv.IsFixedOutput() {
 			cands = append(cands, h)
 		}
@@ -247,13 +221,12 @@ func configDir(e *env, args []string) string {
 	return filepath.Dir(p)
 }
 
-// SystemBuilder builds an image's toplevel: a realization with one among
-// its roots is a system, recorded as a generation.
-const SystemBuilder = "builtin:system-toplevel"
-
+// hasSystem says whether a root of g is an image's toplevel: a
+// realization with one among its roots is a system, recorded as a
+// generation.
 func hasSystem(g *eval.Graph) bool {
 	for _, h := range g.Roots {
-		if g.Nodes[h].Drv.Builder == SystemBuilder {
+		if g.Nodes[h].Drv.Builder == builtins.SystemToplevel {
 			return true
 		}
 	}

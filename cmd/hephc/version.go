@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/pipeline"
 )
 
 func init() {
@@ -25,6 +27,6 @@ func runVersion(e *env, _ *pflag.FlagSet, args []string) error {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		v = bi.Main.Version
 	}
-	fmt.Fprintf(e.stdout, "hephc %s %s %s/%s build %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, buildID()[:12])
+	fmt.Fprintf(e.stdout, "hephc %s %s %s/%s build %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH, pipeline.BuildID()[:12])
 	return nil
 }

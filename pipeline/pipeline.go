@@ -1,0 +1,164 @@
+// Package pipeline is hephc's evaluation pipeline as a library, for the CLI
+// and a package server alike: it loads a configuration (lang), walks it
+// into the derivation graph (eval), enforces its policies (policy), keeps
+// the graph in the evaluation cache, and gives the graph as the store
+// sees it. It returns data and errors and prints nothing; it parses no
+// flags and reads no environment it is not handed. It never imports cmd,
+// and never sandbox, builder or realize: evaluating builds nothing.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/policy"
+)
+
+// Request is what Evaluate is asked for.
+type Request struct {
+	// Dir is the working directory (absolute): relative Args and
+	// PolicyFiles are resolved against it, and diagnostics name files
+	// relative to it.
+	Dir string
+	// Args name the configuration: .cue files of one directory, or one
+	// directory. None means Dir.
+	Args []string
+	// Attr is the CUE path to evaluate, e.g. images.workstation; empty
+	// means the whole configuration.
+	Attr string
+	// Policy enforces the configuration's policies (its policy field and
+	// policy.cue beside it) and those of PolicyFiles.
+	Policy      bool
+	PolicyFiles []string
+	// CacheDir is hephc's cache directory (see CacheDir); the evaluation
+	// cache is its eval directory. Empty means no cache at all. A graph
+	// evaluated is written to the cache whenever it is set and the graph
+	// passed its policies.
+	CacheDir string
+	// UseCache takes the graph from the cache when the cache has it for
+	// an unchanged configuration.
+	UseCache bool
+	// BuildID identifies the hephc that evaluates, so that another build
+	// misses the cache; empty means BuildID().
+	BuildID string
+}
+
+// Result is what Evaluate found.
+type Result struct {
+	Graph *eval.Graph
+	// Policies are the policies checked; nil when the request enforced
+	// none, or when the graph came from the cache (where only a graph
+	// that passed its policies is kept).
+	Policies *policy.Set
+	// FromCache says that the graph was read from the evaluation cache.
+	FromCache bool
+	// Warnings are problems that did not stop the evaluation, e.g. a
+	// cache that could not be written (which only costs time).
+	Warnings []error
+}
+
+// Evaluate loads the configuration of req, builds its graph and enforces
+// its policies, through the evaluation cache when req asks for it.
+//
+// When the policies are violated and nothing else is wrong, Evaluate
+// returns both the Result (graph and policies, for a report) and the
+// policy.Violations as its error. Any other error comes without a Result.
+func Evaluate(ctx context.Context, req Request) (*Result, error) {
+	if !filepath.IsAbs(req.Dir) {
+		return nil, fmt.Errorf("evaluating: working directory %q is not absolute", req.Dir)
+	}
+	key := cacheRequest(req)
+	var cache *eval.Cache
+	if req.CacheDir != "" {
+		cache = &eval.Cache{Dir: filepath.Join(req.CacheDir, "eval")}
+	}
+	if cache != nil && req.UseCache {
+		if g, ok := cache.Get(key); ok {
+			return &Result{Graph: g, FromCache: true}, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	l := lang.NewLoader(req.Dir)
+	cfg, err := l.Load(req.Args...)
+	if err != nil {
+		return nil, err
+	}
+	g, err := eval.Build(cfg.Value, eval.Options{Attr: req.Attr})
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Graph: g}
+	deps, dirs := cfg.Deps, cfg.Dirs
+	if req.Policy {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res.Policies, err = policy.Load(l, cfg, policy.Files(cfg, key.PolicyFiles))
+		if err != nil {
+			return nil, err
+		}
+		checked, err := policy.Check(cfg.Value, g, res.Policies)
+		if err != nil {
+			return nil, err
+		}
+		if len(checked.Limits) > 0 {
+			if g.Deferred, err = json.Marshal(checked.Limits); err != nil {
+				return nil, fmt.Errorf("keeping the policy's size limits: %w", err)
+			}
+		}
+		if checked.Violations != nil {
+			return res, checked.Violations // not cached: only a graph that passed is
+		}
+		deps, dirs = union(deps, res.Policies.Deps), union(dirs, res.Policies.Dirs)
+	}
+	if cache == nil || eval.ChangedSince(started, deps, dirs) {
+		return res, nil // edited while it was read: not cached
+	}
+	if err := cache.Put(key, deps, dirs, g); err != nil {
+		res.Warnings = append(res.Warnings, err)
+	}
+	return res, nil
+}
+
+// cacheRequest is the evaluation cache's key for req: its arguments and
+// policy files made absolute, the directory itself when there are none.
+func cacheRequest(req Request) eval.Request {
+	key := eval.Request{Build: req.BuildID, Attr: req.Attr, Policy: req.Policy}
+	if key.Build == "" {
+		key.Build = BuildID()
+	}
+	for _, a := range req.Args {
+		key.Args = append(key.Args, absPath(req.Dir, a))
+	}
+	if len(req.Args) == 0 {
+		key.Args = []string{req.Dir}
+	}
+	for _, f := range req.PolicyFiles {
+		key.PolicyFiles = append(key.PolicyFiles, absPath(req.Dir, f))
+	}
+	return key
+}
+
+// absPath resolves p against dir.
+func absPath(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// union returns the sorted union of two sorted lists.
+func union(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
