@@ -10,6 +10,7 @@ import (
 	"cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/token"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/defs"
 	"hephc.dev/hephc/store"
 )
@@ -368,7 +369,7 @@ func fieldError(v cue.Value, attr string, err error) *Error {
 // things mean a wrong pin; and two places may not give one derivation
 // different meta (a policy would see only one of them).
 func sameDerivation(n *Node, d *store.Derivation, meta Meta) error {
-	if d.IsFixedOutput() && d.Builder == "builtin:fetch-gomod" {
+	if d.IsFixedOutput() && d.Builder == builtins.FetchGoMod {
 		a, _ := store.AppendCanonicalJSON(nil, n.Drv.Attrs)
 		b, _ := store.AppendCanonicalJSON(nil, d.Attrs)
 		if string(a) != string(b) {

@@ -8,6 +8,7 @@ import (
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/format"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
 )
@@ -74,17 +75,19 @@ func (c *checker) add(rule, path, msg string, pol eval.Pos, sys eval.Pos) {
 }
 
 // kinds are the derivations each constraint of every applies to, by
-// builder ("" for all).
-var kinds = []struct{ field, builder string }{
-	{"derivation", ""},
-	{"goModule", "builtin:fetch-gomod"},
-	{"localFile", "builtin:fetch-file"},
-	{"goModFiles", "builtin:fetch-gomod-graph"},
-	{"goProgram", "builtin:go-build"},
-	{"busybox", "builtin:uroot-busybox"},
-	{"initramfs", "builtin:uroot"},
-	{"image", "builtin:system-toplevel"},
-}
+// builder ("" for all): every derivation, then each built-in builder's
+// kind in the schema's order.
+var kinds = func() []kind {
+	ks := []kind{{"derivation", ""}}
+	for _, b := range builtins.All {
+		ks = append(ks, kind{b.PolicyKind, b.Name})
+	}
+	return ks
+}()
+
+// kind is a field of a policy's every and the builder of the derivations
+// it constrains.
+type kind struct{ field, builder string }
 
 // every unifies each constraint of the policy's every with the
 // derivations of its kind.

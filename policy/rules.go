@@ -9,6 +9,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 )
 
@@ -99,7 +100,7 @@ func (c *checker) licenses(nodes []*eval.Node) {
 
 // goModule returns the module path and version a #GoModule fetches.
 func goModule(n *eval.Node) (path, version string, ok bool) {
-	if n.Drv.Builder != "builtin:fetch-gomod" {
+	if n.Drv.Builder != builtins.FetchGoMod {
 		return "", "", false
 	}
 	path, _ = n.Drv.Attrs["module"].(string)
@@ -254,7 +255,7 @@ func listOrNone(set map[string]bool) string {
 // images checks the rules over each image's closure.
 func (c *checker) images(nodes []*eval.Node) {
 	for _, img := range nodes {
-		if img.Drv.Builder != "builtin:system-toplevel" {
+		if img.Drv.Builder != builtins.SystemToplevel {
 			continue
 		}
 		var closure []*eval.Node
