@@ -1,5 +1,5 @@
-// Package builder holds hephc's built-in builders (builtin:NAME). Each
-// runs inside the build sandbox, in a process of its own: the sandbox
+// Package builder holds hephc's built-in builders (the builtins table's).
+// Each runs inside the build sandbox, in a process of its own: the sandbox
 // starts this executable again and calls the builder registered under the
 // name. A builder reads the derivation and its inputs from
 // /.heph/build.json and writes $out.
@@ -11,8 +11,20 @@ import (
 	"os"
 	"strings"
 
+	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 )
+
+// register makes f the built-in builder name (one of the builtins table)
+// in the sandbox, under its short name.
+func register(name string, f sandbox.BuiltinFunc) {
+	b, ok := builtins.Lookup(name)
+	if !ok {
+		panic("builder: " + name + " is not in the builtins table")
+	}
+	sandbox.RegisterBuiltin(b.Short(), f)
+}
 
 // readBuildInfo reads what the store tells a build about itself.
 func readBuildInfo() (*store.BuildInfo, error) {

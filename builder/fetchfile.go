@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/sandbox"
 )
 
-func init() { sandbox.RegisterBuiltin("fetch-file", fetchFile) }
+func init() { register(builtins.FetchFile, fetchFile) }
 
 // fetchFile copies a file or a directory tree of the configuration into
 // $out, executable bits and symbolic links kept; the store checks it

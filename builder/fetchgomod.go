@@ -14,10 +14,10 @@ import (
 	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
 
-	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/builtins"
 )
 
-func init() { sandbox.RegisterBuiltin("fetch-gomod", fetchGoMod) }
+func init() { register(builtins.FetchGoMod, fetchGoMod) }
 
 // DefaultGoProxy is the module proxy when GOPROXY is unset, as for the go
 // command.

@@ -12,17 +12,17 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/sandbox"
 )
 
-func init() { sandbox.RegisterBuiltin("go-build", goBuild) }
+func init() { register(builtins.GoBuild, goBuild) }
 
 // goBuild builds the main packages attrs.packages of the module in input
 // src with the toolchain in input go, offline: the pinned modules of
 // inputs deps.N are laid out as a module cache (each module's directory a
 // link to its store path, its go.mod and its h1: sum beside it), with the
-// go.mod files of input modfiles (a builtin:fetch-gomod-graph output), if
+// go.mod files of input modfiles (a builtins.FetchGoModGraph output), if
 // any, for the rest of the module graph; the go command may not download
 // anything (GOPROXY=off). The programs land in $out/bin, the pins of the
 // sources in $out/SourcesFile.
@@ -70,7 +70,7 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	return writeSources(info)
 }
 
-// SourcesFile is where, below a builtin:go-build output, the pins of its
+// SourcesFile is where, below a builtins.GoBuild output, the pins of its
 // sources are listed (JSON, a list of Pin): the main module, the
 // toolchain, the dependencies and the go.mod files. It names no store
 // path, so it adds no reference; a system's manifest collects it.
@@ -90,7 +90,7 @@ func writeSources(info *store.BuildInfo) error {
 	return os.WriteFile(p, append(b, '\n'), 0o644)
 }
 
-// linkModFiles adds the go.mod files of a builtin:fetch-gomod-graph output
+// linkModFiles adds the go.mod files of a builtins.FetchGoModGraph output
 // to the module cache at modcache, each a link to its file in the store,
 // unless a pinned module's go.mod is there already. It returns how many
 // it added.
@@ -171,7 +171,7 @@ func layoutModuleCache(info *store.BuildInfo, modcache string, log io.Writer) er
 func linkModule(modcache string, in store.InputInfo) error {
 	mod, _ := in.Attrs["module"].(string)
 	ver, _ := in.Attrs["version"].(string)
-	if in.Builder != "builtin:fetch-gomod" || mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {
+	if in.Builder != builtins.FetchGoMod || mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {
 		return fmt.Errorf("%s is not a pinned Go module (#GoModule)", in.Path)
 	}
 	emod, err := module.EscapePath(mod)

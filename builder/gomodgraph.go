@@ -17,12 +17,12 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 
-	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/builtins"
 )
 
-func init() { sandbox.RegisterBuiltin("fetch-gomod-graph", fetchGoModGraph) }
+func init() { register(builtins.FetchGoModGraph, fetchGoModGraph) }
 
-// ModFilesDir is where, below its output, a builtin:fetch-gomod-graph
+// ModFilesDir is where, below its output, a builtins.FetchGoModGraph
 // build lays out the go.mod files: as in a module cache,
 // ModFilesDir/ESCAPED-PATH/@v/ESCAPED-VERSION.mod.
 const ModFilesDir = "cache/download"

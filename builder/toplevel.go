@@ -9,13 +9,13 @@ import (
 	"sort"
 	"strings"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/sandbox"
 )
 
-func init() { sandbox.RegisterBuiltin("system-toplevel", systemToplevel) }
+func init() { register(builtins.SystemToplevel, systemToplevel) }
 
-// The files of a system toplevel (a builtin:system-toplevel output).
+// The files of a system toplevel (a builtins.SystemToplevel output).
 const (
 	ToplevelKernel   = "kernel"
 	ToplevelInitrd   = "initrd"
@@ -46,8 +46,8 @@ type Package struct {
 	Pins        []Pin    `json:"pins,omitempty"`
 }
 
-// InitramfsManifest is $out/manifest.json of a builtin:uroot-busybox or
-// builtin:uroot output: the u-root commands; for an initramfs, the
+// InitramfsManifest is $out/manifest.json of a builtins.UrootBusybox or
+// builtins.Uroot output: the u-root commands; for an initramfs, the
 // packages whose programs it holds (the busybox among them, each with its
 // own pins), the services and the files; the u-root command that built
 // it; and the pins of its own build (for a busybox u-root, its modules,
@@ -86,7 +86,7 @@ type Manifest struct {
 
 // systemToplevel assembles a bootable system from input kernel (a Go
 // module holding the kernel image attrs.kernelFile, default vmlinuz) and
-// input initrd (a builtin:uroot output): $out/kernel and $out/initrd are
+// input initrd (a builtins.Uroot output): $out/kernel and $out/initrd are
 // copies, $out/cmdline is attrs.cmdline and a newline, and
 // $out/manifest.json says what the system is made of.
 func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
@@ -116,7 +116,7 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 
 	var im InitramfsManifest
 	if err := readJSON(filepath.Join(initrd.Path, InitramfsManifestFile), &im); err != nil {
-		return fmt.Errorf("system-toplevel: input initrd is not an initramfs (a builtin:uroot output): %w", err)
+		return fmt.Errorf("system-toplevel: input initrd is not an initramfs (a %s output): %w", builtins.Uroot, err)
 	}
 
 	if err := os.Mkdir(info.Out, 0o755); err != nil {
@@ -195,10 +195,10 @@ func pinsOf(inputs map[string]store.InputInfo) []Pin {
 		// What was fetched, as its fetcher reads it (attrs of other
 		// builders say nothing of the source).
 		switch in.Builder {
-		case "builtin:fetch-gomod":
+		case builtins.FetchGoMod:
 			p.Module, _ = in.Attrs["module"].(string)
 			p.Version, _ = in.Attrs["version"].(string)
-		case "builtin:fetch-file":
+		case builtins.FetchFile:
 			p.File, _ = in.Attrs["file"].(string)
 		}
 		pins = append(pins, p)

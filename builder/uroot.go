@@ -13,16 +13,16 @@ import (
 	"strings"
 	"time"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/store"
-	"hephc.dev/hephc/sandbox"
 )
 
 func init() {
-	sandbox.RegisterBuiltin("uroot-busybox", urootBusybox)
-	sandbox.RegisterBuiltin("uroot", uroot)
+	register(builtins.UrootBusybox, urootBusybox)
+	register(builtins.Uroot, uroot)
 }
 
-// What a builtin:uroot-busybox or builtin:uroot output holds: the archive
+// What a builtins.UrootBusybox or builtins.Uroot output holds: the archive
 // and what went into it.
 const (
 	InitramfsFile         = "initrd"
@@ -85,7 +85,7 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 
 // uroot assembles a bootable initramfs with the u-root command of input
 // tool, compiling nothing: the archive of input busybox (a
-// builtin:uroot-busybox output), the programs (bin/*) of input init and of
+// builtins.UrootBusybox output), the programs (bin/*) of input init and of
 // the inputs bin.NAME in /bin, attrs.files, and /etc/heph/services.json
 // and /etc/heph/programs.json for heph's init, which u-root's init runs as
 // /bin/uinit. $out/initrd is the archive (u-root writes its records
@@ -104,7 +104,7 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 	busybox, tool := in[0], in[1]
 	var base InitramfsManifest
 	if err := readJSON(filepath.Join(busybox.Path, InitramfsManifestFile), &base); err != nil {
-		return fmt.Errorf("uroot: input busybox is not a builtin:uroot-busybox output: %w", err)
+		return fmt.Errorf("uroot: input busybox is not a %s output: %w", builtins.UrootBusybox, err)
 	}
 	files, err := imageFiles(info.Derivation.Attrs["files"])
 	if err != nil {
