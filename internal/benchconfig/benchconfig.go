@@ -11,7 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"hephc.dev/hephc/builtins"
 )
+
+// Builder is the packages' builder: a built-in name that no builder has,
+// for configurations that are evaluated and never built.
+const Builder = builtins.Prefix + "exec"
 
 // Write writes n packages in the real schema to dir, 1,000 a file;
 // package i depends on i-7, i-14, … (up to 5 earlier packages), the shape
@@ -23,7 +29,7 @@ func Write(tb testing.TB, dir string, n int) {
 		var b strings.Builder
 		b.WriteString("package bench\n\nimport \"hephc.dev/heph\"\n\n")
 		for i := f * perFile; i < n && i < (f+1)*perFile; i++ {
-			fmt.Fprintf(&b, "pkgs: p%d: heph.#Derivation & {\n\tname: \"p%d\"\n\tversion: \"1.%d\"\n\tbuilder: \"builtin:exec\"\n\targs: [\"build\", \"%d\"]\n\tenv: N: \"%d\"\n\tmeta: license: \"MIT\"\n\tinputs: {", i, i, i, i, i)
+			fmt.Fprintf(&b, "pkgs: p%d: heph.#Derivation & {\n\tname: \"p%d\"\n\tversion: \"1.%d\"\n\tbuilder: %q\n\targs: [\"build\", \"%d\"]\n\tenv: N: \"%d\"\n\tmeta: license: \"MIT\"\n\tinputs: {", i, i, i, Builder, i, i)
 			for k := 1; k <= 5 && i-7*k >= 0; k++ {
 				fmt.Fprintf(&b, "d%d: pkgs.p%d, ", k, i-7*k)
 			}
