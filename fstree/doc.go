@@ -1,0 +1,7 @@
+// Package fstree owns file trees as the store keeps them: their canonical
+// hash (HashTree), their canonical read-only form (Canonicalize), copying
+// (CopyTree), removing even read-only trees (RemoveTree), and a
+// reproducible tar form (WriteTar, ExtractTar). It knows nothing of store
+// paths or derivations and imports nothing of hephc; the store finds
+// references through its Scanner.
+package fstree
