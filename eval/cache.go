@@ -14,6 +14,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -87,7 +88,7 @@ type cacheNode struct {
 	OutputHash string
 	Meta       Meta
 	Attr       string
-	Pos        Pos
+	Pos        srcpos.Pos
 }
 
 func (c *Cache) path(r Request) string {

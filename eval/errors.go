@@ -9,6 +9,7 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"hephc.dev/hephc/defs"
+	"hephc.dev/hephc/srcpos"
 )
 
 // Error is an error about a value of the configuration: where it is (in
@@ -70,18 +71,18 @@ func userPosDepth(v cue.Value, depth int) token.Pos {
 
 // FieldPos returns where the value at path (a CUE path such as
 // modules.x_sys.sum) is written in the user's files.
-func FieldPos(root cue.Value, path string) (Pos, bool) {
+func FieldPos(root cue.Value, path string) (srcpos.Pos, bool) {
 	p := cue.ParsePath(path)
 	if p.Err() != nil {
-		return Pos{}, false
+		return srcpos.Pos{}, false
 	}
 	v := root.LookupPath(p)
 	if !v.Exists() {
-		return Pos{}, false
+		return srcpos.Pos{}, false
 	}
 	pos := userPos(v)
 	if !pos.IsValid() || defs.IsSchemaFile(pos.Filename()) {
-		return Pos{}, false
+		return srcpos.Pos{}, false
 	}
 	return posOf(pos), true
 }

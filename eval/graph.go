@@ -11,6 +11,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
 
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -33,7 +34,7 @@ type Node struct {
 	// sorted order.
 	Attr string
 	// Pos is where the derivation is written in the user's files.
-	Pos Pos
+	Pos srcpos.Pos
 
 	value cue.Value // at Attr; absent in a graph from the cache
 }
@@ -46,21 +47,18 @@ const PolicyField = "policy"
 // not exist when the graph came from the evaluation cache.
 func (n *Node) Value() cue.Value { return n.value }
 
-// Pos is a position in a file. Unlike token.Pos it survives the
-// evaluation cache.
-type Pos struct {
-	File      string // absolute
-	Line, Col int
-}
+// Pos is srcpos.Pos, the one position type.
+//
+// Deprecated: use srcpos.Pos; this name stays until no caller is left.
+type Pos = srcpos.Pos
 
-// IsValid reports whether p names a position.
-func (p Pos) IsValid() bool { return p.File != "" && p.Line > 0 }
-
-func posOf(p token.Pos) Pos {
+// posOf returns p as a srcpos.Pos, which (unlike token.Pos) survives the
+// evaluation cache; its file is absolute.
+func posOf(p token.Pos) srcpos.Pos {
 	if !p.IsValid() {
-		return Pos{}
+		return srcpos.Pos{}
 	}
-	return Pos{File: p.Filename(), Line: p.Line(), Col: p.Column()}
+	return srcpos.Pos{File: p.Filename(), Line: p.Line(), Col: p.Column()}
 }
 
 // Path returns the node's store path.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -34,7 +35,7 @@ type JSONGraph struct {
 
 // JSON returns g as a JSONGraph; pos renders a position (e.g. relative to
 // the working directory).
-func (g *Graph) JSON(pos func(Pos) string) *JSONGraph {
+func (g *Graph) JSON(pos func(srcpos.Pos) string) *JSONGraph {
 	out := &JSONGraph{Roots: map[string]string{}, Derivations: map[string]*JSONDerivation{}}
 	for attr, h := range g.Roots {
 		out.Roots[attr] = g.Nodes[h].Path().String()
@@ -45,7 +46,7 @@ func (g *Graph) JSON(pos func(Pos) string) *JSONGraph {
 	return out
 }
 
-func (g *Graph) jsonNode(n *Node, pos func(Pos) string) *JSONDerivation {
+func (g *Graph) jsonNode(n *Node, pos func(srcpos.Pos) string) *JSONDerivation {
 	d := n.Drv
 	j := &JSONDerivation{
 		Hash: n.Hash, Name: d.Name, Version: d.Version, System: d.System,

@@ -12,26 +12,34 @@ import (
 	"cuelang.org/go/cue/token"
 
 	"hephc.dev/hephc/defs"
+	"hephc.dev/hephc/srcpos"
 )
 
-// Diagnostic is one error about the configuration, at a position.
+// Diagnostic is one error about the configuration, at a position: what
+// Report prints.
 type Diagnostic struct {
-	// File is relative to the loader's working directory when it is below
-	// it; "" when the error has no position.
-	File      string
-	Line, Col int
+	// Pos is the error's position, its file relative to the working
+	// directory when it lies below it and a schema file named
+	// hephc.dev/heph/FILE.cue; the zero Pos when the error has none.
+	Pos srcpos.Pos
 	// Path is the CUE path of the offending value, e.g. packages.age.sum.
 	Path string
 	Msg  string
-	// Related are further positions (e.g. the schema constraint), rendered
-	// as file:line:col.
+	// Related are further positions (e.g. the schema constraint), each a
+	// line: file:line:col, said the same way as Pos, with what is there
+	// ("schema: hephc.dev/heph/base.cue:3:9", "policy.cue:4:2: rule
+	// licenses.allow").
 	Related []string
 }
 
+// String renders d: "file:line:col: path: message" ("hephc: " for the
+// position when d has none), then each related position on a line of its
+// own, indented by a tab.
 func (d Diagnostic) String() string {
 	var b strings.Builder
-	if d.File != "" {
-		fmt.Fprintf(&b, "%s:%d:%d: ", d.File, d.Line, d.Col)
+	if d.Pos.IsValid() {
+		b.WriteString(d.Pos.String())
+		b.WriteString(": ")
 	} else {
 		b.WriteString("hephc: ")
 	}
@@ -64,14 +72,8 @@ func (ds Diagnostics) Error() string {
 func (ds Diagnostics) Sort() Diagnostics {
 	sort.SliceStable(ds, func(i, j int) bool {
 		a, b := ds[i], ds[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Col != b.Col {
-			return a.Col < b.Col
+		if c := a.Pos.Compare(b.Pos); c != 0 {
+			return c < 0
 		}
 		if a.Path != b.Path {
 			return a.Path < b.Path
@@ -84,8 +86,8 @@ func (ds Diagnostics) Sort() Diagnostics {
 	var out Diagnostics
 	at := make(map[string]int)
 	for _, d := range ds {
-		key := fmt.Sprintf("%s:%d:%d\x00%s", d.File, d.Line, d.Col, d.Msg)
-		if i, ok := at[key]; ok && d.File != "" {
+		key := d.Pos.String() + "\x00" + d.Msg
+		if i, ok := at[key]; ok && d.Pos.IsValid() {
 			o := &out[i]
 			if len(d.Path) < len(o.Path) {
 				o.Path = d.Path
@@ -109,24 +111,6 @@ func mergeRelated(a, b []string) []string {
 	return out
 }
 
-// Diagnose turns a CUE error (possibly a list) into sorted Diagnostics whose
-// positions are relative to the loader's working directory.
-func (l *Loader) Diagnose(err error) Diagnostics {
-	return DiagnoseIn(l.Cwd, err)
-}
-
-// DiagnoseIn is Diagnose for a given working directory.
-func DiagnoseIn(cwd string, err error) Diagnostics {
-	var ds Diagnostics
-	for _, p := range Explain(err) {
-		ds = append(ds, p.diagnostic(cwd))
-	}
-	if len(ds) == 0 && err != nil {
-		ds = append(ds, Diagnostic{Msg: err.Error()})
-	}
-	return ds.Sort()
-}
-
 // Problem is one CUE error said plainly: the path of the offending value,
 // the message, and every position the error involves.
 type Problem struct {
@@ -142,8 +126,12 @@ type Problem struct {
 // plain words, a value that matches none of a disjunction's alternatives
 // one problem.
 func Explain(err error) []Problem {
+	return explainErrors(errors.Errors(err))
+}
+
+func explainErrors(errs []errors.Error) []Problem {
 	var ps []Problem
-	for _, e := range errors.Errors(err) {
+	for _, e := range errs {
 		ps = append(ps, explain(e))
 	}
 	return groupDisjunctions(ps)
@@ -196,16 +184,14 @@ func (p Problem) diagnostic(cwd string) Diagnostic {
 		if o := p.Own; o.IsValid() && !defs.IsSchemaFile(o.Filename()) {
 			primary = slices.IndexFunc(user, func(q token.Pos) bool { return q.String() == o.String() })
 		}
-		q := user[primary]
-		d.File, d.Line, d.Col = RelPath(cwd, q.Filename()), q.Line(), q.Column()
+		d.Pos = SourcePos(user[primary]).RelTo(cwd)
 		for i, q := range user {
 			if i != primary {
 				d.Related = append(d.Related, FormatPos(cwd, q))
 			}
 		}
 	} else if len(schema) > 0 {
-		q := schema[0]
-		d.File, d.Line, d.Col = FormatSchemaFile(q.Filename()), q.Line(), q.Column()
+		d.Pos = schemaPos(schema[0])
 		schema = schema[1:]
 	}
 	for _, q := range schema {
@@ -342,25 +328,25 @@ func FormatSchemaFile(filename string) string {
 	return defs.ImportPath + "/" + filepath.Base(filename)
 }
 
-// FormatPos renders p as file:line:col, relative to cwd.
+// FormatPos renders p as file:line:col, relative to cwd, a schema file
+// named as FormatSchemaFile names it.
 func FormatPos(cwd string, p token.Pos) string {
-	f := p.Filename()
-	if defs.IsSchemaFile(f) {
-		f = FormatSchemaFile(f)
-	} else {
-		f = RelPath(cwd, f)
-	}
-	return fmt.Sprintf("%s:%d:%d", f, p.Line(), p.Column())
+	return displayPos(cwd, p).String()
 }
 
-// RelPath returns path relative to cwd when it lies below cwd.
-func RelPath(cwd, path string) string {
-	if path == "" || !filepath.IsAbs(path) {
-		return path
+// displayPos returns p as people read it: its file relative to cwd, a
+// schema file named as FormatSchemaFile names it.
+func displayPos(cwd string, p token.Pos) srcpos.Pos {
+	if defs.IsSchemaFile(p.Filename()) {
+		return schemaPos(p)
 	}
-	rel, err := filepath.Rel(cwd, path)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return path
-	}
-	return rel
+	return SourcePos(p).RelTo(cwd)
+}
+
+// schemaPos returns p, a position in the schema, with its file named as
+// FormatSchemaFile names it.
+func schemaPos(p token.Pos) srcpos.Pos {
+	q := SourcePos(p)
+	q.File = FormatSchemaFile(q.File)
+	return q
 }

@@ -11,6 +11,7 @@ import (
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 )
 
 // Result is what a check found: the violations, sorted (nil when there
@@ -34,7 +35,7 @@ func Check(root cue.Value, g *eval.Graph, set *Set) (*Result, error) {
 	for _, p := range set.Policies {
 		c.policy = p
 		if sys := p.Value.LookupPath(cue.ParsePath("system")); sys.Exists() {
-			c.walk(root, "", compile(sys, "system", eval.Pos{}))
+			c.walk(root, "", compile(sys, "system", srcpos.Pos{}))
 		}
 		c.every()
 		c.graphRules()
@@ -58,7 +59,7 @@ type checker struct {
 // where returns where v is written in the configuration, else where the
 // nearest value around it that walk is in is (a value the schema gave
 // has no position of its own).
-func (c *checker) where(v cue.Value) eval.Pos {
+func (c *checker) where(v cue.Value) srcpos.Pos {
 	if p := eval.ValuePos(v); p.IsValid() {
 		return p
 	}
@@ -67,11 +68,11 @@ func (c *checker) where(v cue.Value) eval.Pos {
 			return p
 		}
 	}
-	return eval.Pos{}
+	return srcpos.Pos{}
 }
 
-func (c *checker) add(rule, path, msg string, pol eval.Pos, sys eval.Pos) {
-	c.out = append(c.out, Violation{Rule: rule, Path: path, Msg: msg, Policy: pol, System: sys})
+func (c *checker) add(rule, path, msg string, pol srcpos.Pos, sys srcpos.Pos) {
+	c.out = append(c.out, Violation{Rule: rule, Attr: path, Text: msg, Policy: pol, System: sys})
 }
 
 // kinds are the derivations each constraint of every applies to, by
@@ -101,7 +102,7 @@ func (c *checker) every() {
 		if nodes == nil {
 			nodes = c.g.SortedNodes()
 		}
-		con := compile(pol, "every."+k.field, eval.Pos{})
+		con := compile(pol, "every."+k.field, srcpos.Pos{})
 		for _, n := range nodes {
 			if k.builder == "" || n.Drv.Builder == k.builder {
 				c.walk(n.Value(), n.Attr, con)
@@ -121,7 +122,7 @@ func (c *checker) every() {
 type constraint struct {
 	rule    string
 	v       cue.Value
-	pos     eval.Pos
+	pos     srcpos.Pos
 	leaf    bool
 	top     bool // _: nothing to check
 	fields  []field
@@ -140,7 +141,7 @@ type field struct {
 
 // compile takes pol (at rule) apart; near is the position of the
 // constraint around it, for a constraint without one of its own.
-func compile(pol cue.Value, rule string, near eval.Pos) *constraint {
+func compile(pol cue.Value, rule string, near srcpos.Pos) *constraint {
 	c := &constraint{rule: rule, v: pol, pos: eval.ValuePos(pol)}
 	if !c.pos.IsValid() {
 		c.pos = near
@@ -321,7 +322,7 @@ func (c *checker) unify(sys cue.Value, path string, con *constraint) {
 
 // whereAt returns where the value at path (below sys) is written, else
 // where sys is.
-func (c *checker) whereAt(sys cue.Value, path string) eval.Pos {
+func (c *checker) whereAt(sys cue.Value, path string) srcpos.Pos {
 	if q := eval.ValuePos(c.root.LookupPath(cue.ParsePath(path))); q.IsValid() {
 		return q
 	}

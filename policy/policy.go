@@ -16,6 +16,7 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 )
 
 // DefaultFile is the policy file hephc reads beside a configuration.
@@ -81,7 +82,7 @@ func Load(l *lang.Loader, cfg *lang.Config, files []string) (*Set, error) {
 	if v := cfg.Value.LookupPath(field); v.Exists() {
 		source := "the configuration's policy field"
 		if at := eval.ValuePos(v); at.IsValid() {
-			source = lang.RelPath(l.Cwd, at.File)
+			source = srcpos.RelPath(l.Cwd, at.File)
 		}
 		p, err := newPolicy(source, v, def, l)
 		if err != nil {
@@ -101,9 +102,9 @@ func Load(l *lang.Loader, cfg *lang.Config, files []string) (*Set, error) {
 			if err := pc.Value.Err(); err != nil {
 				return nil, l.Diagnose(err)
 			}
-			return nil, fmt.Errorf("%s: no %s field: a policy file sets %s: heph.#Policy & {…}", lang.RelPath(l.Cwd, f), eval.PolicyField, eval.PolicyField)
+			return nil, fmt.Errorf("%s: no %s field: a policy file sets %s: heph.#Policy & {…}", srcpos.RelPath(l.Cwd, f), eval.PolicyField, eval.PolicyField)
 		}
-		p, err := newPolicy(lang.RelPath(l.Cwd, f), v, def, l)
+		p, err := newPolicy(srcpos.RelPath(l.Cwd, f), v, def, l)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +119,7 @@ func newPolicy(source string, v, def cue.Value, l *lang.Loader) (*Policy, error)
 	// A disjunction would leave every rule unknown.
 	if disjunction(v, 0) {
 		at := eval.ValuePos(v)
-		return nil, lang.Diagnostics{{File: lang.RelPath(l.Cwd, at.File), Line: at.Line, Col: at.Col, Path: eval.PolicyField,
+		return nil, lang.Diagnostics{{Pos: at.RelTo(l.Cwd), Path: eval.PolicyField,
 			Msg: "the policy is a disjunction of several policies: give one (or mark one the default with *)"}}
 	}
 	v, _ = v.Default()
@@ -148,7 +149,7 @@ func checkVersions(v cue.Value, cwd string) lang.Diagnostics {
 	var ds lang.Diagnostics
 	bad := func(at cue.Value, path, version string) {
 		p := eval.ValuePos(at)
-		ds = append(ds, lang.Diagnostic{File: lang.RelPath(cwd, p.File), Line: p.Line, Col: p.Col, Path: path,
+		ds = append(ds, lang.Diagnostic{Pos: p.RelTo(cwd), Path: path,
 			Msg: fmt.Sprintf("%q is not a semantic version (want vMAJOR.MINOR.PATCH, e.g. v0.35.0)", version)})
 	}
 	each := func(path string, f func(sel cue.Selector, v cue.Value)) {

@@ -11,6 +11,7 @@ import (
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/srcpos"
 )
 
 // rule is one rule of a policy over the graph: its path in the policy and
@@ -25,7 +26,7 @@ func (c *checker) rule(path string) (rule, bool) {
 	return rule{path, v}, v.Exists()
 }
 
-func (r rule) pos() eval.Pos { return eval.ValuePos(r.v) }
+func (r rule) pos() srcpos.Pos { return eval.ValuePos(r.v) }
 
 func (r rule) strings() []string {
 	var out []string
@@ -53,7 +54,7 @@ func (c *checker) graphRules() {
 
 // at returns where field of n (e.g. meta.license) is written, else where
 // n is.
-func at(n *eval.Node, field string) eval.Pos {
+func at(n *eval.Node, field string) srcpos.Pos {
 	if v := n.Value().LookupPath(cue.ParsePath(field)); v.Exists() {
 		if p := eval.ValuePos(v); p.IsValid() {
 			return p
@@ -210,7 +211,7 @@ func (c *checker) groups() {
 		}
 		group := c.root.LookupPath(p)
 		if !group.Exists() {
-			c.add(want.path, gpath, fmt.Sprintf("the configuration has no group %s, which must provide %s", gpath, strings.Join(caps, ", ")), want.pos(), eval.Pos{})
+			c.add(want.path, gpath, fmt.Sprintf("the configuration has no group %s, which must provide %s", gpath, strings.Join(caps, ", ")), want.pos(), srcpos.Pos{})
 			continue
 		}
 		pkgs := group.LookupPath(cue.ParsePath("packages"))

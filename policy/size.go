@@ -3,7 +3,7 @@ package policy
 import (
 	"fmt"
 
-	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -15,8 +15,8 @@ type SizeLimit struct {
 	Max   int64      `json:"max"`
 	Rule  string     `json:"rule"`
 	// Policy is where the policy says it, System where the image is.
-	Policy eval.Pos `json:"policy"`
-	System eval.Pos `json:"system"`
+	Policy srcpos.Pos `json:"policy"`
+	System srcpos.Pos `json:"system"`
 }
 
 // ClosureSize returns the size in bytes of a store path's runtime closure,
@@ -38,8 +38,8 @@ func CheckSizes(limits []SizeLimit, size ClosureSize) (Violations, int, error) {
 		}
 		if built && n > l.Max {
 			vs = append(vs, Violation{
-				Rule: l.Rule, Path: l.Attr, Policy: l.Policy, System: l.System,
-				Msg: fmt.Sprintf("the closure of image %s is %s (%d bytes), more than %d bytes", l.Image.Name, store.FormatSize(n), n, l.Max),
+				Rule: l.Rule, Attr: l.Attr, Policy: l.Policy, System: l.System,
+				Text: fmt.Sprintf("the closure of image %s is %s (%d bytes), more than %d bytes", l.Image.Name, store.FormatSize(n), n, l.Max),
 			})
 		}
 	}

@@ -3,52 +3,88 @@ package policy
 import (
 	"fmt"
 	"sort"
-	"strings"
 
-	"hephc.dev/hephc/eval"
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 )
 
-// Violation is one value of the configuration that a policy forbids.
+// Violation is one value of the configuration that a policy forbids. It
+// is a CUE error (lang.Exact): its position is the configuration's, its
+// one related position the policy's, noted with the rule.
 type Violation struct {
 	// Rule is the policy's path to what it says, e.g. licenses.allow or
 	// every.goModule.path.
 	Rule string
-	// Path is the CUE path of the offending value in the configuration,
+	// Attr is the CUE path of the offending value in the configuration,
 	// e.g. base.packages.age.meta.license.
-	Path string
-	Msg  string
+	Attr string
+	Text string
 	// Policy is where the policy says it; System where the configuration
 	// breaks it (invalid when the configuration lacks what the policy
 	// requires and has no place to point to).
-	Policy, System eval.Pos
+	Policy, System srcpos.Pos
+}
+
+var _ lang.Exact = Violation{}
+
+// Position is where the configuration breaks the rule.
+func (v Violation) Position() token.Pos { return lang.TokenPos(v.System) }
+
+// InputPositions is where the policy says the rule.
+func (v Violation) InputPositions() []token.Pos { return []token.Pos{lang.TokenPos(v.Policy)} }
+
+// Notes names the rule said at the policy's position.
+func (v Violation) Notes() []string { return []string{"rule " + v.Rule} }
+
+// Path is Attr's selectors, or Attr whole when it is not a CUE path that
+// its selectors spell again (a path joined by hand, such as list.0).
+func (v Violation) Path() []string {
+	if v.Attr == "" {
+		return nil
+	}
+	p := cue.ParsePath(v.Attr)
+	if p.Err() != nil || p.String() != v.Attr {
+		return []string{v.Attr}
+	}
+	var elems []string
+	for _, s := range p.Selectors() {
+		elems = append(elems, s.String())
+	}
+	return elems
+}
+
+func (v Violation) Msg() (string, []any) { return "%s", []any{v.Text} }
+
+func (v Violation) Error() string {
+	if v.Attr == "" {
+		return v.Text
+	}
+	return v.Attr + ": " + v.Text
 }
 
 // Violations are all of a check's violations, sorted; non-empty, they are
-// an error.
+// an error (lang.Summarized: each violation, then how many there are).
 type Violations []Violation
 
-func (vs Violations) Error() string { return vs.Render("") }
+var _ lang.Summarized = Violations{}
 
-// Render writes one violation a paragraph: the configuration's position,
-// the path and the message, then the policy's position and rule, with
-// files relative to cwd.
-func (vs Violations) Render(cwd string) string {
-	var b strings.Builder
+func (vs Violations) Error() string { return lang.Report("", vs) }
+
+// Errors returns the violations as CUE errors, in their order.
+func (vs Violations) Errors() []errors.Error {
+	out := make([]errors.Error, len(vs))
 	for i, v := range vs {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		if v.System.IsValid() {
-			b.WriteString(formatPos(cwd, v.System) + ": ")
-		} else {
-			b.WriteString("hephc: ")
-		}
-		fmt.Fprintf(&b, "%s: %s\n\t%s: rule %s", v.Path, v.Msg, formatPos(cwd, v.Policy), v.Rule)
+		out[i] = v
 	}
-	fmt.Fprintf(&b, "\nhephc: %s of policy", plural(len(vs), "violation"))
-	return b.String()
+	return out
 }
+
+// Summary says how many violations there are.
+func (vs Violations) Summary() string { return plural(len(vs), "violation") + " of policy" }
 
 // Merge returns the violations of vs and more, sorted.
 func (vs Violations) Merge(more Violations) Violations {
@@ -73,20 +109,13 @@ type JSONViolation struct {
 func (vs Violations) JSON(cwd string) []JSONViolation {
 	out := make([]JSONViolation, 0, len(vs))
 	for _, v := range vs {
-		j := JSONViolation{Rule: v.Rule, Path: v.Path, Message: v.Msg, Policy: formatPos(cwd, v.Policy)}
-		if v.System.IsValid() {
-			j.System = formatPos(cwd, v.System)
+		j := JSONViolation{Rule: v.Rule, Path: v.Attr, Message: v.Text, Policy: "?", System: v.System.Rel(cwd)}
+		if v.Policy.IsValid() {
+			j.Policy = v.Policy.Rel(cwd)
 		}
 		out = append(out, j)
 	}
 	return out
-}
-
-func formatPos(cwd string, p eval.Pos) string {
-	if !p.IsValid() {
-		return "?"
-	}
-	return fmt.Sprintf("%s:%d:%d", lang.RelPath(cwd, p.File), p.Line, p.Col)
 }
 
 // sorted orders violations by the configuration's position, then path,
@@ -94,22 +123,16 @@ func formatPos(cwd string, p eval.Pos) string {
 func (vs Violations) sorted() Violations {
 	sort.SliceStable(vs, func(i, j int) bool {
 		a, b := vs[i], vs[j]
-		if a.System.File != b.System.File {
-			return a.System.File < b.System.File
+		if c := a.System.Compare(b.System); c != 0 {
+			return c < 0
 		}
-		if a.System.Line != b.System.Line {
-			return a.System.Line < b.System.Line
-		}
-		if a.System.Col != b.System.Col {
-			return a.System.Col < b.System.Col
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
+		if a.Attr != b.Attr {
+			return a.Attr < b.Attr
 		}
 		if a.Rule != b.Rule {
 			return a.Rule < b.Rule
 		}
-		return a.Msg < b.Msg
+		return a.Text < b.Text
 	})
 	var out Violations
 	for i, v := range vs {

@@ -5,6 +5,7 @@
 package srcpos
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -31,12 +32,25 @@ func (p Pos) String() string {
 // Rel formats p as String does, with File relative to cwd when it lies
 // below it.
 func (p Pos) Rel(cwd string) string {
-	if !p.IsValid() {
-		return ""
+	return p.RelTo(cwd).String()
+}
+
+// RelTo returns p with File relative to cwd when it lies below it.
+func (p Pos) RelTo(cwd string) Pos {
+	p.File = RelPath(cwd, p.File)
+	return p
+}
+
+// Compare orders positions by file, line and column; it returns -1, 0 or
+// +1 as p is before, at or after q.
+func (p Pos) Compare(q Pos) int {
+	if c := strings.Compare(p.File, q.File); c != 0 {
+		return c
 	}
-	q := p
-	q.File = RelPath(cwd, p.File)
-	return q.String()
+	if c := cmp.Compare(p.Line, q.Line); c != 0 {
+		return c
+	}
+	return cmp.Compare(p.Col, q.Col)
 }
 
 // RelPath returns path relative to cwd when path is absolute and lies below

@@ -8,13 +8,12 @@ import (
 	"sort"
 	"strings"
 
-	cueerrors "cuelang.org/go/cue/errors"
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/lang"
-	"hephc.dev/hephc/policy"
-	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/srcpos"
+	"hephc.dev/hephc/store"
 
 	_ "hephc.dev/hephc/builder" // the built-in builders
 )
@@ -142,31 +141,19 @@ func run(e *env, args []string) int {
 	return 1
 }
 
-// printError is the one place errors are printed: diagnostics about the
-// configuration one a line with file:line:col, anything else after
-// "hephc: ".
+// printError is the one place errors are printed: every error as
+// lang.Report says it (diagnostics about the configuration one a line
+// with file:line:col, anything else after "hephc: "), failed builds first
+// made diagnostics that end with their logs. A silentError has been
+// reported already.
 func printError(e *env, err error) {
-	if printBuildErrors(e, err) {
-		return
-	}
 	if _, ok := err.(silentError); ok {
 		return
 	}
-	var vs policy.Violations
-	if errors.As(err, &vs) {
-		fmt.Fprintln(e.stderr, vs.Render(e.cwd))
-		return
+	if ds, ok := buildFailures(e.cwd, err); ok {
+		err = ds
 	}
-	var ds lang.Diagnostics
-	if errors.As(err, &ds) {
-		fmt.Fprintln(e.stderr, ds.Error())
-		return
-	}
-	if _, ok := err.(cueerrors.Error); ok {
-		fmt.Fprintln(e.stderr, lang.DiagnoseIn(e.cwd, err).Error())
-		return
-	}
-	fmt.Fprintf(e.stderr, "hephc: %v\n", err)
+	fmt.Fprintln(e.stderr, lang.Report(e.cwd, err))
 }
 
 func mainUsage(w io.Writer, global *pflag.FlagSet) {
@@ -195,10 +182,10 @@ func commandUsage(w io.Writer, c *command, fs *pflag.FlagSet) {
 	}
 }
 
-// printBuildErrors prints failed builds: the derivation, where it is
-// written, the end of its log and where the log is. It reports whether err
-// was made of build errors only.
-func printBuildErrors(e *env, err error) bool {
+// buildFailures says failed builds: the derivation, where it is written,
+// the end of its log and where the log is, a diagnostic each. It reports
+// whether err was made of build errors only.
+func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
@@ -207,31 +194,34 @@ func printBuildErrors(e *env, err error) bool {
 	}
 	for _, one := range errs {
 		if _, ok := one.(*store.BuildError); !ok {
-			return false
+			return nil, false
 		}
 	}
+	var ds lang.Diagnostics
 	for _, one := range errs {
 		be := one.(*store.BuildError)
-		where := ""
+		var b strings.Builder
+		fmt.Fprintf(&b, "building %s", be.Path)
 		if be.Origin.Attr != "" {
-			where = " (" + be.Origin.Attr
+			b.WriteString(" (" + be.Origin.Attr)
 			if be.Origin.Pos != "" {
-				where += " at " + relPos(e.cwd, be.Origin.Pos)
+				b.WriteString(" at " + relPos(cwd, be.Origin.Pos))
 			}
-			where += ")"
+			b.WriteString(")")
 		}
-		fmt.Fprintf(e.stderr, "hephc: building %s%s failed: %v\n", be.Path, where, be.Err)
+		fmt.Fprintf(&b, " failed: %v", be.Err)
 		if len(be.LogTail) > 0 {
-			fmt.Fprintf(e.stderr, "last %d log lines:\n", len(be.LogTail))
+			fmt.Fprintf(&b, "\nlast %d log lines:", len(be.LogTail))
 			for _, l := range be.LogTail {
-				fmt.Fprintf(e.stderr, "  | %s\n", l)
+				fmt.Fprintf(&b, "\n  | %s", l)
 			}
 		}
 		if be.LogPath != "" {
-			fmt.Fprintf(e.stderr, "full log: %s\n", be.LogPath)
+			fmt.Fprintf(&b, "\nfull log: %s", be.LogPath)
 		}
+		ds = append(ds, lang.Diagnostic{Msg: b.String()})
 	}
-	return true
+	return ds, true
 }
 
 // relPos makes the file of a file:line:col position relative to cwd.
@@ -240,5 +230,5 @@ func relPos(cwd, pos string) string {
 	if i < 0 {
 		return pos
 	}
-	return lang.RelPath(cwd, pos[:i]) + pos[i:]
+	return srcpos.RelPath(cwd, pos[:i]) + pos[i:]
 }

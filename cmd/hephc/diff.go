@@ -160,7 +160,7 @@ func placeReasons(e *env, d *store.Diff, side *diffSide) {
 		for _, r := range c.Why {
 			for _, field := range fieldCandidates(r.Field) {
 				if pos, ok := eval.FieldPos(side.cfg, r.Attr+"."+field); ok {
-					r.Pos = fmt.Sprintf("%s:%d:%d", lang.RelPath(e.cwd, pos.File), pos.Line, pos.Col)
+					r.Pos = pos.Rel(e.cwd)
 					break
 				}
 			}

@@ -12,6 +12,7 @@ import (
 
 	"hephc.dev/hephc/defs"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 )
 
 func init() {
@@ -39,7 +40,7 @@ func runInit(e *env, _ *pflag.FlagSet, args []string) error {
 		if err := writeFile(mod, []byte(lang.ModuleFile())); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "wrote %s\n", lang.RelPath(e.cwd, mod))
+		fmt.Fprintf(e.stdout, "wrote %s\n", srcpos.RelPath(e.cwd, mod))
 	} else if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
@@ -60,7 +61,7 @@ func runInit(e *env, _ *pflag.FlagSet, args []string) error {
 		if err := writeFile(p, files[name]); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "wrote %s\n", lang.RelPath(e.cwd, p))
+		fmt.Fprintf(e.stdout, "wrote %s\n", srcpos.RelPath(e.cwd, p))
 	}
 	return nil
 }

@@ -16,8 +16,8 @@ import (
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
-	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/pipeline"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -273,7 +273,7 @@ func configHash(e *env, args []string) (string, string) {
 	var names []string
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
-		rel := lang.RelPath(e.cwd, f)
+		rel := srcpos.RelPath(e.cwd, f)
 		names = append(names, rel)
 		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(f), len(b))
 		h.Write(b)
