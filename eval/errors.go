@@ -88,11 +88,11 @@ func FieldPos(root cue.Value, path string) (srcpos.Pos, bool) {
 }
 
 // ValuePos returns where v is written in the user's files (looking through
-// the schema's conjuncts), or an invalid Pos.
-func ValuePos(v cue.Value) Pos {
+// the schema's conjuncts), or the zero srcpos.Pos.
+func ValuePos(v cue.Value) srcpos.Pos {
 	p := userPos(v)
 	if !p.IsValid() || defs.IsSchemaFile(p.Filename()) {
-		return Pos{}
+		return srcpos.Pos{}
 	}
 	return posOf(p)
 }
