@@ -26,7 +26,7 @@ func TestTokenPos(t *testing.T) {
 			continue
 		}
 		if tp.Filename() != p.File || tp.Line() != p.Line || tp.Column() != p.Col {
-			t.Errorf("TokenPos(%v) = %s:%d:%d", p, tp.Filename(), tp.Line(), tp.Column())
+			t.Errorf("TokenPos(%v) = %v", p, lang.SourcePos(tp))
 		}
 		if got := lang.SourcePos(tp); got != p {
 			t.Errorf("SourcePos(TokenPos(%v)) = %v", p, got)

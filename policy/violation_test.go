@@ -6,6 +6,7 @@ import (
 
 	"cuelang.org/go/cue/errors"
 
+	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/srcpos"
 )
 
@@ -16,7 +17,7 @@ func TestViolationIsACUEError(t *testing.T) {
 	}
 	var e errors.Error = v
 	if p := e.Position(); p.Filename() != "/work/system.cue" || p.Line() != 12 || p.Column() != 14 {
-		t.Errorf("Position() = %s:%d:%d, want the configuration's /work/system.cue:12:14", p.Filename(), p.Line(), p.Column())
+		t.Errorf("Position() = %v, want the configuration's /work/system.cue:12:14", lang.SourcePos(p))
 	}
 	in := e.InputPositions()
 	if len(in) != 1 || in[0].Filename() != "/work/policy.cue" || in[0].Line() != 4 || in[0].Column() != 3 {
