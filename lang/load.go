@@ -1,6 +1,8 @@
-// Package lang loads hephc configurations: .cue files that import the
-// embedded schema hephc.dev/heph, evaluated with cue/load, with every error
-// turned into a diagnostic that names file, line and column.
+// Package lang loads hephc configurations (.cue files that import the
+// embedded schema hephc.dev/heph, evaluated with cue/load) and says every
+// error as diagnostics that name file, line and column: Report is hephc's
+// one error printer, CUE's errors said plainly, hephc's own (lang.Exact)
+// as they are.
 package lang
 
 import (
