@@ -1,0 +1,310 @@
+package trust
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"hephc.dev/hephc/srcpos"
+)
+
+// Policy is a trust policy, free of CUE: the people trusted and their
+// keys, the keys revoked, and how many distinct people must have built
+// and reproduced each path. policy compiles heph.#TrustPolicy into it.
+type Policy struct {
+	// Source names the policy for people: its file, or the store owner's.
+	Source  string
+	People  []Person
+	Revoked []Revocation
+	Rules   []Rule
+}
+
+// Person is someone whose signatures count, with the keys that sign for
+// them. However many of their keys sign, a person counts once.
+type Person struct {
+	Name string
+	Keys []Key
+	Pos  srcpos.Pos
+}
+
+// Key is one of a person's public keys. From Expires on (when not zero)
+// its signatures count for nothing.
+type Key struct {
+	Public  PublicKey
+	Expires time.Time
+	Pos     srcpos.Pos
+}
+
+// Revocation withdraws a key: its signatures count for nothing, whenever
+// they were made.
+type Revocation struct {
+	Key    KeyID
+	Reason string
+	Pos    srcpos.Pos
+}
+
+// Rule says how many distinct people must have attested the paths it
+// applies to: Signatures who built or reproduced it, Reproductions who
+// reproduced it, each counted among From (everyone in the policy when
+// empty). A rule applies to a path written at one of Groups (an attribute
+// path: "base" is base and everything below it) or whose store name
+// matches one of Names (path.Match patterns); a rule with neither applies
+// to every path.
+type Rule struct {
+	Groups        []string
+	Names         []string
+	Signatures    int
+	Reproductions int
+	From          []string
+	Pos           srcpos.Pos
+}
+
+// Check reports whether p is consistent: names unique, every key someone's
+// only, every name in a From a person.
+func (p *Policy) Check() error {
+	people := map[string]bool{}
+	owner := map[KeyID]string{}
+	for _, pe := range p.People {
+		if err := checkKeyName(pe.Name); err != nil {
+			return fmt.Errorf("%s: person: %w", pe.Pos, err)
+		}
+		if people[pe.Name] {
+			return fmt.Errorf("%s: person %s is listed twice", pe.Pos, pe.Name)
+		}
+		people[pe.Name] = true
+		for _, k := range pe.Keys {
+			if k.Public.IsZero() {
+				return fmt.Errorf("%s: person %s: a key without a public key", k.Pos, pe.Name)
+			}
+			id := k.Public.ID()
+			if o, ok := owner[id]; ok {
+				return fmt.Errorf("%s: key %s is both %s's and %s's: a key belongs to one person", k.Pos, id, o, pe.Name)
+			}
+			owner[id] = pe.Name
+		}
+	}
+	for _, r := range p.Rules {
+		if r.Signatures < 0 || r.Reproductions < 0 {
+			return fmt.Errorf("%s: a rule's signatures and reproductions are counts, 0 or more", r.Pos)
+		}
+		for _, n := range r.From {
+			if !people[n] {
+				return fmt.Errorf("%s: rule from %s: no such person in the policy", r.Pos, n)
+			}
+		}
+		for _, n := range r.Names {
+			if _, err := path.Match(n, ""); err != nil {
+				return fmt.Errorf("%s: rule name pattern %q: %w", r.Pos, n, err)
+			}
+		}
+		pool := len(r.From)
+		if pool == 0 {
+			pool = len(p.People)
+		}
+		if need := max(r.Signatures, r.Reproductions); need > pool {
+			return fmt.Errorf("%s: the rule needs %d people but counts only %d: no path could meet it", r.Pos, need, pool)
+		}
+	}
+	return nil
+}
+
+// Keys returns every key of p, revoked and expired ones too (so that their
+// signatures are verified and reported as not counting).
+func (p *Policy) Keys() Keys {
+	ks := Keys{}
+	for _, pe := range p.People {
+		for _, k := range pe.Keys {
+			ks.Add(k.Public)
+		}
+	}
+	return ks
+}
+
+// Candidate is a store path asking to be admitted.
+type Candidate struct {
+	Subject Subject
+	// Attr is the attribute path the configuration writes it at, "" when
+	// not known (an archive does not say): then every rule with Groups
+	// applies to it.
+	Attr string
+	// Pinned says the path is a fixed-output path whose content was
+	// checked against its pin: it is admitted on the pin alone.
+	Pinned bool
+}
+
+// Decision is what a policy says of one candidate.
+type Decision struct {
+	Subject Subject
+	Policy  string
+	// OnPin says the path was admitted on its pin, without signatures.
+	OnPin bool
+	// Built and Reproduced are the people whose attestations counted.
+	Built, Reproduced []string
+	// Ignored says why each other attestation did not count.
+	Ignored    []string
+	Violations []*Violation
+}
+
+// Admitted reports whether the policy holds for the candidate.
+func (d *Decision) Admitted() bool { return len(d.Violations) == 0 }
+
+// Violation is a rule that a path does not meet.
+type Violation struct {
+	Path    string
+	Policy  string
+	Rule    Rule
+	Message string
+}
+
+func (v *Violation) Error() string {
+	s := v.Path + ": " + v.Message
+	if v.Rule.Pos.IsValid() {
+		s += " (rule at " + v.Rule.Pos.String() + ")"
+	} else if v.Policy != "" {
+		s += " (" + v.Policy + ")"
+	}
+	return s
+}
+
+// Evaluate decides whether c is admitted given the attestations atts
+// (verified signatures, of c's subject or not) at time now.
+func (p *Policy) Evaluate(c Candidate, atts []Attestation, now time.Time) *Decision {
+	d := &Decision{Subject: c.Subject, Policy: p.Source}
+	if c.Pinned {
+		d.OnPin = true
+		return d
+	}
+	owner := map[KeyID]*Person{}
+	key := map[KeyID]*Key{}
+	for i := range p.People {
+		pe := &p.People[i]
+		for j := range pe.Keys {
+			id := pe.Keys[j].Public.ID()
+			owner[id], key[id] = pe, &pe.Keys[j]
+		}
+	}
+	revoked := map[KeyID]Revocation{}
+	for _, r := range p.Revoked {
+		revoked[r.Key] = r
+	}
+	built, reproduced := map[string]bool{}, map[string]bool{}
+	for _, a := range atts {
+		pe, ok := owner[a.Key]
+		switch {
+		case !a.Subject.Equal(c.Subject):
+			d.Ignored = append(d.Ignored, fmt.Sprintf("%s by %s is for other bytes (%s)", a.Kind, a.Key, subjectDifference(a.Subject, c.Subject)))
+		case !ok:
+			d.Ignored = append(d.Ignored, fmt.Sprintf("%s by %s: a key the policy does not know", a.Kind, a.Key))
+		case revoked[a.Key].Key != "":
+			d.Ignored = append(d.Ignored, fmt.Sprintf("%s by %s's key %s: revoked (%s)", a.Kind, pe.Name, a.Key, revoked[a.Key].Reason))
+		case !key[a.Key].Expires.IsZero() && !now.Before(key[a.Key].Expires):
+			d.Ignored = append(d.Ignored, fmt.Sprintf("%s by %s's key %s: expired on %s", a.Kind, pe.Name, a.Key, key[a.Key].Expires.UTC().Format(time.RFC3339)))
+		default:
+			built[pe.Name] = true
+			if a.Kind == Reproduced {
+				reproduced[pe.Name] = true
+			}
+		}
+	}
+	d.Built, d.Reproduced = sortedKeys(built), sortedKeys(reproduced)
+	name := c.Subject.Path[strings.LastIndexByte(c.Subject.Path, '/')+1:]
+	if i := strings.IndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
+	for _, r := range p.Rules {
+		if !r.applies(c.Attr, name) {
+			continue
+		}
+		pool := r.From
+		if len(pool) == 0 {
+			for _, pe := range p.People {
+				pool = append(pool, pe.Name)
+			}
+		}
+		if v := count(r.Signatures, "signatures", "built or reproduced it", pool, built); v != "" {
+			d.Violations = append(d.Violations, &Violation{Path: c.Subject.Path, Policy: p.Source, Rule: r, Message: v})
+		}
+		if v := count(r.Reproductions, "reproductions", "reproduced it", pool, reproduced); v != "" {
+			d.Violations = append(d.Violations, &Violation{Path: c.Subject.Path, Policy: p.Source, Rule: r, Message: v})
+		}
+	}
+	return d
+}
+
+// count checks that need people of pool are in got; else it says who
+// attested and who could still.
+func count(need int, what, did string, pool []string, got map[string]bool) string {
+	var have, missing []string
+	for _, n := range pool {
+		if got[n] {
+			have = append(have, n)
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	if len(have) >= need {
+		return ""
+	}
+	who := "nobody"
+	if len(have) > 0 {
+		who = strings.Join(have, ", ")
+	}
+	return fmt.Sprintf("%d of %d %s: %s %s; missing any %d of %s", len(have), need, what, who, did, need-len(have), strings.Join(missing, ", "))
+}
+
+func (r *Rule) applies(attr, name string) bool {
+	if len(r.Groups) == 0 && len(r.Names) == 0 {
+		return true
+	}
+	for _, g := range r.Groups {
+		if attr == "" || attr == g || strings.HasPrefix(attr, g+".") {
+			return true
+		}
+	}
+	for _, n := range r.Names {
+		if ok, _ := path.Match(n, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectDifference names the first field in which a differs from want.
+func subjectDifference(a, want Subject) string {
+	switch {
+	case a.Path != want.Path:
+		return "path " + a.Path
+	case a.ContentHash != want.ContentHash:
+		return "content hash " + a.ContentHash + ", not " + want.ContentHash
+	case a.LayerDigest != want.LayerDigest:
+		return "layer " + a.LayerDigest + ", not " + want.LayerDigest
+	case a.Deriver != want.Deriver:
+		return "derivation " + a.Deriver + ", not " + want.Deriver
+	case !slices.Equal(a.References, want.References):
+		return "other references"
+	}
+	return "the same"
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Admit evaluates c under every policy of ps (the store owner's and any
+// the configuration adds: each must hold, so a configuration can tighten
+// the owner's policy, never loosen it) and returns the decisions.
+func Admit(ps []*Policy, c Candidate, atts []Attestation, now time.Time) []*Decision {
+	out := make([]*Decision, len(ps))
+	for i, p := range ps {
+		out[i] = p.Evaluate(c, atts, now)
+	}
+	return out
+}
