@@ -171,4 +171,3 @@ func (ks Keys) Add(k PublicKey) { ks[k.ID()] = k }
 
 // String names the problem for people.
 func (p SignatureProblem) String() string { return fmt.Sprintf("%s: %s", p.Key, p.Reason) }
-

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	intoto "github.com/in-toto/attestation/go/v1"
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -135,7 +135,9 @@ type provenance struct {
 		ExternalParameters map[string]any `json:"externalParameters"`
 	} `json:"buildDefinition"`
 	RunDetails struct {
-		Builder  struct{ ID string `json:"id"` } `json:"builder"`
+		Builder struct {
+			ID string `json:"id"`
+		} `json:"builder"`
 		Metadata struct {
 			FinishedOn string `json:"finishedOn"`
 		} `json:"metadata"`
