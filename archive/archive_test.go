@@ -1,0 +1,524 @@
+package archive
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
+)
+
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func newStore(t testing.TB) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// install makes a path named name holding files (a "/" suffix makes a
+// directory, "->" a symlink, "*" an executable) and referring to refs.
+func install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	d := &store.Derivation{Name: name, System: "x86_64-linux", Builder: "builtin:test", Args: keys}
+	p, err := d.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := s.LockGC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Unlock()
+	tmp, err := s.TempDir("add-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "out")
+	os.Mkdir(out, 0o755)
+	for _, k := range keys {
+		v := files[k]
+		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		switch {
+		case strings.HasSuffix(k, "/"):
+			err = os.MkdirAll(f, 0o755)
+		case strings.HasPrefix(v, "->"):
+			err = os.Symlink(v[2:], f)
+		case strings.HasSuffix(k, "*"):
+			err = os.WriteFile(f, []byte(v), 0o755)
+		default:
+			err = os.WriteFile(f, []byte(v), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Install(ctx, store.InstallRequest{Path: p, Source: out, References: refs, Deriver: p.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testKey(t testing.TB, name string) *trust.SecretKey {
+	seed := sha256.Sum256([]byte("test key " + name))
+	k, err := trust.KeyFromSeed(name, seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// policy trusts alice, bob and carol and needs n signatures of every path.
+func policy(t testing.TB, n int) *trust.Policy {
+	p := &trust.Policy{Source: "test policy", Rules: []trust.Rule{{Signatures: n}}}
+	for _, name := range []string{"alice", "bob", "carol"} {
+		p.People = append(p.People, trust.Person{Name: name, Keys: []trust.Key{{Public: testKey(t, name).Public()}}})
+	}
+	if err := p.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// signAll attests every path of s by each of signers, in s's
+// attestations directory.
+func signAll(t testing.TB, s *store.Store, ps []store.Path, signers ...string) {
+	t.Helper()
+	for _, p := range ps {
+		sub, err := StoreSubject(context.Background(), s, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range signers {
+			env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: "test", Time: testNow}, testKey(t, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := trust.StoreDir(s.Dir).Add(p.Base(), env); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// sample makes lib (with a symlink, an executable, a directory) and app
+// referring to it.
+func sample(t testing.TB, s *store.Store) []store.Path {
+	lib := install(t, s, "lib", map[string]string{"lib/libx.so*": "ELF...", "share/": "", "README": "hello\n", "current": "->lib"})
+	app := install(t, s, "app", map[string]string{"bin/app*": "#!/bin/sh\nexec " + lib.String() + "/lib/libx.so\n"}, lib)
+	return []store.Path{app, lib}
+}
+
+func export(t testing.TB, s *store.Store, ps []store.Path) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "oci")
+	if _, err := Export(context.Background(), s, ps, dir, ExportOptions{Attestations: trust.StoreDir(s.Dir)}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func importInto(t testing.TB, s *store.Store, dir string, ps ...*trust.Policy) (*ImportResult, error) {
+	return Import(context.Background(), s, dir, ImportOptions{Policies: ps, Now: testNow, Attestations: trust.StoreDir(s.Dir)})
+}
+
+// storeState lists what a store holds: valid paths and files on disk.
+func storeState(t testing.TB, s *store.Store) string {
+	var b strings.Builder
+	filepath.WalkDir(filepath.Join(s.Dir, "store"), func(p string, d fs.DirEntry, err error) error {
+		fmt.Fprintln(&b, strings.TrimPrefix(p, s.Dir))
+		return nil
+	})
+	filepath.WalkDir(filepath.Join(s.Dir, "attestations"), func(p string, d fs.DirEntry, err error) error {
+		fmt.Fprintln(&b, strings.TrimPrefix(p, s.Dir))
+		return nil
+	})
+	ps, _ := s.ValidPaths(context.Background(), nil)
+	fmt.Fprintln(&b, len(ps))
+	return b.String()
+}
+
+func TestExportImportRoundTrip(t *testing.T) {
+	src := newStore(t)
+	ps := sample(t, src)
+	signAll(t, src, ps, "alice", "bob")
+	dir := export(t, src, ps)
+
+	dst := newStore(t)
+	res, err := importInto(t, dst, dir, policy(t, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Imported) != 2 || res.Imported[0] != ps[1] {
+		t.Fatalf("imported %v, want lib then app", res.Imported)
+	}
+	ctx := context.Background()
+	for _, p := range ps {
+		a, _, _ := src.QueryPathInfo(ctx, p)
+		b, ok, err := dst.QueryPathInfo(ctx, p)
+		if err != nil || !ok {
+			t.Fatalf("%s not valid after import: %v", p, err)
+		}
+		if a.ContentHash != b.ContentHash || fmt.Sprint(a.References) != fmt.Sprint(b.References) {
+			t.Fatalf("%s: got %s %v, want %s %v", p, b.ContentHash, b.References, a.ContentHash, a.References)
+		}
+		envs, err := trust.StoreDir(dst.Dir).List(p.Base())
+		if err != nil || len(envs) != 2 {
+			t.Fatalf("%s: %d attestations kept, want 2 (%v)", p, len(envs), err)
+		}
+	}
+	// Importing again finds everything present.
+	res, err = importInto(t, dst, dir, policy(t, 2))
+	if err != nil || len(res.Present) != 2 || len(res.Imported) != 0 {
+		t.Fatalf("again: %+v, %v", res, err)
+	}
+}
+
+func TestExportReproducible(t *testing.T) {
+	a, b := newStore(t), newStore(t)
+	pa, pb := sample(t, a), sample(t, b)
+	signAll(t, a, pa, "alice")
+	signAll(t, b, pb, "alice")
+	if digestTree(t, export(t, a, pa)) != digestTree(t, export(t, b, pb)) {
+		t.Fatal("two stores holding the same paths exported different bytes")
+	}
+}
+
+// The layer format is a contract: statements bind its diff id, and
+// registries share its blobs. This pins it.
+func TestLayerGolden(t *testing.T) {
+	p, err := store.ParsePath("/heph/store/0123456789abcdfghijklmnpqrsvwxyz0123456789abcdfghij0-golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(root, "empty"), 0o755)
+	os.WriteFile(filepath.Join(root, "bin", "hi"), []byte("#!/bin/sh\necho hi\n"), 0o700)
+	os.WriteFile(filepath.Join(root, "hello"), []byte("hello\n"), 0o600)
+	os.Symlink("hello", filepath.Join(root, "link"))
+	li, err := WriteLayer(io_discard{}, root, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, err := DiffID(root, p)
+	if err != nil || diff != li.DiffID {
+		t.Fatalf("DiffID %s, WriteLayer's %s (%v)", diff, li.DiffID, err)
+	}
+	const wantDiff = "sha256:462383fedfeb96991c354b9db6184a4fff25ab56e30f7f8bcc9ecccf48b0afa3"
+	if li.DiffID.String() != wantDiff {
+		t.Errorf("diff id %s, want %s", li.DiffID, wantDiff)
+	}
+}
+
+type io_discard struct{}
+
+func (io_discard) Write(b []byte) (int, error) { return len(b), nil }
+
+func digestTree(t testing.TB, dir string) string {
+	h := sha256.New()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(h, strings.TrimPrefix(p, dir), d.Type())
+		if d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			h.Write(b)
+		}
+		return nil
+	})
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// go-containerregistry reads the layout: each path's layer decompresses
+// to its diff id.
+func TestLayoutReadableByGGCR(t *testing.T) {
+	s := newStore(t)
+	ps := sample(t, s)
+	signAll(t, s, ps, "alice")
+	dir := export(t, s, ps)
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) != 4 {
+		t.Fatalf("%d manifests, want 2 paths and 2 attestations", len(im.Manifests))
+	}
+	for _, d := range im.Manifests[:2] {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := img.LayerByDigest(m.Layers[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if _, err := copyAll(h, rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != m.Annotations[AnnotationDiffID] {
+			t.Fatalf("%s: layer decompresses to %s, the manifest says %s", d.Annotations[AnnotationPath], got, m.Annotations[AnnotationDiffID])
+		}
+	}
+	for _, d := range im.Manifests[2:] {
+		if d.ArtifactType != EnvelopeMediaType {
+			t.Fatalf("got %s, want attestations last", d.ArtifactType)
+		}
+	}
+}
+
+func TestImportRefusals(t *testing.T) {
+	src := newStore(t)
+	ps := sample(t, src)
+	signAll(t, src, ps, "alice", "bob")
+	good := export(t, src, ps)
+
+	t.Run("k-1 signatures", func(t *testing.T) {
+		dst := newStore(t)
+		before := storeState(t, dst)
+		_, err := importInto(t, dst, good, policy(t, 3))
+		if !IsRefused(err) || !strings.Contains(err.Error(), "2 of 3 signatures: alice, bob built or reproduced it; missing any 1 of carol") {
+			t.Fatalf("got %v", err)
+		}
+		if storeState(t, dst) != before {
+			t.Fatal("the store changed")
+		}
+	})
+	t.Run("no policy", func(t *testing.T) {
+		if _, err := importInto(t, newStore(t), good); err == nil || !strings.Contains(err.Error(), "no trust policy") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("bad signature", func(t *testing.T) {
+		dir := copyDir(t, good)
+		// Re-sign a statement with carol's key but claim bob's key id.
+		rewriteEnvelopes(t, dir, func(env map[string]any) {
+			sigs := env["signatures"].([]any)
+			sig := sigs[0].(map[string]any)
+			b := []byte(sig["sig"].(string))
+			b[5] ^= 1
+			sig["sig"] = string(b)
+		})
+		dst := newStore(t)
+		_, err := importInto(t, dst, dir, policy(t, 1))
+		if !IsRefused(err) || !strings.Contains(err.Error(), "bad signature") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("missing reference", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "oci")
+		if _, err := Export(context.Background(), src, ps[:1], dir, ExportOptions{Attestations: trust.StoreDir(src.Dir)}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := importInto(t, newStore(t), dir, policy(t, 1))
+		if !IsRefused(err) || !strings.Contains(err.Error(), "neither in the archive nor in the store") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("layer digest mismatch", func(t *testing.T) {
+		dir := copyDir(t, good)
+		a, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := filepath.Join(dir, "blobs", "sha256", a.Entries[0].Layer.Digest.Hex)
+		b, _ := os.ReadFile(blob)
+		b[len(b)/2] ^= 0xff
+		os.Chmod(blob, 0o644)
+		os.WriteFile(blob, b, 0o644)
+		dst := newStore(t)
+		before := storeState(t, dst)
+		_, err = importInto(t, dst, dir, policy(t, 2))
+		if !IsRefused(err) {
+			t.Fatalf("got %v, want a refusal", err)
+		}
+		if storeState(t, dst) != before {
+			t.Fatal("the store changed")
+		}
+		if tmp, _ := os.ReadDir(filepath.Join(dst.Dir, "tmp")); len(tmp) != 0 {
+			t.Fatalf("left in tmp: %v", tmp)
+		}
+	})
+	t.Run("truncated archive", func(t *testing.T) {
+		dir := copyDir(t, good)
+		a, _ := Open(dir)
+		os.Remove(filepath.Join(dir, "blobs", "sha256", a.Entries[1].Manifest.Digest.Hex))
+		if _, err := importInto(t, newStore(t), dir, policy(t, 2)); err == nil {
+			t.Fatal("no error")
+		}
+	})
+	t.Run("manifest changed", func(t *testing.T) {
+		dir := copyDir(t, good)
+		a, _ := Open(dir)
+		blob := filepath.Join(dir, "blobs", "sha256", a.Entries[0].Manifest.Digest.Hex)
+		b, _ := os.ReadFile(blob)
+		os.Chmod(blob, 0o644)
+		os.WriteFile(blob, []byte(strings.Replace(string(b), `"dev.hephc.store.size":"`, `"dev.hephc.store.size":"1`, 1)), 0o644)
+		_, err := importInto(t, newStore(t), dir, policy(t, 2))
+		if !IsRefused(err) || !strings.Contains(err.Error(), "its descriptor says") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// A store that has a path gains the attestations of another store's
+// archive for the same bytes: not before this test's policy counts them.
+func TestImportTwoStoresCombine(t *testing.T) {
+	a, b := newStore(t), newStore(t)
+	pa, pb := sample(t, a), sample(t, b)
+	signAll(t, a, pa, "alice")
+	signAll(t, b, pb, "bob")
+	one := export(t, a, pa)
+	if _, err := importInto(t, newStore(t), one, policy(t, 2)); !IsRefused(err) {
+		t.Fatalf("one signature, signatures: 2: got %v", err)
+	}
+	// b exports its paths with alice's attestations added.
+	for _, p := range pb {
+		envs, _ := trust.StoreDir(a.Dir).List(p.Base())
+		for _, e := range envs {
+			trust.StoreDir(b.Dir).Add(p.Base(), e)
+		}
+	}
+	both := export(t, b, pb)
+	if _, err := importInto(t, newStore(t), both, policy(t, 2)); err != nil {
+		t.Fatalf("alice and bob, signatures: 2: %v", err)
+	}
+}
+
+func TestImportPinnedPath(t *testing.T) {
+	src := newStore(t)
+	f := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(f, []byte("pinned bytes\n"), 0o644)
+	p, err := src.Add(context.Background(), f, "data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := export(t, src, []store.Path{p})
+	res, err := importInto(t, newStore(t), dir, policy(t, 3))
+	if err != nil || len(res.Imported) != 1 || !res.Decisions[0].OnPin {
+		t.Fatalf("a pinned path with no signatures: %+v, %v", res, err)
+	}
+}
+
+func copyDir(t testing.TB, src string) string {
+	dst := filepath.Join(t.TempDir(), "copy")
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, strings.TrimPrefix(p, src))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// rewriteEnvelopes changes every envelope of the layout in dir with f and
+// fixes up the digests that name it, as an attacker would.
+func rewriteEnvelopes(t testing.TB, dir string, f func(map[string]any)) {
+	a, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = a
+	var idx map[string]any
+	ib, _ := os.ReadFile(filepath.Join(dir, "index.json"))
+	json.Unmarshal(ib, &idx)
+	for _, d := range idx["manifests"].([]any) {
+		desc := d.(map[string]any)
+		if desc["artifactType"] != EnvelopeMediaType {
+			continue
+		}
+		mb := readBlobFile(t, dir, desc["digest"].(string))
+		var m map[string]any
+		json.Unmarshal(mb, &m)
+		layer := m["layers"].([]any)[0].(map[string]any)
+		var env map[string]any
+		json.Unmarshal(readBlobFile(t, dir, layer["digest"].(string)), &env)
+		f(env)
+		eb, _ := json.Marshal(env)
+		layer["digest"], layer["size"] = writeBlobFile(t, dir, eb), len(eb)
+		mb, _ = json.Marshal(m)
+		desc["digest"], desc["size"] = writeBlobFile(t, dir, mb), len(mb)
+	}
+	ib, _ = json.Marshal(idx)
+	os.WriteFile(filepath.Join(dir, "index.json"), ib, 0o644)
+}
+
+func readBlobFile(t testing.TB, dir, digest string) []byte {
+	b, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeBlobFile(t testing.TB, dir string, b []byte) string {
+	h := sha256.Sum256(b)
+	hex := fmt.Sprintf("%x", h)
+	os.WriteFile(filepath.Join(dir, "blobs", "sha256", hex), b, 0o644)
+	return "sha256:" + hex
+}
+
+func copyAll(w interface{ Write([]byte) (int, error) }, r interface{ Read([]byte) (int, error) }) (int64, error) {
+	var n int64
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := r.Read(buf)
+		w.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			if err.Error() == "EOF" {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+}
