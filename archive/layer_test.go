@@ -32,7 +32,9 @@ type entry struct {
 	body string
 }
 
-func dir(name string) entry { return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o555}} }
+func dir(name string) entry {
+	return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o555}}
+}
 func file(name, body string) entry {
 	return entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o444, Size: int64(len(body))}, body: body}
 }
