@@ -6,7 +6,6 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/policy"
-	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -19,7 +18,7 @@ func StoreGraph(g *eval.Graph) *store.Graph {
 	}
 	for h, n := range g.Nodes {
 		sg.Derivations[h] = n.Drv
-		sg.Origins[h] = store.Origin{Attr: n.Attr, Pos: srcpos.Pos{File: n.Pos.File, Line: n.Pos.Line, Col: n.Pos.Col}.String()}
+		sg.Origins[h] = store.Origin{Attr: n.Attr, Pos: n.Pos.String()}
 	}
 	return sg
 }

@@ -85,10 +85,8 @@ func policyFlag(fs *pflag.FlagSet) {
 }
 
 // posIn renders positions relative to the working directory.
-func posIn(e *env) func(eval.Pos) string {
-	return func(p eval.Pos) string {
-		return srcpos.Pos{File: p.File, Line: p.Line, Col: p.Col}.Rel(e.cwd)
-	}
+func posIn(e *env) func(srcpos.Pos) string {
+	return func(p srcpos.Pos) string { return p.Rel(e.cwd) }
 }
 
 // printSummary lists the roots that are built, then counts the pinned
