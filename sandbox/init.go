@@ -67,10 +67,14 @@ func initMain() initStatus {
 	if err := json.Unmarshal(raw, &is); err != nil {
 		return failed(fmt.Errorf("sandbox: decoding spec: %w", err))
 	}
-	if err := setup(&is); err != nil {
+	warnings, err := setup(&is)
+	if err != nil {
 		return failed(err)
 	}
-	pid, err := startBuild(&is.Spec)
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "sandbox: warning: %s\n", w)
+	}
+	pid, err := startBuild(&is)
 	if err != nil {
 		return failed(err)
 	}
@@ -78,7 +82,30 @@ func initMain() initStatus {
 	if err != nil {
 		return failed(err)
 	}
+	if st.Exit != 0 || st.Signal != 0 {
+		st.Full = fullTmpfs(&is.Spec)
+	}
 	return st
+}
+
+// fullTmpfs returns those of the sandbox's size-limited tmpfs mounts that
+// are full.
+func fullTmpfs(s *specJSON) []string {
+	if s.Limits.Tmpfs <= 0 {
+		return nil
+	}
+	var full []string
+	for _, p := range []string{"/tmp", "/dev/shm", s.Dir} {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) != nil || st.Type != unix.TMPFS_MAGIC || st.Blocks == 0 {
+			continue
+		}
+		// Full, or near enough that the next write of a block failed.
+		if st.Bavail*uint64(st.Bsize) < 64<<10 {
+			full = append(full, p)
+		}
+	}
+	return full
 }
 
 func failed(err error) initStatus {
@@ -87,16 +114,23 @@ func failed(err error) initStatus {
 	return st
 }
 
-// startBuild drops this thread's capabilities and starts the build as its
-// child. The build runs as uid 1000 (not root) in the user namespace, so
-// it could only get capabilities from the init's ambient set, which is
-// cleared here with the rest.
-func startBuild(s *specJSON) (int, error) {
+// startBuild drops this thread's capabilities but those it needs to give
+// the build its ids, sets the rlimits, installs the seccomp filter and
+// starts the build as its child, as uid and gid 1000 (not root) in the
+// user namespace, without supplementary groups (when the caller is root;
+// otherwise it keeps the caller's, which the namespace does not let it
+// drop). The build's execve, as a user other than root, leaves it no
+// capability: the ambient, inheritable and bounding sets are empty.
+func startBuild(is *initSpec) (int, error) {
+	s := &is.Spec
 	if err := dropCaps(); err != nil {
 		return 0, fmt.Errorf("sandbox: dropping capabilities: %w", err)
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return 0, fmt.Errorf("sandbox: setting no_new_privs: %w", err)
+	}
+	if err := setRlimits(s.Limits, is.Cgroup); err != nil {
+		return 0, err
 	}
 	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -109,11 +143,18 @@ func startBuild(s *specJSON) (int, error) {
 		prog, argv = BuiltinArgv(s.Builtin, s.Args...)
 		what = "builtin " + s.Builtin
 	}
+	// Last, so that nothing above runs under the filter; ForkExec's own
+	// system calls (clone without CLONE_NEWUSER, setgroups, setgid,
+	// setuid, execve) are allowed.
+	if err := installSeccomp(); err != nil {
+		return 0, err
+	}
+	cred := &syscall.Credential{Uid: UID, Gid: GID, Groups: []uint32{}, NoSetGroups: !is.BuildIDs}
 	pid, err := syscall.ForkExec(prog, argv, &syscall.ProcAttr{
 		Dir:   s.Dir,
 		Env:   s.Env,
 		Files: []uintptr{uintptr(null), 1, 2},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
+		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	})
 	if err != nil {
 		var st unix.Stat_t
@@ -125,8 +166,9 @@ func startBuild(s *specJSON) (int, error) {
 	return pid, nil
 }
 
-// dropCaps empties this thread's ambient, bounding, effective, permitted
-// and inheritable capability sets.
+// dropCaps empties this thread's ambient, bounding and inheritable
+// capability sets, and its effective and permitted sets but for CAP_SETUID
+// and CAP_SETGID, which the build's execve clears.
 func dropCaps() error {
 	for c := 0; ; c++ {
 		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
@@ -142,7 +184,40 @@ func dropCaps() error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
+	keep := uint32(1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID)
+	data[0].Effective, data[0].Permitted = keep, keep
 	return unix.Capset(&hdr, &data[0])
+}
+
+// setRlimits sets the build's rlimits: for the limits no cgroup enforces
+// (cg says which), processes (per user, in the sandbox's user namespace)
+// and data (per process); the size of any one file (RLIMIT_FSIZE, SIGXFSZ
+// past it); and no core dumps.
+func setRlimits(l Limits, cg cgroupLimits) error {
+	set := func(name string, res int, v int64) error {
+		if v <= 0 {
+			return nil
+		}
+		lim := unix.Rlimit{Cur: uint64(v), Max: uint64(v)}
+		if err := unix.Prlimit(0, res, &lim, nil); err != nil {
+			return fmt.Errorf("sandbox: setting %s: %w", name, err)
+		}
+		return nil
+	}
+	if !cg.Pids {
+		if err := set("RLIMIT_NPROC", unix.RLIMIT_NPROC, l.Pids); err != nil {
+			return err
+		}
+	}
+	if !cg.Memory {
+		if err := set("RLIMIT_DATA", unix.RLIMIT_DATA, l.Memory); err != nil {
+			return err
+		}
+	}
+	if err := set("RLIMIT_FSIZE", unix.RLIMIT_FSIZE, l.Disk); err != nil {
+		return err
+	}
+	return unix.Prlimit(0, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 }
 
 // reap waits for every child, orphans included, until the build exits,

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -15,50 +16,20 @@ import (
 // it. Every host path the sandbox needs is opened before a tmpfs covers it.
 const newRoot = "/tmp"
 
-// bind is a bind mount the init makes, its source already opened.
-type bind struct {
-	src, target string
-	fd          int // O_PATH
-	dir         bool
-	readOnly    bool
-	device      bool // keep device nodes usable (no MS_NODEV)
-}
-
-// setup builds the sandbox's root and pivots into it.
-func setup(is *initSpec) error {
+// setup builds the sandbox's root and pivots into it. It returns warnings
+// for the build's log.
+func setup(is *initSpec) ([]string, error) {
 	s := &is.Spec
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("sandbox: making mounts private: %w", err)
+		return nil, fmt.Errorf("sandbox: making mounts private: %w", err)
 	}
 
 	// Open every source while the host's tree is still in view.
-	var binds []*bind
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	add := func(src, target string, readOnly, optional, device bool) error {
-		fd, err := unix.Open(src, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if optional && errors.Is(err, unix.ENOENT) {
-				return nil
-			}
-			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
-		}
-		fds = append(fds, fd)
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
-		}
-		binds = append(binds, &bind{src: src, target: target, fd: fd,
-			dir: st.Mode&unix.S_IFMT == unix.S_IFDIR, readOnly: readOnly, device: device})
-		return nil
-	}
+	o := &opener{}
+	defer o.close()
 	for _, m := range s.Mounts {
-		if err := add(m.Source, m.Target, !m.Writable, false, false); err != nil {
-			return err
+		if err := o.add(m.Source, m.Target, m.Work, !m.Writable, false, false); err != nil {
+			return nil, err
 		}
 	}
 	if s.Builtin != "" {
@@ -66,100 +37,148 @@ func setup(is *initSpec) error {
 		// cannot be bind-mounted here: go by its path.
 		exe, err := os.Readlink("/proc/self/exe")
 		if err != nil {
-			return fmt.Errorf("sandbox: finding this executable: %w", err)
+			return nil, fmt.Errorf("sandbox: finding this executable: %w", err)
 		}
-		if err := add(exe, ExePath, true, false, false); err != nil {
-			return err
+		if err := o.add(exe, ExePath, "", true, false, false); err != nil {
+			return nil, err
 		}
 		for _, lib := range is.ExeLibs {
-			if err := add(lib, lib, true, false, false); err != nil {
-				return err
+			if err := o.add(lib, lib, "", true, false, false); err != nil {
+				return nil, err
 			}
 		}
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom"} {
-		if err := add("/dev/"+d, "/dev/"+d, false, false, true); err != nil {
-			return err
+		if err := o.add("/dev/"+d, "/dev/"+d, "", false, false, true); err != nil {
+			return nil, err
+		}
+	}
+	etc := etcFiles(s)
+	if s.Network || s.Outbound {
+		if err := o.add("/etc/ssl/certs", "/etc/ssl/certs", "", true, true, false); err != nil {
+			return nil, err
 		}
 	}
 	if s.Network {
-		for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl/certs"} {
-			if err := add(p, p, true, true, false); err != nil {
-				return err
+		// Copied, not bound: small, and often mount points of their own
+		// (in containers), which would show host paths.
+		for _, p := range []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf"} {
+			if b, err := readSmall(p); err == nil {
+				etc = append([]etcFile{{p, b}}, etc...)
 			}
 		}
 	}
 
+	if is.BuildIDs {
+		// From here on this thread works as the build user; see
+		// overlayMounter.asCaller.
+		unix.Setfsgid(GID)
+		unix.Setfsuid(UID)
+	}
 	if err := unix.Mount("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return fmt.Errorf("sandbox: mounting the root tmpfs on %s: %w", newRoot, err)
+		return nil, fmt.Errorf("sandbox: mounting the root tmpfs on %s: %w", newRoot, err)
 	}
 	root, err := unix.Open(newRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("sandbox: opening the new root: %w", err)
+		return nil, fmt.Errorf("sandbox: opening the new root: %w", err)
 	}
-	fds = append(fds, root)
+	o.keep(root)
 	r := &rootDir{fd: root}
 
 	// File systems first, so that a Mount may cover /tmp.
+	size := ""
+	if s.Limits.Tmpfs > 0 {
+		size = fmt.Sprintf(",size=%d", s.Limits.Tmpfs)
+	}
 	for _, m := range []struct {
 		fstype, target string
 		flags          uintptr
 		data           string
 	}{
 		{"proc", "/proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
-		{"tmpfs", "/dev", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755"},
-		{"tmpfs", "/dev/shm", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
-		{"tmpfs", "/tmp", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+		{"tmpfs", "/dev", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0755,size=1m"},
+		{"tmpfs", "/dev/shm", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777" + size},
+		{"tmpfs", "/tmp", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777" + size},
 	} {
 		if err := r.mount(m.fstype, m.target, m.fstype, m.flags, m.data); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	for _, b := range binds {
-		if err := r.bind(b); err != nil {
-			return err
+	empty, err := r.open("/.hephc/empty", true, true)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: making /.hephc/empty: %w", err)
+	}
+	o.keep(empty)
+	om := &overlayMounter{r: r, empty: empty, buildIDs: is.BuildIDs, staged: map[int]string{}}
+	for _, src := range o.sources {
+		var err error
+		switch {
+		case src.device:
+			err = r.bind(src)
+		case src.dir && (src.readOnly || src.workFD >= 0):
+			err = om.mountDir(src)
+		case !src.dir && src.readOnly:
+			err = om.mountFile(src)
+		default:
+			om.warn(src, errors.New("a writable file, or a writable directory without a work directory"))
+			err = r.bind(src)
 		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := om.unstage(); err != nil {
+		return nil, err
 	}
 	for name, target := range map[string]string{
 		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
 		"stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
 	} {
 		if err := r.symlink(target, "/dev/"+name); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	for _, f := range etcFiles(s) {
+	for _, f := range etc {
 		if err := r.writeFile(f.path, f.data); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if err := r.workDir(s.Dir); err != nil {
-		return err
+	if err := r.workDir(s.Dir, size); err != nil {
+		return nil, err
 	}
 
 	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-		return fmt.Errorf("sandbox: setting host name: %w", err)
+		return nil, fmt.Errorf("sandbox: setting host name: %w", err)
 	}
 	if !s.Network {
 		if err := loopbackUp(); err != nil {
-			return fmt.Errorf("sandbox: bringing up loopback: %w", err)
+			return nil, fmt.Errorf("sandbox: bringing up loopback: %w", err)
+		}
+	}
+	if s.Outbound {
+		if err := blockRoutes(is.HostAddrs); err != nil {
+			return nil, err
 		}
 	}
 
 	// pivot_root(".", ".") stacks the old root on the new one; detaching
 	// it leaves the new root alone (see pivot_root(2)).
 	if err := unix.Chdir(newRoot); err != nil {
-		return fmt.Errorf("sandbox: entering the new root: %w", err)
+		return nil, fmt.Errorf("sandbox: entering the new root: %w", err)
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("sandbox: pivot_root: %w", err)
+		return nil, fmt.Errorf("sandbox: pivot_root: %w", err)
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("sandbox: unmounting the old root: %w", err)
+		return nil, fmt.Errorf("sandbox: unmounting the old root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
-		return fmt.Errorf("sandbox: entering the new root: %w", err)
+		return nil, fmt.Errorf("sandbox: entering the new root: %w", err)
 	}
+	for _, stage := range om.staged {
+		unix.Rmdir(stage)
+	}
+	unix.Rmdir("/.hephc/stage")
 	for _, m := range []struct {
 		path  string
 		flags uintptr
@@ -169,10 +188,24 @@ func setup(is *initSpec) error {
 	} {
 		err := unix.Mount("", m.path, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|m.flags, "")
 		if err != nil {
-			return fmt.Errorf("sandbox: remounting %s read-only: %w", m.path, err)
+			return nil, fmt.Errorf("sandbox: remounting %s read-only: %w", m.path, err)
 		}
 	}
-	return nil
+	return om.warnings, nil
+}
+
+// readSmall reads a host file of at most 64 KiB.
+func readSmall(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
+	if err == nil && len(b) > 64<<10 {
+		err = fmt.Errorf("%s is larger than 64 KiB", p)
+	}
+	return b, err
 }
 
 // fdPath names the file open as fd, for system calls that take a path.
@@ -241,8 +274,9 @@ func (r *rootDir) mount(source, target, fstype string, flags uintptr, data strin
 	return nil
 }
 
-// bind makes b's bind mount, read-only, nosuid and nodev as it asks.
-func (r *rootDir) bind(b *bind) error {
+// bind bind-mounts b's source on its target, read-only, nosuid and nodev
+// as it asks.
+func (r *rootDir) bind(b *source) error {
 	wrap := func(err error) error {
 		return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", b.src, b.target, err)
 	}
@@ -339,8 +373,8 @@ func (r *rootDir) writeFile(p string, data []byte) error {
 }
 
 // workDir makes sure the working directory exists: if no mount provides it,
-// it becomes an empty tmpfs.
-func (r *rootDir) workDir(p string) error {
+// it becomes an empty tmpfs of the build user's, with the size option size.
+func (r *rootDir) workDir(p, size string) error {
 	fd, err := r.open(p, false, true)
 	if err == nil {
 		unix.Close(fd)
@@ -349,7 +383,7 @@ func (r *rootDir) workDir(p string) error {
 	if !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("sandbox: working directory %s: %w", p, err)
 	}
-	return r.mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+	return r.mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("mode=0755,uid=%d,gid=%d%s", UID, GID, size))
 }
 
 func splitPath(p string) (dir, name string) {
@@ -366,36 +400,21 @@ type etcFile struct {
 }
 
 // etcFiles are the files the init writes in /etc (unless a mount provides
-// them).
+// them, or, with Network, the host's are copied).
 func etcFiles(s *specJSON) []etcFile {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
 	if s.Hostname != "localhost" {
 		hosts = fmt.Sprintf("127.0.0.1\tlocalhost %[1]s\n::1\tlocalhost %[1]s\n", s.Hostname)
 	}
-	return []etcFile{
+	files := []etcFile{
 		{"/etc/passwd", []byte(fmt.Sprintf(
 			"root:x:0:0:root:/root:/noshell\nbuilder:x:%d:%d:builder:/build:/noshell\nnobody:x:65534:65534:nobody:/:/noshell\n",
 			UID, GID))},
 		{"/etc/group", []byte(fmt.Sprintf("root:x:0:\nbuilder:x:%d:\nnogroup:x:65534:\n", GID))},
-		// With Network, the host's /etc/hosts is already mounted here.
 		{"/etc/hosts", []byte(hosts)},
 	}
-}
-
-// loopbackUp brings up the loopback interface of this network namespace.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
+	if s.Outbound {
+		files = append(files, etcFile{"/etc/resolv.conf", []byte("nameserver " + slirpDNS + "\n")})
 	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+	return files
 }

@@ -1,12 +1,36 @@
 // Package sandbox runs one build in fresh Linux namespaces, with only its
-// inputs visible, no network and a cleared environment.
+// inputs visible, no network, a cleared environment and bounded resources.
 //
 // Run re-executes the current executable (/proc/self/exe) as the sandbox's
 // init: the first process of new user, mount, pid, uts, ipc and (unless
 // Spec.Network) network namespaces. The init builds a new root on a tmpfs,
-// pivots into it, starts the build as uid 1000 without capabilities, reaps
-// every process, and exits with the build's status. Every program that uses
-// this package must therefore call Init first thing in main (and TestMain).
+// pivots into it, starts the build as uid 1000 without capabilities and
+// under a seccomp filter, reaps every process, and exits with the build's
+// status. Every program that uses this package must therefore call Init
+// first thing in main (and TestMain).
+//
+// What a build cannot do, and the tests that say so (sandbox_test.go,
+// limits_test.go, net_test.go):
+//
+//   - See host files: its root is a tmpfs holding its mounts, inputs
+//     read-only, and /proc/self/mountinfo names no host path
+//     (TestIsolation, TestMountinfoHidesHostPaths).
+//   - Be host root: the build's uid 1000 is the caller's uid, or, when the
+//     caller is root, a host uid of its own (ids.go), and nothing in the
+//     sandbox maps to host uid 0; it has no capabilities and no_new_privs;
+//     its writable mounts are given back to the caller when it ends
+//     (TestNoHostRoot, TestOutputsOwnedByCaller).
+//   - Make namespaces, keyrings, BPF programs, mounts, or trace processes:
+//     the seccomp filter (seccomp.go) refuses them (TestSeccomp).
+//   - Exhaust the host: memory and processes through a cgroup, rlimits
+//     always; tmpfs sizes; what it writes; time (TestMemoryLimit,
+//     TestPidsLimit, TestTmpfsLimit, TestDiskLimit, TestDiskLimitManyFiles,
+//     TestTimeout).
+//   - Reach the network: loopback only, unless Network (hephc's own
+//     fetchers) or Outbound, which reaches public addresses only
+//     (TestOutboundCannotReachHost).
+//   - Outlive Run, or signal and trace the init (TestTimeout, TestCancel,
+//     TestSignalInit).
 package sandbox
 
 import (
@@ -21,81 +45,21 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Mount makes a host file or directory visible inside the sandbox.
-type Mount struct {
-	Source   string // host path, file or directory
-	Target   string // absolute path inside the sandbox
-	Writable bool   // default read-only
-}
-
-// Spec describes one sandboxed build.
-type Spec struct {
-	// Program is the absolute path inside the sandbox of the program to
-	// exec, or "" with Builtin.
-	Program string
-	// Args is argv[1:]; argv[0] is Program. A builtin gets them as args.
-	Args []string
-	// Builtin names a function registered with RegisterBuiltin. The sandbox
-	// then execs this same executable, mounted read-only at ExePath (with the
-	// host's dynamic loader and the libraries it needs, if it is dynamically
-	// linked), which runs that function.
-	Builtin string
-	// Env is the entire environment (KEY=VALUE); nothing is inherited.
-	Env []string
-	// Dir is the working directory inside; default "/build". If no mount
-	// provides it, it is an empty writable tmpfs.
-	Dir string
-	// Mounts are bind-mounted, shallower targets first, read-only ones
-	// recursively read-only, all nosuid and nodev. A target may not be /,
-	// nor under /proc, /dev or /.hephc; one at /tmp replaces the sandbox's
-	// empty tmpfs.
-	Mounts []Mount
-	// Network shares the host's network namespace (only fixed-output
-	// derivations get this); otherwise the sandbox has a new network
-	// namespace whose loopback is up.
-	Network bool
-	// Hostname is the sandbox's host name; default "localhost".
-	Hostname string
-	// Timeout, if positive, limits the build's wall-clock time. On expiry
-	// every process in the sandbox is killed and Run returns an error
-	// wrapping ErrTimeout.
-	Timeout time.Duration
-	// Stdout and Stderr receive the build's output (the caller's log); they
-	// may be the same writer. Nil discards.
-	Stdout, Stderr io.Writer
-}
-
 // ExePath is where a Builtin build finds this executable inside the sandbox.
 const ExePath = "/.hephc/exe"
 
-// UID and GID are the build user's ids inside the sandbox; the host's uid and
-// gid are mapped to them.
+// UID and GID are the build user's ids inside the sandbox.
 const (
 	UID = 1000
 	GID = 1000
 )
-
-// ErrTimeout is wrapped by the error Run returns when Spec.Timeout expires.
-var ErrTimeout = errors.New("build timed out")
-
-// ExitError reports a build that did not exit with status 0.
-type ExitError struct {
-	Code   int    // exit status, or 128+signal number if killed by a signal
-	Signal string // the signal that killed the build ("SIGKILL"), or ""
-}
-
-func (e *ExitError) Error() string {
-	if e.Signal != "" {
-		return "sandbox: build killed by " + e.Signal
-	}
-	return fmt.Sprintf("sandbox: build exited with status %d", e.Code)
-}
 
 // argv[0] values by which Init recognizes what this process was started as.
 const (
@@ -113,7 +77,17 @@ const (
 type initSpec struct {
 	Spec    specJSON
 	ExeLibs []string // host paths of the loader and libraries ExePath needs
+	// BuildIDs: the build has host ids of its own (the caller is root),
+	// which own its writable mounts; it may drop supplementary groups.
+	BuildIDs bool
+	// Cgroup says which limits a cgroup enforces; rlimits do the others.
+	Cgroup cgroupLimits
+	// HostAddrs are the host's addresses, which an Outbound build may not
+	// reach.
+	HostAddrs []string
 }
+
+type cgroupLimits struct{ Memory, Pids bool }
 
 // specJSON is the part of Spec the init needs.
 type specJSON struct {
@@ -122,9 +96,18 @@ type specJSON struct {
 	Builtin  string
 	Env      []string
 	Dir      string
-	Mounts   []Mount
+	Mounts   []mountJSON
 	Network  bool
+	Outbound bool
 	Hostname string
+	Limits   Limits
+}
+
+// mountJSON is a Mount and, for a writable directory, its overlay work
+// directory, made by the parent.
+type mountJSON struct {
+	Mount
+	Work string `json:",omitempty"`
 }
 
 // initStatus is what the init reports back: a setup error, or how the build
@@ -134,6 +117,7 @@ type initStatus struct {
 	Errno  syscall.Errno `json:",omitempty"` // the errno behind Error, if any
 	Exit   int           // the build's exit status
 	Signal int           `json:",omitempty"` // the signal that killed the build
+	Full   []string      `json:",omitempty"` // size-limited tmpfs mounts full when it failed
 }
 
 // setupError is a setup failure reported by the init. It unwraps to its
@@ -153,31 +137,131 @@ func (e *setupError) Unwrap() error {
 }
 
 // Run runs the build s describes and waits for it. It returns nil if the
-// build exits with status 0, an *ExitError if it exits otherwise, an error
-// wrapping ErrTimeout or ctx.Err() if it was stopped, and other errors if the
-// sandbox could not be set up.
+// build exits with status 0, a *LimitError if a limit stopped it, an
+// *ExitError if it exits otherwise, an error wrapping ctx.Err() if it was
+// stopped, and other errors if the sandbox could not be set up.
 //
 // Run keeps the calling goroutine on its OS thread until the build ends: the
 // sandbox's init is killed if that thread exits.
 func Run(ctx context.Context, s *Spec) error {
-	js, err := check(s)
+	js, timeout, err := check(s)
 	if err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
-	is := initSpec{Spec: js}
-	if s.Builtin != "" {
-		if is.ExeLibs, err = exeLibs(); err != nil {
+	r := &run{spec: s, is: initSpec{Spec: js}}
+	defer r.cleanup()
+	if err := r.prepare(); err != nil {
+		return err
+	}
+	return r.start(ctx, timeout)
+}
+
+// run is one Run's state on the caller's side.
+type run struct {
+	spec     *Spec
+	is       initSpec
+	ids      *hostIDs
+	cg       *cgroup
+	writable []string // host directories of the writable mounts
+	works    []string // overlay work directories made for them
+	// chowned: the writable mounts were given to the build user and
+	// must be given back.
+	chowned bool
+	// diskUsed is set to what the build had written when it exceeded
+	// Limits.Disk.
+	diskUsed atomic.Int64
+}
+
+// prepare chooses the build's host ids, gives it its writable mounts,
+// makes their work directories and the build's cgroup.
+func (r *run) prepare() error {
+	var err error
+	if r.spec.Builtin != "" {
+		if r.is.ExeLibs, err = exeLibs(); err != nil {
 			return err
 		}
 	}
-	payload, err := json.Marshal(&is)
-	if err != nil {
-		return fmt.Errorf("sandbox: encoding spec: %w", err)
+	if r.ids, err = allocIDs(); err != nil {
+		return err
 	}
+	r.is.BuildIDs = r.ids.own()
+	for i := range r.is.Spec.Mounts {
+		m := &r.is.Spec.Mounts[i]
+		if !m.Writable {
+			continue
+		}
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", m.Source, m.Target, err)
+		}
+		if !fi.IsDir() {
+			continue
+		}
+		r.writable = append(r.writable, m.Source)
+		if r.ids.own() {
+			r.chowned = true
+			if err := chownTree(m.Source, r.ids.uid, r.ids.gid); err != nil {
+				return fmt.Errorf("sandbox: giving %s to the build user: %w", m.Source, err)
+			}
+		}
+		// Without a work directory, the mount is bound as it is.
+		w := workDir(m.Source)
+		if err := os.Mkdir(w, 0o700); err != nil {
+			continue
+		}
+		r.works = append(r.works, w)
+		if r.ids.own() {
+			if err := os.Chown(w, r.ids.uid, r.ids.gid); err != nil {
+				return fmt.Errorf("sandbox: giving %s to the build user: %w", w, err)
+			}
+		}
+		m.Work = w
+	}
+	if r.spec.Outbound {
+		if _, err := slirpPath(); err != nil {
+			return err
+		}
+		if r.is.HostAddrs, err = hostAddrs(); err != nil {
+			return err
+		}
+	}
+	if r.cg, err = newCgroup(cgroupHostOnce(), r.spec.Limits); err != nil {
+		return err
+	}
+	if r.cg != nil {
+		r.is.Cgroup = cgroupLimits{
+			Memory: r.spec.Limits.Memory > 0 && (r.cg.v2 != "" || r.cg.memory != ""),
+			Pids:   r.spec.Limits.Pids > 0 && (r.cg.v2 != "" || r.cg.pids != ""),
+		}
+	}
+	return nil
+}
 
+// cleanup undoes prepare, once no process of the build is left: the
+// writable mounts go back to the caller before the build's uid is
+// released.
+func (r *run) cleanup() {
+	r.cg.remove()
+	for _, w := range r.works {
+		removeWorkDir(w)
+	}
+	if r.chowned {
+		for _, d := range r.writable {
+			chownTree(d, r.ids.ownerUID, r.ids.ownerGID)
+		}
+	}
+	if r.ids != nil {
+		r.ids.release()
+	}
+}
+
+// start starts the init, gives it its cgroup and network, sends it the
+// spec and waits for the build.
+func (r *run) start(ctx context.Context, timeout time.Duration) error {
+	s := r.spec
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -190,7 +274,7 @@ func Run(ctx context.Context, s *Spec) error {
 	}
 	defer statusR.Close()
 
-	cmd := initCmd(s, specR, statusW)
+	cmd := initCmd(s, r.ids, specR, statusW)
 	// Pdeathsig fires when the thread that started the child exits; keep
 	// this goroutine on one thread until the init has exited.
 	runtime.LockOSThread()
@@ -203,42 +287,83 @@ func Run(ctx context.Context, s *Spec) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	kill := func() {
+		cmd.Process.Kill() // the whole pid namespace dies with its init
+		<-done
+	}
+	// The init waits for its spec: until then it is alone in its
+	// namespaces and runs nothing of the build.
+	if r.cg != nil {
+		if err := r.cg.add(cmd.Process.Pid); err != nil {
+			kill()
+			return err
+		}
+	}
+	if s.Outbound {
+		sl, err := startSlirp(cmd.Process.Pid, s.Stderr)
+		if err != nil {
+			kill()
+			return err
+		}
+		defer sl.stop()
+	}
+	payload, err := json.Marshal(&r.is)
+	if err != nil {
+		kill()
+		return fmt.Errorf("sandbox: encoding spec: %w", err)
+	}
 	// The init reads the whole spec first; if it dies before, the write
 	// fails and Wait tells why.
 	_, writeErr := specW.Write(payload)
 	specW.Close()
 
-	var timeout <-chan time.Time
-	if s.Timeout > 0 {
-		t := time.NewTimer(s.Timeout)
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
 		defer t.Stop()
-		timeout = t.C
+		expired = t.C
+	}
+	diskFull := make(chan struct{})
+	if s.Limits.Disk > 0 && len(r.writable) > 0 {
+		stop := diskWatch(r.writable, s.Limits.Disk, func(used int64) {
+			r.diskUsed.Store(used)
+			close(diskFull)
+		})
+		defer stop()
 	}
 	var waitErr error
 	select {
 	case waitErr = <-done:
-	case <-timeout:
-		cmd.Process.Kill() // the whole pid namespace dies with its init
-		<-done
-		return fmt.Errorf("sandbox: %w after %v", ErrTimeout, s.Timeout)
+	case <-expired:
+		kill()
+		return &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
+	case <-diskFull:
+		kill()
+		return r.diskError(nil)
 	case <-ctx.Done():
-		cmd.Process.Kill()
-		<-done
+		kill()
 		return fmt.Errorf("sandbox: %w", ctx.Err())
 	}
 	raw, _ := io.ReadAll(statusR)
 	if len(raw) == 0 {
+		if err := r.limitError(nil, nil); err != nil {
+			return err
+		}
 		if writeErr != nil {
 			return fmt.Errorf("sandbox: sending spec to init: %w (init: %v)", writeErr, waitErr)
 		}
 		return fmt.Errorf("sandbox: init failed without reporting why (see the build log): %v", waitErr)
 	}
-	return statusError(raw)
+	return r.statusError(raw)
 }
 
 // initCmd returns the command that starts the sandbox's init in its new
-// namespaces, passing it specR and statusW as specFD and statusFD.
-func initCmd(s *Spec, specR, statusW *os.File) *exec.Cmd {
+// namespaces, passing it specR and statusW as specFD and statusFD. The
+// build's uid and gid, 1000 inside, are ids's on the host; when those are
+// not the caller's (the caller is root), the init itself keeps the
+// caller's uid, which nothing in the namespace maps, and with it the
+// caller's access to the mounts' sources.
+func initCmd(s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID |
 		unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if !s.Network {
@@ -253,46 +378,92 @@ func initCmd(s *Spec, specR, statusW *os.File) *exec.Cmd {
 		Stderr:     s.Stderr,
 		ExtraFiles: []*os.File{specR, statusW},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:                 flags,
-			UidMappings:                []syscall.SysProcIDMap{{ContainerID: UID, HostID: os.Getuid(), Size: 1}},
-			GidMappings:                []syscall.SysProcIDMap{{ContainerID: GID, HostID: os.Getgid(), Size: 1}},
-			GidMappingsEnableSetgroups: false,
-			// The init is uid 1000, not 0, in its user namespace, so execve
+			Cloneflags:  flags,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: UID, HostID: ids.uid, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: GID, HostID: ids.gid, Size: 1}},
+			// Only root may let the namespace drop supplementary
+			// groups, and must: root's own would go to the build.
+			GidMappingsEnableSetgroups: ids.own(),
+			// The init is not uid 0 in its user namespace, so execve
 			// would drop the full capabilities it is born with. Keep, as
-			// ambient capabilities, the few it needs to set up the sandbox;
-			// it drops them all before starting the build.
+			// ambient capabilities, the few it needs to set up the
+			// sandbox; it drops them all before starting the build.
 			AmbientCaps: initCaps,
 			Pdeathsig:   syscall.SIGKILL,
 		},
 	}
 }
 
+// initCaps are the capabilities the init keeps across its execve. Being
+// capabilities in the sandbox's user namespace, they give power over
+// files only when their owner is mapped there: the build's.
+var initCaps = []uintptr{
+	unix.CAP_SYS_ADMIN,    // mount, pivot_root, sethostname
+	unix.CAP_NET_ADMIN,    // bring up loopback, install routes
+	unix.CAP_SETPCAP,      // drop the bounding set before starting the build
+	unix.CAP_SETUID,       // start the build as uid 1000, and mount its
+	unix.CAP_SETGID,       // writable overlays as it
+	unix.CAP_DAC_OVERRIDE, // overlayfs's work in the build's upper layers
+}
+
 // statusError decodes the init's status report into Run's result.
-func statusError(raw []byte) error {
+func (r *run) statusError(raw []byte) error {
 	var st initStatus
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("sandbox: decoding init status %q: %w", raw, err)
 	}
+	var exit *ExitError
 	switch {
 	case st.Error != "":
 		return &setupError{msg: st.Error, errno: st.Errno}
 	case st.Signal != 0:
-		return &ExitError{Code: 128 + st.Signal, Signal: unix.SignalName(syscall.Signal(st.Signal))}
+		exit = &ExitError{Code: 128 + st.Signal, Signal: unix.SignalName(syscall.Signal(st.Signal))}
 	case st.Exit != 0:
-		return &ExitError{Code: st.Exit}
+		exit = &ExitError{Code: st.Exit}
+	default:
+		return nil
+	}
+	if err := r.limitError(exit, st.Full); err != nil {
+		return err
+	}
+	return exit
+}
+
+// limitError returns a *LimitError if one of the build's limits made it
+// fail the way exit says (nil: the init died without saying).
+func (r *run) limitError(exit *ExitError, full []string) error {
+	l := r.spec.Limits
+	var err error
+	if exit != nil {
+		err = exit
+	}
+	switch {
+	case r.diskUsed.Load() > 0:
+		return r.diskError(err)
+	case r.cg != nil && r.is.Cgroup.Memory && r.cg.oomKills() > 0:
+		return &LimitError{Limit: "memory", Value: sizeString(l.Memory),
+			What: "the kernel killed a process of the build for lack of memory", Err: err}
+	case r.cg != nil && r.is.Cgroup.Pids && r.cg.pidsRefused() > 0:
+		return &LimitError{Limit: "pids", Value: fmt.Sprintf("%d processes and threads", l.Pids),
+			What: "the kernel refused to start more", Err: err}
+	case exit != nil && exit.Signal == "SIGXFSZ" && l.Disk > 0:
+		return &LimitError{Limit: "disk", Value: sizeString(l.Disk),
+			What: "a file grew past it, and the build was killed by SIGXFSZ", Err: err}
+	case len(full) > 0:
+		return &LimitError{Limit: "tmpfs", Value: sizeString(l.Tmpfs),
+			What: strings.Join(full, " and ") + " (each a tmpfs of that size) filled up", Err: err}
 	}
 	return nil
 }
 
-// initCaps are the capabilities the init keeps across its execve.
-var initCaps = []uintptr{
-	unix.CAP_SYS_ADMIN, // mount, pivot_root, sethostname
-	unix.CAP_NET_ADMIN, // bring up loopback
-	unix.CAP_SETPCAP,   // drop the bounding set before starting the build
+func (r *run) diskError(err error) error {
+	return &LimitError{Limit: "disk", Value: sizeString(r.spec.Limits.Disk),
+		What: fmt.Sprintf("it had written %s to its writable directories, and was killed", sizeString(r.diskUsed.Load())), Err: err}
 }
 
-// check validates s and returns the part the init needs, defaults filled in.
-func check(s *Spec) (specJSON, error) {
+// check validates s and returns the part the init needs, defaults filled
+// in, and the time limit.
+func check(s *Spec) (specJSON, time.Duration, error) {
 	js := specJSON{
 		Program:  s.Program,
 		Args:     s.Args,
@@ -300,7 +471,13 @@ func check(s *Spec) (specJSON, error) {
 		Env:      s.Env,
 		Dir:      s.Dir,
 		Network:  s.Network,
+		Outbound: s.Outbound,
 		Hostname: s.Hostname,
+		Limits:   s.Limits,
+	}
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
 	}
 	if js.Dir == "" {
 		js.Dir = "/build"
@@ -310,41 +487,49 @@ func check(s *Spec) (specJSON, error) {
 	}
 	switch {
 	case s.Program != "" && s.Builtin != "":
-		return js, errors.New("sandbox: spec has both Program and Builtin")
+		return js, 0, errors.New("sandbox: spec has both Program and Builtin")
 	case s.Builtin != "":
 		if lookupBuiltin(s.Builtin) == nil {
-			return js, fmt.Errorf("sandbox: no builtin %q registered in this executable", s.Builtin)
+			return js, 0, fmt.Errorf("sandbox: no builtin %q registered in this executable", s.Builtin)
 		}
 	case s.Program == "":
-		return js, errors.New("sandbox: spec has neither Program nor Builtin")
+		return js, 0, errors.New("sandbox: spec has neither Program nor Builtin")
 	case !path.IsAbs(s.Program):
-		return js, fmt.Errorf("sandbox: program %q is not an absolute path", s.Program)
+		return js, 0, fmt.Errorf("sandbox: program %q is not an absolute path", s.Program)
+	}
+	if s.Network && s.Outbound {
+		return js, 0, errors.New("sandbox: spec has both Network and Outbound")
+	}
+	for _, v := range []int64{s.Limits.Memory, s.Limits.Pids, s.Limits.Tmpfs, s.Limits.Disk} {
+		if v < 0 {
+			return js, 0, fmt.Errorf("sandbox: negative limit in %+v", s.Limits)
+		}
 	}
 	if err := checkInside("working directory", js.Dir); err != nil {
-		return js, err
+		return js, 0, err
 	}
 	for _, kv := range s.Env {
 		if !strings.Contains(kv, "=") {
-			return js, fmt.Errorf("sandbox: environment entry %q is not KEY=VALUE", kv)
+			return js, 0, fmt.Errorf("sandbox: environment entry %q is not KEY=VALUE", kv)
 		}
 	}
 	for _, m := range s.Mounts {
 		if err := checkInside("mount target", m.Target); err != nil {
-			return js, err
+			return js, 0, err
 		}
 		if reserved(m.Target) {
-			return js, fmt.Errorf("sandbox: mount target %s is reserved", m.Target)
+			return js, 0, fmt.Errorf("sandbox: mount target %s is reserved", m.Target)
 		}
 		if m.Source == "" {
-			return js, fmt.Errorf("sandbox: mount on %s has no source", m.Target)
+			return js, 0, fmt.Errorf("sandbox: mount on %s has no source", m.Target)
 		}
+		js.Mounts = append(js.Mounts, mountJSON{Mount: m})
 	}
 	// Parents before children, so a nested mount is not hidden.
-	js.Mounts = append([]Mount(nil), s.Mounts...)
 	sort.SliceStable(js.Mounts, func(i, j int) bool {
 		return strings.Count(js.Mounts[i].Target, "/") < strings.Count(js.Mounts[j].Target, "/")
 	})
-	return js, nil
+	return js, timeout, nil
 }
 
 // reserved reports whether the sandbox itself owns the path p.

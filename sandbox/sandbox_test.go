@@ -174,6 +174,9 @@ func probeOne(op, arg string, env []string) (string, error) {
 	case "kill":
 		return "", syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	}
+	if val, err, ok := probeMore(op, arg, env); ok {
+		return val, err
+	}
 	return "", fmt.Errorf("unknown probe %q", op)
 }
 
@@ -447,7 +450,12 @@ func TestReapsOrphans(t *testing.T) {
 
 func TestSignalInit(t *testing.T) {
 	res := runProbes(t, Spec{}, "signal-init", "pids")
-	wantOK(t, res, "signal-init", "")
+	// As an ordinary user the build may signal its init (the same uid),
+	// which ignores the signals; when the caller is root they are
+	// different users. Either way the sandbox lives on to run "pids".
+	if got := res["signal-init"]; got != "ok" && !strings.Contains(got, "operation not permitted") {
+		t.Errorf("signal-init: got %q, want ok or not permitted", got)
+	}
 }
 
 func TestExitCode(t *testing.T) {

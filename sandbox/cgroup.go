@@ -1,0 +1,342 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file gives each build a cgroup of its own, below the caller's, to
+// limit its memory and number of processes: cgroup v2 where the caller's
+// cgroup delegates the memory and pids controllers to its children, else
+// the v1 memory and pids hierarchies where they are mounted and writable.
+
+// cgroupHost is what this machine offers: where builds' cgroups go.
+type cgroupHost struct {
+	v2           string // the caller's v2 cgroup directory, or ""
+	memory, pids string // the caller's v1 cgroup directories, or ""
+}
+
+var cgroupHostOnce = sync.OnceValue(func() cgroupHost {
+	return findCgroups("/proc/self/cgroup", "/proc/self/mountinfo")
+})
+
+// findCgroups reads where this process's cgroups are from the files at
+// cgroupPath (/proc/self/cgroup) and mountinfoPath, keeping those in
+// which a child cgroup can be made and limited.
+func findCgroups(cgroupPath, mountinfoPath string) cgroupHost {
+	var h cgroupHost
+	own, err := os.ReadFile(cgroupPath)
+	if err != nil {
+		return h
+	}
+	mi, err := os.ReadFile(mountinfoPath)
+	if err != nil {
+		return h
+	}
+	mounts := cgroupMounts(mi)
+	for _, line := range strings.Split(string(own), "\n") {
+		// hierarchy-ID:controller-list:cgroup-path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		ctrls, rel := parts[1], parts[2]
+		if ctrls == "" {
+			if m, ok := mounts["cgroup2"]; ok {
+				dir, ok := m.dir(rel)
+				if ok && v2Delegates(dir) && writable(dir) {
+					h.v2 = dir
+				}
+			}
+			continue
+		}
+		for _, c := range strings.Split(ctrls, ",") {
+			m, ok := mounts[c]
+			if !ok || (c != "memory" && c != "pids") {
+				continue
+			}
+			dir, ok := m.dir(rel)
+			if !ok || !writable(dir) {
+				continue
+			}
+			if c == "memory" {
+				h.memory = dir
+			} else {
+				h.pids = dir
+			}
+		}
+	}
+	return h
+}
+
+// cgroupMount is where a cgroup hierarchy is mounted: the cgroup root is
+// the hierarchy's cgroup mounted at point.
+type cgroupMount struct{ point, root string }
+
+// dir returns the directory of the cgroup rel (a path in the hierarchy),
+// if it is below the mount.
+func (m cgroupMount) dir(rel string) (string, bool) {
+	if m.root == "/" {
+		return filepath.Join(m.point, rel), true
+	}
+	if rel != m.root && !strings.HasPrefix(rel, m.root+"/") {
+		return "", false
+	}
+	return filepath.Join(m.point, strings.TrimPrefix(rel, m.root)), true
+}
+
+// cgroupMounts maps "cgroup2" and each v1 controller to its mount.
+func cgroupMounts(mountinfo []byte) map[string]cgroupMount {
+	m := map[string]cgroupMount{}
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		cm := cgroupMount{point: unescapeMountinfo(f[4]), root: unescapeMountinfo(f[3])}
+		switch g[0] {
+		case "cgroup2":
+			if _, dup := m["cgroup2"]; !dup {
+				m["cgroup2"] = cm
+			}
+		case "cgroup":
+			for _, o := range strings.Split(g[2], ",") {
+				if _, dup := m[o]; !dup && (o == "memory" || o == "pids") {
+					m[o] = cm
+				}
+			}
+		}
+	}
+	return m
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// v2Delegates reports whether children of the v2 cgroup dir get the memory
+// and pids controllers.
+func v2Delegates(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	has := func(c string) bool {
+		for _, x := range f {
+			if x == c {
+				return true
+			}
+		}
+		return false
+	}
+	return has("memory") && has("pids")
+}
+
+func writable(dir string) bool { return unix.Access(dir, unix.W_OK|unix.X_OK) == nil }
+
+// cgroup is one build's cgroup: a directory in each hierarchy used.
+type cgroup struct {
+	v2           string
+	memory, pids string
+}
+
+var cgroupSeq atomic.Int64
+
+// newCgroup makes a cgroup for one build with limits lim, or returns nil
+// if this machine has no cgroup to put it in (or lim sets no limit a
+// cgroup enforces).
+func newCgroup(host cgroupHost, lim Limits) (*cgroup, error) {
+	if lim.Memory <= 0 && lim.Pids <= 0 {
+		return nil, nil
+	}
+	name := fmt.Sprintf("hephc-build-%d-%d", os.Getpid(), cgroupSeq.Add(1))
+	cg := &cgroup{}
+	made := func(parent string) (string, error) {
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return "", fmt.Errorf("sandbox: making cgroup %s: %w", dir, err)
+		}
+		return dir, nil
+	}
+	fail := func(err error) (*cgroup, error) {
+		cg.remove()
+		return nil, err
+	}
+	var err error
+	switch {
+	case host.v2 != "":
+		if cg.v2, err = made(host.v2); err != nil {
+			return fail(err)
+		}
+		if lim.Memory > 0 {
+			if err := writeCgroup(cg.v2, "memory.max", lim.Memory); err != nil {
+				return fail(err)
+			}
+			writeCgroup(cg.v2, "memory.swap.max", 0) // absent without swap accounting
+		}
+		if lim.Pids > 0 {
+			if err := writeCgroup(cg.v2, "pids.max", lim.Pids); err != nil {
+				return fail(err)
+			}
+		}
+	default:
+		if host.memory != "" && lim.Memory > 0 {
+			if cg.memory, err = made(host.memory); err != nil {
+				return fail(err)
+			}
+			if err := writeCgroup(cg.memory, "memory.limit_in_bytes", lim.Memory); err != nil {
+				return fail(err)
+			}
+			// With swap accounting, swap counts too; without, the file
+			// is missing.
+			writeCgroup(cg.memory, "memory.memsw.limit_in_bytes", lim.Memory)
+		}
+		if host.pids != "" && lim.Pids > 0 {
+			if cg.pids, err = made(host.pids); err != nil {
+				return fail(err)
+			}
+			if err := writeCgroup(cg.pids, "pids.max", lim.Pids); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if cg.v2 == "" && cg.memory == "" && cg.pids == "" {
+		return nil, nil
+	}
+	return cg, nil
+}
+
+func writeCgroup(dir, file string, v int64) error {
+	p := filepath.Join(dir, file)
+	if err := os.WriteFile(p, []byte(strconv.FormatInt(v, 10)), 0); err != nil {
+		return fmt.Errorf("sandbox: setting %s: %w", p, err)
+	}
+	return nil
+}
+
+func (cg *cgroup) dirs() []string {
+	var ds []string
+	for _, d := range []string{cg.v2, cg.memory, cg.pids} {
+		if d != "" {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+// add moves the process pid (and so its future children) into cg.
+func (cg *cgroup) add(pid int) error {
+	for _, d := range cg.dirs() {
+		p := filepath.Join(d, "cgroup.procs")
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("sandbox: moving the sandbox into %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// oomKills returns how many processes the kernel killed for lack of
+// memory in cg.
+func (cg *cgroup) oomKills() int64 {
+	switch {
+	case cg.v2 != "":
+		return cgroupStat(filepath.Join(cg.v2, "memory.events"), "oom_kill")
+	case cg.memory != "":
+		return cgroupStat(filepath.Join(cg.memory, "memory.oom_control"), "oom_kill")
+	}
+	return 0
+}
+
+// pidsRefused returns how many forks cg's pids limit refused.
+func (cg *cgroup) pidsRefused() int64 {
+	switch {
+	case cg.v2 != "":
+		return cgroupStat(filepath.Join(cg.v2, "pids.events"), "max")
+	case cg.pids != "":
+		return cgroupStat(filepath.Join(cg.pids, "pids.events"), "max")
+	}
+	return 0
+}
+
+// cgroupStat reads the value of key in a file of "KEY VALUE" lines.
+func cgroupStat(p, key string) int64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), " ")
+		if ok && k == key {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// remove kills what is left in cg and removes it. The caller has waited
+// for the sandbox's init, so its processes are gone or going.
+func (cg *cgroup) remove() {
+	if cg == nil {
+		return
+	}
+	if cg.v2 != "" {
+		os.WriteFile(filepath.Join(cg.v2, "cgroup.kill"), []byte("1"), 0)
+	}
+	for _, d := range cg.dirs() {
+		for i := 0; ; i++ {
+			err := unix.Rmdir(d)
+			if err == nil || errors.Is(err, unix.ENOENT) || i == 200 {
+				break
+			}
+			// EBUSY until the last process has left.
+			if i == 0 {
+				killCgroup(d)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// killCgroup kills every process in the cgroup directory d.
+func killCgroup(d string) {
+	b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}

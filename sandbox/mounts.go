@@ -1,0 +1,237 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file makes the sandbox's mounts of host files and directories so
+// that /proc/self/mountinfo names no host path. A bind mount shows, as
+// its root, the path of its source in the source's file system, which
+// would tell the build where the store is and who ran it. So a
+// directory is mounted through an overlayfs of its own, whose lower layer
+// is the directory, given as /proc/self/fd/N, and whose root is "/"; a
+// writable directory is the upper layer of such an overlay. A file is
+// bound from an overlay of its directory, mounted for the moment on a
+// staging point and detached at once, so its root is "/NAME". Nothing is
+// copied. Device nodes are bound as they are ("/null" in devtmpfs).
+
+// overlayOptions keep overlayfs from following what a lower layer's
+// extended attributes say (redirects, metacopy), which a build could have
+// written into an output that is another build's input.
+const overlayOptions = "redirect_dir=nofollow,metacopy=off,index=off"
+
+// source is a mount's source, opened while the host's tree is in view.
+type source struct {
+	src, target string
+	fd          int // O_PATH, symbolic links followed
+	dir         bool
+	readOnly    bool
+	device      bool // keep device nodes usable (no MS_NODEV)
+	// A file's directory, O_PATH, and the file's name in it; -1 if the
+	// file is a mount point itself, or a device.
+	parentFD int
+	name     string
+	workFD   int // a writable directory's overlay work directory, or -1
+}
+
+// opener opens the sources of the sandbox's mounts and closes them when
+// the sandbox is set up.
+type opener struct {
+	sources []*source
+	fds     []int
+}
+
+func (o *opener) close() {
+	for _, fd := range o.fds {
+		unix.Close(fd)
+	}
+}
+
+func (o *opener) keep(fd int) int {
+	o.fds = append(o.fds, fd)
+	return fd
+}
+
+// add opens src, to be mounted on target. work is the overlay work
+// directory of a writable directory. An optional source may be missing.
+func (o *opener) add(src, target, work string, readOnly, optional, device bool) error {
+	wrap := func(err error) error {
+		return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
+	}
+	fd, err := unix.Open(src, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if optional && errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return wrap(err)
+	}
+	o.keep(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return wrap(err)
+	}
+	s := &source{src: src, target: target, fd: fd, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
+		readOnly: readOnly, device: device, parentFD: -1, workFD: -1}
+	switch {
+	case s.dir && !readOnly && work != "":
+		wfd, err := unix.Open(work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return wrap(fmt.Errorf("opening the overlay work directory: %w", err))
+		}
+		s.workFD = o.keep(wfd)
+	case !s.dir && !device:
+		s.parentFD, s.name = o.parent(fd)
+	}
+	o.sources = append(o.sources, s)
+	return nil
+}
+
+// parent opens the directory of the file open as fd, unless the file is
+// a mount point itself (its directory's overlay would show what is
+// beneath).
+func (o *opener) parent(fd int) (int, string) {
+	real, err := os.Readlink(fdPath(fd))
+	if err != nil || !filepath.IsAbs(real) || strings.HasSuffix(real, " (deleted)") {
+		return -1, ""
+	}
+	pfd, err := unix.Open(filepath.Dir(real), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, ""
+	}
+	var a, b unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &a) != nil ||
+		unix.Statx(pfd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &b) != nil ||
+		a.Mask&b.Mask&unix.STATX_MNT_ID == 0 || a.Mnt_id != b.Mnt_id {
+		unix.Close(pfd)
+		return -1, ""
+	}
+	return o.keep(pfd), filepath.Base(real)
+}
+
+// overlayMounter mounts the overlays, remembering the file systems it
+// could not use them for.
+type overlayMounter struct {
+	r     *rootDir
+	empty int // an empty directory: the second lower layer a read-only overlay needs
+	// buildIDs: the build has host ids of its own, and the init's
+	// thread works as the build user (see asCaller).
+	buildIDs bool
+	staged   map[int]string // parent directory fd → staging point
+	warnings []string
+}
+
+// mountDir mounts the directory s on its target through an overlay.
+func (m *overlayMounter) mountDir(s *source) error {
+	fd, err := m.r.open(s.target, true, true)
+	if err != nil {
+		return fmt.Errorf("sandbox: mounting %s on %s: making mount point: %w", s.src, s.target, err)
+	}
+	defer unix.Close(fd)
+	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+	opts := overlayOptions
+	if s.readOnly {
+		flags |= unix.MS_RDONLY
+		opts += fmt.Sprintf(",lowerdir=%s:%s", fdPath(s.fd), fdPath(m.empty))
+		err = m.asCaller(func() error { return unix.Mount("heph", fdPath(fd), "overlay", flags, opts) })
+	} else {
+		opts += fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", fdPath(m.empty), fdPath(s.fd), fdPath(s.workFD))
+		err = unix.Mount("heph", fdPath(fd), "overlay", flags, opts)
+	}
+	if err != nil {
+		m.warn(s, err)
+		return m.r.bind(s)
+	}
+	return nil
+}
+
+// asCaller runs f with the access to host files the init was born with:
+// when the build has host ids of its own, the init's thread does its work
+// as the build user (setfsuid), since a file system mounted in the
+// sandbox's user namespace takes new files only from ids mapped there;
+// but the caller's uid, which is not mapped, is what may read the sources
+// (a read-only overlay reads its lower layer as whoever mounted it). The
+// init's other threads never change their ids.
+func (m *overlayMounter) asCaller(f func() error) error {
+	if !m.buildIDs {
+		return f()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// mountFile binds the file s on its target from an overlay of its
+// directory.
+func (m *overlayMounter) mountFile(s *source) error {
+	if s.parentFD < 0 {
+		m.warn(s, errors.New("it is a mount point of its own"))
+		return m.r.bind(s)
+	}
+	stage, ok := m.staged[s.parentFD]
+	if !ok {
+		stage = fmt.Sprintf("/.hephc/stage/%d", len(m.staged))
+		fd, err := m.r.open(stage, true, true)
+		if err != nil {
+			return fmt.Errorf("sandbox: making staging point %s: %w", stage, err)
+		}
+		opts := overlayOptions + fmt.Sprintf(",lowerdir=%s:%s", fdPath(s.parentFD), fdPath(m.empty))
+		err = m.asCaller(func() error {
+			return unix.Mount("heph", fdPath(fd), "overlay", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts)
+		})
+		unix.Close(fd)
+		if err != nil {
+			m.warn(s, err)
+			return m.r.bind(s)
+		}
+		m.staged[s.parentFD] = stage
+	}
+	fd := -1
+	err := m.asCaller(func() error {
+		var err error
+		fd, err = m.r.open(stage+"/"+s.name, false, false)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: mounting %s on %s: %w", s.src, s.target, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		// Replaced since it was opened: bind what was opened.
+		m.warn(s, errors.New("it changed while the sandbox was set up"))
+		return m.r.bind(s)
+	}
+	staged := *s
+	staged.fd = fd
+	return m.r.bind(&staged)
+}
+
+// unstage detaches the staging overlays; the files bound from them stay.
+func (m *overlayMounter) unstage() error {
+	for _, stage := range m.staged {
+		fd, err := m.r.open(stage, false, true)
+		if err == nil {
+			err = unix.Unmount(fdPath(fd), unix.MNT_DETACH)
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("sandbox: detaching staging point %s: %w", stage, err)
+		}
+	}
+	return nil
+}
+
+func (m *overlayMounter) warn(s *source, err error) {
+	m.warnings = append(m.warnings, fmt.Sprintf("%s is bound on %s as it is, so /proc/self/mountinfo shows its host path (overlayfs: %v)", s.src, s.target, err))
+}
