@@ -12,8 +12,8 @@ import (
 	"strings"
 
 	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
-	"hephc.dev/hephc/store"
 )
 
 // register makes f the built-in builder name (one of the builtins table)
@@ -27,14 +27,14 @@ func register(name string, f sandbox.BuiltinFunc) {
 }
 
 // readBuildInfo reads what the store tells a build about itself.
-func readBuildInfo() (*store.BuildInfo, error) {
-	b, err := os.ReadFile(store.BuildInfoPath)
+func readBuildInfo() (*realize.BuildInfo, error) {
+	b, err := os.ReadFile(realize.BuildInfoPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading the build description: %w", err)
 	}
-	var info store.BuildInfo
+	var info realize.BuildInfo
 	if err := json.Unmarshal(b, &info); err != nil {
-		return nil, fmt.Errorf("reading the build description %s: %w", store.BuildInfoPath, err)
+		return nil, fmt.Errorf("reading the build description %s: %w", realize.BuildInfoPath, err)
 	}
 	return &info, nil
 }
@@ -49,7 +49,7 @@ func getenv(env []string, key string) string {
 	return ""
 }
 
-func attr(info *store.BuildInfo, key string) (string, error) {
+func attr(info *realize.BuildInfo, key string) (string, error) {
 	v, _ := info.Derivation.Attrs[key].(string)
 	if v == "" {
 		return "", fmt.Errorf("%s: attrs.%s is missing", info.Derivation.Builder, key)

@@ -15,8 +15,10 @@ import (
 	modzip "golang.org/x/mod/zip"
 
 	_ "hephc.dev/hephc/builder"
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/store"
 )
 
 func TestMain(m *testing.M) {
@@ -49,7 +51,7 @@ func fakeProxy(t *testing.T, mod, ver string) (string, string) {
 	return proxy, sum
 }
 
-func realizeOne(t *testing.T, d *store.Derivation, opts store.RealizeOptions) (*store.Store, store.Path, error) {
+func realizeOne(t *testing.T, d *store.Derivation, opts realize.Options) (*store.Store, store.Path, error) {
 	t.Helper()
 	st, err := store.Open(t.TempDir())
 	if err != nil {
@@ -62,7 +64,7 @@ func realizeOne(t *testing.T, d *store.Derivation, opts store.RealizeOptions) (*
 		t.Fatal(err)
 	}
 	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{h: d}, Origins: map[store.DrvHash]store.Origin{h: {Attr: "m", Pos: "system.cue:3:4"}}}
-	_, err = st.Realize(context.Background(), g, []store.DrvHash{h}, opts)
+	_, err = realize.Realize(context.Background(), st, g, []store.DrvHash{h}, opts)
 	return st, g.PathOf(h), err
 }
 
@@ -81,7 +83,7 @@ func TestFetchGoModFromFileProxy(t *testing.T) {
 		}
 		return ""
 	}
-	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), store.RealizeOptions{Getenv: env})
+	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), realize.Options{Getenv: env})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func TestFetchGoModFromFileProxy(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "Answer = 42") {
 		t.Fatalf("got %q (%v), want the module's file", b, err)
 	}
-	if err := st.VerifyPath(context.Background(), p); err != nil {
+	if err := realize.VerifyPath(context.Background(), st, p); err != nil {
 		t.Error(err)
 	}
 	info, _, _ := st.QueryPathInfo(context.Background(), p)
@@ -126,11 +128,11 @@ func TestFetchGoModRefusesCorruptDownload(t *testing.T) {
 		}
 		return ""
 	}
-	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), store.RealizeOptions{Getenv: env})
+	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), realize.Options{Getenv: env})
 	if err == nil {
 		t.Fatal("realizing from a corrupt proxy succeeded")
 	}
-	var be *store.BuildError
+	var be *realize.BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("got %v, want a BuildError", err)
 	}
@@ -170,8 +172,8 @@ func TestFetchGoModRefusesOtherContent(t *testing.T) {
 		}
 		return ""
 	}
-	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), store.RealizeOptions{Getenv: env})
-	var be *store.BuildError
+	st, p, err := realizeOne(t, goModule("example.com/m", "v1.0.0", sum), realize.Options{Getenv: env})
+	var be *realize.BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("got %v, want a BuildError", err)
 	}
@@ -189,14 +191,14 @@ func TestFetchFileChecksItsPin(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "motd"), []byte("hello\n"), 0o644)
 	staging := t.TempDir()
 	os.WriteFile(filepath.Join(staging, "motd"), []byte("hello\n"), 0o644)
-	tree, err := store.HashTree(filepath.Join(staging, "motd"), store.HashOptions{})
+	tree, err := fstree.HashTree(filepath.Join(staging, "motd"), fstree.HashOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	file := func(pin string) *store.Derivation {
 		return &store.Derivation{Name: "motd", Builder: "builtin:fetch-file", Attrs: map[string]any{"file": "motd"}, OutputHash: pin}
 	}
-	st, p, err := realizeOne(t, file(tree.Hash.String()), store.RealizeOptions{SourceDir: dir})
+	st, p, err := realizeOne(t, file(tree.Hash.String()), realize.Options{SourceDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,8 +206,8 @@ func TestFetchFileChecksItsPin(t *testing.T) {
 		t.Errorf("got %q, want the file", b)
 	}
 	wrong := "blake3:" + strings.Repeat("0", 64)
-	_, _, err = realizeOne(t, file(wrong), store.RealizeOptions{SourceDir: dir})
-	var hm *store.HashMismatchError
+	_, _, err = realizeOne(t, file(wrong), realize.Options{SourceDir: dir})
+	var hm *realize.HashMismatchError
 	if !errors.As(err, &hm) || hm.Want != wrong || hm.Got != tree.Hash.String() {
 		t.Errorf("got %v, want a hash mismatch naming %s and %s", err, wrong, tree.Hash)
 	}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -21,12 +23,12 @@ func TestFetchFileCopiesADirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/tool\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "sub", "run.sh"), []byte("#!/bin/sh\n"), 0o755)
 	os.Symlink("sub/run.sh", filepath.Join(dir, "run"))
-	tree, err := store.HashTree(dir, store.HashOptions{})
+	tree, err := fstree.HashTree(dir, fstree.HashOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &store.Derivation{Name: "system-tool", Builder: "builtin:fetch-file", Attrs: map[string]any{"file": "system/tool"}, OutputHash: tree.Hash.String()}
-	st, p, err := realizeOne(t, d, store.RealizeOptions{SourceDir: conf})
+	st, p, err := realizeOne(t, d, realize.Options{SourceDir: conf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,14 +51,14 @@ func TestFetchFileRefusesAFifo(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &store.Derivation{Name: "d", Builder: "builtin:fetch-file", Attrs: map[string]any{"file": "d"}, OutputHash: "blake3:" + strings.Repeat("0", 64)}
-	_, _, err := realizeOne(t, d, store.RealizeOptions{SourceDir: conf})
+	_, _, err := realizeOne(t, d, realize.Options{SourceDir: conf})
 	if err == nil || !strings.Contains(err.Error()+logTail(err), "pipe is not a regular file, directory or symbolic link") {
 		t.Errorf("got %v\n%s\nwant the fifo named", err, logTail(err))
 	}
 }
 
 func logTail(err error) string {
-	var be *store.BuildError
+	var be *realize.BuildError
 	if errors.As(err, &be) {
 		return strings.Join(be.LogTail, "\n")
 	}

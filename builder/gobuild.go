@@ -13,7 +13,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"hephc.dev/hephc/builtins"
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/realize"
 )
 
 func init() { register(builtins.GoBuild, goBuild) }
@@ -77,7 +77,7 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 const SourcesFile = "share/heph/sources.json"
 
 // writeSources writes the build's pinned inputs to $out/SourcesFile.
-func writeSources(info *store.BuildInfo) error {
+func writeSources(info *realize.BuildInfo) error {
 	pins := pinsOf(info.Inputs)
 	b, err := json.MarshalIndent(pins, "", "  ")
 	if err != nil {
@@ -149,7 +149,7 @@ func goEnviron(goroot, modcache string, env []string) []string {
 // layoutModuleCache lays out the module cache at modcache from the build's
 // inputs deps.N (pinned modules) and modfiles (go.mod files of the module
 // graph), if any.
-func layoutModuleCache(info *store.BuildInfo, modcache string, log io.Writer) error {
+func layoutModuleCache(info *realize.BuildInfo, modcache string, log io.Writer) error {
 	for _, name := range inputsWithPrefix(info, "deps.") {
 		if err := linkModule(modcache, info.Inputs[name]); err != nil {
 			return fmt.Errorf("input %s: %w", name, err)
@@ -168,7 +168,7 @@ func layoutModuleCache(info *store.BuildInfo, modcache string, log io.Writer) er
 // linkModule makes the module of one input visible in the module cache at
 // modcache: the extracted directory is a link to the store path, and the
 // download cache holds its go.mod and the h1: sum its pin verified.
-func linkModule(modcache string, in store.InputInfo) error {
+func linkModule(modcache string, in realize.InputInfo) error {
 	mod, _ := in.Attrs["module"].(string)
 	ver, _ := in.Attrs["version"].(string)
 	if in.Builder != builtins.FetchGoMod || mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
 
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -136,7 +138,7 @@ func (f *modGraphFixture) want(t *testing.T) store.OutputHash {
 		os.MkdirAll(filepath.Dir(full), 0o755)
 		os.WriteFile(full, []byte(content), 0o444)
 	}
-	tree, err := store.HashTree(dir, store.HashOptions{})
+	tree, err := fstree.HashTree(dir, fstree.HashOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func TestFetchGoModGraph(t *testing.T) {
 	want := f.want(t)
 	g, mf := f.graph(t, want.String())
 	st := openStore(t)
-	if _, err := st.Realize(context.Background(), g.g, []store.DrvHash{mf}, store.RealizeOptions{Getenv: proxyEnv(f.proxy)}); err != nil {
+	if _, err := realize.Realize(context.Background(), st, g.g, []store.DrvHash{mf}, realize.Options{Getenv: proxyEnv(f.proxy)}); err != nil {
 		t.Fatal(err)
 	}
 	out := st.Physical(g.g.PathOf(mf))
@@ -189,8 +191,8 @@ func TestFetchGoModGraphRefusesAModifiedGoMod(t *testing.T) {
 	os.WriteFile(filepath.Join(f.proxy, "example.com/a/@v/v1.0.0.mod"), []byte(bad), 0o644)
 	g, mf := f.graph(t, want.String())
 	st := openStore(t)
-	_, err := st.Realize(context.Background(), g.g, []store.DrvHash{mf}, store.RealizeOptions{Getenv: proxyEnv(f.proxy)})
-	var be *store.BuildError
+	_, err := realize.Realize(context.Background(), st, g.g, []store.DrvHash{mf}, realize.Options{Getenv: proxyEnv(f.proxy)})
+	var be *realize.BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("got %v, want a BuildError", err)
 	}
@@ -211,8 +213,8 @@ func TestFetchGoModGraphIsPinned(t *testing.T) {
 	want := f.want(t)
 	wrong := "blake3:" + strings.Repeat("0", 64)
 	g, mf := f.graph(t, wrong)
-	_, err := openStore(t).Realize(context.Background(), g.g, []store.DrvHash{mf}, store.RealizeOptions{Getenv: proxyEnv(f.proxy)})
-	var hm *store.HashMismatchError
+	_, err := realize.Realize(context.Background(), openStore(t), g.g, []store.DrvHash{mf}, realize.Options{Getenv: proxyEnv(f.proxy)})
+	var hm *realize.HashMismatchError
 	if !errors.As(err, &hm) || hm.Got != want.String() {
 		t.Errorf("got %v, want a hash mismatch naming %s", err, want)
 	}

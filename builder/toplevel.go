@@ -10,7 +10,8 @@ import (
 	"strings"
 
 	"hephc.dev/hephc/builtins"
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 )
 
 func init() { register(builtins.SystemToplevel, systemToplevel) }
@@ -122,10 +123,10 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	if err := os.Mkdir(info.Out, 0o755); err != nil {
 		return err
 	}
-	if _, err := copyFile(filepath.Join(kernel.Path, kernelFile), filepath.Join(info.Out, ToplevelKernel), 0o444); err != nil {
+	if _, err := fstree.CopyFile(filepath.Join(kernel.Path, kernelFile), filepath.Join(info.Out, ToplevelKernel), false); err != nil {
 		return fmt.Errorf("system-toplevel: the kernel: %w", err)
 	}
-	if _, err := copyFile(filepath.Join(initrd.Path, InitramfsFile), filepath.Join(info.Out, ToplevelInitrd), 0o444); err != nil {
+	if _, err := fstree.CopyFile(filepath.Join(initrd.Path, InitramfsFile), filepath.Join(info.Out, ToplevelInitrd), false); err != nil {
 		return fmt.Errorf("system-toplevel: the initramfs: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(info.Out, ToplevelCmdline), []byte(cmdline+"\n"), 0o444); err != nil {
@@ -185,7 +186,7 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 }
 
 // pinsOf returns the pins of the fixed-output inputs among inputs, sorted.
-func pinsOf(inputs map[string]store.InputInfo) []Pin {
+func pinsOf(inputs map[string]realize.InputInfo) []Pin {
 	var pins []Pin
 	for _, in := range inputs {
 		if in.OutputHash == "" {

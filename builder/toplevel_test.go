@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"hephc.dev/hephc/builder"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -57,7 +58,7 @@ func TestSystemToplevel(t *testing.T) {
 		Attrs:  map[string]any{"cmdline": "console=ttyS0 panic=-1", "kernelFile": "boot/vmlinuz"}})
 	st := openStore(t)
 	ctx := context.Background()
-	if _, err := st.Realize(ctx, g.g, []store.DrvHash{top}, store.RealizeOptions{Getenv: proxyEnv(proxy)}); err != nil {
+	if _, err := realize.Realize(ctx, st, g.g, []store.DrvHash{top}, realize.Options{Getenv: proxyEnv(proxy)}); err != nil {
 		t.Fatal(err)
 	}
 	out := st.Physical(g.g.PathOf(top))
@@ -137,8 +138,8 @@ func TestSystemToplevelNeedsAnInitramfs(t *testing.T) {
 		Attrs: map[string]any{"module": "example.com/kernel", "version": "v1.0.0"}, OutputHash: sum})
 	top := g.add(t, &store.Derivation{Name: "top", Builder: "builtin:system-toplevel",
 		Inputs: map[string]store.DrvHash{"kernel": kernel, "initrd": kernel}})
-	_, err := openStore(t).Realize(context.Background(), g.g, []store.DrvHash{top}, store.RealizeOptions{Getenv: proxyEnv(proxy)})
-	var be *store.BuildError
+	_, err := realize.Realize(context.Background(), openStore(t), g.g, []store.DrvHash{top}, realize.Options{Getenv: proxyEnv(proxy)})
+	var be *realize.BuildError
 	if !errors.As(err, &be) || !strings.Contains(strings.Join(be.LogTail, "\n"), "input initrd is not an initramfs") {
 		t.Errorf("got %v, want a build error saying the initrd is not an initramfs", err)
 	}

@@ -4,17 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"hephc.dev/hephc/builtins"
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 )
 
 func init() {
@@ -118,7 +121,7 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("uroot: %w", err)
 	}
-	for _, name := range sortedKeys(services) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		cmd := services[name].Command
 		if _, ok := st.img.files[strings.TrimPrefix(cmd, "/")]; !ok && !strings.HasPrefix(cmd, "/bbin/") {
 			fmt.Fprintf(stdout, "warning: service %s: its command %s is not among the image's programs and files\n", name, cmd)
@@ -155,7 +158,7 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 		Commands: base.Commands,
 		Packages: append([]Package{bpkg}, st.packages...),
 		Services: services,
-		Files:    sortedKeys(files),
+		Files:    slices.Sorted(maps.Keys(files)),
 		BuiltBy:  &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
 		Pins:     toolPins,
 	}
@@ -164,8 +167,8 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 
 // needInputs returns the inputs named in pairs (name, what it is), or an
 // error naming the first one missing.
-func needInputs(info *store.BuildInfo, builder string, pairs ...string) ([]store.InputInfo, error) {
-	var in []store.InputInfo
+func needInputs(info *realize.BuildInfo, builder string, pairs ...string) ([]realize.InputInfo, error) {
+	var in []realize.InputInfo
 	for i := 0; i < len(pairs); i += 2 {
 		x, ok := info.Inputs[pairs[i]]
 		if !ok {
@@ -179,7 +182,7 @@ func needInputs(info *store.BuildInfo, builder string, pairs ...string) ([]store
 // runURoot runs the u-root command of tool in dir with the environment
 // env and the arguments args, writing the archive to out/initrd; its
 // temporary files go below scratch.
-func runURoot(tool store.InputInfo, dir, out string, env, args []string, stdout, stderr io.Writer) error {
+func runURoot(tool realize.InputInfo, dir, out string, env, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -235,7 +238,7 @@ type staged struct {
 // stageImage gathers the programs of the init and bin inputs, the files of
 // attrs.files (written below dir) and the files for heph's init and
 // self-test.
-func stageImage(info *store.BuildInfo, files map[string]imageFile, services map[string]imageService, dir string) (*staged, error) {
+func stageImage(info *realize.BuildInfo, files map[string]imageFile, services map[string]imageService, dir string) (*staged, error) {
 	st := &staged{img: newImageTree()}
 	var programs []imageProgram
 	pkgInputs := inputsWithPrefix(info, "bin.")
@@ -258,7 +261,7 @@ func stageImage(info *store.BuildInfo, files map[string]imageFile, services map[
 	} else if len(services) > 0 {
 		return nil, fmt.Errorf("attrs.services: nothing would start them: want input init (heph's init, with %s)", uinitProgram)
 	}
-	for _, p := range sortedKeys(files) {
+	for _, p := range slices.Sorted(maps.Keys(files)) {
 		host := filepath.Join(dir, p)
 		if err := writeImageFile(host, []byte(files[p].Content), files[p].Mode); err != nil {
 			return nil, fmt.Errorf("attrs.files: %w", err)
@@ -333,11 +336,11 @@ func (t *imageTree) add(dest, host, from string) error {
 	return nil
 }
 
-func (t *imageTree) sorted() []string { return sortedKeys(t.files) }
+func (t *imageTree) sorted() []string { return slices.Sorted(maps.Keys(t.files)) }
 
 // addPrograms puts the programs of a package input (its bin/*) into the
 // image's /bin.
-func addPrograms(img *imageTree, name string, in store.InputInfo) (Package, []imageProgram, error) {
+func addPrograms(img *imageTree, name string, in realize.InputInfo) (Package, []imageProgram, error) {
 	pkg, err := describePackage(in)
 	if err != nil {
 		return pkg, nil, err
@@ -364,8 +367,8 @@ func addPrograms(img *imageTree, name string, in store.InputInfo) (Package, []im
 // describePackage says what a store path is, for a manifest: name,
 // version, path, content hash and size, and the pins of its sources when
 // it was built by go-build.
-func describePackage(in store.InputInfo) (Package, error) {
-	tree, err := store.HashTree(in.Path, store.HashOptions{})
+func describePackage(in realize.InputInfo) (Package, error) {
+	tree, err := fstree.HashTree(in.Path, fstree.HashOptions{})
 	if err != nil {
 		return Package{}, err
 	}
@@ -374,7 +377,7 @@ func describePackage(in store.InputInfo) (Package, error) {
 		return Package{}, err
 	}
 	if in.OutputHash != "" {
-		pins = mergePins(pins, pinsOf(map[string]store.InputInfo{"": in}))
+		pins = mergePins(pins, pinsOf(map[string]realize.InputInfo{"": in}))
 	}
 	return Package{Name: in.Name, Version: in.Version, Path: in.Path, ContentHash: tree.Hash.String(), Size: tree.Size, Pins: pins}, nil
 }
@@ -486,7 +489,7 @@ func stringList(v any) ([]string, error) {
 
 // inputsWithPrefix returns the names of the build's inputs that start with
 // prefix, sorted (deps.10 after deps.9).
-func inputsWithPrefix(info *store.BuildInfo, prefix string) []string {
+func inputsWithPrefix(info *realize.BuildInfo, prefix string) []string {
 	var names []string
 	for name := range info.Inputs {
 		if strings.HasPrefix(name, prefix) {
@@ -503,13 +506,4 @@ func inputsWithPrefix(info *store.BuildInfo, prefix string) []string {
 		return a < b
 	})
 	return names
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

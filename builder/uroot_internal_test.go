@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/realize"
 )
 
 func TestImageTreeRefusesConflicts(t *testing.T) {
@@ -75,7 +76,7 @@ func TestImageFilesAndServices(t *testing.T) {
 }
 
 func TestInputsWithPrefixSortsNumerically(t *testing.T) {
-	info := &store.BuildInfo{Inputs: map[string]store.InputInfo{"deps.10": {}, "deps.9": {}, "deps.0": {}, "src": {}, "bin.b": {}, "bin.a": {}}}
+	info := &realize.BuildInfo{Inputs: map[string]realize.InputInfo{"deps.10": {}, "deps.9": {}, "deps.0": {}, "src": {}, "bin.b": {}, "bin.a": {}}}
 	if got := inputsWithPrefix(info, "deps."); !reflect.DeepEqual(got, []string{"deps.0", "deps.9", "deps.10"}) {
 		t.Errorf("got %v", got)
 	}
@@ -117,7 +118,7 @@ example.com/A v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=
 // hash. A #LocalFile's store path depends on its pin alone, so after an
 // edit a stale pin would silently keep building the old sources.
 func TestHephinitPinIsCurrent(t *testing.T) {
-	tree, err := store.HashTree("../system/hephinit", store.HashOptions{})
+	tree, err := fstree.HashTree("../system/hephinit", fstree.HashOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"hephc.dev/hephc/builder"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -63,7 +64,7 @@ func TestImageIsReproducible(t *testing.T) {
 	}
 	top := eg.Roots["images.server"]
 	proxy := newCachingProxy(t)
-	opts := store.RealizeOptions{SourceDir: root, Getenv: func(k string) string {
+	opts := realize.Options{SourceDir: root, Getenv: func(k string) string {
 		if k == "GOPROXY" {
 			return proxy.URL
 		}
@@ -75,7 +76,7 @@ func TestImageIsReproducible(t *testing.T) {
 	for i := range stores {
 		stores[i] = openStore(t)
 		t0 := time.Now()
-		if _, err := stores[i].Realize(ctx, g, []store.DrvHash{top}, opts); err != nil {
+		if _, err := realize.Realize(ctx, stores[i], g, []store.DrvHash{top}, opts); err != nil {
 			t.Fatalf("realize in store %d: %v", i+1, err)
 		}
 		t.Logf("store %d: realized the server image from nothing in %v", i+1, time.Since(t0).Round(time.Second))
@@ -121,7 +122,7 @@ func TestImageIsReproducible(t *testing.T) {
 		}
 	}
 
-	res, err := stores[0].Realize(ctx, g, []store.DrvHash{top}, opts)
+	res, err := realize.Realize(ctx, stores[0], g, []store.DrvHash{top}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

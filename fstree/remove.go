@@ -160,3 +160,45 @@ func readEntries(fd int, buf []byte) ([]dirEntry, error) {
 		}
 	}
 }
+
+// A Remover removes trees (RemoveTree) with a few goroutines, for when
+// there are many: unlink and rmdir, in the kernel, are the slow part, and
+// run best with more workers than cores.
+type Remover struct {
+	paths chan string
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+// NewRemover starts a Remover of workers goroutines.
+func NewRemover(workers int) *Remover {
+	r := &Remover{paths: make(chan string, 4096)}
+	for range workers {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for p := range r.paths {
+				if err := RemoveTree(p); err != nil {
+					r.mu.Lock()
+					if r.err == nil {
+						r.err = err
+					}
+					r.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return r
+}
+
+// Remove queues the tree at path for removal.
+func (r *Remover) Remove(path string) { r.paths <- path }
+
+// Wait waits for every queued removal, stops the workers and returns the
+// first error.
+func (r *Remover) Wait() error {
+	close(r.paths)
+	r.wg.Wait()
+	return r.err
+}

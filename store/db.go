@@ -213,10 +213,33 @@ func (s *Store) ValidPaths(ctx context.Context, ps []Path) (map[Path]bool, error
 	return valid, nil
 }
 
+// ValidPathList returns every valid path, sorted.
+func (s *Store) ValidPathList(ctx context.Context) ([]Path, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT path FROM paths ORDER BY path`)
+	if err != nil {
+		return nil, fmt.Errorf("listing valid paths: %w", err)
+	}
+	defer rows.Close()
+	var ps []Path
+	for rows.Next() {
+		var str string
+		if err := rows.Scan(&str); err != nil {
+			return nil, err
+		}
+		p, err := ParsePath(str)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, rows.Err()
+}
+
 // register records info (whose content is already complete at its
 // physical path), its references and the build that made it (if any) in
-// one transaction. References must be valid paths.
-func (s *Store) register(ctx context.Context, info *PathInfo, build *buildRecord) error {
+// one transaction. References must be valid paths. Install is its only
+// caller.
+func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("registering %s: %w", info.Path, err)
@@ -248,38 +271,27 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *buildRecord
 	}
 	if build != nil {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, 'ok', ?)`,
-			build.drv.String(), build.started, info.Registered, build.log); err != nil {
+			build.Drv.String(), build.Started, info.Registered, build.Log); err != nil {
 			return fmt.Errorf("registering %s: %w", info.Path, err)
 		}
 	}
 	return tx.Commit()
 }
 
-// Closure returns ps and every path they refer to, directly or not,
-// sorted.
-func (s *Store) Closure(ctx context.Context, ps ...Path) ([]Path, error) {
-	seen := make(map[Path]bool)
-	stack := append([]Path(nil), ps...)
-	for len(stack) > 0 {
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		info, ok, err := s.QueryPathInfo(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("closure of %s: %s is not valid", ps, p)
-		}
-		stack = append(stack, info.References...)
+// QueryPathFromHash returns the valid path whose hash is h, if there is
+// one (Nix's queryPathFromHashPart).
+func (s *Store) QueryPathFromHash(ctx context.Context, h DrvHash) (Path, bool, error) {
+	var path string
+	err := s.db.QueryRowContext(ctx, `SELECT path FROM paths WHERE path LIKE ?`, Dir+"/"+h.String()+"-%").Scan(&path)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Path{}, false, nil
 	}
-	out := make([]Path, 0, len(seen))
-	for p := range seen {
-		out = append(out, p)
+	if err != nil {
+		return Path{}, false, fmt.Errorf("querying the path of %s: %w", h, err)
 	}
-	sortPaths(out)
-	return out, nil
+	p, err := ParsePath(path)
+	if err != nil {
+		return Path{}, false, fmt.Errorf("querying the path of %s: %w", h, err)
+	}
+	return p, true, nil
 }

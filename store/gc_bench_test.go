@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/internal/storetest"
 	"hephc.dev/hephc/store"
 )
 
@@ -28,7 +30,7 @@ type synthetic struct {
 // synthStore fills the (new) store in dir with n paths of which garbage
 // are reachable from no root. Each path refers to up to 4 earlier ones; a
 // live path only to live ones.
-func synthStore(t tb, dir string, n, garbage int, seed uint64) *synthetic {
+func synthStore(t storetest.TB, dir string, n, garbage int, seed uint64) *synthetic {
 	t.Helper()
 	st, err := store.Open(dir)
 	if err != nil {
@@ -46,11 +48,11 @@ func synthStore(t tb, dir string, n, garbage int, seed uint64) *synthetic {
 	if err := os.WriteFile(filepath.Join(tmpl, "data"), []byte(content), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	tree, err := store.HashTree(tmpl, store.HashOptions{})
+	tree, err := fstree.HashTree(tmpl, fstree.HashOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.RemoveTree(tmpl)
+	fstree.RemoveTree(tmpl)
 
 	paths := make([]store.Path, n)
 	dead := make([]bool, n)
@@ -189,12 +191,12 @@ func cpuTime() time.Duration {
 
 // tempStoreDir is a directory for a store that is removed at the end,
 // read-only trees and all.
-func tempStoreDir(t tb) string {
+func tempStoreDir(t storetest.TB) string {
 	dir, err := os.MkdirTemp("", "hephc-gc-test-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.RemoveTree(dir) })
+	t.Cleanup(func() { fstree.RemoveTree(dir) })
 	return dir
 }
 
@@ -232,7 +234,7 @@ func BenchmarkGC(b *testing.B) {
 				b.Fatalf("deleted %d and kept %d paths, want %d and %d", len(res.Deleted), res.Live, len(syn.garbage), len(syn.live))
 			}
 			st.Close()
-			store.RemoveTree(dir)
+			fstree.RemoveTree(dir)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(garbage)*float64(b.N)/b.Elapsed().Seconds(), "paths/s")

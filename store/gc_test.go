@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/internal/storetest"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -43,17 +45,17 @@ func sorted(ps ...store.Path) []store.Path {
 // checkStore fails unless every registered path verifies, the database's
 // references are consistent, and (if exact) the store directory holds
 // exactly the registered paths and Dir/tmp is empty.
-func checkStore(t tb, st *store.Store, exact bool) {
+func checkStore(t storetest.TB, st *store.Store, exact bool) {
 	t.Helper()
 	ctx := context.Background()
-	problems, _, err := st.Verify(ctx, nil, store.VerifyOptions{})
+	problems, _, err := realize.Verify(ctx, st, nil, realize.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Fatalf("after GC: %v", p)
 	}
-	db := openDB(t, st.Dir)
+	db := storetest.OpenDB(t, st.Dir)
 	var dangling int
 	err = db.QueryRow(`SELECT COUNT(*) FROM refs WHERE reference NOT IN (SELECT id FROM paths) OR referrer NOT IN (SELECT id FROM paths)`).Scan(&dangling)
 	db.Close()
@@ -91,57 +93,24 @@ func checkStore(t tb, st *store.Store, exact bool) {
 	}
 }
 
-// openDB opens the store's database beside the store, for what tests
-// check or set up directly. The caller closes it.
-func openDB(t tb, dir string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "db.sqlite")+"?_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
-// link makes a symlink like ./result to p and records it as a root.
-func link(t *testing.T, st *store.Store, name string, p store.Path) string {
-	t.Helper()
-	l := filepath.Join(t.TempDir(), name)
-	if err := st.AddRoot(context.Background(), l); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(st.Physical(p), l); err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func valid(t *testing.T, st *store.Store, ps ...store.Path) map[store.Path]bool {
-	t.Helper()
-	v, err := st.ValidPaths(context.Background(), ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
-	f := newFixture(t, t.TempDir())
+	f := storetest.New(t, t.TempDir())
 	ctx := context.Background()
-	a := f.step(t, "a", nil, nil, "file=x=a")
-	b := f.step(t, "b", map[string]store.DrvHash{"a": a}, map[string]string{"A": "@{a}"}, "ref=A")
-	c := f.step(t, "c", nil, nil, "single=c")
-	d := f.step(t, "d", map[string]store.DrvHash{"c": c}, map[string]string{"C": "@{c}"}, "ref=C")
-	if _, err := f.realize(t, store.RealizeOptions{}, b, d); err != nil {
+	a := f.Step(t, "a", nil, nil, "file=x=a")
+	b := f.Step(t, "b", map[string]store.DrvHash{"a": a}, map[string]string{"A": "@{a}"}, "ref=A")
+	c := f.Step(t, "c", nil, nil, "single=c")
+	d := f.Step(t, "d", map[string]store.DrvHash{"c": c}, map[string]string{"C": "@{c}"}, "ref=C")
+	if _, err := f.Realize(t, realize.Options{}, b, d); err != nil {
 		t.Fatal(err)
 	}
-	pa, pb, pc, pd, tool := f.g.PathOf(a), f.g.PathOf(b), f.g.PathOf(c), f.g.PathOf(d), f.g.PathOf(f.tool)
-	result := link(t, f.st, "result", pb)
+	pa, pb, pc, pd, tool := f.G.PathOf(a), f.G.PathOf(b), f.G.PathOf(c), f.G.PathOf(d), f.G.PathOf(f.Tool)
+	result := storetest.Link(t, f.St, "result", pb)
 	// A stray symlink not recorded as a root protects nothing.
-	if err := os.Symlink(f.st.Physical(pd), filepath.Join(t.TempDir(), "unrecorded")); err != nil {
+	if err := os.Symlink(f.St.Physical(pd), filepath.Join(t.TempDir(), "unrecorded")); err != nil {
 		t.Fatal(err)
 	}
 
-	dry, err := f.st.GC(ctx, store.GCOptions{DryRun: true})
+	dry, err := f.St.GC(ctx, store.GCOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +118,11 @@ func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
 	if got := deletedPaths(dry); !slices.Equal(got, want) {
 		t.Fatalf("dry run: got %v, want %v", got, want)
 	}
-	if v := valid(t, f.st, pc, pd, tool); len(v) != 3 {
+	if v := storetest.Valid(t, f.St, pc, pd, tool); len(v) != 3 {
 		t.Fatalf("a dry run deleted something: valid %v", v)
 	}
 
-	res, err := f.st.GC(ctx, store.GCOptions{})
+	res, err := f.St.GC(ctx, store.GCOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +131,7 @@ func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
 	}
 	var size int64
 	for _, p := range want {
-		info, _, _ := f.st.QueryPathInfo(ctx, p)
+		info, _, _ := f.St.QueryPathInfo(ctx, p)
 		if info != nil {
 			t.Errorf("%s is still registered", p)
 		}
@@ -177,20 +146,20 @@ func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
 		t.Errorf("kept %d paths, want 2", res.Live)
 	}
 	for _, p := range want {
-		if _, err := os.Lstat(f.st.Physical(p)); !os.IsNotExist(err) {
+		if _, err := os.Lstat(f.St.Physical(p)); !os.IsNotExist(err) {
 			t.Errorf("%s is still on disk (%v)", p, err)
 		}
 	}
-	if v := valid(t, f.st, pa, pb); !v[pa] || !v[pb] {
+	if v := storetest.Valid(t, f.St, pa, pb); !v[pa] || !v[pb] {
 		t.Fatalf("a root or its closure was deleted: valid %v", v)
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 
 	// The link goes: so do b and a, and the root is forgotten.
 	if err := os.Remove(result); err != nil {
 		t.Fatal(err)
 	}
-	res, err = f.st.GC(ctx, store.GCOptions{})
+	res, err = f.St.GC(ctx, store.GCOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,37 +169,37 @@ func TestGCKeepsRootsAndTheirClosures(t *testing.T) {
 	if !slices.Equal(res.StaleRoots, []string{result}) {
 		t.Errorf("got stale roots %q, want [%s]", res.StaleRoots, result)
 	}
-	if roots, _ := f.st.IndirectRoots(ctx); len(roots) != 0 {
+	if roots, _ := f.St.IndirectRoots(ctx); len(roots) != 0 {
 		t.Errorf("stale roots are still recorded: %q", roots)
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 
 	// A realize after GC builds what GC deleted.
-	link(t, f.st, "tool", tool)
-	if _, err := f.st.Add(ctx, testBuilder, "testbuilder"); err != nil {
+	storetest.Link(t, f.St, "tool", tool)
+	if _, err := f.St.Add(ctx, storetest.TestBuilder, "testbuilder"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.realize(t, store.RealizeOptions{}, b, d); err != nil {
+	if _, err := f.Realize(t, realize.Options{}, b, d); err != nil {
 		t.Fatal(err)
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 }
 
 // TestGCRootRepointed: a link that now points elsewhere in the store
 // keeps its new target, not the old one; one pointing out of the store
 // keeps nothing.
 func TestGCRootRepointed(t *testing.T) {
-	f := newFixture(t, t.TempDir())
+	f := storetest.New(t, t.TempDir())
 	ctx := context.Background()
-	a := f.step(t, "a", nil, nil, "single=a")
-	b := f.step(t, "b", nil, nil, "single=b")
-	if _, err := f.realize(t, store.RealizeOptions{}, a, b); err != nil {
+	a := f.Step(t, "a", nil, nil, "single=a")
+	b := f.Step(t, "b", nil, nil, "single=b")
+	if _, err := f.Realize(t, realize.Options{}, a, b); err != nil {
 		t.Fatal(err)
 	}
-	pa, pb := f.g.PathOf(a), f.g.PathOf(b)
-	l := link(t, f.st, "result", pa)
+	pa, pb := f.G.PathOf(a), f.G.PathOf(b)
+	l := storetest.Link(t, f.St, "result", pa)
 	// Relative, through the store's directory.
-	rel, err := filepath.Rel(filepath.Dir(l), f.st.Physical(pb))
+	rel, err := filepath.Rel(filepath.Dir(l), f.St.Physical(pb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,30 +207,30 @@ func TestGCRootRepointed(t *testing.T) {
 	if err := os.Symlink(rel, l); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+	if _, err := f.St.GC(ctx, store.GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if v := valid(t, f.st, pa, pb); v[pa] || !v[pb] {
+	if v := storetest.Valid(t, f.St, pa, pb); v[pa] || !v[pb] {
 		t.Fatalf("got valid %v, want only %s", v, pb)
 	}
 	os.Remove(l)
 	if err := os.Symlink(t.TempDir(), l); err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.st.GC(ctx, store.GCOptions{})
+	res, err := f.St.GC(ctx, store.GCOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := valid(t, f.st, pb); v[pb] || len(res.StaleRoots) != 1 {
+	if v := storetest.Valid(t, f.St, pb); v[pb] || len(res.StaleRoots) != 1 {
 		t.Fatalf("a link out of the store kept %s (stale roots %q)", pb, res.StaleRoots)
 	}
 }
 
 // addGeneration records generation n of profile with toplevel p, created
 // at the given time, directly in the database.
-func addGeneration(t tb, st *store.Store, profile string, n int, p store.Path, created time.Time) {
+func addGeneration(t storetest.TB, st *store.Store, profile string, n int, p store.Path, created time.Time) {
 	t.Helper()
-	db := openDB(t, st.Dir)
+	db := storetest.OpenDB(t, st.Dir)
 	defer db.Close()
 	if _, err := db.Exec(`INSERT INTO generations(profile, number, toplevel, created, config_hash, closure_size) VALUES (?, ?, ?, ?, '', 0)`,
 		profile, n, p.String(), created.Unix()); err != nil {
@@ -272,9 +241,9 @@ func addGeneration(t tb, st *store.Store, profile string, n int, p store.Path, c
 	}
 }
 
-func setCurrent(t tb, st *store.Store, profile string, n int) {
+func setCurrent(t storetest.TB, st *store.Store, profile string, n int) {
 	t.Helper()
-	db := openDB(t, st.Dir)
+	db := storetest.OpenDB(t, st.Dir)
 	defer db.Close()
 	if _, err := db.Exec(`UPDATE profiles SET current = ? WHERE name = ?`, n, profile); err != nil {
 		t.Fatal(err)
@@ -282,47 +251,47 @@ func setCurrent(t tb, st *store.Store, profile string, n int) {
 }
 
 func TestGCGenerationsAreRoots(t *testing.T) {
-	f := newFixture(t, t.TempDir())
+	f := storetest.New(t, t.TempDir())
 	ctx := context.Background()
 	day := 24 * time.Hour
 	now := time.Unix(1_800_000_000, 0)
-	f.st.Now = func() time.Time { return now }
+	f.St.Now = func() time.Time { return now }
 	var gens []store.Path
 	for i := range 4 {
-		lib := f.step(t, "lib"+strconv.Itoa(i), nil, nil, "file=lib=v"+strconv.Itoa(i))
-		top := f.step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"lib": lib}, map[string]string{"LIB": "@{lib}"}, "ref=LIB")
-		if _, err := f.realize(t, store.RealizeOptions{}, top); err != nil {
+		lib := f.Step(t, "lib"+strconv.Itoa(i), nil, nil, "file=lib=v"+strconv.Itoa(i))
+		top := f.Step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"lib": lib}, map[string]string{"LIB": "@{lib}"}, "ref=LIB")
+		if _, err := f.Realize(t, realize.Options{}, top); err != nil {
 			t.Fatal(err)
 		}
-		gens = append(gens, f.g.PathOf(top))
+		gens = append(gens, f.G.PathOf(top))
 		// Generations 1–3 of "system", 10, 20 and 30 days old; the 4th
 		// is generation 1 of "other", 40 days old.
 		if i < 3 {
-			addGeneration(t, f.st, "system", i+1, f.g.PathOf(top), now.Add(-time.Duration(10*(3-i))*day))
+			addGeneration(t, f.St, "system", i+1, f.G.PathOf(top), now.Add(-time.Duration(10*(3-i))*day))
 		} else {
-			addGeneration(t, f.st, "other", 1, f.g.PathOf(top), now.Add(-40*day))
+			addGeneration(t, f.St, "other", 1, f.G.PathOf(top), now.Add(-40*day))
 		}
 	}
 	// Rolled back: generation 1 is current.
-	setCurrent(t, f.st, "system", 1)
+	setCurrent(t, f.St, "system", 1)
 	closure := func(top store.Path) []store.Path {
-		c, err := f.st.Closure(ctx, top)
+		c, err := f.St.Closure(ctx, top)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
 
-	res, err := f.st.GC(ctx, store.GCOptions{})
+	res, err := f.St.GC(ctx, store.GCOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := deletedPaths(res), []store.Path{f.g.PathOf(f.tool)}; !slices.Equal(got, want) || len(res.Generations) != 0 {
+	if got, want := deletedPaths(res), []store.Path{f.G.PathOf(f.Tool)}; !slices.Equal(got, want) || len(res.Generations) != 0 {
 		t.Fatalf("got deleted %v and generations %v, want only the tool %v", got, res.Generations, want)
 	}
 	for _, top := range gens {
 		for _, p := range closure(top) {
-			if v := valid(t, f.st, p); !v[p] {
+			if v := storetest.Valid(t, f.St, p); !v[p] {
 				t.Errorf("%s of generation %s was deleted", p, top)
 			}
 		}
@@ -330,7 +299,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 
 	// Keep the newest one of each profile and the current one: system's
 	// 2nd goes, with its closure.
-	res, err = f.st.GC(ctx, store.GCOptions{KeepGenerations: 1, DryRun: true})
+	res, err = f.St.GC(ctx, store.GCOptions{KeepGenerations: 1, DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,14 +307,14 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 		t.Fatalf("--keep-generations 1 --dry-run: got %v, want %v", res.Generations, want)
 	}
 	second := closure(gens[1])
-	res, err = f.st.GC(ctx, store.GCOptions{KeepGenerations: 1})
+	res, err = f.St.GC(ctx, store.GCOptions{KeepGenerations: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := deletedPaths(res), sorted(second...); !slices.Equal(got, want) {
 		t.Fatalf("got deleted %v, want generation 2's closure %v", got, want)
 	}
-	db := openDB(t, f.st.Dir)
+	db := storetest.OpenDB(t, f.St.Dir)
 	var n int
 	db.QueryRow(`SELECT COUNT(*) FROM generations`).Scan(&n)
 	db.Close()
@@ -355,7 +324,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 
 	// Older than 15 days: system's 1st is current and stays, other's only
 	// one is current too; system's 3rd is 10 days old. Nothing goes.
-	res, err = f.st.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	res, err = f.St.GC(ctx, store.GCOptions{OlderThan: 15 * day})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,9 +332,9 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 		t.Fatalf("--older-than 15d: deleted generations %v, paths %v; want none", res.Generations, deletedPaths(res))
 	}
 	// Switch back to the 3rd: now the 1st is 30 days old and not current.
-	setCurrent(t, f.st, "system", 3)
+	setCurrent(t, f.St, "system", 3)
 	first := closure(gens[0])
-	res, err = f.st.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	res, err = f.St.GC(ctx, store.GCOptions{OlderThan: 15 * day})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,16 +344,16 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 	if got, want := deletedPaths(res), sorted(first...); !slices.Equal(got, want) {
 		t.Fatalf("got deleted %v, want generation 1's closure %v", got, want)
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 }
 
 func TestGCRemovesLeftovers(t *testing.T) {
-	f := newFixture(t, t.TempDir())
+	f := storetest.New(t, t.TempDir())
 	ctx := context.Background()
 	// What killed builds and collections leave: an unregistered output
 	// (read-only, as a canonical one is), temporary directories.
-	stray := filepath.Join(f.st.Dir, "store", "00000000000000000000000000000000000000000000000000000-stray")
-	for _, d := range []string{stray + "/sub", filepath.Join(f.st.Dir, "tmp", "build-x", "store"), filepath.Join(f.st.Dir, "tmp", "repair-123", "x")} {
+	stray := filepath.Join(f.St.Dir, "store", "00000000000000000000000000000000000000000000000000000-stray")
+	for _, d := range []string{stray + "/sub", filepath.Join(f.St.Dir, "tmp", "build-x", "store"), filepath.Join(f.St.Dir, "tmp", "repair-123", "x")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -392,12 +361,12 @@ func TestGCRemovesLeftovers(t *testing.T) {
 	if err := os.WriteFile(stray+"/sub/file", []byte("x"), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Canonicalize(stray); err != nil {
+	if err := fstree.Canonicalize(stray); err != nil {
 		t.Fatal(err)
 	}
-	tool := f.g.PathOf(f.tool)
-	link(t, f.st, "tool", tool)
-	res, err := f.st.GC(ctx, store.GCOptions{DryRun: true})
+	tool := f.G.PathOf(f.Tool)
+	storetest.Link(t, f.St, "tool", tool)
+	res, err := f.St.GC(ctx, store.GCOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,16 +376,16 @@ func TestGCRemovesLeftovers(t *testing.T) {
 	if _, err := os.Lstat(stray); err != nil {
 		t.Fatalf("a dry run removed a leftover: %v", err)
 	}
-	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+	if _, err := f.St.GC(ctx, store.GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(stray); !os.IsNotExist(err) {
 		t.Fatalf("the unregistered %s is still there (%v)", stray, err)
 	}
-	if v := valid(t, f.st, tool); !v[tool] {
+	if v := storetest.Valid(t, f.St, tool); !v[tool] {
 		t.Fatalf("the rooted tool was deleted")
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 }
 
 const gcWorkerEnv = "HEPHC_TEST_GC_WORKER"
@@ -461,7 +430,7 @@ func TestGCSurvivesSIGKILL(t *testing.T) {
 	fresh := func() {
 		if st != nil {
 			st.Close()
-			store.RemoveTree(dir)
+			fstree.RemoveTree(dir)
 		}
 		dir = tempStoreDir(t)
 		syn = synthStore(t, dir, n, garbage, uint64(time.Now().UnixNano()))
@@ -501,7 +470,7 @@ func TestGCSurvivesSIGKILL(t *testing.T) {
 		cmd.Wait()
 
 		checkStore(t, st, false)
-		if v := valid(t, st, syn.live...); len(v) != len(syn.live) {
+		if v := storetest.Valid(t, st, syn.live...); len(v) != len(syn.live) {
 			t.Fatalf("after a kill at %v: %d of %d live paths are left", delay, len(v), len(syn.live))
 		}
 		if i%5 == 4 {
@@ -563,10 +532,10 @@ func TestGCAsOrdinaryUser(t *testing.T) {
 	}
 	defer s.Close()
 	checkStore(t, s, true)
-	if v := valid(t, s, syn.live...); len(v) != len(syn.live) {
+	if v := storetest.Valid(t, s, syn.live...); len(v) != len(syn.live) {
 		t.Fatalf("%d of %d live paths are left", len(v), len(syn.live))
 	}
-	if v := valid(t, s, syn.garbage...); len(v) != 0 {
+	if v := storetest.Valid(t, s, syn.garbage...); len(v) != 0 {
 		t.Fatalf("%d of %d garbage paths are left", len(v), len(syn.garbage))
 	}
 }
@@ -576,14 +545,14 @@ func TestGCAsOrdinaryUser(t *testing.T) {
 // disappeared), and what it rooted survives.
 func TestGCWhileRealizing(t *testing.T) {
 	dir := t.TempDir()
-	f := newFixture(t, dir)
+	f := storetest.New(t, dir)
 	ctx := context.Background()
 	// base is valid and unrooted before each realization: GC would
 	// delete it if it could while a build that needs it runs.
-	base := f.step(t, "base", nil, nil, "file=lib=base")
+	base := f.Step(t, "base", nil, nil, "file=lib=base")
 	// The tool is rooted: fetching it again needs a source directory.
-	link(t, f.st, "tool", f.g.PathOf(f.tool))
-	if _, err := f.realize(t, store.RealizeOptions{}, base); err != nil {
+	storetest.Link(t, f.St, "tool", f.G.PathOf(f.Tool))
+	if _, err := f.Realize(t, realize.Options{}, base); err != nil {
 		t.Fatal(err)
 	}
 	other, err := store.Open(dir)
@@ -617,24 +586,24 @@ func TestGCWhileRealizing(t *testing.T) {
 		}
 	}()
 	for i := range rounds {
-		mid := f.step(t, "mid"+strconv.Itoa(i), map[string]store.DrvHash{"base": base}, map[string]string{"BASE": "@{base}"},
+		mid := f.Step(t, "mid"+strconv.Itoa(i), map[string]store.DrvHash{"base": base}, map[string]string{"BASE": "@{base}"},
 			"sleep=30", "cat=@{base}/lib", "ref=BASE")
-		top := f.step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"mid": mid, "base": base}, map[string]string{"MID": "@{mid}"},
+		top := f.Step(t, "top"+strconv.Itoa(i), map[string]store.DrvHash{"mid": mid, "base": base}, map[string]string{"MID": "@{mid}"},
 			"cat=@{base}/lib", "ref=MID")
 		// As realize does: the result is linked before the GC lock goes.
-		lock, err := f.st.LockGC(ctx, false)
+		lock, err := f.St.LockGC(ctx, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.st.Realize(ctx, f.g, []store.DrvHash{top}, store.RealizeOptions{}); err != nil {
+		if _, err := realize.Realize(ctx, f.St, f.G, []store.DrvHash{top}, realize.Options{}); err != nil {
 			lock.Unlock()
 			close(stop)
 			wg.Wait()
 			t.Fatalf("round %d: %v", i, err)
 		}
-		link(t, f.st, "result", f.g.PathOf(top))
+		storetest.Link(t, f.St, "result", f.G.PathOf(top))
 		lock.Unlock()
-		tops = append(tops, f.g.PathOf(top))
+		tops = append(tops, f.G.PathOf(top))
 		time.Sleep(time.Duration(i%3) * 10 * time.Millisecond)
 	}
 	close(stop)
@@ -647,7 +616,7 @@ func TestGCWhileRealizing(t *testing.T) {
 		t.Errorf("only %d collections ran during %d realizations", gcs, rounds)
 	}
 	for _, p := range tops {
-		c, err := f.st.Closure(ctx, p)
+		c, err := f.St.Closure(ctx, p)
 		if err != nil {
 			t.Fatalf("a rooted result lost part of its closure: %v", err)
 		}
@@ -655,8 +624,8 @@ func TestGCWhileRealizing(t *testing.T) {
 			t.Errorf("closure of %s: got %v, want it, mid and base", p, c)
 		}
 	}
-	if _, err := f.st.GC(ctx, store.GCOptions{}); err != nil {
+	if _, err := f.St.GC(ctx, store.GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	checkStore(t, f.st, true)
+	checkStore(t, f.St, true)
 }

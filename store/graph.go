@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Graph is what the store realizes: derivations by hash, and for each
@@ -77,4 +78,18 @@ func (g *Graph) Closure(roots ...DrvHash) ([]DrvHash, error) {
 		}
 	}
 	return order, nil
+}
+
+// Expand replaces every @{input} in s by the input's store path.
+func (g *Graph) Expand(d *Derivation, s string) string {
+	if !strings.Contains(s, "@{") {
+		return s
+	}
+	return placeholderRE.ReplaceAllStringFunc(s, func(m string) string {
+		name := m[2 : len(m)-1]
+		if h, ok := d.Inputs[name]; ok {
+			return g.PathOf(h).String()
+		}
+		return m
+	})
 }

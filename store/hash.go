@@ -1,14 +1,12 @@
-// Package store owns the hash-keyed store: derivation and output hashes,
-// store paths and the derivation as the store sees it. It never imports CUE.
 package store
 
 import (
 	"encoding/base32"
-	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"github.com/zeebo/blake3"
+
+	"hephc.dev/hephc/fstree"
 )
 
 // HashSize is the size in bytes of every hash hephc computes (blake3-256).
@@ -62,37 +60,10 @@ func (h *DrvHash) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// OutputHash identifies the content of an output: blake3-256 of the
-// canonical tree serialization (Go's cache calls this an OutputID).
-type OutputHash [HashSize]byte
+// OutputHash identifies the content of an output: the canonical tree hash
+// of package fstree, blake3-256 of the tree's canonical serialization (Go's
+// cache calls this an OutputID). Its String form is blake3:<64 hex digits>.
+type OutputHash = fstree.Hash
 
-const outputHashPrefix = "blake3:"
-
-// String returns "blake3:" and 64 lowercase hex digits, the form CUE pins use.
-func (h OutputHash) String() string { return outputHashPrefix + hex.EncodeToString(h[:]) }
-
-// ParseOutputHash parses the form String returns.
-func ParseOutputHash(s string) (OutputHash, error) {
-	var h OutputHash
-	rest, ok := strings.CutPrefix(s, outputHashPrefix)
-	if !ok || len(rest) != 2*HashSize {
-		return h, fmt.Errorf("parsing output hash %q: want %s and %d hex digits", s, outputHashPrefix, 2*HashSize)
-	}
-	if _, err := hex.Decode(h[:], []byte(rest)); err != nil || strings.ToLower(rest) != rest {
-		return h, fmt.Errorf("parsing output hash %q: want lowercase hex digits", s)
-	}
-	return h, nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (h OutputHash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (h *OutputHash) UnmarshalText(b []byte) error {
-	p, err := ParseOutputHash(string(b))
-	if err != nil {
-		return err
-	}
-	*h = p
-	return nil
-}
+// ParseOutputHash parses the form OutputHash.String returns.
+func ParseOutputHash(s string) (OutputHash, error) { return fstree.ParseHash(s) }

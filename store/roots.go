@@ -89,3 +89,39 @@ func (s *Store) linkTarget(link string) (Path, bool) {
 	}
 	return p, true
 }
+
+// LinkRoot points link at p's physical location and records link as an
+// indirect root, so p (and its closure) stays as long as link points at
+// it: the store's way to add a permanent root, as Nix's addPermRoot. An
+// older link is replaced; a file or directory at link that is not a
+// symlink is not. It holds the GC lock shared while it checks that p is
+// valid and makes the link.
+func (s *Store) LinkRoot(ctx context.Context, link string, p Path) error {
+	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
+		return fmt.Errorf("not replacing %s: it exists and is not a symlink", link)
+	}
+	gcLock, err := s.LockGC(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer gcLock.Unlock()
+	if ok, err := s.ValidPaths(ctx, []Path{p}); err != nil {
+		return err
+	} else if !ok[p] {
+		return fmt.Errorf("not linking %s: %s was garbage-collected since it was realized; realize again", link, p)
+	}
+	// Recorded before it points into the store (see AddRoot).
+	if err := s.AddRoot(ctx, link); err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp")
+	os.Remove(tmp)
+	if err := os.Symlink(s.Physical(p), tmp); err != nil {
+		return fmt.Errorf("linking %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("linking %s: %w", link, err)
+	}
+	return nil
+}

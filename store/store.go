@@ -1,16 +1,21 @@
+// Package store owns the hash-keyed store: derivation and output hashes,
+// store paths, the derivation and its canonical encoding, the derivation
+// graph, the database (valid paths and their references, the derivations
+// and builds it was asked for, generations, roots), the locks, closure
+// queries, reference scanning, garbage collection, and Install, the one
+// way a path becomes valid. It never imports CUE and never runs a build:
+// realizing a graph is package realize's.
 package store
 
 import (
-	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Store is a hash-keyed store on disk. Its physical directory holds
@@ -77,96 +82,21 @@ func (s *Store) LogPath(h DrvHash) string {
 	return filepath.Join(s.Dir, "logs", hs[:2], hs+".log")
 }
 
-// Lock is a held per-output lock.
-type Lock struct{ f *os.File }
-
-// Unlock releases the lock.
-func (l *Lock) Unlock() error {
-	defer l.f.Close()
-	return unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+// TempDir makes a new directory in Dir/tmp for content on its way into
+// the store (see Install), named pattern as os.MkdirTemp names it. The
+// pattern must start with one of build-, add-, repair- or generation-:
+// such directories are made only under the GC lock, held shared, so GC
+// (holding it exclusive) removes those a killed process left.
+func (s *Store) TempDir(pattern string) (string, error) {
+	if !slices.ContainsFunc(lockedTempPrefixes, func(p string) bool { return strings.HasPrefix(pattern, p) }) {
+		return "", fmt.Errorf("making a temporary directory %q in the store: the name must start with one of %s", pattern, strings.Join(lockedTempPrefixes, ", "))
+	}
+	return os.MkdirTemp(filepath.Join(s.Dir, "tmp"), pattern)
 }
 
-// LockPath takes the exclusive lock of p's output, waiting for another
-// process that holds it (it is building or deleting p) or until ctx ends.
-// Callers hold the GC lock (LockGC) shared: GC deletes the lock files of
-// the paths it deletes.
-func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("locking %s: %w", p, err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f}, nil
-		}
-		if err != unix.EWOULDBLOCK {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", p, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// SaveDerivations records the derivations hs of g, and where each was
-// written, in one transaction, so that later commands can name them.
-func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("saving derivations: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO derivations(hash, name, json, attr, pos) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(hash) DO UPDATE SET attr = excluded.attr, pos = excluded.pos`)
-	if err != nil {
-		return fmt.Errorf("saving derivations: %w", err)
-	}
-	defer stmt.Close()
-	for _, h := range hs {
-		d := g.Derivations[h]
-		b, err := json.Marshal(d)
-		if err != nil {
-			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
-		}
-		o := g.Origins[h]
-		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos); err != nil {
-			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
-		}
-	}
-	return tx.Commit()
-}
-
-// SavedDerivation is a derivation as the store recorded it.
-type SavedDerivation struct {
-	Hash       DrvHash
-	Derivation *Derivation
-	Attr, Pos  string
-}
-
-// LoadDerivation returns the derivation h as recorded by SaveDerivations.
-func (s *Store) LoadDerivation(ctx context.Context, h DrvHash) (*SavedDerivation, bool, error) {
-	var (
-		b         []byte
-		attr, pos string
-	)
-	err := s.db.QueryRowContext(ctx, `SELECT json, attr, pos FROM derivations WHERE hash = ?`, h.String()).Scan(&b, &attr, &pos)
-	if err == sql.ErrNoRows {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("loading derivation %s: %w", h, err)
-	}
-	d, err := ParseDerivation(b)
-	if err != nil {
-		return nil, false, fmt.Errorf("loading derivation %s: %w", h, err)
-	}
-	return &SavedDerivation{Hash: h, Derivation: d, Attr: attr, Pos: pos}, true, nil
-}
+// lockedTempPrefixes start the names of the temporary directories made in
+// Dir/tmp under the GC lock (TempDir).
+var lockedTempPrefixes = []string{"build-", "add-", "repair-", "generation-"}
 
 func sortPaths(ps []Path) {
 	sort.Slice(ps, func(i, j int) bool { return ps[i].String() < ps[j].String() })

@@ -142,19 +142,9 @@ func closureSize(st *store.Store) policy.ClosureSize {
 		if err != nil || !valid[p] {
 			return 0, false, err
 		}
-		closure, err := st.Closure(ctx, p)
+		total, err := st.ClosureSize(ctx, p)
 		if err != nil {
 			return 0, false, err
-		}
-		var total int64
-		for _, q := range closure {
-			info, ok, err := st.QueryPathInfo(ctx, q)
-			if err != nil {
-				return 0, false, err
-			}
-			if ok {
-				total += info.Size
-			}
 		}
 		return total, true, nil
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/srcpos"
-	"hephc.dev/hephc/store"
 
 	_ "hephc.dev/hephc/builder" // the built-in builders
 )
@@ -193,13 +193,13 @@ func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 		errs = []error{err}
 	}
 	for _, one := range errs {
-		if _, ok := one.(*store.BuildError); !ok {
+		if _, ok := one.(*realize.BuildError); !ok {
 			return nil, false
 		}
 	}
 	var ds lang.Diagnostics
 	for _, one := range errs {
-		be := one.(*store.BuildError)
+		be := one.(*realize.BuildError)
 		var b strings.Builder
 		fmt.Fprintf(&b, "building %s", be.Path)
 		if be.Origin.Attr != "" {

@@ -15,6 +15,7 @@ import (
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
@@ -79,11 +80,11 @@ func TestPrintError(t *testing.T) {
 
 	drv := store.Path{Hash: store.HashDerivation([]byte("app")), Name: "app"}
 	lib := store.Path{Hash: store.HashDerivation([]byte("lib")), Name: "lib"}
-	buildErr := &store.BuildError{
+	buildErr := &realize.BuildError{
 		Path: drv, Origin: store.Origin{Attr: "base.packages.app", Pos: filepath.Join(cwd, "system.cue") + ":7:2"},
 		LogPath: "/var/log/app.log", LogTail: []string{"go: building", "exit status 1"}, Err: errors.New("builder exited with status 1"),
 	}
-	buildErr2 := &store.BuildError{Path: lib, Err: errors.New("killed")}
+	buildErr2 := &realize.BuildError{Path: lib, Err: errors.New("killed")}
 
 	for _, c := range []struct {
 		name string

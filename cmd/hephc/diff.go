@@ -11,8 +11,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/gendiff"
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/pipeline"
+	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/store"
 )
 
@@ -31,14 +33,14 @@ func init() {
 
 // diffSide is one side of a diff as the command found it.
 type diffSide struct {
-	*store.DiffSide
+	*gendiff.Side
 	label string
 	// cfg is the configuration (for positions), when the side is one.
 	cfg cue.Value
 }
 
 func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
-	profile, _ := fs.GetString("profile")
+	profileName, _ := fs.GetString("profile")
 	asJSON, _ := fs.GetBool("json")
 	st, err := openStore(e)
 	if err != nil {
@@ -49,12 +51,12 @@ func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 	var specs []string
 	switch len(args) {
 	case 0:
-		gens, err := st.Generations(ctx, profile)
+		gens, err := profile.List(ctx, st, profileName)
 		if err != nil {
 			return err
 		}
 		if len(gens) < 2 {
-			return fmt.Errorf("profile %s has %d generation(s); a diff needs two (or name two things: hephc diff OLD NEW)", profile, len(gens))
+			return fmt.Errorf("profile %s has %d generation(s); a diff needs two (or name two things: hephc diff OLD NEW)", profileName, len(gens))
 		}
 		specs = []string{strconv.Itoa(gens[len(gens)-2].Number), strconv.Itoa(gens[len(gens)-1].Number)}
 	case 2:
@@ -64,20 +66,20 @@ func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	sides := make([]*diffSide, 2)
 	for i, spec := range specs {
-		if sides[i], err = resolveSide(ctx, e, st, profile, spec); err != nil {
+		if sides[i], err = resolveSide(ctx, e, st, profileName, spec); err != nil {
 			return err
 		}
 	}
-	d, err := store.DiffGraphs(sides[0].DiffSide, sides[1].DiffSide)
+	d, err := gendiff.Compare(sides[0].Side, sides[1].Side)
 	if err != nil {
 		return err
 	}
 	placeReasons(e, d, sides[1])
 	if asJSON {
 		b, err := eval.MarshalIndent(struct {
-			Old  string      `json:"old"`
-			New  string      `json:"new"`
-			Diff *store.Diff `json:"diff"`
+			Old  string        `json:"old"`
+			New  string        `json:"new"`
+			Diff *gendiff.Diff `json:"diff"`
 		}{sides[0].label, sides[1].label, d})
 		if err != nil {
 			return err
@@ -91,17 +93,17 @@ func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 
 // resolveSide turns a generation number, a store path (or ./result) or a
 // configuration (.cue file or directory) into a side.
-func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec string) (*diffSide, error) {
+func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, spec string) (*diffSide, error) {
 	if n, err := strconv.Atoi(spec); err == nil {
-		g, err := st.Generation(ctx, profile, n)
+		g, err := profile.Get(ctx, st, profileName, n)
 		if err != nil {
 			return nil, err
 		}
-		side, err := st.GraphOf(ctx, g.Roots)
+		side, err := gendiff.FromStore(ctx, st, g.Roots)
 		if err != nil {
 			return nil, err
 		}
-		ds := &diffSide{DiffSide: side, label: fmt.Sprintf("generation %d", n)}
+		ds := &diffSide{Side: side, label: fmt.Sprintf("generation %d", n)}
 		// The working tree's configuration gives positions when it is
 		// what this generation was built from.
 		if g.Config != "" {
@@ -119,13 +121,13 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 		if err != nil {
 			return nil, err
 		}
-		side := &store.DiffSide{Graph: pipeline.StoreGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
+		side := &gendiff.Side{Graph: pipeline.StoreGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
 		for _, n := range g.Nodes {
 			if info, ok, err := st.QueryPathInfo(ctx, n.Path()); err == nil && ok {
 				side.Sizes[n.Path()] = info.Size
 			}
 		}
-		ds := &diffSide{DiffSide: side, label: spec}
+		ds := &diffSide{Side: side, label: spec}
 		if cfg, err := lang.NewLoader(e.cwd).Load(spec); err == nil {
 			ds.cfg = cfg.Value
 		}
@@ -135,11 +137,11 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profile, spec str
 	if err != nil {
 		return nil, usagef("%q is not a generation number, a store path or a .cue file", spec)
 	}
-	side, err := st.GraphOf(ctx, map[string]store.Path{p.Name: p})
+	side, err := gendiff.FromStore(ctx, st, map[string]store.Path{p.Name: p})
 	if err != nil {
 		return nil, err
 	}
-	return &diffSide{DiffSide: side, label: p.String()}, nil
+	return &diffSide{Side: side, label: p.String()}, nil
 }
 
 // isConfigDir reports whether p is a directory of a configuration (not a
@@ -152,7 +154,7 @@ func isConfigDir(p string) bool {
 // placeReasons finds where each reason's field is written in the new
 // side's configuration. A #GoModule's outputHash is written as its sum,
 // its attrs as path and version.
-func placeReasons(e *env, d *store.Diff, side *diffSide) {
+func placeReasons(e *env, d *gendiff.Diff, side *diffSide) {
 	if !side.cfg.Exists() {
 		return
 	}
@@ -188,7 +190,7 @@ func fieldCandidates(field string) []string {
 	return []string{field}
 }
 
-func printDiff(e *env, oldLabel, newLabel string, d *store.Diff) {
+func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 	c := colors(e)
 	w := e.stdout
 	fmt.Fprintf(w, "%s → %s\n", oldLabel, newLabel)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/store"
 )
 
@@ -41,14 +42,14 @@ func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("takes no arguments")
 	}
-	profile, _ := fs.GetString("profile")
+	name, _ := fs.GetString("profile")
 	asJSON, _ := fs.GetBool("json")
 	st, err := openStore(e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	gens, err := st.Generations(context.Background(), profile)
+	gens, err := profile.List(context.Background(), st, name)
 	if err != nil {
 		return err
 	}
@@ -70,7 +71,7 @@ func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	if len(gens) == 0 {
-		fmt.Fprintf(e.stdout, "profile %s has no generations\n", profile)
+		fmt.Fprintf(e.stdout, "profile %s has no generations\n", name)
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)

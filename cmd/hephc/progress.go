@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -35,7 +36,7 @@ func newProgress(e *env) *progress {
 	return &progress{e: e, live: live, running: make(map[store.Path]bool)}
 }
 
-func (p *progress) event(ev store.Event) {
+func (p *progress) event(ev realize.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	verb := "building"
@@ -43,26 +44,26 @@ func (p *progress) event(ev store.Event) {
 		verb = "fetching"
 	}
 	switch ev.Kind {
-	case store.EventPlanned:
+	case realize.EventPlanned:
 		p.planned++
 		return
-	case store.EventStarted:
+	case realize.EventStarted:
 		p.running[ev.Path] = true
 		if !p.live {
 			fmt.Fprintf(p.e.stderr, "%s %s\n", verb, ev.Path)
 		}
-	case store.EventBuilt, store.EventValid:
+	case realize.EventBuilt, realize.EventValid:
 		delete(p.running, ev.Path)
 		p.finished++
 		if ev.Fixed {
 			p.fetched += ev.Size
 		}
-	case store.EventFailed:
+	case realize.EventFailed:
 		delete(p.running, ev.Path)
 		p.finished++
 		p.clear()
 		fmt.Fprintf(p.e.stderr, "failed %s\n", ev.Path)
-	case store.EventSkipped:
+	case realize.EventSkipped:
 		p.finished++
 	}
 	if p.live && time.Since(p.last) > 50*time.Millisecond {

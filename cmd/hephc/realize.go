@@ -17,6 +17,8 @@ import (
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/pipeline"
+	"hephc.dev/hephc/profile"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
@@ -33,7 +35,7 @@ func init() {
 			fs.BoolP("keep-going", "k", false, "after a failure, go on with what does not depend on it")
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
 			fs.Bool("no-link", false, "do not create the result symlink")
-			fs.Duration("timeout", store.DefaultBuildTimeout, "time limit of each build")
+			fs.Duration("timeout", realize.DefaultBuildTimeout, "time limit of each build")
 			policyFlag(fs)
 			fs.String("profile", "system", "record the realization as a generation of this profile (always when given; by default when a root is a system image)")
 		},
@@ -77,7 +79,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	defer gcLock.Unlock()
 	prog := newProgress(e)
-	res, err := st.Realize(ctx, sg, roots, store.RealizeOptions{
+	res, err := realize.Realize(ctx, st, sg, roots, realize.Options{
 		Jobs: jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: timeout,
 		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args),
 	})
@@ -112,14 +114,14 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 	}
 	if main, ok := mainOutput(g, attr); ok && !noLink && link != "" {
-		if err := linkResult(st, absPath(e.cwd, link), sg.PathOf(main)); err != nil {
+		if err := st.LinkRoot(context.Background(), absPath(e.cwd, link), sg.PathOf(main)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func printDryRun(e *env, res *store.RealizeResult) error {
+func printDryRun(e *env, res *realize.Result) error {
 	if len(res.WouldFetch)+len(res.WouldBuild) == 0 {
 		fmt.Fprintf(e.stdout, "nothing to do: all %d paths are valid\n", len(res.Paths))
 		return nil
@@ -152,41 +154,6 @@ func mainOutput(g *eval.Graph, attr string) (store.DrvHash, bool) {
 		return cands[0], true
 	}
 	return store.DrvHash{}, false
-}
-
-// linkResult points link at p's physical location, replacing an older
-// link (never a file or directory that is not a symlink), and records it
-// as an indirect GC root: p stays as long as the link points at it.
-func linkResult(st *store.Store, link string, p store.Path) error {
-	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		return fmt.Errorf("not replacing %s: it exists and is not a symlink", link)
-	}
-	// No GC between checking that p is still there and the link being
-	// recorded and made.
-	ctx := context.Background()
-	gcLock, err := st.LockGC(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer gcLock.Unlock()
-	if ok, err := st.ValidPaths(ctx, []store.Path{p}); err != nil {
-		return err
-	} else if !ok[p] {
-		return fmt.Errorf("not linking %s: %s was garbage-collected since it was realized; realize again", link, p)
-	}
-	if err := st.AddRoot(ctx, link); err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(link), "."+filepath.Base(link)+".tmp")
-	os.Remove(tmp)
-	if err := os.Symlink(st.Physical(p), tmp); err != nil {
-		return fmt.Errorf("linking %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("linking %s: %w", link, err)
-	}
-	return nil
 }
 
 func openStore(e *env) (*store.Store, error) {
@@ -234,21 +201,21 @@ func hasSystem(g *eval.Graph) bool {
 }
 
 // recordGeneration records the realized roots as a new generation.
-func recordGeneration(e *env, st *store.Store, g *eval.Graph, profile string, args []string) error {
+func recordGeneration(e *env, st *store.Store, g *eval.Graph, profileName string, args []string) error {
 	roots := make(map[string]store.Path, len(g.Roots))
 	for attr, h := range g.Roots {
 		roots[attr] = g.Nodes[h].Path()
 	}
 	hash, files := configHash(e, args)
-	gen, recorded, err := st.RecordGeneration(context.Background(), profile, roots, hash, files)
+	gen, recorded, err := profile.Record(context.Background(), st, profileName, roots, hash, files)
 	if err != nil {
 		return err
 	}
 	if !recorded {
-		fmt.Fprintf(e.stderr, "generation %d of profile %s is current already\n", gen.Number, profile)
+		fmt.Fprintf(e.stderr, "generation %d of profile %s is current already\n", gen.Number, profileName)
 		return nil
 	}
-	fmt.Fprintf(e.stderr, "recorded generation %d of profile %s\n", gen.Number, profile)
+	fmt.Fprintf(e.stderr, "recorded generation %d of profile %s\n", gen.Number, profileName)
 	return nil
 }
 

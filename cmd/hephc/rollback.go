@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/profile"
 )
 
 func init() {
@@ -24,7 +26,7 @@ func runRollback(e *env, fs *pflag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("takes no arguments (use --to N)")
 	}
-	profile, _ := fs.GetString("profile")
+	name, _ := fs.GetString("profile")
 	to, _ := fs.GetInt("to")
 	st, err := openStore(e)
 	if err != nil {
@@ -33,7 +35,7 @@ func runRollback(e *env, fs *pflag.FlagSet, args []string) error {
 	defer st.Close()
 	ctx := context.Background()
 	if to == 0 {
-		gens, err := st.Generations(ctx, profile)
+		gens, err := profile.List(ctx, st, name)
 		if err != nil {
 			return err
 		}
@@ -44,14 +46,14 @@ func runRollback(e *env, fs *pflag.FlagSet, args []string) error {
 			}
 		}
 		if cur <= 0 {
-			return fmt.Errorf("profile %s has no generation before the current one", profile)
+			return fmt.Errorf("profile %s has no generation before the current one", name)
 		}
 		to = gens[cur-1].Number
 	}
-	g, err := st.SetCurrent(ctx, profile, to)
+	g, err := profile.SetCurrent(ctx, st, name, to)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "profile %s: generation %d is current (%s)\n", profile, g.Number, g.Toplevel)
+	fmt.Fprintf(e.stderr, "profile %s: generation %d is current (%s)\n", name, g.Number, g.Toplevel)
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/sandbox"
 )
 
@@ -82,7 +82,7 @@ func writeTool(dir string) error {
 	if err := os.WriteFile(dst, b, 0o755); err != nil {
 		return err
 	}
-	tree, err := store.HashTree(dst, store.HashOptions{})
+	tree, err := fstree.HashTree(dst, fstree.HashOptions{})
 	if err != nil {
 		return err
 	}

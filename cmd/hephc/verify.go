@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -49,7 +50,7 @@ func runVerify(e *env, fs *pflag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	problems, checked, err := st.Verify(ctx, paths, store.VerifyOptions{Jobs: jobs})
+	problems, checked, err := realize.Verify(ctx, st, paths, realize.VerifyOptions{Jobs: jobs})
 	if err != nil {
 		return err
 	}
@@ -75,12 +76,12 @@ func runVerify(e *env, fs *pflag.FlagSet, args []string) error {
 	for i, p := range problems {
 		bad[i] = p.Path
 	}
-	results, err := st.Repair(ctx, bad, store.RealizeOptions{Jobs: jobs, Getenv: e.getenv})
+	results, err := realize.Repair(ctx, st, bad, realize.Options{Jobs: jobs, Getenv: e.getenv})
 	failed := 0
 	for _, r := range results {
 		var (
-			nr *store.NotRepairableError
-			np *store.NotReproducibleError
+			nr *realize.NotRepairableError
+			np *realize.NotReproducibleError
 		)
 		switch {
 		case r.Err == nil:

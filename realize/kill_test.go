@@ -1,4 +1,4 @@
-package store_test
+package realize_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/internal/storetest"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
@@ -17,25 +20,17 @@ const workerEnv = "HEPHC_TEST_REALIZE_WORKER"
 
 // killGraph is a chain and a fan of small builds with short sleeps, so
 // that a kill lands in every phase: building, hashing, moving, registering.
-func killGraph(t tb, f *fixture) []store.DrvHash {
+func killGraph(t storetest.TB, f *storetest.Fixture) []store.DrvHash {
 	var roots []store.DrvHash
-	prev := f.step(t, "k0", nil, nil, "sleep=20", "file=a=0")
+	prev := f.Step(t, "k0", nil, nil, "sleep=20", "file=a=0")
 	for i := 1; i < 8; i++ {
-		prev = f.step(t, "k"+strconv.Itoa(i), map[string]store.DrvHash{"prev": prev}, map[string]string{"P": "@{prev}"}, "sleep=15", "ref=P", fmt.Sprintf("file=n=%d", i))
+		prev = f.Step(t, "k"+strconv.Itoa(i), map[string]store.DrvHash{"prev": prev}, map[string]string{"P": "@{prev}"}, "sleep=15", "ref=P", fmt.Sprintf("file=n=%d", i))
 		roots = append(roots, prev)
 	}
 	for i := 0; i < 6; i++ {
-		roots = append(roots, f.step(t, "fan"+strconv.Itoa(i), nil, nil, fmt.Sprintf("file=f=%d", i)))
+		roots = append(roots, f.Step(t, "fan"+strconv.Itoa(i), nil, nil, fmt.Sprintf("file=f=%d", i)))
 	}
 	return roots
-}
-
-// tb is what fixtures need of a test; the worker process has no testing.T.
-type tb interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Cleanup(func())
 }
 
 type workerTB struct{}
@@ -47,10 +42,9 @@ func (workerTB) Fatalf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...
 
 // realizeWorker is the process TestRealizeSurvivesSIGKILL kills.
 func realizeWorker() int {
-	testBuilder = os.Getenv("HEPHC_TEST_BUILDER")
-	f := newFixture(workerTB{}, os.Getenv(workerEnv))
+	f := storetest.New(workerTB{}, os.Getenv(workerEnv))
 	roots := killGraph(workerTB{}, f)
-	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2}); err != nil {
+	if _, err := realize.Realize(context.Background(), f.St, f.G, roots, realize.Options{Jobs: 2}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -62,7 +56,7 @@ func realizeWorker() int {
 // realization must succeed.
 func TestRealizeSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
-	f := newFixture(t, dir)
+	f := storetest.New(t, dir)
 	roots := killGraph(t, f)
 	exe, err := os.Executable()
 	if err != nil {
@@ -71,7 +65,7 @@ func TestRealizeSurvivesSIGKILL(t *testing.T) {
 	for i := 0; i < 24; i++ {
 		delay := time.Duration(i*17) * time.Millisecond
 		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), workerEnv+"="+dir, "HEPHC_TEST_BUILDER="+testBuilder)
+		cmd.Env = append(os.Environ(), workerEnv+"="+dir, storetest.BuilderEnv+"="+storetest.TestBuilder)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -79,32 +73,32 @@ func TestRealizeSurvivesSIGKILL(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 
-		valid, err := f.st.ValidPathList(context.Background())
+		valid, err := f.St.ValidPathList(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range valid {
-			if err := f.st.VerifyPath(context.Background(), p); err != nil {
+			if err := realize.VerifyPath(context.Background(), f.St, p); err != nil {
 				t.Fatalf("after a kill at %v: %v", delay, err)
 			}
 		}
 		// Start over from nothing now and then, so that early phases
 		// are hit more than once.
 		if i%6 == 5 {
-			if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{}); err != nil {
+			if _, err := realize.Realize(context.Background(), f.St, f.G, roots, realize.Options{}); err != nil {
 				t.Fatalf("realize after a kill at %v: %v", delay, err)
 			}
-			f.st.Close()
-			store.RemoveTree(dir)
-			f = newFixture(t, dir)
+			f.St.Close()
+			fstree.RemoveTree(dir)
+			f = storetest.New(t, dir)
 			roots = killGraph(t, f)
 		}
 	}
-	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{}); err != nil {
+	if _, err := realize.Realize(context.Background(), f.St, f.G, roots, realize.Options{}); err != nil {
 		t.Fatalf("realize after the kills: %v", err)
 	}
 	for _, h := range roots {
-		if err := f.st.VerifyPath(context.Background(), f.g.PathOf(h)); err != nil {
+		if err := realize.VerifyPath(context.Background(), f.St, f.G.PathOf(h)); err != nil {
 			t.Error(err)
 		}
 	}

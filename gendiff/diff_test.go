@@ -1,17 +1,18 @@
-package store_test
+package gendiff_test
 
 import (
 	"fmt"
 	"testing"
 
+	"hephc.dev/hephc/gendiff"
 	"hephc.dev/hephc/store"
 )
 
 // diffGraph makes a side of n packages, package i depending on i-7,
 // i-14, … (up to 5 earlier ones); the packages in bumped get version 2.
-func diffGraph(tb testing.TB, n int, bumped map[int]bool) *store.DiffSide {
+func diffGraph(tb testing.TB, n int, bumped map[int]bool) *gendiff.Side {
 	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{}, Origins: map[store.DrvHash]store.Origin{}}
-	side := &store.DiffSide{Graph: g, Roots: map[string]store.DrvHash{}, Sizes: map[store.Path]int64{}}
+	side := &gendiff.Side{Graph: g, Roots: map[string]store.DrvHash{}, Sizes: map[store.Path]int64{}}
 	hashes := make([]store.DrvHash, n)
 	for i := 0; i < n; i++ {
 		d := &store.Derivation{Name: fmt.Sprintf("p%d", i), Version: "1", System: "x86_64-linux", Builder: "builtin:exec", Inputs: map[string]store.DrvHash{}}
@@ -38,7 +39,7 @@ func diffGraph(tb testing.TB, n int, bumped map[int]bool) *store.DiffSide {
 func TestDiffTracesAChangeThroughInputs(t *testing.T) {
 	a := diffGraph(t, 30, nil)
 	b := diffGraph(t, 30, map[int]bool{3: true})
-	d, err := store.DiffGraphs(a, b)
+	d, err := gendiff.Compare(a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func BenchmarkDiff(b *testing.B) {
 		new := diffGraph(b, n, bumped)
 		b.ResetTimer()
 		for b.Loop() {
-			d, err := store.DiffGraphs(old, new)
+			d, err := gendiff.Compare(old, new)
 			if err != nil {
 				b.Fatal(err)
 			}

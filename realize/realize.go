@@ -1,18 +1,32 @@
-package store
+// Package realize makes the outputs of a derivation graph valid in a
+// store, and keeps them so: the scheduler (Realize: dependencies first,
+// Jobs at a time, each derivation built once even across processes), one
+// build in a sandbox (build.go), verification of paths against the
+// database and their repair by rebuilding (verify.go, repair.go), and
+// substitution from another store (Substitute). Every output enters the
+// store through store.Install, the one path in. Verification is here and
+// not in the store because it is repair's first half: both re-hash what
+// is in place against what the database recorded, using only what the
+// store lets any reader see. It never imports CUE, eval, lang or policy:
+// it is handed a store.Graph.
+package realize
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"hephc.dev/hephc/store"
 )
 
-// RealizeOptions control Realize.
-type RealizeOptions struct {
+// Options control Realize.
+type Options struct {
 	// Jobs is how many builds run at once; 0 means the number of cores.
 	Jobs int
 	// KeepGoing builds what it can after a failure instead of stopping.
@@ -32,7 +46,7 @@ type RealizeOptions struct {
 	Events func(Event)
 }
 
-// DefaultBuildTimeout limits a build when RealizeOptions.Timeout is 0.
+// DefaultBuildTimeout limits a build when Options.Timeout is 0.
 const DefaultBuildTimeout = 2 * time.Hour
 
 // EventKind says what happened to a derivation.
@@ -54,29 +68,29 @@ const (
 // Event is progress of a realization.
 type Event struct {
 	Kind  EventKind
-	Drv   DrvHash
-	Path  Path
+	Drv   store.DrvHash
+	Path  store.Path
 	Fixed bool // a fixed-output derivation (a fetch)
 	Size  int64
 	Err   error
 }
 
-// RealizeResult says what a realization did.
-type RealizeResult struct {
+// Result says what a realization did.
+type Result struct {
 	// Paths are the roots' outputs, in the order of the roots given.
-	Paths []Path
+	Paths []store.Path
 	// Built and Fetched are the paths built and fetched by this run;
 	// WouldBuild and WouldFetch what a dry run would do.
-	Built, Fetched         []Path
-	WouldBuild, WouldFetch []Path
+	Built, Fetched         []store.Path
+	WouldBuild, WouldFetch []store.Path
 }
 
 // BuildError is a failed build: which derivation, where it is written,
 // the end of its log and where the whole log is.
 type BuildError struct {
-	Drv     DrvHash
-	Path    Path
-	Origin  Origin
+	Drv     store.DrvHash
+	Path    store.Path
+	Origin  store.Origin
 	LogPath string
 	LogTail []string
 	Err     error
@@ -98,21 +112,22 @@ func (e *BuildError) Unwrap() error { return e.Err }
 
 // DependencyError is a derivation not built because an input failed.
 type DependencyError struct {
-	Path   Path
-	Failed Path
+	Path   store.Path
+	Failed store.Path
 }
 
 func (e *DependencyError) Error() string {
 	return fmt.Sprintf("%s not built: its dependency %s failed", e.Path, e.Failed)
 }
 
-// Realize makes the outputs of roots valid, building (in sandboxes) what
-// is missing, dependencies first, Jobs at a time. Each derivation is built
-// once even when several processes realize overlapping graphs. It returns
-// every build error (a BuildError each) joined.
-func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts RealizeOptions) (*RealizeResult, error) {
+// Realize makes the outputs of roots valid in st, building (in sandboxes)
+// what is missing, dependencies first, Jobs at a time. Each derivation is
+// built once even when several processes realize overlapping graphs. It
+// returns every build error (a BuildError each) joined. It holds st's GC
+// lock shared throughout: what is valid when it starts stays so.
+func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store.DrvHash, opts Options) (*Result, error) {
 	// What is valid now must stay so until the end: no GC meanwhile.
-	gcLock, err := s.LockGC(ctx, false)
+	gcLock, err := st.LockGC(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -121,19 +136,19 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 	if err != nil {
 		return nil, err
 	}
-	res := &RealizeResult{}
+	res := &Result{}
 	for _, h := range roots {
 		res.Paths = append(res.Paths, g.PathOf(h))
 	}
-	paths := make([]Path, len(order))
+	paths := make([]store.Path, len(order))
 	for i, h := range order {
 		paths[i] = g.PathOf(h)
 	}
-	valid, err := s.ValidPaths(ctx, paths)
+	valid, err := st.ValidPaths(ctx, paths)
 	if err != nil {
 		return nil, err
 	}
-	var todo []DrvHash
+	var todo []store.DrvHash
 	for _, h := range order {
 		if !valid[g.PathOf(h)] {
 			todo = append(todo, h)
@@ -156,7 +171,7 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 	if len(todo) == 0 {
 		return res, nil
 	}
-	if err := s.SaveDerivations(ctx, g, todo); err != nil {
+	if err := st.SaveDerivations(ctx, g, todo); err != nil {
 		return nil, err
 	}
 	for _, h := range todo {
@@ -174,8 +189,8 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 		mu       sync.Mutex
 		errs     []error
 		sem      = make(chan struct{}, jobs)
-		done     = make(map[DrvHash]chan struct{}, len(todo))
-		failed   = make(map[DrvHash]Path) // derivation -> the failed path that stops it
+		done     = make(map[store.DrvHash]chan struct{}, len(todo))
+		failed   = make(map[store.DrvHash]store.Path) // derivation -> the failed path that stops it
 		wg       sync.WaitGroup
 		emitMu   sync.Mutex
 		safeEmit = func(e Event) { emitMu.Lock(); defer emitMu.Unlock(); emit(e) }
@@ -185,7 +200,7 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 	}
 	for _, h := range todo {
 		wg.Add(1)
-		go func(h DrvHash) {
+		go func(h store.DrvHash) {
 			defer wg.Done()
 			defer close(done[h])
 			d := g.Derivations[h]
@@ -200,7 +215,7 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 				}
 			}
 			mu.Lock()
-			var blocked Path
+			var blocked store.Path
 			for _, in := range d.InputNames() {
 				if fp, bad := failed[d.Inputs[in]]; bad {
 					blocked = fp
@@ -224,7 +239,7 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 			}
 			defer func() { <-sem }()
 			safeEmit(Event{Kind: EventStarted, Drv: h, Path: p, Fixed: d.IsFixedOutput()})
-			info, built, err := s.buildOne(ctx, g, h, opts)
+			info, built, err := buildOne(ctx, st, g, h, opts)
 			if err != nil && ctx.Err() != nil && parent.Err() == nil {
 				// Stopped because another build failed: not a failure
 				// of its own.
@@ -268,26 +283,23 @@ func (s *Store) Realize(ctx context.Context, g *Graph, roots []DrvHash, opts Rea
 }
 
 // buildOne builds h unless it became valid meanwhile; built is false then.
-func (s *Store) buildOne(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions) (info *PathInfo, built bool, err error) {
-	p := g.PathOf(h)
-	lock, err := s.LockPath(ctx, p)
+// It holds h's lock from before it looks until the output is installed.
+func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options) (info *store.PathInfo, built bool, err error) {
+	lock, err := st.LockPath(ctx, g.PathOf(h))
 	if err != nil {
 		return nil, false, err
 	}
 	defer lock.Unlock()
-	if info, ok, err := s.QueryPathInfo(ctx, p); err != nil || ok {
+	if info, ok, err := st.QueryPathInfo(ctx, g.PathOf(h)); err != nil || ok {
 		return info, false, err
 	}
-	// A path on disk but not registered is what a killed build or
-	// deletion leaves: it is never trusted.
-	if _, err := os.Lstat(s.Physical(p)); err == nil {
-		if err := RemoveTree(s.Physical(p)); err != nil {
-			return nil, false, fmt.Errorf("removing the unregistered %s: %w", p, err)
-		}
-	}
-	info, err = s.build(ctx, g, h, opts)
+	info, err = build(ctx, st, g, h, opts, lock, false)
 	if err != nil {
 		return nil, false, err
 	}
 	return info, true, nil
+}
+
+func sortPaths(ps []store.Path) {
+	slices.SortFunc(ps, func(a, b store.Path) int { return strings.Compare(a.String(), b.String()) })
 }

@@ -1,19 +1,24 @@
-package store
+package realize
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/sumdb/dirhash"
 
+	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/store"
 )
 
 // BuildInfoPath is where a build finds /.heph/build.json: the derivation,
@@ -23,9 +28,9 @@ const BuildInfoPath = "/.heph/build.json"
 
 // BuildInfo is the content of BuildInfoPath.
 type BuildInfo struct {
-	Hash       DrvHash              `json:"hash"`
+	Hash       store.DrvHash        `json:"hash"`
 	Out        string               `json:"out"`
-	Derivation *Derivation          `json:"derivation"`
+	Derivation *store.Derivation    `json:"derivation"`
 	Inputs     map[string]InputInfo `json:"inputs"`
 }
 
@@ -39,7 +44,8 @@ type InputInfo struct {
 	OutputHash string         `json:"outputHash,omitempty"`
 }
 
-// FetchFileSource is where a builtin:fetch-file build finds its file.
+// FetchFileSource is where a fetch-file build (builtins.FetchFile) finds
+// its file.
 const FetchFileSource = "/.heph/src"
 
 // fixedEnv is the environment every build starts from; the derivation's
@@ -61,31 +67,14 @@ var fixedEnv = map[string]string{
 // see: where to fetch from, through which proxy, trusting which CAs.
 var fetchEnv = []string{"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOINSECURE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 
-// Expand replaces every @{input} in s by the input's store path.
-func (g *Graph) Expand(d *Derivation, s string) string {
-	if !strings.Contains(s, "@{") {
-		return s
-	}
-	return placeholderRE.ReplaceAllStringFunc(s, func(m string) string {
-		name := m[2 : len(m)-1]
-		if h, ok := d.Inputs[name]; ok {
-			return g.PathOf(h).String()
-		}
-		return m
-	})
-}
-
-// build runs h's builder in a sandbox, then checks, hashes and registers
-// its output. Nothing is registered unless all of that succeeds.
-func (s *Store) build(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions) (*PathInfo, error) {
-	return s.buildTo(ctx, g, h, opts, "")
-}
-
-// buildTo is build; with scratch not "", the output goes to scratch (in
-// Dir/tmp) instead of the store, is checked and hashed there but not
-// registered, and the log goes beside the first build's: a rebuild for
-// Repair.
-func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOptions, scratch string) (*PathInfo, error) {
+// build runs h's builder in a sandbox and installs its output
+// (store.Install): moved into place, made canonical, hashed, its
+// references found, checked against its pin if it is a fetch, and
+// registered. Nothing is registered unless all of that succeeds. lock is
+// h's output lock, held by the caller. With repair, h's output is valid
+// and the rebuild takes the place of its content if it hashes the same
+// (else a *NotReproducibleError); its log goes beside the first build's.
+func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair bool) (*store.PathInfo, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
 	fail := func(logPath string, err error) error {
@@ -94,7 +83,7 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 
 	// The build sees its inputs' closures, read-only, and nothing else of
 	// the store.
-	var inputs []Path
+	var inputs []store.Path
 	info := BuildInfo{Hash: h, Out: p.String(), Derivation: d, Inputs: map[string]InputInfo{}}
 	for _, name := range d.InputNames() {
 		ih := d.Inputs[name]
@@ -103,16 +92,16 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 		id := g.Derivations[ih]
 		info.Inputs[name] = InputInfo{Path: ip.String(), Name: id.Name, Version: id.Version, Builder: id.Builder, Attrs: id.Attrs, OutputHash: id.OutputHash}
 	}
-	closure, err := s.Closure(ctx, inputs...)
+	closure, err := st.Closure(ctx, inputs...)
 	if err != nil {
 		return nil, fail("", err)
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Join(s.Dir, "tmp"), "build-"+h.String()[:16]+"-")
+	tmp, err := st.TempDir("build-" + h.String()[:16] + "-")
 	if err != nil {
 		return nil, fail("", err)
 	}
-	defer RemoveTree(tmp)
+	defer fstree.RemoveTree(tmp)
 	for _, sub := range []string{"store", "build", "heph"} {
 		if err := os.Mkdir(filepath.Join(tmp, sub), 0o755); err != nil {
 			return nil, fail("", err)
@@ -126,8 +115,8 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 		return nil, fail("", err)
 	}
 
-	logPath := s.LogPath(h)
-	if scratch != "" {
+	logPath := st.LogPath(h)
+	if repair {
 		logPath = strings.TrimSuffix(logPath, ".log") + ".repair.log"
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -138,18 +127,66 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 		return nil, fail("", err)
 	}
 	defer logFile.Close()
-	started := s.Now().Unix()
-	record := func(status string) { s.recordBuild(ctx, h, started, status, logPath) }
+	rec := store.BuildRecord{Drv: h, Started: st.Now().Unix(), Log: logPath}
 
+	spec, err := sandboxSpec(st, g, h, opts, tmp, closure, logFile)
+	if err != nil {
+		return nil, fail("", err)
+	}
+	if err := sandbox.Run(ctx, spec); err != nil {
+		st.RecordBuild(ctx, rec, "failed")
+		return nil, fail(logPath, err)
+	}
+	out := filepath.Join(tmp, "store", p.Base())
+	if _, err := os.Lstat(out); err != nil {
+		st.RecordBuild(ctx, rec, "failed")
+		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
+	}
+	rebuilt := false
+	req := store.InstallRequest{
+		Path: p, Source: out, Lock: lock, References: closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair,
+		Check: func(phys string, info *store.PathInfo) error {
+			if d.IsFixedOutput() {
+				if err := verifyFixedOutput(d, phys, info.ContentHash); err != nil {
+					return err
+				}
+			}
+			if repair {
+				st.RecordBuild(ctx, rec, "rebuilt")
+				rebuilt = true
+			}
+			return nil
+		},
+	}
+	pi, err := st.Install(ctx, req)
+	var mismatch *store.ContentMismatchError
+	switch {
+	case err == nil:
+		return pi, nil
+	case errors.As(err, &mismatch):
+		return nil, &NotReproducibleError{Path: p, Want: mismatch.Want, Got: mismatch.Got}
+	case rebuilt:
+		return nil, err
+	}
+	st.RecordBuild(ctx, rec, "failed")
+	return nil, fail(logPath, err)
+}
+
+// sandboxSpec says how h is built: its environment, its mounts (its
+// inputs' closure read-only, an empty store to write its output to,
+// /build, /.heph with build.json, the file of a fetch-file), its builder
+// and arguments.
+func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options, tmp string, closure []store.Path, log *os.File) (*sandbox.Spec, error) {
+	d := g.Derivations[h]
 	spec := &sandbox.Spec{
-		Env:     buildEnv(g, d, p, opts),
+		Env:     buildEnv(g, d, g.PathOf(h), opts),
 		Dir:     "/build",
 		Network: d.IsFixedOutput(),
 		Timeout: opts.Timeout,
-		Stdout:  logFile,
-		Stderr:  logFile,
+		Stdout:  log,
+		Stderr:  log,
 		Mounts: []sandbox.Mount{
-			{Source: filepath.Join(tmp, "store"), Target: Dir, Writable: true},
+			{Source: filepath.Join(tmp, "store"), Target: store.Dir, Writable: true},
 			{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
 			{Source: filepath.Join(tmp, "heph"), Target: "/.heph"},
 		},
@@ -158,15 +195,15 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 		spec.Timeout = DefaultBuildTimeout
 	}
 	for _, c := range closure {
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: s.Physical(c), Target: c.String()})
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: st.Physical(c), Target: c.String()})
 	}
 	if d.IsFixedOutput() {
 		spec.Mounts = append(spec.Mounts, fileProxyMounts(opts.Getenv)...)
 	}
-	if d.Builder == "builtin:fetch-file" {
+	if d.Builder == builtins.FetchFile {
 		file, _ := d.Attrs["file"].(string)
 		if !filepath.IsLocal(file) || opts.SourceDir == "" {
-			return nil, fail("", fmt.Errorf("fetch-file: %q is not a file below the configuration's directory", file))
+			return nil, fmt.Errorf("fetch-file: %q is not a file below the configuration's directory", file)
 		}
 		// The mount point exists already inside the read-only /.heph: a
 		// directory for a directory, else a file (a FIFO or other
@@ -180,11 +217,11 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 			err = os.WriteFile(mp, nil, 0o444)
 		}
 		if err != nil {
-			return nil, fail("", err)
+			return nil, err
 		}
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: filepath.Join(opts.SourceDir, file), Target: FetchFileSource})
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: src, Target: FetchFileSource})
 	}
-	if name, ok := strings.CutPrefix(d.Builder, "builtin:"); ok {
+	if name, ok := builtins.Short(d.Builder); ok {
 		spec.Builtin = name
 	} else {
 		spec.Program = g.Expand(d, d.Builder)
@@ -192,67 +229,10 @@ func (s *Store) buildTo(ctx context.Context, g *Graph, h DrvHash, opts RealizeOp
 	for _, a := range d.Args {
 		spec.Args = append(spec.Args, g.Expand(d, a))
 	}
-
-	runErr := sandbox.Run(ctx, spec)
-	if runErr != nil {
-		record("failed")
-		return nil, fail(logPath, runErr)
-	}
-	out := filepath.Join(tmp, "store", p.Base())
-	if _, err := os.Lstat(out); err != nil {
-		record("failed")
-		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
-	}
-	// Into place first, then read-only: as an ordinary user, a read-only
-	// directory cannot be moved to another parent. Until it is registered
-	// the path is not valid, and whoever builds it next removes it.
-	phys := s.Physical(p)
-	if scratch != "" {
-		phys = scratch
-	}
-	if err := os.Rename(out, phys); err != nil {
-		record("failed")
-		return nil, fail(logPath, fmt.Errorf("moving the output into the store: %w", err))
-	}
-	discard := func(err error) (*PathInfo, error) {
-		RemoveTree(phys)
-		record("failed")
-		return nil, fail(logPath, err)
-	}
-	if err := Canonicalize(phys); err != nil {
-		return discard(err)
-	}
-	candidates := make([]DrvHash, 0, len(closure)+1)
-	byHash := make(map[DrvHash]Path, len(closure)+1)
-	for _, c := range append(closure, p) {
-		candidates = append(candidates, c.Hash)
-		byHash[c.Hash] = c
-	}
-	tree, err := HashTree(phys, HashOptions{Refs: NewRefScanner(candidates)})
-	if err != nil {
-		return discard(err)
-	}
-	if d.IsFixedOutput() {
-		if err := verifyFixedOutput(d, phys, tree.Hash); err != nil {
-			return discard(err)
-		}
-	}
-	pi := &PathInfo{Path: p, ContentHash: tree.Hash, Size: tree.Size, Files: tree.Files, Deriver: h, Registered: s.Now().Unix(), CA: d.OutputHash}
-	for _, r := range tree.Refs {
-		pi.References = append(pi.References, byHash[r])
-	}
-	sortPaths(pi.References)
-	if scratch != "" {
-		record("rebuilt")
-		return pi, nil
-	}
-	if err := s.register(ctx, pi, &buildRecord{drv: h, started: started, log: logPath}); err != nil {
-		return discard(err)
-	}
-	return pi, nil
+	return spec, nil
 }
 
-func buildEnv(g *Graph, d *Derivation, p Path, opts RealizeOptions) []string {
+func buildEnv(g *store.Graph, d *store.Derivation, p store.Path, opts Options) []string {
 	env := make(map[string]string)
 	if d.IsFixedOutput() && opts.Getenv != nil {
 		for _, k := range fetchEnv {
@@ -268,14 +248,9 @@ func buildEnv(g *Graph, d *Derivation, p Path, opts RealizeOptions) []string {
 		env[k] = v
 	}
 	env["out"] = p.String()
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = k + "=" + env[k]
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
 	}
 	return out
 }
@@ -300,7 +275,7 @@ func fileProxyMounts(getenv func(string) string) []sandbox.Mount {
 // verifyFixedOutput checks a fetch's output against its pin: an h1: sum is
 // the go command's dirhash of the module tree (as module@version/...), a
 // blake3: pin the canonical tree hash.
-func verifyFixedOutput(d *Derivation, out string, got OutputHash) error {
+func verifyFixedOutput(d *store.Derivation, out string, got store.OutputHash) error {
 	switch {
 	case strings.HasPrefix(d.OutputHash, "h1:"):
 		mod, _ := d.Attrs["module"].(string)
@@ -355,18 +330,4 @@ func tail(path string, n int) []string {
 		}
 	}
 	return lines
-}
-
-// buildRecord is a finished build, for the builds table.
-type buildRecord struct {
-	drv     DrvHash
-	started int64
-	log     string
-}
-
-// recordBuild records a build that ended without registering anything
-// (even when ctx was canceled: the build did end).
-func (s *Store) recordBuild(ctx context.Context, h DrvHash, started int64, status, logPath string) {
-	s.db.ExecContext(context.WithoutCancel(ctx), `INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, ?, ?)`,
-		h.String(), started, s.Now().Unix(), status, logPath)
 }

@@ -1,29 +1,33 @@
-package store
+package refscan
 
 import (
 	"bytes"
+	"encoding/base32"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/zeebo/blake3"
 )
 
-// sampleRefs returns n distinct derivation hashes and their string forms.
-func sampleRefs(n int) ([]DrvHash, []string) {
-	hs := make([]DrvHash, n)
+// sampleRefs returns n distinct tokens, as derivation hashes are written:
+// base32 over Alphabet of a blake3-256 sum.
+func sampleRefs(n int) []string {
+	enc := base32.NewEncoding(Alphabet).WithPadding(base32.NoPadding)
 	ss := make([]string, n)
-	for i := range hs {
-		hs[i] = HashDerivation([]byte(fmt.Sprintf("ref %d", i)))
-		ss[i] = hs[i].String()
+	for i := range ss {
+		sum := blake3.Sum256([]byte(fmt.Sprintf("ref %d", i)))
+		ss[i] = enc.EncodeToString(sum[:])
 	}
-	return hs, ss
+	return ss
 }
 
 // scanChunks feeds stream to a new matcher in chunks of the given sizes
 // (cycled) and returns what it found.
-func scanChunks(s *RefScanner, stream []byte, sizes ...int) []DrvHash {
+func scanChunks(s *Scanner, stream []byte, sizes ...int) []string {
 	m := s.NewMatcher()
 	for i := 0; len(stream) > 0; i++ {
 		n := min(sizes[i%len(sizes)], len(stream))
@@ -35,41 +39,37 @@ func scanChunks(s *RefScanner, stream []byte, sizes ...int) []DrvHash {
 
 // naiveRefs is what a matcher must find: every candidate that occurs
 // anywhere in the stream.
-func naiveRefs(hs []DrvHash, stream []byte) []DrvHash {
-	var out []DrvHash
-	for _, h := range hs {
-		if bytes.Contains(stream, []byte(h.String())) {
+func naiveRefs(ss []string, stream []byte) []string {
+	var out []string
+	for _, h := range ss {
+		if bytes.Contains(stream, []byte(h)) {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b DrvHash) int { return bytes.Compare(a[:], b[:]) })
+	slices.Sort(out)
 	return out
 }
 
-func TestHashStringLenConst(t *testing.T) {
-	if hashStringLen != HashStringLen {
-		t.Fatalf("hashStringLen = %d, want HashStringLen = %d", hashStringLen, HashStringLen)
-	}
+func TestAlphabet(t *testing.T) {
 	for c := range 256 {
-		if got, want := isHashByte[c], strings.IndexByte(hashAlphabet, byte(c)) >= 0; got != want {
+		if got, want := isHashByte[c], strings.IndexByte(Alphabet, byte(c)) >= 0; got != want {
 			t.Errorf("isHashByte[%q] = %v, want %v", byte(c), got, want)
 		}
 	}
-	for v := range 32 {
-		// The first character encodes the top 5 bits of the first byte.
-		if got := hashEncoding.EncodeToString([]byte{byte(v << 3)})[0]; got != hashAlphabet[v] {
-			t.Errorf("hashEncoding encodes %d as %q, hashAlphabet says %q", v, got, hashAlphabet[v])
+	for _, s := range sampleRefs(3) {
+		if len(s) != TokenLen {
+			t.Errorf("a derivation hash's string form has %d bytes, want TokenLen = %d", len(s), TokenLen)
 		}
 	}
 }
 
 func TestRefMatcherChunks(t *testing.T) {
-	hs, ss := sampleRefs(4)
-	s := NewRefScanner(hs[:3]) // hs[3] is not a candidate
+	ss := sampleRefs(4)
+	s := New(ss[:3]) // ss[3] is not a candidate
 	stream := []byte("#!/bin/sh\nexec /heph/store/" + ss[0] + "-bash/bin/bash \"$@\"\n" +
 		"\x00\x01" + ss[1] + "\x00" + ss[3] + "/" + ss[1][:51] + "\n" + ss[2])
-	want := []DrvHash{hs[0], hs[1], hs[2]}
-	slices.SortFunc(want, func(a, b DrvHash) int { return bytes.Compare(a[:], b[:]) })
+	want := []string{ss[0], ss[1], ss[2]}
+	slices.Sort(want)
 	for size := 1; size <= len(stream); size++ {
 		if got := scanChunks(s, stream, size); !slices.Equal(got, want) {
 			t.Errorf("chunks of %d: found %v, want %v", size, got, want)
@@ -87,16 +87,16 @@ func TestRefMatcherChunks(t *testing.T) {
 // A hash inside a longer run of alphabet characters is found at every
 // offset (as Nix does), fed whole or byte by byte.
 func TestRefMatcherInsideLongerRun(t *testing.T) {
-	hs, ss := sampleRefs(1)
-	s := NewRefScanner(hs)
-	filler := strings.Repeat("0123456789abcdfghijklmnpqrsvwxyz", 4)
-	for before := range 2*HashStringLen + 3 {
+	ss := sampleRefs(1)
+	s := New(ss)
+	filler := strings.Repeat(Alphabet, 4)
+	for before := range 2*TokenLen + 3 {
 		for _, after := range []int{0, 1, 51, 52, 53} {
 			stream := []byte("-" + filler[:before] + ss[0] + filler[:after] + "-")
 			for _, size := range []int{len(stream), 1, 7, 52} {
-				if got := scanChunks(s, stream, size); len(got) != 1 || got[0] != hs[0] {
+				if got := scanChunks(s, stream, size); len(got) != 1 || got[0] != ss[0] {
 					t.Fatalf("%d alphabet bytes before, %d after, chunks of %d: found %v, want %v",
-						before, after, size, got, hs[0])
+						before, after, size, got, ss[0])
 				}
 			}
 		}
@@ -104,8 +104,8 @@ func TestRefMatcherInsideLongerRun(t *testing.T) {
 }
 
 func TestRefMatcherNearMisses(t *testing.T) {
-	hs, ss := sampleRefs(1)
-	s := NewRefScanner(hs)
+	ss := sampleRefs(1)
+	s := New(ss)
 	h := ss[0]
 	changed := []byte(h)
 	changed[30] = map[bool]byte{true: 'a', false: 'b'}[changed[30] != 'a']
@@ -125,7 +125,7 @@ func TestRefMatcherNearMisses(t *testing.T) {
 	// A hash split across two streams is not one.
 	m := s.NewMatcher()
 	m.WriteString(h[:20])
-	m.endStream()
+	m.EndStream()
 	m.WriteString(h[20:])
 	if got := m.Found(); len(got) != 0 {
 		t.Errorf("split across streams: found %v, want nothing", got)
@@ -133,7 +133,7 @@ func TestRefMatcherNearMisses(t *testing.T) {
 	m.Reset()
 	m.WriteString(h)
 	if got := m.Found(); len(got) != 1 {
-		t.Errorf("after Reset: found %v, want %v", got, hs[0])
+		t.Errorf("after Reset: found %v, want %v", got, ss[0])
 	}
 	m.Reset()
 	if got := m.Found(); len(got) != 0 {
@@ -142,8 +142,8 @@ func TestRefMatcherNearMisses(t *testing.T) {
 }
 
 func TestRefMatcherNoCandidates(t *testing.T) {
-	_, ss := sampleRefs(1)
-	if got := scanChunks(NewRefScanner(nil), []byte(ss[0]), 10); len(got) != 0 {
+	ss := sampleRefs(1)
+	if got := scanChunks(New(nil), []byte(ss[0]), 10); len(got) != 0 {
 		t.Errorf("found %v with no candidates", got)
 	}
 }
@@ -151,8 +151,8 @@ func TestRefMatcherNoCandidates(t *testing.T) {
 // Random streams rich in alphabet bytes, with candidates and near misses
 // planted, fed in random chunks, against bytes.Contains.
 func TestRefMatcherRandom(t *testing.T) {
-	hs, ss := sampleRefs(40)
-	s := NewRefScanner(hs[:30])
+	ss := sampleRefs(40)
+	s := New(ss[:30])
 	r := rand.New(rand.NewPCG(3, 4))
 	for iter := range 300 {
 		var b []byte
@@ -167,11 +167,11 @@ func TestRefMatcherRandom(t *testing.T) {
 				b = append(b, byte(r.Uint32()))
 			default:
 				for range r.IntN(30) {
-					b = append(b, hashAlphabet[r.IntN(len(hashAlphabet))])
+					b = append(b, Alphabet[r.IntN(len(Alphabet))])
 				}
 			}
 		}
-		want := naiveRefs(hs[:30], b)
+		want := naiveRefs(ss[:30], b)
 		sizes := []int{1 + r.IntN(80), 1 + r.IntN(3), 1 + r.IntN(1000)}
 		if got := scanChunks(s, b, sizes...); !slices.Equal(got, want) {
 			t.Fatalf("stream %d, chunks of %v: found %v, want %v", iter, sizes, got, want)
@@ -180,14 +180,14 @@ func TestRefMatcherRandom(t *testing.T) {
 }
 
 func TestRefMatcherFoundSorted(t *testing.T) {
-	hs, ss := sampleRefs(20)
-	s := NewRefScanner(hs)
+	ss := sampleRefs(20)
+	s := New(ss)
 	got := scanChunks(s, []byte(strings.Join(ss, " ")), 4096)
-	if len(got) != len(hs) {
-		t.Fatalf("found %d, want %d", len(got), len(hs))
+	if len(got) != len(ss) {
+		t.Fatalf("found %d, want %d", len(got), len(ss))
 	}
 	for i := 1; i < len(got); i++ {
-		if got[i-1].String() >= got[i].String() {
+		if got[i-1] >= got[i] {
 			t.Errorf("Found not in string order: %s before %s", got[i-1], got[i])
 		}
 	}
@@ -195,15 +195,15 @@ func TestRefMatcherFoundSorted(t *testing.T) {
 
 // Run with -race: matchers share their scanner.
 func TestRefScannerConcurrent(t *testing.T) {
-	hs, ss := sampleRefs(8)
-	s := NewRefScanner(hs)
+	ss := sampleRefs(8)
+	s := New(ss)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
 			stream := []byte(strings.Repeat("x", i) + ss[i] + "-")
 			for range 100 {
-				if got := scanChunks(s, stream, i+1); len(got) != 1 || got[0] != hs[i] {
-					t.Errorf("goroutine %d: found %v, want %v", i, got, hs[i])
+				if got := scanChunks(s, stream, i+1); len(got) != 1 || got[0] != ss[i] {
+					t.Errorf("goroutine %d: found %v, want %v", i, got, ss[i])
 					return
 				}
 			}
@@ -213,8 +213,8 @@ func TestRefScannerConcurrent(t *testing.T) {
 }
 
 func BenchmarkRefMatcher(b *testing.B) {
-	hs, _ := sampleRefs(200)
-	s := NewRefScanner(hs)
+	ss := sampleRefs(200)
+	s := New(ss)
 	r := rand.New(rand.NewPCG(5, 6))
 	random := make([]byte, 1<<20)
 	for i := range random {
@@ -222,7 +222,7 @@ func BenchmarkRefMatcher(b *testing.B) {
 	}
 	alphabet := make([]byte, 1<<20)
 	for i := range alphabet {
-		alphabet[i] = hashAlphabet[r.IntN(len(hashAlphabet))]
+		alphabet[i] = Alphabet[r.IntN(len(Alphabet))]
 	}
 	for name, data := range map[string][]byte{"random": random, "all-alphabet": alphabet} {
 		b.Run(name, func(b *testing.B) {

@@ -1,20 +1,33 @@
-package store
+// Package gendiff says what changed between two generations (or any two
+// derivation graphs with their roots) and why: packages added, removed and
+// changed, the closure's size before and after, each change traced through
+// inputs to the fields that caused it, and the services of each image. It
+// knows the schema only through the builtins table (which builder's attrs
+// carry services) and #Image's field name for its initramfs. It never
+// imports CUE, eval, lang or policy: positions for the reasons are the
+// caller's to find.
+package gendiff
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+
+	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/store"
 )
 
-// DiffSide is one side of a diff: a derivation graph, the roots it was
+// Side is one side of a diff: a derivation graph, the roots it was
 // realized for (by CUE path), and the output sizes of the paths that are
 // valid.
-type DiffSide struct {
-	Graph *Graph
-	Roots map[string]DrvHash
-	Sizes map[Path]int64
+type Side struct {
+	Graph *store.Graph
+	Roots map[string]store.DrvHash
+	Sizes map[store.Path]int64
 }
 
 // Diff is what changed between two sides.
@@ -32,15 +45,15 @@ type Diff struct {
 // PackageChange is one package (a derivation, by the CUE path it is
 // written at) that was added, removed or changed.
 type PackageChange struct {
-	Key        string `json:"key"`
-	Name       string `json:"name"`
-	OldVersion string `json:"oldVersion,omitempty"`
-	NewVersion string `json:"newVersion,omitempty"`
-	OldPath    Path   `json:"-"`
-	NewPath    Path   `json:"-"`
-	OldSize    int64  `json:"oldSize,omitempty"`
-	NewSize    int64  `json:"newSize,omitempty"`
-	Fixed      bool   `json:"fixed,omitempty"` // a pinned source
+	Key        string     `json:"key"`
+	Name       string     `json:"name"`
+	OldVersion string     `json:"oldVersion,omitempty"`
+	NewVersion string     `json:"newVersion,omitempty"`
+	OldPath    store.Path `json:"-"`
+	NewPath    store.Path `json:"-"`
+	OldSize    int64      `json:"oldSize,omitempty"`
+	NewSize    int64      `json:"newSize,omitempty"`
+	Fixed      bool       `json:"fixed,omitempty"` // a pinned source
 	// Why lists the fields whose change made the hash change, traced
 	// through inputs to where they are written.
 	Why []*Reason `json:"why,omitempty"`
@@ -72,7 +85,7 @@ type ServiceChange struct {
 
 // key names a derivation across generations: the CUE path it is written
 // at, else its name.
-func (s *DiffSide) key(h DrvHash) string {
+func (s *Side) key(h store.DrvHash) string {
 	if a := s.Graph.Origins[h].Attr; a != "" {
 		return a
 	}
@@ -80,34 +93,20 @@ func (s *DiffSide) key(h DrvHash) string {
 }
 
 // closure maps the keys of every derivation reachable from the roots.
-func (s *DiffSide) closure() (map[string]DrvHash, error) {
-	m := make(map[string]DrvHash, len(s.Graph.Derivations))
-	seen := make(map[DrvHash]bool, len(s.Graph.Derivations))
-	stack := make([]DrvHash, 0, len(s.Roots))
-	for _, h := range s.Roots {
-		stack = append(stack, h)
+func (s *Side) closure() (map[string]store.DrvHash, error) {
+	hs, err := s.Graph.Closure(slices.Collect(maps.Values(s.Roots))...)
+	if err != nil {
+		return nil, err
 	}
-	for len(stack) > 0 {
-		h := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[h] {
-			continue
-		}
-		seen[h] = true
-		d, ok := s.Graph.Derivations[h]
-		if !ok {
-			return nil, fmt.Errorf("derivation %s is not in the graph", h)
-		}
+	m := make(map[string]store.DrvHash, len(hs))
+	for _, h := range hs {
 		m[s.key(h)] = h
-		for _, in := range d.Inputs {
-			stack = append(stack, in)
-		}
 	}
 	return m, nil
 }
 
-// DiffGraphs compares two sides.
-func DiffGraphs(a, b *DiffSide) (*Diff, error) {
+// Compare says what changed from a to b.
+func Compare(a, b *Side) (*Diff, error) {
 	ca, err := a.closure()
 	if err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ func DiffGraphs(a, b *DiffSide) (*Diff, error) {
 	for _, h := range cb {
 		d.SizeAfter += b.Sizes[b.Graph.PathOf(h)]
 	}
-	w := &whyWalker{a: a, b: b, memo: map[[2]DrvHash][]*Reason{}}
+	w := &whyWalker{a: a, b: b, memo: map[[2]store.DrvHash][]*Reason{}}
 	for k, hb := range cb {
 		db := b.Graph.Derivations[hb]
 		pc := &PackageChange{Key: k, Name: db.Name, NewVersion: db.Version, NewPath: b.Graph.PathOf(hb), NewSize: b.Sizes[b.Graph.PathOf(hb)], Fixed: db.IsFixedOutput()}
@@ -147,7 +146,7 @@ func DiffGraphs(a, b *DiffSide) (*Diff, error) {
 		}
 	}
 	for _, l := range [][]*PackageChange{d.Added, d.Removed, d.Changed} {
-		sort.Slice(l, func(i, j int) bool { return l[i].Key < l[j].Key })
+		slices.SortFunc(l, func(x, y *PackageChange) int { return strings.Compare(x.Key, y.Key) })
 	}
 	d.Services = diffServices(a, b, ca, cb)
 	return d, nil
@@ -156,12 +155,12 @@ func DiffGraphs(a, b *DiffSide) (*Diff, error) {
 // whyWalker finds the fields behind a changed hash, memoized per pair of
 // derivations so that a graph of any shape costs each pair once.
 type whyWalker struct {
-	a, b *DiffSide
-	memo map[[2]DrvHash][]*Reason
+	a, b *Side
+	memo map[[2]store.DrvHash][]*Reason
 }
 
-func (w *whyWalker) why(ha, hb DrvHash) []*Reason {
-	pair := [2]DrvHash{ha, hb}
+func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
+	pair := [2]store.DrvHash{ha, hb}
 	if r, ok := w.memo[pair]; ok {
 		return r
 	}
@@ -195,19 +194,7 @@ func (w *whyWalker) why(ha, hb DrvHash) []*Reason {
 	diffLists("args", da.Args, db.Args, add)
 	diffStringMaps("env", da.Env, db.Env, add)
 	diffMaps("attrs", da.Attrs, db.Attrs, add)
-	names := map[string]bool{}
-	for n := range da.Inputs {
-		names[n] = true
-	}
-	for n := range db.Inputs {
-		names[n] = true
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	for _, n := range sorted {
+	for _, n := range unionKeys(da.Inputs, db.Inputs) {
 		ia, okA := da.Inputs[n]
 		ib, okB := db.Inputs[n]
 		switch {
@@ -265,15 +252,24 @@ func diffLists(field string, a, b []string, add func(field, old, new string)) {
 	}
 }
 
+// unionKeys returns the keys of a and b, sorted, each once.
+func unionKeys[V any](a, b map[string]V) []string {
+	return slices.Compact(slices.Sorted(func(yield func(string) bool) {
+		for k := range a {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range b {
+			if !yield(k) {
+				return
+			}
+		}
+	}))
+}
+
 func diffStringMaps(field string, a, b map[string]string, add func(field, old, new string)) {
-	keys := map[string]bool{}
-	for k := range a {
-		keys[k] = true
-	}
-	for k := range b {
-		keys[k] = true
-	}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range unionKeys(a, b) {
 		if a[k] != b[k] {
 			add(field+"."+k, a[k], b[k])
 		}
@@ -281,16 +277,9 @@ func diffStringMaps(field string, a, b map[string]string, add func(field, old, n
 }
 
 func diffMaps(field string, a, b map[string]any, add func(field, old, new string)) {
-	keys := map[string]bool{}
-	for k := range a {
-		keys[k] = true
-	}
-	for k := range b {
-		keys[k] = true
-	}
-	for _, k := range sortedKeys(keys) {
-		x, _ := AppendCanonicalJSON(nil, a[k])
-		y, _ := AppendCanonicalJSON(nil, b[k])
+	for _, k := range unionKeys(a, b) {
+		x, _ := store.AppendCanonicalJSON(nil, a[k])
+		y, _ := store.AppendCanonicalJSON(nil, b[k])
 		if _, ok := a[k]; !ok {
 			x = nil
 		}
@@ -303,90 +292,96 @@ func diffMaps(field string, a, b map[string]any, add func(field, old, new string
 	}
 }
 
-// diffServices compares attrs.services of the derivations (initramfs
-// builds) on both sides, by their key and service name.
-func diffServices(a, b *DiffSide, ca, cb map[string]DrvHash) []*ServiceChange {
-	services := func(s *DiffSide, c map[string]DrvHash) map[[2]string]string {
+// initramfsField is the field of #Image (defs/) that holds its initramfs:
+// an initramfs written at IMAGE.initramfs is image IMAGE's.
+const initramfsField = "initramfs"
+
+// servicesAttr is the attr of a built-in builder (builtins.Derived) that
+// holds an initramfs's services.
+const servicesAttr = "services"
+
+// services returns the services of h, by name, when its builder is a
+// built-in one whose attrs carry services (#Initramfs's).
+func services(d *store.Derivation) (map[string]any, bool) {
+	b, ok := builtins.Lookup(d.Builder)
+	if !ok || !slices.ContainsFunc(b.Derived, func(x builtins.Derived) bool { return x.Attr == servicesAttr }) {
+		return nil, false
+	}
+	m, ok := d.Attrs[servicesAttr].(map[string]any)
+	return m, ok
+}
+
+// diffServices compares the services of the initramfs builds on both
+// sides, by image and service name.
+func diffServices(a, b *Side, ca, cb map[string]store.DrvHash) []*ServiceChange {
+	collect := func(s *Side, c map[string]store.DrvHash) map[[2]string]string {
 		out := map[[2]string]string{}
 		for k, h := range c {
-			m, ok := s.Graph.Derivations[h].Attrs["services"].(map[string]any)
+			m, ok := services(s.Graph.Derivations[h])
 			if !ok {
 				continue
 			}
-			image := strings.TrimSuffix(k, ".initramfs")
+			image := strings.TrimSuffix(k, "."+initramfsField)
 			for name, svc := range m {
-				j, _ := AppendCanonicalJSON(nil, svc)
+				j, _ := store.AppendCanonicalJSON(nil, svc)
 				out[[2]string{image, name}] = string(j)
 			}
 		}
 		return out
 	}
-	sa, sb := services(a, ca), services(b, cb)
-	keys := map[[2]string]bool{}
-	for k := range sa {
-		keys[k] = true
-	}
-	for k := range sb {
-		keys[k] = true
-	}
+	sa, sb := collect(a, ca), collect(b, cb)
 	var out []*ServiceChange
-	for k := range keys {
+	for _, k := range slices.Compact(slices.SortedFunc(func(yield func([2]string) bool) {
+		for k := range sa {
+			if !yield(k) {
+				return
+			}
+		}
+		for k := range sb {
+			if !yield(k) {
+				return
+			}
+		}
+	}, func(x, y [2]string) int { return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1])) })) {
 		if sa[k] != sb[k] {
 			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Old: sa[k], New: sb[k]})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Image != out[j].Image {
-			return out[i].Image < out[j].Image
-		}
-		return out[i].Service < out[j].Service
-	})
 	return out
 }
 
-// GraphOf rebuilds, from the derivations the store recorded, the graph
-// of the derivations that built roots (and all their inputs), with where
-// each was last written. Sizes are those of the valid outputs.
-func (s *Store) GraphOf(ctx context.Context, roots map[string]Path) (*DiffSide, error) {
-	g := &Graph{Derivations: map[DrvHash]*Derivation{}, Origins: map[DrvHash]Origin{}}
-	side := &DiffSide{Graph: g, Roots: map[string]DrvHash{}, Sizes: map[Path]int64{}}
-	var load func(h DrvHash) error
-	load = func(h DrvHash) error {
-		if _, ok := g.Derivations[h]; ok {
-			return nil
-		}
-		sd, ok, err := s.LoadDerivation(ctx, h)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("the store has no record of derivation %s", h)
-		}
-		g.Derivations[h] = sd.Derivation
-		g.Origins[h] = Origin{Attr: sd.Attr, Pos: sd.Pos}
-		for _, in := range sd.Derivation.Inputs {
-			if err := load(in); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for attr, p := range roots {
-		info, ok, err := s.QueryPathInfo(ctx, p)
+// FromStore makes a side from what st recorded: the graph of the
+// derivations that built roots (and all their inputs), with where each was
+// last written, and the sizes of the outputs that are valid.
+func FromStore(ctx context.Context, st *store.Store, roots map[string]store.Path) (*Side, error) {
+	side := &Side{Roots: map[string]store.DrvHash{}, Sizes: map[store.Path]int64{}}
+	var derivers []store.DrvHash
+	for _, attr := range slices.Sorted(maps.Keys(roots)) {
+		p := roots[attr]
+		info, ok, err := st.QueryPathInfo(ctx, p)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			return nil, fmt.Errorf("%s (%s) is not valid", p, attr)
 		}
-		if err := load(info.Deriver); err != nil {
-			return nil, fmt.Errorf("%s (%s): %w", p, attr, err)
-		}
 		side.Roots[attr] = info.Deriver
+		derivers = append(derivers, info.Deriver)
 	}
+	g, err := st.LoadGraph(ctx, derivers...)
+	if err != nil {
+		// Which root it is, for the message.
+		for i, attr := range slices.Sorted(maps.Keys(roots)) {
+			if _, rerr := st.LoadGraph(ctx, derivers[i]); rerr != nil {
+				return nil, fmt.Errorf("%s (%s): %w", roots[attr], attr, rerr)
+			}
+		}
+		return nil, err
+	}
+	side.Graph = g
 	for h, d := range g.Derivations {
-		p := Path{Hash: h, Name: d.Name}
-		if info, ok, err := s.QueryPathInfo(ctx, p); err == nil && ok {
+		p := store.Path{Hash: h, Name: d.Name}
+		if info, ok, err := st.QueryPathInfo(ctx, p); err == nil && ok {
 			side.Sizes[p] = info.Size
 		}
 	}

@@ -1,35 +1,43 @@
-package store
+// Package refscan finds runtime references in byte streams: which of a set
+// of candidate tokens (the 52-character string forms of derivation
+// hashes, over the store's base32 alphabet) occur anywhere in them, even
+// inside longer runs of the alphabet, as Nix finds them. The store scans
+// every output with it while hashing (docs/store.md, "References"). It
+// imports nothing of hephc: the store gives it its candidates' strings.
+package refscan
 
 import (
-	"bytes"
 	"encoding/binary"
 	"slices"
 )
 
-// hashAlphabet is the alphabet of hashEncoding: a derivation hash's string
-// form uses these 32 bytes and no others.
-const hashAlphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+// Alphabet is the alphabet of a derivation hash's string form (the
+// store's base32): a token uses these 32 bytes and no others.
+const Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
-// isHashByte[c] reports whether c is in hashAlphabet.
+// TokenLen is the length of a token: a derivation hash's string form.
+const TokenLen = 52
+
+// isHashByte[c] reports whether c is in Alphabet.
 var isHashByte = func() (t [256]bool) {
-	for i := 0; i < len(hashAlphabet); i++ {
-		t[hashAlphabet[i]] = true
+	for i := 0; i < len(Alphabet); i++ {
+		t[Alphabet[i]] = true
 	}
 	return t
 }()
 
-// prefilterBits is log2 of the size in bits of RefScanner.filter.
+// prefilterBits is log2 of the size in bits of Scanner.filter.
 const prefilterBits = 16
 
 // prefilterIndex maps the first 8 bytes of a 52-byte window to a bit of
-// RefScanner.filter (multiplicative hashing; any mix would do).
+// Scanner.filter (multiplicative hashing; any mix would do).
 func prefilterIndex(w []byte) uint64 {
 	return (binary.LittleEndian.Uint64(w) * 0x9e3779b97f4a7c15) >> (64 - prefilterBits)
 }
 
-// A RefScanner finds references to a fixed set of candidate derivation
-// hashes in byte streams: every occurrence of a candidate's 52-character
-// String form, wherever it stands. This is how the runtime references of an
+// A Scanner finds references to a fixed set of candidates (derivation
+// hashes) in byte streams: every occurrence of a candidate's 52-character
+// string form, wherever it stands. This is how the runtime references of an
 // output are found (as Nix does): an output refers to an input when the
 // input's hash appears anywhere in it.
 //
@@ -39,56 +47,57 @@ func prefilterIndex(w []byte) uint64 {
 // collection delete a path still in use; a spurious one only keeps a path
 // alive, and needs 260 bits to match by chance.
 //
-// A RefScanner is immutable once made and safe for concurrent use by any
-// number of RefMatchers.
-type RefScanner struct {
-	hashes map[string]DrvHash
+// A Scanner is immutable once made and safe for concurrent use by any
+// number of Matchers.
+type Scanner struct {
+	hashes map[string]struct{}
 	// filter has bit prefilterIndex(s) set for every candidate s, so that
 	// most windows are rejected without hashing 52 bytes for a map lookup.
 	filter [1 << prefilterBits / 64]uint64
 }
 
-// NewRefScanner returns a scanner for the given candidates. Duplicates are
-// harmless; with no candidates, matchers find nothing and cost nothing.
-func NewRefScanner(candidates []DrvHash) *RefScanner {
-	s := &RefScanner{hashes: make(map[string]DrvHash, len(candidates))}
-	for _, h := range candidates {
-		str := h.String()
-		s.hashes[str] = h
-		i := prefilterIndex([]byte(str))
+// New returns a scanner for the given candidates, the string forms of
+// derivation hashes. Duplicates are harmless, and a candidate that is not
+// TokenLen bytes of Alphabet can never be found; with no candidates,
+// matchers find nothing and cost nothing.
+func New(candidates []string) *Scanner {
+	s := &Scanner{hashes: make(map[string]struct{}, len(candidates))}
+	for _, c := range candidates {
+		if len(c) != TokenLen {
+			continue
+		}
+		s.hashes[c] = struct{}{}
+		i := prefilterIndex([]byte(c))
 		s.filter[i/64] |= 1 << (i % 64)
 	}
 	return s
 }
 
 // NewMatcher returns a matcher for one stream.
-func (s *RefScanner) NewMatcher() *RefMatcher {
-	return &RefMatcher{s: s, found: make(map[DrvHash]struct{})}
+func (s *Scanner) NewMatcher() *Matcher {
+	return &Matcher{s: s, found: make(map[string]struct{})}
 }
 
-// A RefMatcher scans one byte stream, fed to Write in chunks of any size,
+// A Matcher scans one byte stream, fed to Write in chunks of any size,
 // for its scanner's candidates. Occurrences that straddle chunks are found.
-// A RefMatcher is not safe for concurrent use.
-type RefMatcher struct {
-	s     *RefScanner
-	found map[DrvHash]struct{}
+// A Matcher is not safe for concurrent use.
+type Matcher struct {
+	s     *Scanner
+	found map[string]struct{}
 	// tail holds the stream's last ntail bytes, all in the alphabet: the
 	// start of a hash that the next chunk may complete. ntail < 52.
-	tail  [hashStringLen - 1]byte
+	tail  [TokenLen - 1]byte
 	ntail int
 	// join is scratch space for tail plus the next chunk's first bytes.
-	join [2 * (hashStringLen - 1)]byte
+	join [2 * (TokenLen - 1)]byte
 }
 
-// hashStringLen is HashStringLen as a constant, for array sizes.
-const hashStringLen = 52
-
 // Write scans p as the continuation of the stream. It never fails.
-func (m *RefMatcher) Write(p []byte) (int, error) {
+func (m *Matcher) Write(p []byte) (int, error) {
 	if len(m.s.hashes) == 0 || len(p) == 0 {
 		return len(p), nil
 	}
-	const n = hashStringLen
+	const n = TokenLen
 	if m.ntail > 0 {
 		// Windows that start in the tail end within p's first n-1 bytes.
 		j := append(m.join[:0], m.tail[:m.ntail]...)
@@ -115,11 +124,11 @@ func (m *RefMatcher) Write(p []byte) (int, error) {
 }
 
 // WriteString is Write for a string.
-func (m *RefMatcher) WriteString(s string) (int, error) { return m.Write([]byte(s)) }
+func (m *Matcher) WriteString(s string) (int, error) { return m.Write([]byte(s)) }
 
 // scan records the candidates found in b at every offset below limit.
-func (m *RefMatcher) scan(b []byte, limit int) {
-	const n = hashStringLen
+func (m *Matcher) scan(b []byte, limit int) {
+	const n = TokenLen
 	i := 0
 	for i < limit && i+n <= len(b) {
 		// Is b[i:i+n] all alphabet? Check from the end, so that a
@@ -147,33 +156,32 @@ func (m *RefMatcher) scan(b []byte, limit int) {
 	}
 }
 
-func (m *RefMatcher) lookup(w []byte) {
+func (m *Matcher) lookup(w []byte) {
 	k := prefilterIndex(w)
 	if m.s.filter[k/64]&(1<<(k%64)) == 0 {
 		return
 	}
-	if h, ok := m.s.hashes[string(w)]; ok {
-		m.found[h] = struct{}{}
+	if _, ok := m.s.hashes[string(w)]; ok {
+		m.found[string(w)] = struct{}{}
 	}
 }
 
-// endStream forgets the stream's tail, so that the next Write starts a new
+// EndStream forgets the stream's tail, so that the next Write starts a new
 // stream; what was found is kept.
-func (m *RefMatcher) endStream() { m.ntail = 0 }
+func (m *Matcher) EndStream() { m.ntail = 0 }
 
 // Reset forgets the stream and what was found.
-func (m *RefMatcher) Reset() {
+func (m *Matcher) Reset() {
 	m.ntail = 0
 	clear(m.found)
 }
 
-// Found returns the candidates found so far, sorted by their bytes (which
-// is also the order of their string forms).
-func (m *RefMatcher) Found() []DrvHash {
-	out := make([]DrvHash, 0, len(m.found))
+// Found returns the candidates found so far, sorted.
+func (m *Matcher) Found() []string {
+	out := make([]string, 0, len(m.found))
 	for h := range m.found {
 		out = append(out, h)
 	}
-	slices.SortFunc(out, func(a, b DrvHash) int { return bytes.Compare(a[:], b[:]) })
+	slices.Sort(out)
 	return out
 }

@@ -1,18 +1,20 @@
-package store_test
+package realize_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
+	"hephc.dev/hephc/internal/storetest"
+	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
 
 // trivialGraph adds n tiny independent builds, each writing one file.
-func trivialGraph(b *testing.B, f *fixture, n int) []store.DrvHash {
+func trivialGraph(b *testing.B, f *storetest.Fixture, n int) []store.DrvHash {
 	roots := make([]store.DrvHash, n)
 	for i := range roots {
-		roots[i] = f.step(b, fmt.Sprintf("t%d", i), nil, nil, fmt.Sprintf("single=%d", i))
+		roots[i] = f.Step(b, fmt.Sprintf("t%d", i), nil, nil, fmt.Sprintf("single=%d", i))
 	}
 	return roots
 }
@@ -24,10 +26,10 @@ func BenchmarkRealizeTrivial(b *testing.B) {
 	b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			f := newFixture(b, b.TempDir())
+			f := storetest.New(b, b.TempDir())
 			roots := trivialGraph(b, f, n)
 			b.StartTimer()
-			res, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2})
+			res, err := realize.Realize(context.Background(), f.St, f.G, roots, realize.Options{Jobs: 2})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -43,9 +45,9 @@ func BenchmarkRealizeTrivial(b *testing.B) {
 // the store, check validity, do nothing.
 func BenchmarkRealizeNoop(b *testing.B) {
 	dir := b.TempDir()
-	f := newFixture(b, dir)
+	f := storetest.New(b, dir)
 	roots := trivialGraph(b, f, 200)
-	if _, err := f.st.Realize(context.Background(), f.g, roots, store.RealizeOptions{Jobs: 2}); err != nil {
+	if _, err := realize.Realize(context.Background(), f.St, f.G, roots, realize.Options{Jobs: 2}); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -54,7 +56,7 @@ func BenchmarkRealizeNoop(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := st.Realize(context.Background(), f.g, roots, store.RealizeOptions{})
+		res, err := realize.Realize(context.Background(), st, f.G, roots, realize.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

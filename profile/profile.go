@@ -1,0 +1,207 @@
+// Package profile owns profiles and their generations: recording a
+// realization as the next generation of a profile (a content-addressed
+// generation object whose roots.json names the roots it realized and
+// which refers to each of them, so GC keeps their closures), listing
+// generations, choosing the current one (rollback), and the link
+// Dir/profiles/NAME to the current generation object. The rows live in
+// the store's database (store.GenerationRecord); a generation is valid
+// from the transaction that records it. It never imports CUE, eval,
+// policy or realize.
+package profile
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/store"
+)
+
+// Generation is one realization recorded in a profile: which roots it
+// built (by CUE path), the generation object that holds them (a store
+// path whose references are the roots, so the garbage collector keeps
+// their closures), and what it was built from.
+type Generation struct {
+	Profile string
+	Number  int
+	// Toplevel is the generation object: a store path whose roots.json
+	// lists the roots and which refers to each of them.
+	Toplevel store.Path
+	Roots    map[string]store.Path
+	Created  int64 // Unix seconds
+	// ConfigHash is the blake3 of the configuration's files.
+	ConfigHash  string
+	Config      string // the configuration's files, for people
+	ClosureSize int64
+	Current     bool
+}
+
+// generationObject is roots.json in a generation object.
+type generationObject struct {
+	Profile string            `json:"profile"`
+	Roots   map[string]string `json:"roots"`
+}
+
+// Record records a new generation of profile holding roots (which must
+// be valid) and makes it current, unless the current one holds the same
+// roots. The generation object is content-addressed: the same roots give
+// the same object. recorded is false when it did not record one.
+func Record(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path, configHash, config string) (gen *Generation, recorded bool, err error) {
+	if err := store.CheckName(profile); err != nil {
+		return nil, false, fmt.Errorf("profile: %w", err)
+	}
+	// The generation object is unrooted until its row exists.
+	gcLock, err := st.LockGC(ctx, false)
+	if err != nil {
+		return nil, false, err
+	}
+	defer gcLock.Unlock()
+	top, err := addObject(ctx, st, profile, roots)
+	if err != nil {
+		return nil, false, fmt.Errorf("recording a generation of %s: %w", profile, err)
+	}
+	size, err := st.ClosureSize(ctx, top)
+	if err != nil {
+		return nil, false, err
+	}
+
+	// Realizing what the current generation already is records nothing.
+	if cur, err := Get(ctx, st, profile, 0); err == nil && cur.Toplevel == top {
+		cur.Roots = roots
+		return cur, false, nil
+	}
+	g := &Generation{Profile: profile, Toplevel: top, Roots: roots, Created: st.Now().Unix(), ConfigHash: configHash, Config: config, ClosureSize: size, Current: true}
+	g.Number, err = st.AddGeneration(ctx, store.GenerationRecord{
+		GenerationID: store.GenerationID{Profile: profile}, Toplevel: top, Created: g.Created,
+		ConfigHash: configHash, Config: config, ClosureSize: size,
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return g, true, linkProfile(st, profile, top)
+}
+
+// addObject adds the generation object of roots to the store.
+func addObject(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path) (store.Path, error) {
+	obj := generationObject{Profile: profile, Roots: map[string]string{}}
+	var rootPaths []store.Path
+	for attr, p := range roots {
+		obj.Roots[attr] = p.String()
+		rootPaths = append(rootPaths, p)
+	}
+	b, err := json.MarshalIndent(obj, "", "  ")
+	if err != nil {
+		return store.Path{}, err
+	}
+	tmp, err := st.TempDir("generation-")
+	if err != nil {
+		return store.Path{}, err
+	}
+	defer fstree.RemoveTree(tmp)
+	dir := filepath.Join(tmp, "generation")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return store.Path{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "roots.json"), append(b, '\n'), 0o644); err != nil {
+		return store.Path{}, err
+	}
+	return st.Add(ctx, dir, profile+"-generation", rootPaths...)
+}
+
+// linkProfile points Dir/profiles/NAME at the current generation object.
+func linkProfile(st *store.Store, profile string, top store.Path) error {
+	dir := filepath.Join(st.Dir, "profiles")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	link := filepath.Join(dir, profile)
+	tmp := link + ".tmp"
+	os.Remove(tmp)
+	if err := os.Symlink(st.Physical(top), tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
+}
+
+// List returns profile's generations, oldest first.
+func List(ctx context.Context, st *store.Store, profile string) ([]*Generation, error) {
+	recs, current, err := st.GenerationRecords(ctx, profile)
+	if err != nil {
+		return nil, err
+	}
+	gens := make([]*Generation, len(recs))
+	for i, r := range recs {
+		g := &Generation{Profile: profile, Number: r.Number, Toplevel: r.Toplevel, Created: r.Created,
+			ConfigHash: r.ConfigHash, Config: r.Config, ClosureSize: r.ClosureSize, Current: r.Number == current}
+		if g.Roots, err = loadRoots(st, g); err != nil {
+			return nil, err
+		}
+		gens[i] = g
+	}
+	return gens, nil
+}
+
+// loadRoots reads a generation object's roots.json.
+func loadRoots(st *store.Store, g *Generation) (map[string]store.Path, error) {
+	b, err := os.ReadFile(filepath.Join(st.Physical(g.Toplevel), "roots.json"))
+	if err != nil {
+		return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+	}
+	var obj generationObject
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+	}
+	roots := make(map[string]store.Path, len(obj.Roots))
+	for attr, p := range obj.Roots {
+		if roots[attr], err = store.ParsePath(p); err != nil {
+			return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+		}
+	}
+	return roots, nil
+}
+
+// Get returns generation n of profile (n = 0: the current one).
+func Get(ctx context.Context, st *store.Store, profile string, n int) (*Generation, error) {
+	gens, err := List(ctx, st, profile)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gens {
+		if g.Number == n || n == 0 && g.Current {
+			return g, nil
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("profile %s has no generations", profile)
+	}
+	return nil, fmt.Errorf("profile %s has no generation %d (it has %s)", profile, n, generationNumbers(gens))
+}
+
+// SetCurrent makes generation n of profile the current one.
+func SetCurrent(ctx context.Context, st *store.Store, profile string, n int) (*Generation, error) {
+	g, err := Get(ctx, st, profile, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.SetCurrentGeneration(ctx, profile, n); err != nil {
+		return nil, err
+	}
+	g.Current = true
+	return g, linkProfile(st, profile, g.Toplevel)
+}
+
+func generationNumbers(gens []*Generation) string {
+	if len(gens) == 0 {
+		return "none"
+	}
+	nums := make([]int, len(gens))
+	for i, g := range gens {
+		nums[i] = g.Number
+	}
+	slices.Sort(nums)
+	return fmt.Sprint(nums)
+}

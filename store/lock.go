@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The store's locks, and what keeps GC from deleting what others use.
+//
+// Dir/gc.lock is the store-wide GC lock. Whatever makes paths valid or
+// relies on valid paths staying valid holds it shared for as long as it
+// does (a realization, Add, Install's callers, verification, repair, a
+// generation being recorded, a root being linked, an export); GC holds it
+// exclusive. So GC waits until no realization runs, and a realization
+// that starts while GC runs waits until GC is done: the paths a running
+// realization uses are roots without being written down anywhere.
+//
+// The per-output locks (locks/<hash>.lock) are only ever taken under the
+// GC lock, so GC, holding it exclusive, may delete the lock files of the
+// paths it deletes.
+
+// Lock is a held lock: a per-output lock (LockPath) or the GC lock.
+type Lock struct {
+	f    *os.File
+	path Path // the output, for a per-output lock
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() error {
+	defer l.f.Close()
+	return unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+}
+
+// LockPath takes the exclusive lock of p's output, waiting for another
+// process that holds it (it is building or deleting p) or until ctx ends.
+// Callers hold the GC lock (LockGC) shared: GC deletes the lock files of
+// the paths it deletes.
+func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", p, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f, path: p}, nil
+		}
+		if err != unix.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", p, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// LockGC takes the store-wide GC lock, shared or exclusive, waiting for
+// whoever holds it in the other mode or until ctx ends. One process may
+// hold it shared more than once (through different calls), but must not
+// call GC then: GC would wait for it forever. Hold it shared from before
+// a realization until its outputs are rooted (a result link, a
+// generation), or GC may take them in between.
+func (s *Store) LockGC(ctx context.Context, exclusive bool) (*Lock, error) {
+	return s.lockGC(ctx, exclusive, nil)
+}
+
+// lockGC is LockGC; waiting, if not nil, is called once if the lock is not
+// free at once.
+func (s *Store) lockGC(ctx context.Context, exclusive bool, waiting func()) (*Lock, error) {
+	f, err := os.OpenFile(filepath.Join(s.Dir, "gc.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("taking the GC lock: %w", err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	fd := int(f.Fd())
+	err = flock(fd, how|unix.LOCK_NB)
+	if err == nil {
+		return &Lock{f: f}, nil
+	}
+	if err != unix.EWOULDBLOCK {
+		f.Close()
+		return nil, fmt.Errorf("taking the GC lock: %w", err)
+	}
+	if waiting != nil {
+		waiting()
+	}
+	// A blocking flock is woken as soon as the lock is released (polling
+	// could keep missing short gaps between collections), but cannot be
+	// canceled: if ctx ends first, the goroutine gives the lock up
+	// whenever it gets it.
+	got := make(chan error, 1)
+	go func() { got <- flock(fd, how) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("taking the GC lock: %w", err)
+		}
+		return &Lock{f: f}, nil
+	case <-ctx.Done():
+		go func() {
+			<-got
+			f.Close()
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
