@@ -46,7 +46,7 @@ func CopyTree(src, dst string) (files int, bytes int64, err error) {
 			bytes += n
 			return err
 		}
-		return fmt.Errorf("%s is not a regular file, directory or symlink", rel)
+		return fmt.Errorf("%s is not a regular file, directory or symbolic link", rel)
 	})
 	return files, bytes, err
 }
