@@ -339,7 +339,7 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 		return &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
 	case <-diskFull:
 		kill()
-		return r.diskError(nil)
+		return r.diskError(nil, "and was killed")
 	case <-ctx.Done():
 		kill()
 		return fmt.Errorf("sandbox: %w", ctx.Err())
@@ -437,9 +437,17 @@ func (r *run) limitError(exit *ExitError, full []string) error {
 	if exit != nil {
 		err = exit
 	}
+	if l.Disk > 0 && exit != nil && r.diskUsed.Load() == 0 && len(r.writable) > 0 {
+		// A write past RLIMIT_FSIZE fails with EFBIG where SIGXFSZ is
+		// ignored (as in Go programs); the build may then have failed
+		// of it.
+		if used := diskUsage(r.writable); used >= l.Disk {
+			r.diskUsed.Store(used)
+		}
+	}
 	switch {
 	case r.diskUsed.Load() > 0:
-		return r.diskError(err)
+		return r.diskError(err, "and failed")
 	case r.cg != nil && r.is.Cgroup.Memory && r.cg.oomKills() > 0:
 		return &LimitError{Limit: "memory", Value: sizeString(l.Memory),
 			What: "the kernel killed a process of the build for lack of memory", Err: err}
@@ -456,9 +464,11 @@ func (r *run) limitError(exit *ExitError, full []string) error {
 	return nil
 }
 
-func (r *run) diskError(err error) error {
+// diskError reports a build that wrote too much; then says what happened
+// to it.
+func (r *run) diskError(err error, then string) error {
 	return &LimitError{Limit: "disk", Value: sizeString(r.spec.Limits.Disk),
-		What: fmt.Sprintf("it had written %s to its writable directories, and was killed", sizeString(r.diskUsed.Load())), Err: err}
+		What: fmt.Sprintf("it had written %s to its writable directories, %s", sizeString(r.diskUsed.Load()), then), Err: err}
 }
 
 // check validates s and returns the part the init needs, defaults filled

@@ -127,7 +127,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("sandbox: the build exceeded its %s limit of %s: %s", e.Limit, e.Value, e.What)
+	return fmt.Sprintf("sandbox: the build exceeded its %s limit of %s: %s (raise the %s limit if it needs more)", e.Limit, e.Value, e.What, e.Limit)
 }
 
 func (e *LimitError) Unwrap() error { return e.Err }

@@ -1,0 +1,137 @@
+package sandbox
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireSlirp fails (skips, outside CI) unless slirp4netns is installed.
+func requireSlirp(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("slirp4netns"); err != nil {
+		if os.Getenv("HEPHC_E2E") == "1" {
+			t.Fatalf("slirp4netns is missing (.ci/apt-packages installs it): %v", err)
+		}
+		t.Skipf("slirp4netns is missing (Debian package slirp4netns): %v", err)
+	}
+}
+
+// hostAddr returns an IPv4 address of one of this host's interfaces other
+// than loopback.
+func hostAddr(t *testing.T) string {
+	t.Helper()
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+				return ipn.IP.String()
+			}
+		}
+	}
+	t.Fatal("this host has no IPv4 address but loopback's")
+	return ""
+}
+
+// listenOn opens a TCP listener on addr (host:0), accepting forever.
+func listenOn(t *testing.T, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestOutboundCannotReachHost: an outbound build reaches neither the
+// host's loopback (at 127.0.0.1 or at slirp4netns's gateway) nor the
+// host's own address, nor private or link-local ranges, and cannot
+// remove the routes that say so. Where the host can reach the public
+// internet, the build can too, by name.
+func TestOutboundCannotReachHost(t *testing.T) {
+	requireSlirp(t)
+	lo := listenOn(t, "127.0.0.1:0")
+	_, loPort, _ := net.SplitHostPort(lo)
+	ha := listenOn(t, net.JoinHostPort(hostAddr(t), "0"))
+	// The listeners work from here.
+	for _, a := range []string{lo, ha} {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			t.Fatalf("the host cannot reach its own listener %s: %v", a, err)
+		}
+		c.Close()
+	}
+	ops := []string{
+		"dial=" + lo, "dial=" + net.JoinHostPort(slirpGateway, loPort), "dial=" + ha,
+		"dial=169.254.169.254:80", "dial=10.1.2.3:80", "dial=192.168.1.1:80", "dial=172.16.0.1:80",
+		"dial=100.64.0.1:80", "route-add", "loopback", "read=/etc/resolv.conf", "uidmap",
+	}
+	const public = "proxy.golang.org:443"
+	hostOnline := false
+	if c, err := net.DialTimeout("tcp", public, 5*time.Second); err == nil {
+		c.Close()
+		hostOnline = true
+		ops = append(ops, "resolve=proxy.golang.org", "dial="+public)
+	} else {
+		t.Logf("the host cannot reach %s (%v): outbound access to the internet is not checked", public, err)
+	}
+	res := runProbes(t, Spec{Outbound: true}, ops...)
+	t.Logf("results: %q", res)
+	for _, op := range ops[:8] {
+		if !strings.HasPrefix(res[op], "error: ") {
+			t.Errorf("%s: got %q, want an error", op, res[op])
+		}
+	}
+	// The host's address and the private ranges are prohibited by route.
+	wantErr(t, res, "dial="+ha, "permission denied")
+	wantErr(t, res, "dial=169.254.169.254:80", "permission denied")
+	wantErr(t, res, "route-add", "operation not permitted")
+	wantOK(t, res, "loopback", "")
+	wantOK(t, res, "read=/etc/resolv.conf", "nameserver "+slirpDNS)
+	if hostOnline {
+		if !strings.HasPrefix(res["resolve=proxy.golang.org"], "ok: ") {
+			t.Errorf("resolve: got %q, want addresses through slirp4netns's DNS", res["resolve=proxy.golang.org"])
+		}
+		wantOK(t, res, "dial="+public, "")
+	}
+}
+
+// TestOutboundRefusesNetwork: Outbound and Network are two different
+// things.
+func TestOutboundRefusesNetwork(t *testing.T) {
+	_, _, err := check(&Spec{Builtin: "true", Network: true, Outbound: true})
+	if err == nil || !strings.Contains(err.Error(), "both Network and Outbound") {
+		t.Errorf("got %v", err)
+	}
+}
+
+// TestHostNetworkKeepsLoopback: hephc's own fetchers (Network) still reach
+// a proxy on the host's 127.0.0.1.
+func TestHostNetworkKeepsLoopback(t *testing.T) {
+	lo := listenOn(t, "127.0.0.1:0")
+	res := runProbes(t, Spec{Network: true}, "dial="+lo, "read=/proc/self/mountinfo")
+	wantOK(t, res, "dial="+lo, "")
+	if strings.Contains(res["read=/proc/self/mountinfo"], "/etc/resolv.conf") {
+		t.Errorf("resolv.conf is bound, not copied: %s", res["read=/proc/self/mountinfo"])
+	}
+}
