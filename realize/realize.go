@@ -38,7 +38,7 @@ type Options struct {
 	// Getenv gives the user's environment to fixed-output builds (GOPROXY,
 	// proxy and certificate settings); other builds see none of it.
 	Getenv func(string) string
-	// SourceDir is the configuration's directory: builtin:fetch-file
+	// SourceDir is the configuration's directory: fetch-file
 	// builds read their file (attrs.file, relative) from it.
 	SourceDir string
 	// Events receives progress; nil discards it. It is called from several

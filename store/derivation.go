@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
+
+	"hephc.dev/hephc/builtins"
 )
 
 // Derivation is one pure build step as the store sees it. Its identity is
@@ -112,7 +114,7 @@ func (d *Derivation) Path() (Path, error) {
 var (
 	placeholderRE = regexp.MustCompile(`@\{([^}]*)\}`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	builtinRE     = regexp.MustCompile(`^builtin:[a-z][a-z0-9-]*$`)
+	builtinRE     = regexp.MustCompile(`^` + regexp.QuoteMeta(builtins.Prefix) + `[a-z][a-z0-9-]*$`)
 	h1RE          = regexp.MustCompile(`^h1:[A-Za-z0-9+/]{43}=$`)
 	blake3RE      = regexp.MustCompile(`^blake3:[0-9a-f]{64}$`)
 	inputNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_.+?=-]+)?$`)
@@ -166,7 +168,7 @@ func (d *Derivation) Validate() []error {
 		errs = append(errs, &FieldError{Path: []string{"name"}, Msg: err.Error()})
 	}
 	if !builtinRE.MatchString(d.Builder) && !strings.HasPrefix(d.Builder, "@{") {
-		errs = append(errs, fieldErr([]string{"builder"}, "%q: want builtin:NAME or @{input}/path", d.Builder))
+		errs = append(errs, fieldErr([]string{"builder"}, "%q: want %sNAME or @{input}/path", d.Builder, builtins.Prefix))
 	}
 	check := func(path []string, s string) {
 		if strings.IndexByte(s, 0) >= 0 {
@@ -195,7 +197,7 @@ func (d *Derivation) Validate() []error {
 	for i, a := range d.Args {
 		check([]string{"args", strconv.Itoa(i)}, a)
 	}
-	for _, k := range sortedKeys(d.Env) {
+	for _, k := range slices.Sorted(maps.Keys(d.Env)) {
 		if !envNameRE.MatchString(k) {
 			errs = append(errs, fieldErr([]string{"env", k}, "%q is not a variable name", k))
 		}
@@ -222,7 +224,7 @@ func checkData(path []string, v any, check func(path []string, s string)) {
 			checkData(sub(strconv.Itoa(i)), e, check)
 		}
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			check(sub(k), k)
 			checkData(sub(k), x[k], check)
 		}
@@ -230,16 +232,8 @@ func checkData(path []string, v any, check func(path []string, s string)) {
 }
 
 // InputNames returns the names of d's inputs, sorted.
-func (d *Derivation) InputNames() []string { return sortedKeys(d.Inputs) }
+func (d *Derivation) InputNames() []string { return slices.Sorted(maps.Keys(d.Inputs)) }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // ParseDerivation decodes the JSON form of a derivation (as Canonical or
 // encoding/json writes it). Numbers in attrs stay json.Number. Keys match

@@ -6,39 +6,82 @@ import (
 	"testing"
 )
 
+const (
+	hephc = "hephc.dev/hephc/"
+	cue   = "cuelang.org/go"
+)
+
+// leaves import nothing of hephc.
+var leaves = []string{"defs", "builtins", "srcpos", "fstree", "refscan"}
+
 // rules say which imports a package of hephc may never have, directly or
-// not (DESIGN.md, "The pipeline").
+// not (docs/design.md, "The packages"), besides what every rule says:
+// nothing below the CLI imports it, and a leaf imports nothing of hephc.
 var rules = []struct {
 	pkg       string
-	forbidden []string // import path prefixes
+	forbidden []string // import path prefixes, relative to hephc unless they hold a dot
 }{
-	{"hephc.dev/hephc/defs", []string{"hephc.dev/hephc/", "cuelang.org/go"}},
-	{"hephc.dev/hephc/store", []string{"cuelang.org/go", "hephc.dev/hephc/eval", "hephc.dev/hephc/lang", "hephc.dev/hephc/defs", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
-	{"hephc.dev/hephc/lang", []string{"hephc.dev/hephc/eval", "hephc.dev/hephc/store", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
-	{"hephc.dev/hephc/eval", []string{"hephc.dev/hephc/lang", "hephc.dev/hephc/policy", "hephc.dev/hephc/cmd"}},
+	// The store records and installs; it never evaluates, builds,
+	// records generations or diffs them.
+	{"store", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff"}},
+	// realize is handed a store.Graph: it never evaluates or judges one.
+	{"realize", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "profile", "gendiff"}},
+	{"profile", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "gendiff"}},
+	{"gendiff", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile"}},
+	{"lang", []string{"eval", "store", "policy"}},
+	{"eval", []string{"lang", "policy"}},
 	// policy reads configurations and graphs; it never builds.
-	{"hephc.dev/hephc/policy", []string{"hephc.dev/hephc/builder", "hephc.dev/hephc/cmd"}},
+	{"policy", []string{"builder", "realize", "sandbox"}},
+	// Evaluating builds nothing.
+	{"pipeline", []string{"sandbox", "builder", "realize"}},
+}
+
+// deps returns every package of the module and, for each, every package
+// it imports, directly or not.
+func deps(t *testing.T) map[string][]string {
+	out, err := exec.Command("go", "list", "-deps=false", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", "hephc.dev/hephc/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	m := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		m[f[0]] = f[1:]
+	}
+	if len(m) < 10 {
+		t.Fatalf("go list found %d packages; want the module's", len(m))
+	}
+	return m
 }
 
 func TestImportDirections(t *testing.T) {
-	for _, r := range rules {
-		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", r.pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", r.pkg, err, out)
+	all := deps(t)
+	check := func(pkg string, forbidden []string, why string) {
+		ds, ok := all[hephc+pkg]
+		if !ok {
+			t.Errorf("%s: no such package", hephc+pkg)
+			return
 		}
-		deps := strings.Fields(string(out))
-		if len(deps) < 2 {
-			t.Fatalf("go list -deps %s listed %d packages; want the package and its dependencies", r.pkg, len(deps))
-		}
-		for _, d := range deps {
-			if d == r.pkg {
-				continue
-			}
-			for _, f := range r.forbidden {
-				if strings.HasPrefix(d, f) {
-					t.Errorf("%s imports %s (directly or not); DESIGN.md forbids %s*", r.pkg, d, f)
+		for _, d := range ds {
+			for _, f := range forbidden {
+				if !strings.Contains(f, ".") {
+					f = hephc + f
+				}
+				if d == f || strings.HasPrefix(d, f+"/") || f == hephc && strings.HasPrefix(d, f) {
+					t.Errorf("%s imports %s (directly or not); %s", hephc+pkg, d, why)
 				}
 			}
+		}
+	}
+	for _, r := range rules {
+		check(r.pkg, r.forbidden, "docs/design.md forbids it")
+	}
+	for _, l := range leaves {
+		check(l, []string{hephc, cue}, "it is a leaf")
+	}
+	for p := range all {
+		if rel := strings.TrimPrefix(p, hephc); !strings.HasPrefix(rel, "cmd/") {
+			check(rel, []string{"cmd"}, "nothing below the CLI imports it")
 		}
 	}
 }

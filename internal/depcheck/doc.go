@@ -1,3 +1,3 @@
 // Package depcheck holds the test that keeps the import directions of
-// DESIGN.md true; it has no code of its own.
+// docs/design.md true; it has no code of its own.
 package depcheck
