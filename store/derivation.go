@@ -234,7 +234,6 @@ func checkData(path []string, v any, check func(path []string, s string)) {
 // InputNames returns the names of d's inputs, sorted.
 func (d *Derivation) InputNames() []string { return slices.Sorted(maps.Keys(d.Inputs)) }
 
-
 // ParseDerivation decodes the JSON form of a derivation (as Canonical or
 // encoding/json writes it). Numbers in attrs stay json.Number. Keys match
 // as encoding/json matches them (case-insensitively).
