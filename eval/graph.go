@@ -47,11 +47,6 @@ const PolicyField = "policy"
 // not exist when the graph came from the evaluation cache.
 func (n *Node) Value() cue.Value { return n.value }
 
-// Pos is srcpos.Pos, the one position type.
-//
-// Deprecated: use srcpos.Pos; this name stays until no caller is left.
-type Pos = srcpos.Pos
-
 // posOf returns p as a srcpos.Pos, which (unlike token.Pos) survives the
 // evaluation cache; its file is absolute.
 func posOf(p token.Pos) srcpos.Pos {
