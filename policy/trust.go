@@ -9,6 +9,7 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/trust"
 )
 
@@ -157,7 +158,28 @@ func LoadTrust(cwd string, files ...string) ([]*trust.Policy, error) {
 		if len(tps) == 0 {
 			return nil, fmt.Errorf("%s: its policy has no trust field (heph.#TrustPolicy)", f)
 		}
+		for _, tp := range tps {
+			relativize(tp, cwd)
+		}
 		out = append(out, tps...)
 	}
 	return out, nil
+}
+
+// relativize makes tp's positions relative to cwd, as messages show them.
+func relativize(tp *trust.Policy, cwd string) {
+	tp.Source = srcpos.RelPath(cwd, tp.Source)
+	for i := range tp.People {
+		pe := &tp.People[i]
+		pe.Pos = pe.Pos.RelTo(cwd)
+		for j := range pe.Keys {
+			pe.Keys[j].Pos = pe.Keys[j].Pos.RelTo(cwd)
+		}
+	}
+	for i := range tp.Revoked {
+		tp.Revoked[i].Pos = tp.Revoked[i].Pos.RelTo(cwd)
+	}
+	for i := range tp.Rules {
+		tp.Rules[i].Pos = tp.Rules[i].Pos.RelTo(cwd)
+	}
 }

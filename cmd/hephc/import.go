@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
+)
+
+// OwnerConfigFile is the store owner's configuration, in the store's
+// directory: its policy field's trust policy must hold for everything the
+// store admits from outside. Only the owner may write it.
+const OwnerConfigFile = "config.cue"
+
+func init() {
+	register(&command{
+		name:    "import",
+		args:    "[--policy FILE]… DIR",
+		summary: "import an archive of store paths (hephc export), all or nothing, if the trust policy admits every path",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringArray("policy", nil, "a .cue file whose policy's trust must hold too (repeatable); the store owner's "+OwnerConfigFile+" always applies")
+		},
+		run: runImport,
+	})
+}
+
+func runImport(e *env, fs *pflag.FlagSet, args []string) error {
+	files, _ := fs.GetStringArray("policy")
+	if len(args) != 1 {
+		return usagef("want one archive directory")
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	policies, err := trustPolicies(e, st, files)
+	if err != nil {
+		return err
+	}
+	if len(policies) == 0 {
+		return fmt.Errorf("importing %s: no trust policy says what to admit: write one in %s (the store owner's) or give --policy FILE", args[0], filepath.Join(st.Dir, OwnerConfigFile))
+	}
+	start := time.Now()
+	res, err := archive.Import(context.Background(), st, absPath(e.cwd, args[0]), archive.ImportOptions{
+		Policies:     policies,
+		Now:          time.Now(),
+		Attestations: trust.StoreDir(st.Dir),
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Imported {
+		fmt.Fprintf(e.stdout, "imported %s\n", p)
+	}
+	for _, d := range res.Decisions {
+		if d.OnPin {
+			continue
+		}
+		fmt.Fprintf(e.stderr, "%s: admitted by %s: built by %s\n", d.Subject.Path, d.Policy, listOr(d.Built, "nobody"))
+	}
+	fmt.Fprintf(e.stderr, "imported %d paths (%d present already), %.1f MB of layers in %s\n", len(res.Imported), len(res.Present), float64(res.Bytes)/1e6, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// trustPolicies returns the trust policies that admission must meet: the
+// store owner's (STORE/config.cue, refused if others may write it) and
+// those of files.
+func trustPolicies(e *env, st *store.Store, files []string) ([]*trust.Policy, error) {
+	var out []*trust.Policy
+	owner := filepath.Join(st.Dir, OwnerConfigFile)
+	if fi, err := os.Lstat(owner); err == nil {
+		if err := checkOwnerOnly(owner, fi); err != nil {
+			return nil, err
+		}
+		ps, err := policy.LoadTrust(st.Dir, owner)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			p.Source = "the store owner's policy (" + owner + ")"
+		}
+		out = append(out, ps...)
+	}
+	for _, f := range files {
+		ps, err := policy.LoadTrust(e.cwd, absPath(e.cwd, f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}
+
+// checkOwnerOnly refuses a file that anyone but its owner (this user or
+// root) may change: it says what the store admits.
+func checkOwnerOnly(file string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: the store owner's configuration is not a regular file", file)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s: the store owner's configuration is writable by others (mode %04o): refused; chmod go-w it", file, fi.Mode().Perm())
+	}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s: the store owner's configuration belongs to uid %d, not to this user or root: refused", file, sys.Uid)
+	}
+	return nil
+}
+
+func listOr(xs []string, none string) string {
+	if len(xs) == 0 {
+		return none
+	}
+	s := xs[0]
+	for _, x := range xs[1:] {
+		s += ", " + x
+	}
+	return s
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
+)
+
+// BuilderID is the SLSA builder id of hephc's attestations.
+const BuilderID = "https://hephc.dev/builder/v1"
+
+func init() {
+	register(&command{
+		name:    "sign",
+		args:    "--key FILE [--passphrase-file FILE] [--only] PATH…",
+		summary: "attest store paths and their closure: an in-toto statement per path in a DSSE envelope, kept in the store",
+		flags: func(fs *pflag.FlagSet) {
+			fs.String("key", "", "the secret key file to sign with (hephc key generate)")
+			fs.String("passphrase-file", "", "the key's passphrase, if it has one, is the first line of FILE")
+			fs.Bool("only", false, "sign only the paths given, not their closure")
+		},
+		run: runSign,
+	})
+}
+
+func runSign(e *env, fs *pflag.FlagSet, args []string) error {
+	keyFile, _ := fs.GetString("key")
+	passFile, _ := fs.GetString("passphrase-file")
+	only, _ := fs.GetBool("only")
+	if keyFile == "" {
+		return usagef("want --key FILE")
+	}
+	if len(args) == 0 {
+		return usagef("want at least one store path")
+	}
+	k, err := readSecretKey(e, keyFile, passFile)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	paths, err := pathArgs(ctx, e, st, args, !only)
+	if err != nil {
+		return err
+	}
+	dir := trust.StoreDir(st.Dir)
+	added := 0
+	for _, p := range paths {
+		ok, err := signPath(ctx, st, dir, p, k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			added++
+		}
+	}
+	fmt.Fprintf(e.stderr, "signed %d paths as %s (%s): %d new attestations\n", len(paths), k.Name, k.Public().ID(), added)
+	return nil
+}
+
+// signPath attests that k's owner built p, as the store recorded it (at
+// the time it was registered, so signing again gives the same envelope).
+func signPath(ctx context.Context, st *store.Store, dir trust.Dir, p store.Path, k *trust.SecretKey) (bool, error) {
+	sub, err := archive.StoreSubject(ctx, st, p)
+	if err != nil {
+		return false, err
+	}
+	info, _, err := st.QueryPathInfo(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: BuilderID, Time: time.Unix(info.Registered, 0)}, k)
+	if err != nil {
+		return false, err
+	}
+	_, added, err := dir.Add(p.Base(), env)
+	return added, err
+}
+
+// pathArgs resolves args to store paths, with their closure if asked,
+// sorted.
+func pathArgs(ctx context.Context, e *env, st *store.Store, args []string, closure bool) ([]store.Path, error) {
+	var paths []store.Path
+	for _, a := range args {
+		p, err := pathArg(e, st, a)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok, err := st.QueryPathInfo(ctx, p); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
+		}
+		paths = append(paths, p)
+	}
+	if closure {
+		return st.Closure(ctx, paths...)
+	}
+	return paths, nil
+}
