@@ -1,0 +1,184 @@
+package pins
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"cuelang.org/go/cue"
+
+	"hephc.dev/hephc/cuepatch"
+	"hephc.dev/hephc/gomod"
+)
+
+// NewProgram is a #GoProgram for AddProgram to write.
+type NewProgram struct {
+	Field     string // its top-level field
+	Name      string // the program's name
+	File      string // where to write it (absolute); may be a new file
+	Src       gomod.Module
+	Packages  []string // relative to the module root
+	Toolchain *Module
+	Deps      []gomod.Module
+	ModFiles  *gomod.ModFiles
+	Meta      Meta
+}
+
+// Meta is what AddProgram writes into meta.
+type Meta struct{ Description, License, Homepage string }
+
+// inputNames are the fields of a program's inputs a reference from them
+// must not start with.
+var inputNames = []string{"src", "go", "deps", "modfiles"}
+
+// AddProgram writes a pinned #GoProgram at the end of np.File, its deps
+// referring to the modules already pinned and to new entries of the
+// modules table.
+func (c *Config) AddProgram(np NewProgram) error {
+	if !identRE.MatchString(np.Field) || cueKeywords[np.Field] {
+		return fmt.Errorf("%q cannot name a field: choose a name with --name", np.Field)
+	}
+	if v := c.Value.LookupPath(cue.MakePath(cue.Str(np.Field))); v.Exists() {
+		return fmt.Errorf("%s is already defined (at %s): choose another name with --name", np.Field, c.posOfValue(v))
+	}
+	if np.Field == TableField {
+		return fmt.Errorf("%s names the modules table: choose another name with --name", np.Field)
+	}
+	f, err := c.fileForWriting(np.File)
+	if err != nil {
+		return err
+	}
+	heph, err := c.importName(f)
+	if err != nil {
+		return err
+	}
+	goRef, err := c.refTo("", np.Toolchain)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(inputNames, strings.SplitN(strings.SplitN(goRef, ".", 2)[0], "[", 2)[0]) {
+		return fmt.Errorf("the toolchain is pinned at %s, which a program's inputs cannot refer to (inputs.%s would mean itself): rename it, e.g. toolchain", np.Toolchain.Attr, goRef)
+	}
+	var refs []ref
+	for _, d := range np.Deps {
+		r, m, err := c.refFor("", d)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(inputNames, strings.SplitN(r.text, ".", 2)[0]) {
+			return fmt.Errorf("%s: a program's inputs cannot refer to it (inputs.%s would mean itself): pin it in %s", m.Attr, r.text, TableField)
+		}
+		refs = append(refs, r)
+	}
+	e := c.plan()
+	e.renders = append(e.renders, func() error { return c.writeProgram(f, heph, goRef, np, refs) })
+	x := e.expect()
+	var mf *ModFiles
+	if np.ModFiles != nil {
+		mf = &ModFiles{Hash: np.ModFiles.Hash}
+		x.programs[np.Field+"ModFiles"] = "modfiles " + np.ModFiles.Hash
+	}
+	x.programs[np.Field] = programSummary(np.Src, np.Deps, mf)
+	return nil
+}
+
+// writeProgram writes the block of a new program at the end of f.
+func (c *Config) writeProgram(f *cuepatch.File, heph, goRef string, np NewProgram, refs []ref) error {
+	var deps []string
+	for _, r := range refs {
+		deps = append(deps, c.plan().render(r))
+	}
+	slices.Sort(deps)
+	deps = slices.Compact(deps)
+
+	var b strings.Builder
+	src := f.Source()
+	if len(src) > 0 && !strings.HasSuffix(string(src), "\n") {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "\n// %s, added by hephc add.\n", strings.Join(packagePaths(np.Src.Path, np.Packages), ", "))
+	fmt.Fprintf(&b, "%s: %s.#GoProgram & {\n", np.Field, heph)
+	fmt.Fprintf(&b, "\tname:    %q\n", np.Name)
+	b.WriteString("\tversion: inputs.src.version\n")
+	if len(np.Packages) > 0 && !(len(np.Packages) == 1 && np.Packages[0] == ".") {
+		q := make([]string, len(np.Packages))
+		for i, p := range np.Packages {
+			q[i] = fmt.Sprintf("%q", p)
+		}
+		fmt.Fprintf(&b, "\tpackages: [%s]\n", strings.Join(q, ", "))
+	}
+	b.WriteString("\tinputs: {\n")
+	fmt.Fprintf(&b, "\t\tsrc: %s.#GoModule & {\n\t\t\tpath:    %q\n\t\t\tversion: %q\n\t\t\tsum:     %q\n\t\t}\n", heph, np.Src.Path, np.Src.Version, np.Src.Sum)
+	fmt.Fprintf(&b, "\t\tgo: %s\n", goRef)
+	if np.ModFiles != nil {
+		fmt.Fprintf(&b, "\t\tmodfiles: %sModFiles\n", np.Field)
+	}
+	b.WriteString("\t\tdeps: " + fillList("\t\t", deps) + "\n")
+	b.WriteString("\t}\n")
+	var meta []string
+	for _, kv := range [][2]string{{"description", np.Meta.Description}, {"license", np.Meta.License}, {"homepage", np.Meta.Homepage}} {
+		if kv[1] != "" {
+			meta = append(meta, fmt.Sprintf("%s: %q", kv[0], kv[1]))
+		}
+	}
+	if len(meta) > 0 {
+		fmt.Fprintf(&b, "\tmeta: {%s}\n", strings.Join(meta, ", "))
+	}
+	b.WriteString("}\n")
+	if np.ModFiles != nil {
+		fmt.Fprintf(&b, "\n// The go.mod files of %s's module graph, which its build loads.\n", np.Src.Path)
+		fmt.Fprintf(&b, "%sModFiles: %s.#GoModFiles & {\n\tname:   %q\n\thash:   %q\n\tinputs: src: %s.inputs.src\n}\n",
+			np.Field, heph, np.Name+"-gomod-graph", np.ModFiles.Hash, np.Field)
+	}
+	return f.Insert(len(src), b.String())
+}
+
+// fillList writes a list of references as deps lists are written.
+func fillList(indent string, elems []string) string {
+	if len(elems) == 0 {
+		return "[]"
+	}
+	inner := indent + "\t"
+	var b strings.Builder
+	b.WriteString("[\n")
+	line := inner
+	for _, el := range elems {
+		item := el + ","
+		if line != inner && width(line)+1+len(item) > listWidth {
+			b.WriteString(line + "\n")
+			line = inner
+		}
+		if line != inner {
+			line += " "
+		}
+		line += item
+	}
+	b.WriteString(line + "\n" + indent + "]")
+	return b.String()
+}
+
+// packagePaths are the import paths of packages of module mod.
+func packagePaths(mod string, packages []string) []string {
+	if len(packages) == 0 {
+		return []string{mod}
+	}
+	var out []string
+	for _, p := range packages {
+		if p == "." {
+			out = append(out, mod)
+		} else if rel, ok := strings.CutPrefix(p, "./"); ok {
+			out = append(out, mod+"/"+rel)
+		} else {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// posOfValue is where v is written, file:line:col, or its path.
+func (c *Config) posOfValue(v cue.Value) string {
+	if p := v.Pos(); p.IsValid() {
+		return posOf(p).String()
+	}
+	return v.Path().String()
+}

@@ -1,0 +1,404 @@
+package pins
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/gomod"
+)
+
+// Updater plans pin changes for a configuration, resolving with a
+// gomod.Resolver.
+type Updater struct {
+	C *Config
+	R *gomod.Resolver
+	// Known returns a directory that already holds the toolchain m (its
+	// path in hephc's store), or "".
+	Known func(m *Module) string
+
+	Changes []Change
+
+	moved      map[*Module]gomod.Module // pins given a new version
+	sources    map[string]*gomod.Source
+	toolchains map[string]*gomod.Toolchain
+	resolved   map[*Program]bool
+}
+
+// Change is one line of what an update does.
+type Change struct {
+	Attr string
+	Text string
+}
+
+func (ch Change) String() string { return ch.Attr + ": " + ch.Text }
+
+// NewUpdater returns an updater for c resolving with r.
+func NewUpdater(c *Config, r *gomod.Resolver) *Updater {
+	return &Updater{
+		C: c, R: r, Known: func(*Module) string { return "" },
+		moved:      make(map[*Module]gomod.Module),
+		sources:    make(map[string]*gomod.Source),
+		toolchains: make(map[string]*gomod.Toolchain),
+		resolved:   make(map[*Program]bool),
+	}
+}
+
+// Close removes the fetched sources.
+func (u *Updater) Close() {
+	for _, s := range u.sources {
+		s.Close()
+	}
+}
+
+// NotUsedError says that the configuration pins no module of a path.
+type NotUsedError struct{ Path string }
+
+func (e *NotUsedError) Error() string {
+	return fmt.Sprintf("%s is not used by the configuration: no #GoModule pins it (hephc add PACKAGE@VERSION adds a program)", e.Path)
+}
+
+// Move plans moving the module path to the version query gives ("" moves
+// within its major version): a program's source is resolved again with
+// every program built from it, a toolchain pin moves with every program
+// built with it resolved again, any other pin gets the new version's sum.
+// A module only programs depend on is refused: its version is the one its
+// program's main module selects.
+func (u *Updater) Move(ctx context.Context, path, query string) error {
+	pins := u.C.ModulesAt(path)
+	if len(pins) == 0 {
+		return &NotUsedError{Path: path}
+	}
+	var srcOf, goOf, depOf []*Program
+	for _, p := range u.C.Programs {
+		if p.Src.Path == path {
+			srcOf = append(srcOf, p)
+		}
+		if p.Go != nil && p.Go.Path == path {
+			goOf = append(goOf, p)
+		}
+		for _, d := range p.Deps {
+			if d != nil && d.Path == path {
+				depOf = append(depOf, p)
+			}
+		}
+	}
+	standalone := slices.DeleteFunc(slices.Clone(pins), func(m *Module) bool {
+		return slices.ContainsFunc(depOf, func(p *Program) bool { return slices.Contains(p.Deps, m) })
+	})
+	if len(srcOf) == 0 && len(goOf) == 0 && len(standalone) == 0 {
+		return fmt.Errorf("%s is a dependency of %s: %s's go.mod selects its version; update that module instead", path, depOf[0].Attr, depOf[0].Src.Path)
+	}
+	for _, m := range pins {
+		if !slices.Contains(standalone, m) && !u.isSrc(m) {
+			continue
+		}
+		v, err := u.target(ctx, m, query)
+		if err != nil {
+			return err
+		}
+		if v != m.Version {
+			u.moved[m] = gomod.Module{Path: m.Path, Version: v}
+		}
+	}
+	for _, p := range u.C.Programs {
+		if p.Src.Path == path || p.Go != nil && p.Go.Path == path {
+			if err := u.resolve(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	if err := u.pinMoved(ctx); err != nil {
+		return err
+	}
+	return u.modFiles(ctx, path)
+}
+
+// All plans a bare update: every program's main module to its newest
+// version within its major version, every program resolved again, every
+// #LocalFile and #GoModFiles pin checked. Toolchains and other pins move
+// only when named (Move).
+func (u *Updater) All(ctx context.Context) error {
+	for _, p := range u.C.Programs {
+		if _, done := u.moved[p.Src]; done {
+			continue
+		}
+		v, err := u.R.Upgrade(ctx, p.Src.Path, p.Src.Version)
+		if err != nil {
+			return err
+		}
+		if v != p.Src.Version {
+			u.moved[p.Src] = gomod.Module{Path: p.Src.Path, Version: v}
+		}
+	}
+	for _, p := range u.C.Programs {
+		if err := u.resolve(ctx, p); err != nil {
+			return err
+		}
+	}
+	if err := u.pinMoved(ctx); err != nil {
+		return err
+	}
+	if err := u.modFiles(ctx, ""); err != nil {
+		return err
+	}
+	return u.localFiles()
+}
+
+func (u *Updater) isSrc(m *Module) bool {
+	for _, p := range u.C.Programs {
+		if p.Src == m {
+			return true
+		}
+	}
+	return false
+}
+
+// target is the version m moves to for query.
+func (u *Updater) target(ctx context.Context, m *Module, query string) (string, error) {
+	if query == "" {
+		return u.R.Upgrade(ctx, m.Path, m.Version)
+	}
+	return u.R.Version(ctx, m.Path, query)
+}
+
+// version is what m's version is once the plan is carried out.
+func (u *Updater) version(m *Module) string {
+	if n, ok := u.moved[m]; ok {
+		return n.Version
+	}
+	return m.Version
+}
+
+// source fetches (once) the main module m at its planned version; its sum
+// must be the pinned one when the version stays.
+func (u *Updater) source(ctx context.Context, m *Module) (*gomod.Source, error) {
+	v := u.version(m)
+	key := m.Path + "@" + v
+	if s, ok := u.sources[key]; ok {
+		return s, nil
+	}
+	want := ""
+	if v == m.Version {
+		want = m.Sum
+	}
+	s, err := u.R.FetchSource(ctx, m.Path, v, want)
+	if err != nil {
+		return nil, err
+	}
+	u.sources[key] = s
+	return s, nil
+}
+
+// toolchain gets (once) the toolchain pin m at its planned version.
+func (u *Updater) toolchain(ctx context.Context, m *Module) (*gomod.Toolchain, error) {
+	v := u.version(m)
+	if tc, ok := u.toolchains[v]; ok {
+		return tc, nil
+	}
+	pin := m.Module
+	known := u.Known(m)
+	if v != m.Version {
+		var err error
+		if pin, err = u.R.Pin(ctx, m.Path, v); err != nil {
+			return nil, err
+		}
+		u.moved[m] = pin
+		known = ""
+	}
+	tc, err := u.R.Toolchain(ctx, pin, known)
+	if err != nil {
+		return nil, err
+	}
+	u.toolchains[v] = tc
+	return tc, nil
+}
+
+// resolve resolves program p at its planned source version and plans its
+// source pin, deps and module graph pin.
+func (u *Updater) resolve(ctx context.Context, p *Program) error {
+	if u.resolved[p] {
+		return nil
+	}
+	u.resolved[p] = true
+	if p.Go == nil || p.Go.Path != gomod.ToolchainModule {
+		return fmt.Errorf("%s: its input go is not a pinned %s module", p.Attr, gomod.ToolchainModule)
+	}
+	tc, err := u.toolchain(ctx, p.Go)
+	if err != nil {
+		return err
+	}
+	src, err := u.source(ctx, p.Src)
+	if err != nil {
+		return err
+	}
+	var libs []string
+	for _, b := range u.C.Busyboxes {
+		if b.Shares == p {
+			more, err := BusyboxPackages(src.Dir, src.Path, b.Commands)
+			if err != nil {
+				return fmt.Errorf("%s: %w", b.Attr, err)
+			}
+			libs = append(libs, more...)
+		}
+	}
+	slices.Sort(libs)
+	res, err := u.R.Resolve(ctx, src, tc, p.Packages, slices.Compact(libs))
+	if err != nil {
+		return err
+	}
+	if src.Version != p.Src.Version {
+		u.moved[p.Src] = src.Module
+	}
+	if err := u.C.SetDeps(p, res.Deps); err != nil {
+		return err
+	}
+	if text := describe(p.Src.Module, src.Module, modulesOf(p.Deps), res.Deps); text != "" {
+		u.Changes = append(u.Changes, Change{p.Attr, text})
+	}
+	switch {
+	case p.ModFiles != nil:
+		mf := res.ModFiles
+		if mf == nil {
+			if mf, err = u.R.GoModFiles(ctx, src); err != nil {
+				return err
+			}
+		}
+		return u.setModFiles(p.ModFiles, mf.Hash)
+	case res.ModFiles != nil:
+		return fmt.Errorf("%s: %s needs the go.mod files of its module graph to build offline: give it an input modfiles, a #GoModFiles of its source (hash %s)", p.Attr, src.Module, res.ModFiles.Hash)
+	}
+	return nil
+}
+
+func (u *Updater) setModFiles(mf *ModFiles, hash string) error {
+	if mf.Hash == hash {
+		return nil
+	}
+	for _, ch := range u.Changes {
+		if ch.Attr == mf.Attr {
+			return nil // planned already, through another program
+		}
+	}
+	if err := u.C.SetHash(mf.Attr, mf.HashLit, hash); err != nil {
+		return err
+	}
+	u.Changes = append(u.Changes, Change{mf.Attr, "go.mod files " + mf.Hash + " → " + hash})
+	return nil
+}
+
+// pinMoved writes the new versions and sums of the moved pins.
+func (u *Updater) pinMoved(ctx context.Context) error {
+	for _, m := range u.C.Modules {
+		n, ok := u.moved[m]
+		if !ok {
+			continue
+		}
+		if n.Sum == "" {
+			pin, err := u.R.Pin(ctx, m.Path, n.Version)
+			if err != nil {
+				return err
+			}
+			n = pin
+			u.moved[m] = n
+			u.Changes = append(u.Changes, Change{m.Attr, m.Path + " " + m.Version + " → " + n.Version})
+		} else if !u.isSrc(m) {
+			u.Changes = append(u.Changes, Change{m.Attr, m.Path + " " + m.Version + " → " + n.Version})
+		}
+		if err := u.C.SetModule(m, n.Version, n.Sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// modFiles checks the #GoModFiles pins no program resolved (of the
+// module path only, unless it is "").
+func (u *Updater) modFiles(ctx context.Context, path string) error {
+	for _, mf := range u.C.ModFiles {
+		if mf.Src == nil || path != "" && mf.Src.Path != path || slices.ContainsFunc(u.C.Programs, func(p *Program) bool { return p.ModFiles == mf && u.resolved[p] }) {
+			continue
+		}
+		src, err := u.source(ctx, mf.Src)
+		if err != nil {
+			return err
+		}
+		got, err := u.R.GoModFiles(ctx, src)
+		if err != nil {
+			return err
+		}
+		if err := u.setModFiles(mf, got.Hash); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localFiles refreshes the pins of #LocalFile sources whose content
+// changed.
+func (u *Updater) localFiles() error {
+	for _, lf := range u.C.LocalFiles {
+		if !filepath.IsLocal(lf.File) {
+			return fmt.Errorf("%s: file %q is not below the configuration's directory", lf.Attr, lf.File)
+		}
+		info, err := fstree.HashTree(filepath.Join(u.C.Dir, filepath.FromSlash(lf.File)), fstree.HashOptions{})
+		if err != nil {
+			return fmt.Errorf("%s: %w", lf.Attr, err)
+		}
+		if h := info.Hash.String(); h != lf.Hash {
+			if err := u.C.SetHash(lf.Attr, lf.HashLit, h); err != nil {
+				return err
+			}
+			u.Changes = append(u.Changes, Change{lf.Attr, lf.File + " " + lf.Hash + " → " + h})
+		}
+	}
+	return nil
+}
+
+// describe says how a program's source and deps change:
+// "filippo.io/age v1.3.2 → v1.3.0; deps: golang.org/x/crypto v0.55.0 →
+// v0.45.0, …"; "" when nothing does.
+func describe(oldSrc, newSrc gomod.Module, oldDeps, newDeps []gomod.Module) string {
+	var parts []string
+	if oldSrc.Version != newSrc.Version {
+		parts = append(parts, oldSrc.Path+" "+oldSrc.Version+" → "+newSrc.Version)
+	}
+	versions := func(ds []gomod.Module) map[string][]string {
+		m := make(map[string][]string)
+		for _, d := range ds {
+			m[d.Path] = append(m[d.Path], d.Version)
+		}
+		return m
+	}
+	ov, nv := versions(oldDeps), versions(newDeps)
+	var paths []string
+	for p := range ov {
+		paths = append(paths, p)
+	}
+	for p := range nv {
+		if _, ok := ov[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	var deps []string
+	for _, p := range paths {
+		o, n := strings.Join(ov[p], " "), strings.Join(nv[p], " ")
+		switch {
+		case o == n:
+		case o == "":
+			deps = append(deps, "+"+p+" "+n)
+		case n == "":
+			deps = append(deps, "-"+p+" "+o)
+		default:
+			deps = append(deps, p+" "+o+" → "+n)
+		}
+	}
+	if len(deps) > 0 {
+		parts = append(parts, "deps: "+strings.Join(deps, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
