@@ -245,9 +245,7 @@ func admit(e *Entry, envs [][]byte, keys trust.Keys, opts ImportOptions) ([]*tru
 		// Say why the signatures there are did not count.
 		notes := append(slices.Clone(d.Ignored), problems...)
 		for _, v := range d.Violations {
-			if len(notes) > 0 {
-				v.Message += "; not counted: " + strings.Join(notes, "; ")
-			}
+			v.NotCounted = notes
 		}
 	}
 	return ds, counted, nil

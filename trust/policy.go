@@ -157,6 +157,8 @@ type Violation struct {
 	Policy  string
 	Rule    Rule
 	Message string
+	// NotCounted says why attestations there are did not count.
+	NotCounted []string
 }
 
 func (v *Violation) Error() string {
@@ -165,6 +167,9 @@ func (v *Violation) Error() string {
 		s += " (rule at " + v.Rule.Pos.String() + ")"
 	} else if v.Policy != "" {
 		s += " (" + v.Policy + ")"
+	}
+	if len(v.NotCounted) > 0 {
+		s += "; not counted: " + strings.Join(v.NotCounted, "; ")
 	}
 	return s
 }

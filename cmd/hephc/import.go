@@ -82,7 +82,7 @@ func trustPolicies(e *env, st *store.Store, files []string) ([]*trust.Policy, er
 		if err := checkOwnerOnly(owner, fi); err != nil {
 			return nil, err
 		}
-		ps, err := policy.LoadTrust(st.Dir, owner)
+		ps, err := policy.LoadTrust(e.cwd, owner)
 		if err != nil {
 			return nil, err
 		}
