@@ -18,6 +18,7 @@ import (
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -63,7 +64,7 @@ func realizeOne(t *testing.T, d *store.Derivation, opts realize.Options) (*store
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{h: d}, Origins: map[store.DrvHash]store.Origin{h: {Attr: "m", Pos: "system.cue:3:4"}}}
+	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{h: d}, Origins: map[store.DrvHash]store.Origin{h: {Attr: "m", Pos: srcpos.Pos{File: "system.cue", Line: 3, Col: 4}}}}
 	_, err = realize.Realize(context.Background(), st, g, []store.DrvHash{h}, opts)
 	return st, g.PathOf(h), err
 }
@@ -140,8 +141,8 @@ func TestFetchGoModRefusesCorruptDownload(t *testing.T) {
 	if !strings.Contains(log+err.Error(), sum) {
 		t.Errorf("the error does not name the pinned hash %s:\n%v\n%s", sum, err, log)
 	}
-	if be.Origin.Pos != "system.cue:3:4" {
-		t.Errorf("got position %q, want the pin's position", be.Origin.Pos)
+	if got := be.Origin.Pos.String(); got != "system.cue:3:4" {
+		t.Errorf("got position %q, want the pin's position", got)
 	}
 	if valid, _ := st.ValidPaths(context.Background(), []store.Path{p}); valid[p] {
 		t.Error("the corrupt module was registered")

@@ -16,6 +16,7 @@ import (
 
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/realize"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -34,7 +35,7 @@ func (g *graph) add(t *testing.T, d *store.Derivation) store.DrvHash {
 		t.Fatal(err)
 	}
 	g.g.Derivations[h] = d
-	g.g.Origins[h] = store.Origin{Attr: d.Name, Pos: "system.cue:1:1"}
+	g.g.Origins[h] = store.Origin{Attr: d.Name, Pos: srcpos.Pos{File: "system.cue", Line: 1, Col: 1}}
 	return h
 }
 

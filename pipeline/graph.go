@@ -18,7 +18,7 @@ func StoreGraph(g *eval.Graph) *store.Graph {
 	}
 	for h, n := range g.Nodes {
 		sg.Derivations[h] = n.Drv
-		sg.Origins[h] = store.Origin{Attr: n.Attr, Pos: n.Pos.String()}
+		sg.Origins[h] = store.Origin{Attr: n.Attr, Pos: n.Pos}
 	}
 	return sg
 }

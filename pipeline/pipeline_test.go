@@ -13,6 +13,7 @@ import (
 
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -156,7 +157,7 @@ func TestStoreGraph(t *testing.T) {
 		t.Fatalf("got %d derivations and %d origins, want %d of each", len(sg.Derivations), len(sg.Origins), len(g.Nodes))
 	}
 	app := g.Roots["app"]
-	want := store.Origin{Attr: "app", Pos: filepath.Join(dir, "system.cue") + ":6:1"}
+	want := store.Origin{Attr: "app", Pos: srcpos.Pos{File: filepath.Join(dir, "system.cue"), Line: 6, Col: 1}}
 	if got := sg.Origins[app]; got != want {
 		t.Errorf("origin of app: got %+v, want %+v", got, want)
 	}

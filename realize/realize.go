@@ -100,8 +100,8 @@ func (e *BuildError) Error() string {
 	var where string
 	if e.Origin.Attr != "" {
 		where = " (" + e.Origin.Attr
-		if e.Origin.Pos != "" {
-			where += ", " + e.Origin.Pos
+		if e.Origin.Pos.IsValid() {
+			where += ", " + e.Origin.Pos.String()
 		}
 		where += ")"
 	}

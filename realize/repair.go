@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"hephc.dev/hephc/store"
 )
@@ -196,7 +195,7 @@ func recordedGraph(ctx context.Context, st *store.Store, p store.Path) (*store.G
 // originDir is the directory of the file an origin's position names, if
 // it is absolute: where a fetch-file derivation's file is relative to.
 func originDir(o store.Origin) string {
-	file, _, _ := strings.Cut(o.Pos, ":")
+	file := o.Pos.File
 	if !filepath.IsAbs(file) {
 		return ""
 	}

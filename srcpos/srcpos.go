@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,32 @@ func (p Pos) String() string {
 		return ""
 	}
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// Parse reads a position as String writes it, file:line:col (the file
+// may hold colons); "" is the zero Pos.
+func Parse(s string) (Pos, error) {
+	if s == "" {
+		return Pos{}, nil
+	}
+	rest, col, ok := cutLast(s)
+	file, line, ok2 := cutLast(rest)
+	p := Pos{File: file}
+	var errLine, errCol error
+	p.Line, errLine = strconv.Atoi(line)
+	p.Col, errCol = strconv.Atoi(col)
+	if !ok || !ok2 || errLine != nil || errCol != nil || !p.IsValid() || p.Col < 0 {
+		return Pos{}, fmt.Errorf("position %q: want file:line:col", s)
+	}
+	return p, nil
+}
+
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
 }
 
 // Rel formats p as String does, with File relative to cwd when it lies

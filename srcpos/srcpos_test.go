@@ -100,3 +100,22 @@ func TestCompare(t *testing.T) {
 		t.Errorf("a position compared to itself: got %d, want 0", c)
 	}
 }
+
+func TestParse(t *testing.T) {
+	for _, p := range []Pos{
+		{},
+		{File: "/work/system.cue", Line: 5, Col: 30},
+		{File: "system.cue", Line: 1, Col: 1},
+		{File: "/odd:dir/a:b.cue", Line: 12, Col: 3},
+	} {
+		got, err := Parse(p.String())
+		if err != nil || got != p {
+			t.Errorf("Parse(%q) = %#v, %v; want %#v", p.String(), got, err, p)
+		}
+	}
+	for _, s := range []string{"system.cue", "system.cue:5", ":5:30", "system.cue:0:1", "system.cue:x:1", "system.cue:1:-2"} {
+		if p, err := Parse(s); err == nil {
+			t.Errorf("Parse(%q) = %#v, want an error", s, p)
+		}
+	}
+}

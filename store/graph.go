@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"hephc.dev/hephc/srcpos"
 )
 
 // Graph is what the store realizes: derivations by hash, and for each
@@ -14,10 +16,10 @@ type Graph struct {
 	Origins     map[DrvHash]Origin
 }
 
-// Origin says where a derivation is written: its CUE path and position
-// (file:line:col).
+// Origin says where a derivation is written: its CUE path and position.
 type Origin struct {
-	Attr, Pos string
+	Attr string
+	Pos  srcpos.Pos
 }
 
 // Describe names h for people: attr (pos) or its store path.
@@ -29,7 +31,7 @@ func (g *Graph) Describe(h DrvHash) string {
 		name = Path{Hash: h, Name: d.Name}.String()
 	}
 	switch {
-	case o.Attr != "" && o.Pos != "":
+	case o.Attr != "" && o.Pos.IsValid():
 		return fmt.Sprintf("%s (%s, %s)", name, o.Attr, o.Pos)
 	case o.Attr != "":
 		return fmt.Sprintf("%s (%s)", name, o.Attr)

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	"hephc.dev/hephc/srcpos"
 )
 
 // SaveDerivations records the derivations hs of g, and where each was
@@ -30,7 +32,7 @@ func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) err
 			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
 		}
 		o := g.Origins[h]
-		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos); err != nil {
+		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos.String()); err != nil {
 			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
 		}
 	}
@@ -41,7 +43,8 @@ func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) err
 type SavedDerivation struct {
 	Hash       DrvHash
 	Derivation *Derivation
-	Attr, Pos  string
+	Attr       string
+	Pos        srcpos.Pos
 }
 
 // LoadDerivation returns the derivation h as recorded by SaveDerivations.
@@ -61,7 +64,11 @@ func (s *Store) LoadDerivation(ctx context.Context, h DrvHash) (*SavedDerivation
 	if err != nil {
 		return nil, false, fmt.Errorf("loading derivation %s: %w", h, err)
 	}
-	return &SavedDerivation{Hash: h, Derivation: d, Attr: attr, Pos: pos}, true, nil
+	at, err := srcpos.Parse(pos)
+	if err != nil {
+		return nil, false, fmt.Errorf("loading derivation %s: %w", h, err)
+	}
+	return &SavedDerivation{Hash: h, Derivation: d, Attr: attr, Pos: at}, true, nil
 }
 
 // BuildRecord is a build that ended, for the builds table.

@@ -13,7 +13,6 @@ import (
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
-	"hephc.dev/hephc/srcpos"
 
 	_ "hephc.dev/hephc/builder" // the built-in builders
 )
@@ -204,8 +203,8 @@ func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 		fmt.Fprintf(&b, "building %s", be.Path)
 		if be.Origin.Attr != "" {
 			b.WriteString(" (" + be.Origin.Attr)
-			if be.Origin.Pos != "" {
-				b.WriteString(" at " + relPos(cwd, be.Origin.Pos))
+			if be.Origin.Pos.IsValid() {
+				b.WriteString(" at " + be.Origin.Pos.Rel(cwd))
 			}
 			b.WriteString(")")
 		}
@@ -222,13 +221,4 @@ func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 		ds = append(ds, lang.Diagnostic{Msg: b.String()})
 	}
 	return ds, true
-}
-
-// relPos makes the file of a file:line:col position relative to cwd.
-func relPos(cwd, pos string) string {
-	i := strings.Index(pos, ":")
-	if i < 0 {
-		return pos
-	}
-	return srcpos.RelPath(cwd, pos[:i]) + pos[i:]
 }

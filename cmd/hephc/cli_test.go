@@ -81,7 +81,7 @@ func TestPrintError(t *testing.T) {
 	drv := store.Path{Hash: store.HashDerivation([]byte("app")), Name: "app"}
 	lib := store.Path{Hash: store.HashDerivation([]byte("lib")), Name: "lib"}
 	buildErr := &realize.BuildError{
-		Path: drv, Origin: store.Origin{Attr: "base.packages.app", Pos: filepath.Join(cwd, "system.cue") + ":7:2"},
+		Path: drv, Origin: store.Origin{Attr: "base.packages.app", Pos: at("system.cue", 7, 2)},
 		LogPath: "/var/log/app.log", LogTail: []string{"go: building", "exit status 1"}, Err: errors.New("builder exited with status 1"),
 	}
 	buildErr2 := &realize.BuildError{Path: lib, Err: errors.New("killed")}

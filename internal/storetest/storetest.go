@@ -14,6 +14,7 @@ import (
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/realize"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -95,7 +96,7 @@ func (f *Fixture) Add(t TB, d *store.Derivation, attr string) store.DrvHash {
 		t.Fatal(err)
 	}
 	f.G.Derivations[h] = d
-	f.G.Origins[h] = store.Origin{Attr: attr, Pos: "test.cue:1:1"}
+	f.G.Origins[h] = store.Origin{Attr: attr, Pos: srcpos.Pos{File: "test.cue", Line: 1, Col: 1}}
 	return h
 }
 
