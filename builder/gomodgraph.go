@@ -12,10 +12,12 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
 
 	"hephc.dev/hephc/builtins"
 )
@@ -58,6 +60,11 @@ func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
 	if proxies == "" {
 		proxies = DefaultGoProxy
 	}
+	limit, err := fetchLimit(env, DefaultMaxGoModGraphBytes)
+	if err != nil {
+		return err
+	}
+	budget := &fetchBudget{limit: limit}
 	fmt.Fprintf(stdout, "fetching %d go.mod files listed in %s's go.sum\n", len(sums), src.Name)
 	start := time.Now()
 	files := make([][]byte, len(sums))
@@ -69,7 +76,7 @@ func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				files[i], errs[i] = fetchGoMod1(proxies, sums[i])
+				files[i], errs[i] = fetchGoMod1(proxies, sums[i], budget)
 			}
 		}()
 	}
@@ -164,13 +171,13 @@ func goModHash(b []byte) (string, error) {
 }
 
 // fetchGoMod1 fetches one go.mod file from the first proxy that has it
-// (after "," only a 404 or 410 moves on, after "|" any error does) and
-// checks it against its sum.
-func fetchGoMod1(proxies string, s goModSum) ([]byte, error) {
+// (after "," only a 404 or 410 moves on, after "|" any error does),
+// within budget, and checks it against its sum.
+func fetchGoMod1(proxies string, s goModSum, budget *fetchBudget) ([]byte, error) {
 	var b []byte
 	err := fromProxies(proxies, func(base string) error {
 		url := base + "/" + s.escPath + "/@v/" + s.escVersion + ".mod"
-		got, err := fetchBytes(url)
+		got, err := fetchBytes(url, budget)
 		if err != nil {
 			return err
 		}
@@ -190,19 +197,46 @@ func fetchGoMod1(proxies string, s goModSum) ([]byte, error) {
 	return b, nil
 }
 
-// maxGoModSize bounds a fetched go.mod file.
-const maxGoModSize = 16 << 20
+// maxGoModSize bounds a fetched go.mod file, as the go command does.
+const maxGoModSize = modzip.MaxGoMod
+
+// fetchBudget is what the go.mod files of one graph may hold together.
+type fetchBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// read reads at most maxGoModSize bytes, and what is left of b, from r:
+// past either it fails.
+func (b *fetchBudget) read(url string, r io.Reader) ([]byte, error) {
+	left := b.limit - b.used.Load()
+	got, err := io.ReadAll(io.LimitReader(r, min(maxGoModSize, max(left, 0))+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	if len(got) > maxGoModSize {
+		return nil, &tooLargeError{what: url + " (a go.mod file; the go command takes none larger)", limit: maxGoModSize, fixed: true}
+	}
+	if b.used.Add(int64(len(got))) > b.limit {
+		return nil, tooLarge("the go.mod files together", b.limit)
+	}
+	return got, nil
+}
 
 var goModClient = &http.Client{Timeout: 5 * time.Minute}
 
-// fetchBytes gets a small file from an http(s) or file URL.
-func fetchBytes(url string) ([]byte, error) {
+// fetchBytes gets a small file from an http(s) or file URL, within budget.
+func fetchBytes(url string, budget *fetchBudget) ([]byte, error) {
 	if path, ok := strings.CutPrefix(url, "file://"); ok {
-		b, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", url, errNotFound)
 		}
-		return b, err
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return budget.read(url, f)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -214,22 +248,27 @@ func fetchBytes(url string) ([]byte, error) {
 			lastErr = err
 			continue
 		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxGoModSize+1))
-		resp.Body.Close()
 		switch {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+			resp.Body.Close()
 			return nil, fmt.Errorf("%s: %s: %w", url, resp.Status, errNotFound)
 		case resp.StatusCode != http.StatusOK:
+			resp.Body.Close()
 			lastErr = fmt.Errorf("%s: %s", url, resp.Status)
 			if resp.StatusCode < 500 {
 				return nil, lastErr
 			}
 			continue
+		}
+		b, err := budget.read(url, resp.Body)
+		resp.Body.Close()
+		var tl *tooLargeError
+		switch {
+		case errors.As(err, &tl):
+			return nil, err
 		case err != nil:
-			lastErr = fmt.Errorf("%s: %w", url, err)
+			lastErr = err
 			continue
-		case len(b) > maxGoModSize:
-			return nil, fmt.Errorf("%s: larger than %d bytes", url, maxGoModSize)
 		}
 		return b, nil
 	}
