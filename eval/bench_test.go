@@ -72,7 +72,7 @@ func BenchmarkEvalGraphCached(b *testing.B) {
 	}
 }
 
-// BenchmarkCUEAlone is the baseline DESIGN.md measured: the same shape with
+// BenchmarkCUEAlone is the baseline docs/design.md ("Measured traps") gives: the same shape with
 // a plain CUE definition (no hephc schema), compiled and walked by
 // reference, no hashing.
 func BenchmarkCUEAlone(b *testing.B) {

@@ -21,7 +21,7 @@ const Builder = builtins.Prefix + "exec"
 
 // Write writes n packages in the real schema to dir, 1,000 a file;
 // package i depends on i-7, i-14, … (up to 5 earlier packages), the shape
-// DESIGN.md measured CUE alone on. Each declares a license.
+// docs/design.md ("Measured traps") measured CUE alone on. Each declares a license.
 func Write(tb testing.TB, dir string, n int) {
 	tb.Helper()
 	const perFile = 1000
