@@ -277,21 +277,3 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 	}
 	return tx.Commit()
 }
-
-// QueryPathFromHash returns the valid path whose hash is h, if there is
-// one (Nix's queryPathFromHashPart).
-func (s *Store) QueryPathFromHash(ctx context.Context, h DrvHash) (Path, bool, error) {
-	var path string
-	err := s.db.QueryRowContext(ctx, `SELECT path FROM paths WHERE path LIKE ?`, Dir+"/"+h.String()+"-%").Scan(&path)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Path{}, false, nil
-	}
-	if err != nil {
-		return Path{}, false, fmt.Errorf("querying the path of %s: %w", h, err)
-	}
-	p, err := ParsePath(path)
-	if err != nil {
-		return Path{}, false, fmt.Errorf("querying the path of %s: %w", h, err)
-	}
-	return p, true, nil
-}

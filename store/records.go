@@ -1,10 +1,10 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -129,15 +129,19 @@ func (s *Store) LoadGraph(ctx context.Context, roots ...DrvHash) (*Graph, error)
 // pinnedDerivation returns the fixed-output derivation of the valid path
 // whose hash is h, made from its name and pin.
 func (s *Store) pinnedDerivation(ctx context.Context, h DrvHash) (*Derivation, error) {
-	p, ok, err := s.QueryPathFromHash(ctx, h)
-	if err != nil || !ok {
-		return nil, cmp.Or(err, error(&UnrecordedError{Drv: h}))
+	var path, ca string
+	err := s.db.QueryRowContext(ctx, `SELECT path, ca FROM paths WHERE path LIKE ? AND ca != ''`, Dir+"/"+h.String()+"-%").Scan(&path, &ca)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &UnrecordedError{Drv: h}
 	}
-	info, ok, err := s.QueryPathInfo(ctx, p)
-	if err != nil || !ok || info.CA == "" {
-		return nil, cmp.Or(err, error(&UnrecordedError{Drv: h}))
+	if err != nil {
+		return nil, fmt.Errorf("loading derivation %s: %w", h, err)
 	}
-	d := &Derivation{Name: p.Name, OutputHash: info.CA}
+	p, err := ParsePath(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &Derivation{Name: p.Name, OutputHash: ca}
 	if got, err := d.Hash(); err != nil || got != h {
 		return nil, &UnrecordedError{Drv: h}
 	}

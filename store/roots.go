@@ -30,12 +30,8 @@ func (s *Store) AddRoot(ctx context.Context, link string) error {
 	return nil
 }
 
-// IndirectRoots returns the recorded indirect roots, sorted, whether or
+// indirectRoots returns the recorded indirect roots, sorted, whether or
 // not their links still point into the store.
-func (s *Store) IndirectRoots(ctx context.Context) ([]string, error) {
-	return indirectRoots(ctx, s.db)
-}
-
 func indirectRoots(ctx context.Context, db interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) ([]string, error) {
