@@ -181,6 +181,7 @@ func newCgroup(host cgroupHost, lim Limits) (*cgroup, error) {
 	if lim.Memory <= 0 && lim.Pids <= 0 {
 		return nil, nil
 	}
+	sweepOnce.Do(func() { sweepCgroups(host.v2, host.memory, host.pids) })
 	name := fmt.Sprintf("hephc-build-%d-%d", os.Getpid(), cgroupSeq.Add(1))
 	cg := &cgroup{}
 	made := func(parent string) (string, error) {
@@ -337,6 +338,46 @@ func killCgroup(d string) {
 	for _, f := range strings.Fields(string(b)) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
 			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// Warnings returns, for people, what this machine cannot give builds with
+// limits l, and what holds instead: a realize shows them once. An empty
+// result means every limit is enforced as documented.
+func Warnings(l Limits) []string {
+	var ws []string
+	h := cgroupHostOnce()
+	if l.Memory > 0 && h.v2 == "" && h.memory == "" {
+		ws = append(ws, "no cgroup with the memory controller can be made here (cgroup v2 delegating memory and pids to the caller's cgroup, or a writable v1 memory hierarchy): each process of a build may use the memory limit (RLIMIT_DATA), not the build as a whole")
+	}
+	if l.Pids > 0 && h.v2 == "" && h.pids == "" {
+		ws = append(ws, "no cgroup with the pids controller can be made here: a build's processes and threads are limited by RLIMIT_NPROC only")
+	}
+	return ws
+}
+
+var sweepOnce sync.Once
+
+// sweepCgroups removes the build cgroups that processes which have since
+// died left in dirs (an interrupted realize leaves them).
+func sweepCgroups(dirs ...string) {
+	for _, parent := range dirs {
+		if parent == "" {
+			continue
+		}
+		ents, _ := os.ReadDir(parent)
+		for _, e := range ents {
+			rest, ok := strings.CutPrefix(e.Name(), "hephc-build-")
+			if !ok || !e.IsDir() {
+				continue
+			}
+			pidStr, _, _ := strings.Cut(rest, "-")
+			pid, err := strconv.Atoi(pidStr)
+			if err != nil || pid == os.Getpid() || unix.Kill(pid, 0) == nil {
+				continue
+			}
+			(&cgroup{v2: filepath.Join(parent, e.Name())}).remove()
 		}
 	}
 }

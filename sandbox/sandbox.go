@@ -36,15 +36,11 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"runtime"
-	"sort"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -427,137 +423,4 @@ func (r *run) statusError(raw []byte) error {
 		return err
 	}
 	return exit
-}
-
-// limitError returns a *LimitError if one of the build's limits made it
-// fail the way exit says (nil: the init died without saying).
-func (r *run) limitError(exit *ExitError, full []string) error {
-	l := r.spec.Limits
-	var err error
-	if exit != nil {
-		err = exit
-	}
-	if l.Disk > 0 && exit != nil && r.diskUsed.Load() == 0 && len(r.writable) > 0 {
-		// A write past RLIMIT_FSIZE fails with EFBIG where SIGXFSZ is
-		// ignored (as in Go programs); the build may then have failed
-		// of it.
-		if used := diskUsage(r.writable); used >= l.Disk {
-			r.diskUsed.Store(used)
-		}
-	}
-	switch {
-	case r.diskUsed.Load() > 0:
-		return r.diskError(err, "and failed")
-	case r.cg != nil && r.is.Cgroup.Memory && r.cg.oomKills() > 0:
-		return &LimitError{Limit: "memory", Value: sizeString(l.Memory),
-			What: "the kernel killed a process of the build for lack of memory", Err: err}
-	case r.cg != nil && r.is.Cgroup.Pids && r.cg.pidsRefused() > 0:
-		return &LimitError{Limit: "pids", Value: fmt.Sprintf("%d processes and threads", l.Pids),
-			What: "the kernel refused to start more", Err: err}
-	case exit != nil && exit.Signal == "SIGXFSZ" && l.Disk > 0:
-		return &LimitError{Limit: "disk", Value: sizeString(l.Disk),
-			What: "a file grew past it, and the build was killed by SIGXFSZ", Err: err}
-	case len(full) > 0:
-		return &LimitError{Limit: "tmpfs", Value: sizeString(l.Tmpfs),
-			What: strings.Join(full, " and ") + " (each a tmpfs of that size) filled up", Err: err}
-	}
-	return nil
-}
-
-// diskError reports a build that wrote too much; then says what happened
-// to it.
-func (r *run) diskError(err error, then string) error {
-	return &LimitError{Limit: "disk", Value: sizeString(r.spec.Limits.Disk),
-		What: fmt.Sprintf("it had written %s to its writable directories, %s", sizeString(r.diskUsed.Load()), then), Err: err}
-}
-
-// check validates s and returns the part the init needs, defaults filled
-// in, and the time limit.
-func check(s *Spec) (specJSON, time.Duration, error) {
-	js := specJSON{
-		Program:  s.Program,
-		Args:     s.Args,
-		Builtin:  s.Builtin,
-		Env:      s.Env,
-		Dir:      s.Dir,
-		Network:  s.Network,
-		Outbound: s.Outbound,
-		Hostname: s.Hostname,
-		Limits:   s.Limits,
-	}
-	timeout := s.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	if js.Dir == "" {
-		js.Dir = "/build"
-	}
-	if js.Hostname == "" {
-		js.Hostname = "localhost"
-	}
-	switch {
-	case s.Program != "" && s.Builtin != "":
-		return js, 0, errors.New("sandbox: spec has both Program and Builtin")
-	case s.Builtin != "":
-		if lookupBuiltin(s.Builtin) == nil {
-			return js, 0, fmt.Errorf("sandbox: no builtin %q registered in this executable", s.Builtin)
-		}
-	case s.Program == "":
-		return js, 0, errors.New("sandbox: spec has neither Program nor Builtin")
-	case !path.IsAbs(s.Program):
-		return js, 0, fmt.Errorf("sandbox: program %q is not an absolute path", s.Program)
-	}
-	if s.Network && s.Outbound {
-		return js, 0, errors.New("sandbox: spec has both Network and Outbound")
-	}
-	for _, v := range []int64{s.Limits.Memory, s.Limits.Pids, s.Limits.Tmpfs, s.Limits.Disk} {
-		if v < 0 {
-			return js, 0, fmt.Errorf("sandbox: negative limit in %+v", s.Limits)
-		}
-	}
-	if err := checkInside("working directory", js.Dir); err != nil {
-		return js, 0, err
-	}
-	for _, kv := range s.Env {
-		if !strings.Contains(kv, "=") {
-			return js, 0, fmt.Errorf("sandbox: environment entry %q is not KEY=VALUE", kv)
-		}
-	}
-	for _, m := range s.Mounts {
-		if err := checkInside("mount target", m.Target); err != nil {
-			return js, 0, err
-		}
-		if reserved(m.Target) {
-			return js, 0, fmt.Errorf("sandbox: mount target %s is reserved", m.Target)
-		}
-		if m.Source == "" {
-			return js, 0, fmt.Errorf("sandbox: mount on %s has no source", m.Target)
-		}
-		js.Mounts = append(js.Mounts, mountJSON{Mount: m})
-	}
-	// Parents before children, so a nested mount is not hidden.
-	sort.SliceStable(js.Mounts, func(i, j int) bool {
-		return strings.Count(js.Mounts[i].Target, "/") < strings.Count(js.Mounts[j].Target, "/")
-	})
-	return js, timeout, nil
-}
-
-// reserved reports whether the sandbox itself owns the path p.
-func reserved(p string) bool {
-	if p == "/" {
-		return true
-	}
-	for _, r := range []string{"/proc", "/dev", "/.hephc"} {
-		if p == r || strings.HasPrefix(p, r+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-func checkInside(what, p string) error {
-	if !path.IsAbs(p) || path.Clean(p) != p {
-		return fmt.Errorf("sandbox: %s %q is not a clean absolute path", what, p)
-	}
-	return nil
 }

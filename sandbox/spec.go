@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -67,35 +70,6 @@ type Spec struct {
 // DefaultTimeout is a build's time limit when Spec.Timeout is 0.
 const DefaultTimeout = 30 * time.Minute
 
-// Limits bound what one build may use. A zero field sets no limit of its
-// own (Tmpfs: the kernel's default, half the RAM).
-//
-// Memory and Pids are enforced by a cgroup of the build's own (v2 where
-// the host delegates the memory and pids controllers, else v1) and, as a
-// floor that always holds, by rlimits: RLIMIT_NPROC (counted per user in
-// the sandbox's user namespace) and RLIMIT_DATA (per process). Tmpfs is
-// the size= of every tmpfs the sandbox mounts. Disk is enforced by
-// RLIMIT_FSIZE for any one file and by Run, which measures the blocks
-// used under the writable mounts while the build runs (every 100 ms to
-// 2 s, depending on how long measuring takes) and kills the build when
-// they exceed it; a fast writer may overshoot by what it writes in one
-// interval.
-type Limits struct {
-	Memory int64 // bytes of memory, page cache and tmpfs included
-	Pids   int64 // processes and threads at once
-	Tmpfs  int64 // bytes in each of /tmp, /dev/shm and an unmounted Dir
-	Disk   int64 // bytes written to the writable mounts, together
-}
-
-// DefaultLimits are the limits a build gets unless its derivation says
-// otherwise (the schema's defaults say the same).
-var DefaultLimits = Limits{
-	Memory: 8 << 30,
-	Pids:   4096,
-	Tmpfs:  4 << 30,
-	Disk:   32 << 30,
-}
-
 // ErrTimeout is wrapped by the error Run returns when the time limit
 // expires.
 var ErrTimeout = errors.New("build timed out")
@@ -113,39 +87,93 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("sandbox: build exited with status %d", e.Code)
 }
 
-// LimitError reports a build stopped by one of its limits.
-type LimitError struct {
-	// Limit names it: "memory", "pids", "tmpfs", "disk" or "timeout", as
-	// the fields of Limits (and Spec.Timeout).
-	Limit string
-	// Value is the limit, for people: "64 MiB", "100 processes", "30m0s".
-	Value string
-	// What says what happened.
-	What string
-	// Err is how the build ended (an *ExitError), or ErrTimeout.
-	Err error
+// check validates s and returns the part the init needs, defaults filled
+// in, and the time limit.
+func check(s *Spec) (specJSON, time.Duration, error) {
+	js := specJSON{
+		Program:  s.Program,
+		Args:     s.Args,
+		Builtin:  s.Builtin,
+		Env:      s.Env,
+		Dir:      s.Dir,
+		Network:  s.Network,
+		Outbound: s.Outbound,
+		Hostname: s.Hostname,
+		Limits:   s.Limits,
+	}
+	timeout := s.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	if js.Dir == "" {
+		js.Dir = "/build"
+	}
+	if js.Hostname == "" {
+		js.Hostname = "localhost"
+	}
+	switch {
+	case s.Program != "" && s.Builtin != "":
+		return js, 0, errors.New("sandbox: spec has both Program and Builtin")
+	case s.Builtin != "":
+		if lookupBuiltin(s.Builtin) == nil {
+			return js, 0, fmt.Errorf("sandbox: no builtin %q registered in this executable", s.Builtin)
+		}
+	case s.Program == "":
+		return js, 0, errors.New("sandbox: spec has neither Program nor Builtin")
+	case !path.IsAbs(s.Program):
+		return js, 0, fmt.Errorf("sandbox: program %q is not an absolute path", s.Program)
+	}
+	if s.Network && s.Outbound {
+		return js, 0, errors.New("sandbox: spec has both Network and Outbound")
+	}
+	for _, v := range []int64{s.Limits.Memory, s.Limits.Pids, s.Limits.Tmpfs, s.Limits.Disk} {
+		if v < 0 {
+			return js, 0, fmt.Errorf("sandbox: negative limit in %+v", s.Limits)
+		}
+	}
+	if err := checkInside("working directory", js.Dir); err != nil {
+		return js, 0, err
+	}
+	for _, kv := range s.Env {
+		if !strings.Contains(kv, "=") {
+			return js, 0, fmt.Errorf("sandbox: environment entry %q is not KEY=VALUE", kv)
+		}
+	}
+	for _, m := range s.Mounts {
+		if err := checkInside("mount target", m.Target); err != nil {
+			return js, 0, err
+		}
+		if reserved(m.Target) {
+			return js, 0, fmt.Errorf("sandbox: mount target %s is reserved", m.Target)
+		}
+		if m.Source == "" {
+			return js, 0, fmt.Errorf("sandbox: mount on %s has no source", m.Target)
+		}
+		js.Mounts = append(js.Mounts, mountJSON{Mount: m})
+	}
+	// Parents before children, so a nested mount is not hidden.
+	sort.SliceStable(js.Mounts, func(i, j int) bool {
+		return strings.Count(js.Mounts[i].Target, "/") < strings.Count(js.Mounts[j].Target, "/")
+	})
+	return js, timeout, nil
 }
 
-func (e *LimitError) Error() string {
-	return fmt.Sprintf("sandbox: the build exceeded its %s limit of %s: %s (raise the %s limit if it needs more)", e.Limit, e.Value, e.What, e.Limit)
+// reserved reports whether the sandbox itself owns the path p.
+func reserved(p string) bool {
+	if p == "/" {
+		return true
+	}
+	for _, r := range []string{"/proc", "/dev", "/.hephc"} {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return true
+		}
+	}
+	return false
 }
 
-func (e *LimitError) Unwrap() error { return e.Err }
-
-// sizeString prints a byte count for people: "64 MiB", "1.5 GiB", "512 bytes".
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d bytes", n)
+func checkInside(what, p string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p {
+		return fmt.Errorf("sandbox: %s %q is not a clean absolute path", what, p)
 	}
-	v, i := float64(n), -1
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	s := fmt.Sprintf("%.1f", v)
-	if len(s) > 2 && s[len(s)-2:] == ".0" {
-		s = s[:len(s)-2]
-	}
-	return s + " " + []string{"KiB", "MiB", "GiB", "TiB", "PiB"}[i]
+	return nil
 }
