@@ -2,7 +2,9 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,12 +18,13 @@ import (
 func init() {
 	register(&command{
 		name:    "key",
-		args:    "generate --name NAME [--dir DIR] [--passphrase-file FILE] | public FILE",
+		args:    "generate --name NAME [--dir DIR] [--passphrase-file FILE] | public [--pem] FILE",
 		summary: "make an ed25519 signing key, or print a key's public half and id",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("name", "", "the key's name (generate): NAME.key and NAME.pub are written")
 			fs.String("dir", "", "where generate writes the key files (default: the current directory)")
 			fs.String("passphrase-file", "", "seal the secret key with the passphrase in FILE (its first line)")
+			fs.Bool("pem", false, "public: print the key as PEM (SubjectPublicKeyInfo), for openssl")
 		},
 		run: runKey,
 	})
@@ -50,6 +53,13 @@ func runKey(e *env, fs *pflag.FlagSet, args []string) error {
 		k, err := readAnyPublicKey(e, args[1])
 		if err != nil {
 			return err
+		}
+		if asPEM, _ := fs.GetBool("pem"); asPEM {
+			der, err := x509.MarshalPKIXPublicKey(k.Raw())
+			if err != nil {
+				return err
+			}
+			return pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
 		}
 		fmt.Fprintln(e.stdout, k)
 		fmt.Fprintln(e.stdout, k.ID())
