@@ -13,7 +13,8 @@ import (
 
 // Policy is a trust policy, free of CUE: the people trusted and their
 // keys, the keys revoked, and how many distinct people must have built
-// and reproduced each path. policy compiles heph.#TrustPolicy into it.
+// and reproduced each path. policy compiles heph.#TrustPolicy into it. A
+// policy without rules asks one person's signature of every path.
 type Policy struct {
 	// Source names the policy for people: its file, or the store owner's.
 	Source  string
@@ -219,7 +220,11 @@ func (p *Policy) Evaluate(c Candidate, atts []Attestation, now time.Time) *Decis
 	if i := strings.IndexByte(name, '-'); i >= 0 {
 		name = name[i+1:]
 	}
-	for _, r := range p.Rules {
+	rules := p.Rules
+	if len(rules) == 0 {
+		rules = []Rule{{Signatures: 1}}
+	}
+	for _, r := range rules {
 		if !r.applies(c.Attr, name) {
 			continue
 		}

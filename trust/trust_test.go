@@ -463,3 +463,14 @@ func TestDir(t *testing.T) {
 		}
 	}
 }
+
+func TestNoRulesMeansOneSignature(t *testing.T) {
+	p := testPolicy(t)
+	s := testSubject("a")
+	if d := p.Evaluate(Candidate{Subject: s}, nil, testNow); d.Admitted() {
+		t.Fatal("a policy without rules admitted an unsigned path")
+	}
+	if d := p.Evaluate(Candidate{Subject: s}, attestations(t, p, sign(t, Built, s, testKey(t, "carol"))), testNow); !d.Admitted() {
+		t.Fatalf("one signature: %v", d.Violations)
+	}
+}
