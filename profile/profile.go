@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/store"
@@ -129,20 +130,49 @@ func linkProfile(st *store.Store, profile string, top store.Path) error {
 
 // List returns profile's generations, oldest first.
 func List(ctx context.Context, st *store.Store, profile string) ([]*Generation, error) {
-	recs, current, err := st.GenerationRecords(ctx, profile)
+	recs, err := st.GenerationRecords(ctx, profile)
 	if err != nil {
 		return nil, err
 	}
 	gens := make([]*Generation, len(recs))
 	for i, r := range recs {
 		g := &Generation{Profile: profile, Number: r.Number, Toplevel: r.Toplevel, Created: r.Created,
-			ConfigHash: r.ConfigHash, Config: r.Config, ClosureSize: r.ClosureSize, Current: r.Number == current}
+			ConfigHash: r.ConfigHash, Config: r.Config, ClosureSize: r.ClosureSize, Current: r.Current}
 		if g.Roots, err = loadRoots(st, g); err != nil {
 			return nil, err
 		}
 		gens[i] = g
 	}
 	return gens, nil
+}
+
+// Expired returns the generations of every profile that are not its
+// current one and that are older than its newest keep (when keep > 0) and
+// were created more than olderThan ago (when olderThan > 0): what
+// `hephc gc --keep-generations --older-than` deletes (store.GCOptions).
+// It returns none when neither limit is given.
+func Expired(ctx context.Context, st *store.Store, keep int, olderThan time.Duration) ([]store.GenerationID, error) {
+	if keep <= 0 && olderThan <= 0 {
+		return nil, nil
+	}
+	recs, err := st.GenerationRecords(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	cutoff := st.Now().Add(-olderThan).Unix()
+	left := map[string]int{} // each profile's generations not seen yet
+	for _, r := range recs {
+		left[r.Profile]++
+	}
+	var out []store.GenerationID
+	for _, r := range recs {
+		left[r.Profile]--
+		if r.Current || keep > 0 && left[r.Profile] < keep || olderThan > 0 && r.Created >= cutoff {
+			continue
+		}
+		out = append(out, r.GenerationID)
+	}
+	return out, nil
 }
 
 // loadRoots reads a generation object's roots.json.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 )
 
 // The garbage collector. What keeps it from deleting what others use is
@@ -18,13 +17,9 @@ import (
 type GCOptions struct {
 	// DryRun reports what would be deleted and deletes nothing.
 	DryRun bool
-	// KeepGenerations, if above 0, deletes the generations of each
-	// profile older than its newest KeepGenerations before collecting.
-	KeepGenerations int
-	// OlderThan, if above 0, deletes the generations created more than
-	// OlderThan ago before collecting. With KeepGenerations too, a
-	// generation is deleted only when both say so.
-	OlderThan time.Duration
+	// Expire are generations to delete before collecting (package
+	// profile chooses them); a profile's current one never is.
+	Expire []GenerationID
 	// Waiting, if not nil, is called once if GC has to wait for running
 	// realizations to end.
 	Waiting func()
@@ -103,7 +98,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	c := &collector{s: s, db: conn}
 
 	res := &GCResult{}
-	if res.Generations, err = c.expiredGenerations(ctx, opts); err != nil {
+	if res.Generations, err = c.expired(ctx, opts.Expire); err != nil {
 		return nil, err
 	}
 	g, err := c.loadRefGraph(ctx)
@@ -136,47 +131,27 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	return res, nil
 }
 
-// expiredGenerations returns the generations opts asks to delete: never
-// the current one of a profile.
-func (c *collector) expiredGenerations(ctx context.Context, opts GCOptions) ([]GenerationID, error) {
-	if opts.KeepGenerations <= 0 && opts.OlderThan <= 0 {
+// expired returns the generations of ids that exist and are not their
+// profile's current one, by profile, newest first.
+func (c *collector) expired(ctx context.Context, ids []GenerationID) ([]GenerationID, error) {
+	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := c.db.QueryContext(ctx, `SELECT g.profile, g.number, g.created, COALESCE(p.current, -1)
-		FROM generations g LEFT JOIN profiles p ON p.name = g.profile
-		ORDER BY g.profile, g.number DESC`)
+	rows, err := c.db.QueryContext(ctx, `SELECT g.profile, g.number FROM generations g LEFT JOIN profiles p ON p.name = g.profile
+		WHERE g.number != COALESCE(p.current, -1) ORDER BY g.profile, g.number DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("listing generations: %w", err)
 	}
 	defer rows.Close()
-	cutoff := c.s.Now().Add(-opts.OlderThan).Unix()
-	var (
-		out     []GenerationID
-		profile string
-		rank    int // 1 for a profile's newest generation
-	)
+	var out []GenerationID
 	for rows.Next() {
-		var (
-			id               GenerationID
-			created, current int64
-		)
-		if err := rows.Scan(&id.Profile, &id.Number, &created, &current); err != nil {
+		var id GenerationID
+		if err := rows.Scan(&id.Profile, &id.Number); err != nil {
 			return nil, err
 		}
-		if id.Profile != profile {
-			profile, rank = id.Profile, 0
+		if slices.Contains(ids, id) {
+			out = append(out, id)
 		}
-		rank++
-		if int64(id.Number) == current {
-			continue
-		}
-		if opts.KeepGenerations > 0 && rank <= opts.KeepGenerations {
-			continue
-		}
-		if opts.OlderThan > 0 && created >= cutoff {
-			continue
-		}
-		out = append(out, id)
 	}
 	return out, rows.Err()
 }

@@ -15,6 +15,7 @@ import (
 
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/internal/storetest"
+	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
@@ -250,6 +251,17 @@ func setCurrent(t storetest.TB, st *store.Store, profile string, n int) {
 	}
 }
 
+// expired is what hephc gc --keep-generations keep --older-than olderThan
+// asks GC to delete.
+func expired(t *testing.T, st *store.Store, keep int, olderThan time.Duration) []store.GenerationID {
+	t.Helper()
+	ids, err := profile.Expired(context.Background(), st, keep, olderThan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 func TestGCGenerationsAreRoots(t *testing.T) {
 	f := storetest.New(t, t.TempDir())
 	ctx := context.Background()
@@ -299,7 +311,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 
 	// Keep the newest one of each profile and the current one: system's
 	// 2nd goes, with its closure.
-	res, err = f.St.GC(ctx, store.GCOptions{KeepGenerations: 1, DryRun: true})
+	res, err = f.St.GC(ctx, store.GCOptions{Expire: expired(t, f.St, 1, 0), DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +319,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 		t.Fatalf("--keep-generations 1 --dry-run: got %v, want %v", res.Generations, want)
 	}
 	second := closure(gens[1])
-	res, err = f.St.GC(ctx, store.GCOptions{KeepGenerations: 1})
+	res, err = f.St.GC(ctx, store.GCOptions{Expire: expired(t, f.St, 1, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +336,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 
 	// Older than 15 days: system's 1st is current and stays, other's only
 	// one is current too; system's 3rd is 10 days old. Nothing goes.
-	res, err = f.St.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	res, err = f.St.GC(ctx, store.GCOptions{Expire: expired(t, f.St, 0, 15*day)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +346,7 @@ func TestGCGenerationsAreRoots(t *testing.T) {
 	// Switch back to the 3rd: now the 1st is 30 days old and not current.
 	setCurrent(t, f.St, "system", 3)
 	first := closure(gens[0])
-	res, err = f.St.GC(ctx, store.GCOptions{OlderThan: 15 * day})
+	res, err = f.St.GC(ctx, store.GCOptions{Expire: expired(t, f.St, 0, 15*day)})
 	if err != nil {
 		t.Fatal(err)
 	}

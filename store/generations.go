@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 )
 
@@ -18,6 +17,7 @@ type GenerationRecord struct {
 	// files, for people.
 	ConfigHash, Config string
 	ClosureSize        int64
+	Current            bool // the profile's current generation
 }
 
 // AddGeneration records rec as the next generation of rec.Profile (one
@@ -46,31 +46,31 @@ func (s *Store) AddGeneration(ctx context.Context, rec GenerationRecord) (int, e
 	return n, tx.Commit()
 }
 
-// GenerationRecords returns profile's generations, oldest first, and the
-// number of its current one (0 if it has none).
-func (s *Store) GenerationRecords(ctx context.Context, profile string) ([]GenerationRecord, int, error) {
-	var current sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT current FROM profiles WHERE name = ?`, profile).Scan(&current); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, fmt.Errorf("listing generations of %s: %w", profile, err)
-	}
-	rows, err := s.db.QueryContext(ctx, `SELECT number, toplevel, created, config_hash, config, closure_size FROM generations WHERE profile = ? ORDER BY number`, profile)
+// GenerationRecords returns profile's generations, oldest first, or every
+// profile's (by profile) when profile is "".
+func (s *Store) GenerationRecords(ctx context.Context, profile string) ([]GenerationRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT g.profile, g.number, g.toplevel, g.created, g.config_hash, g.config, g.closure_size, g.number = COALESCE(p.current, -1)
+		FROM generations g LEFT JOIN profiles p ON p.name = g.profile
+		WHERE ? = '' OR g.profile = ? ORDER BY g.profile, g.number`, profile, profile)
 	if err != nil {
-		return nil, 0, fmt.Errorf("listing generations of %s: %w", profile, err)
+		return nil, fmt.Errorf("listing generations: %w", err)
 	}
 	defer rows.Close()
 	var recs []GenerationRecord
 	for rows.Next() {
-		r := GenerationRecord{GenerationID: GenerationID{Profile: profile}}
-		var top string
-		if err := rows.Scan(&r.Number, &top, &r.Created, &r.ConfigHash, &r.Config, &r.ClosureSize); err != nil {
-			return nil, 0, err
+		var (
+			r   GenerationRecord
+			top string
+		)
+		if err := rows.Scan(&r.Profile, &r.Number, &top, &r.Created, &r.ConfigHash, &r.Config, &r.ClosureSize, &r.Current); err != nil {
+			return nil, fmt.Errorf("listing generations: %w", err)
 		}
 		if r.Toplevel, err = ParsePath(top); err != nil {
-			return nil, 0, err
+			return nil, fmt.Errorf("listing generations: %w", err)
 		}
 		recs = append(recs, r)
 	}
-	return recs, int(current.Int64), rows.Err()
+	return recs, rows.Err()
 }
 
 // SetCurrentGeneration makes generation n of profile, which exists, the

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,26 +40,12 @@ func (l *Lock) Unlock() error {
 // Callers hold the GC lock (LockGC) shared: GC deletes the lock files of
 // the paths it deletes.
 func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	l, err := lockFile(ctx, filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), unix.LOCK_EX, nil, "locking "+p.String())
 	if err != nil {
-		return nil, fmt.Errorf("locking %s: %w", p, err)
+		return nil, err
 	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f: f, path: p}, nil
-		}
-		if err != unix.EWOULDBLOCK {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", p, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	l.path = p
+	return l, nil
 }
 
 // LockGC takes the store-wide GC lock, shared or exclusive, waiting for
@@ -76,13 +61,23 @@ func (s *Store) LockGC(ctx context.Context, exclusive bool) (*Lock, error) {
 // lockGC is LockGC; waiting, if not nil, is called once if the lock is not
 // free at once.
 func (s *Store) lockGC(ctx context.Context, exclusive bool, waiting func()) (*Lock, error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir, "gc.lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("taking the GC lock: %w", err)
-	}
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
+	}
+	return lockFile(ctx, filepath.Join(s.Dir, "gc.lock"), how, waiting, "taking the GC lock")
+}
+
+// lockFile takes a lock (flock how) of the file at path, made if need be;
+// errors other than ctx's say what it was doing. waiting, if not nil, is
+// called once if the lock is not free at once. A
+// blocking flock is woken as soon as the lock is released (polling could
+// keep missing short gaps between holders), but cannot be canceled: if
+// ctx ends first, the goroutine gives the lock up whenever it gets it.
+func lockFile(ctx context.Context, path string, how int, waiting func(), doing string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	fd := int(f.Fd())
 	err = flock(fd, how|unix.LOCK_NB)
@@ -91,22 +86,18 @@ func (s *Store) lockGC(ctx context.Context, exclusive bool, waiting func()) (*Lo
 	}
 	if err != unix.EWOULDBLOCK {
 		f.Close()
-		return nil, fmt.Errorf("taking the GC lock: %w", err)
+		return nil, fmt.Errorf("%s: %w", doing, err)
 	}
 	if waiting != nil {
 		waiting()
 	}
-	// A blocking flock is woken as soon as the lock is released (polling
-	// could keep missing short gaps between collections), but cannot be
-	// canceled: if ctx ends first, the goroutine gives the lock up
-	// whenever it gets it.
 	got := make(chan error, 1)
 	go func() { got <- flock(fd, how) }()
 	select {
 	case err := <-got:
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("taking the GC lock: %w", err)
+			return nil, fmt.Errorf("%s: %w", doing, err)
 		}
 		return &Lock{f: f}, nil
 	case <-ctx.Done():

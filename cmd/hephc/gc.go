@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/store"
 )
 
@@ -59,10 +60,12 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 	var opts store.GCOptions
 	opts.DryRun, _ = fs.GetBool("dry-run")
 	asJSON, _ := fs.GetBool("json")
+	var keep int
+	var olderThan time.Duration
 	if fs.Changed("keep-generations") {
-		opts.KeepGenerations, _ = fs.GetInt("keep-generations")
-		if opts.KeepGenerations < 1 {
-			return usagef("--keep-generations wants at least 1, got %d (the current generation is always kept)", opts.KeepGenerations)
+		keep, _ = fs.GetInt("keep-generations")
+		if keep < 1 {
+			return usagef("--keep-generations wants at least 1, got %d (the current generation is always kept)", keep)
 		}
 	}
 	if s, _ := fs.GetString("older-than"); s != "" {
@@ -70,7 +73,7 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 		if err != nil {
 			return usagef("--older-than: %v", err)
 		}
-		opts.OlderThan = age
+		olderThan = age
 	}
 	opts.Waiting = func() { fmt.Fprintln(e.stderr, "waiting for running realizations to end…") }
 
@@ -81,6 +84,9 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if opts.Expire, err = profile.Expired(ctx, st, keep, olderThan); err != nil {
+		return err
+	}
 	res, err := st.GC(ctx, opts)
 	if err != nil {
 		return err
