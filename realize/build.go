@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -71,10 +70,11 @@ var fetchEnv = []string{"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOINSECURE", "HTTP
 // (store.Install): moved into place, made canonical, hashed, its
 // references found, checked against its pin if it is a fetch, and
 // registered. Nothing is registered unless all of that succeeds. lock is
-// h's output lock, held by the caller. With repair, h's output is valid
-// and the rebuild takes the place of its content if it hashes the same
-// (else a *NotReproducibleError); its log goes beside the first build's.
-func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair bool) (*store.PathInfo, error) {
+// h's output lock, held by the caller. A repair (repair is what the store
+// recorded of h's valid output) puts the rebuild in place of the content
+// if it hashes the same, else it is a *NotReproducibleError; its log goes
+// beside the first build's.
+func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair *store.PathInfo) (*store.PathInfo, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
 	fail := func(logPath string, err error) error {
@@ -116,7 +116,7 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 	}
 
 	logPath := st.LogPath(h)
-	if repair {
+	if repair != nil {
 		logPath = strings.TrimSuffix(logPath, ".log") + ".repair.log"
 	}
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -144,27 +144,27 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 	}
 	rebuilt := false
 	req := store.InstallRequest{
-		Path: p, Source: out, Lock: lock, References: closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair,
+		Path: p, Source: out, Lock: lock, References: closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair != nil,
 		Check: func(phys string, info *store.PathInfo) error {
 			if d.IsFixedOutput() {
 				if err := verifyFixedOutput(d, phys, info.ContentHash); err != nil {
 					return err
 				}
 			}
-			if repair {
+			if repair != nil {
 				st.RecordBuild(ctx, rec, "rebuilt")
 				rebuilt = true
+				if info.ContentHash != repair.ContentHash {
+					return &NotReproducibleError{Path: p, Want: repair.ContentHash, Got: info.ContentHash}
+				}
 			}
 			return nil
 		},
 	}
 	pi, err := st.Install(ctx, req)
-	var mismatch *store.ContentMismatchError
 	switch {
 	case err == nil:
 		return pi, nil
-	case errors.As(err, &mismatch):
-		return nil, &NotReproducibleError{Path: p, Want: mismatch.Want, Got: mismatch.Got}
 	case rebuilt:
 		return nil, err
 	}

@@ -293,7 +293,7 @@ func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvH
 	if info, ok, err := st.QueryPathInfo(ctx, g.PathOf(h)); err != nil || ok {
 		return info, false, err
 	}
-	info, err = build(ctx, st, g, h, opts, lock, false)
+	info, err = build(ctx, st, g, h, opts, lock, nil)
 	if err != nil {
 		return nil, false, err
 	}

@@ -132,7 +132,8 @@ func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options
 		return err
 	}
 	defer gcLock.Unlock()
-	if _, ok, err := st.QueryPathInfo(ctx, p); err != nil {
+	recorded, ok, err := st.QueryPathInfo(ctx, p)
+	if err != nil {
 		return err
 	} else if !ok {
 		return fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
@@ -161,7 +162,7 @@ func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options
 		return err
 	}
 	defer lock.Unlock()
-	_, err = build(ctx, st, g, h, opts, lock, true)
+	_, err = build(ctx, st, g, h, opts, lock, recorded)
 	return err
 }
 
@@ -174,17 +175,12 @@ func recordedGraph(ctx context.Context, st *store.Store, p store.Path) (*store.G
 		return nil, &NotRepairableError{Path: p, Reason: "the store recorded no derivation for it: it was added (as a file or a generation object), not built; add it again"}
 	}
 	g, err := st.LoadGraph(ctx, p.Hash)
-	var (
-		missing *store.UnrecordedError
-		bad     *store.BadRecordError
-	)
+	var missing *store.UnrecordedError
 	switch {
 	case errors.As(err, &missing):
 		return nil, &NotRepairableError{Path: p, Reason: fmt.Sprintf("the store recorded no derivation for its dependency %s", missing.Drv)}
-	case errors.As(err, &bad):
-		return nil, &NotRepairableError{Path: p, Reason: bad.Error()}
 	case err != nil:
-		return nil, err
+		return nil, &NotRepairableError{Path: p, Reason: err.Error()}
 	}
 	if g.PathOf(p.Hash) != p {
 		return nil, &NotRepairableError{Path: p, Reason: fmt.Sprintf("the recorded derivation %s names %s", p.Hash, g.PathOf(p.Hash))}

@@ -39,22 +39,11 @@ type InstallRequest struct {
 	// (status ok) in the transaction that registers it.
 	Build *BuildRecord
 	// Repair replaces the content of Path, which must be valid, with
-	// Source, which must hash to the content hash the database recorded
-	// (else a *ContentMismatchError): in one atomic exchange, leaving
-	// Path's row and references as they are. References, Deriver, CA and
-	// Build are not used.
+	// Source, which must hash to the content hash the database recorded:
+	// in one atomic exchange, leaving Path's row and references as they
+	// are. Check sees the new content's hash; References, Deriver, CA
+	// and Build are not used.
 	Repair bool
-}
-
-// ContentMismatchError is content that does not hash as the database
-// recorded for its path: Install refuses it as a repair.
-type ContentMismatchError struct {
-	Path      Path
-	Want, Got OutputHash
-}
-
-func (e *ContentMismatchError) Error() string {
-	return fmt.Sprintf("%s: the new content hashes to %s, the database recorded %s", e.Path, e.Got, e.Want)
 }
 
 // Install makes req.Path valid with the content at req.Source. It is the
@@ -159,7 +148,7 @@ func (s *Store) replace(p Path, src string, old *PathInfo, check func(string, *P
 		}
 	}
 	if tree.Hash != old.ContentHash {
-		return &ContentMismatchError{Path: p, Want: old.ContentHash, Got: tree.Hash}
+		return fmt.Errorf("repairing %s: the new content hashes to %s, the database recorded %s", p, tree.Hash, old.ContentHash)
 	}
 	if err := fstree.Exchange(src, s.Physical(p)); err != nil {
 		return fmt.Errorf("repairing %s: %w", p, err)

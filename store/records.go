@@ -91,8 +91,7 @@ func (s *Store) RecordBuild(ctx context.Context, b BuildRecord, status string) {
 // last written. A dependency with no record that the store holds as a
 // valid fixed-output path (added, not built) gets the derivation its name
 // and pin make, which has its hash. A derivation neither recorded nor so
-// held is an *UnrecordedError; a record that does not hash to its name a
-// *BadRecordError.
+// held is an *UnrecordedError.
 func (s *Store) LoadGraph(ctx context.Context, roots ...DrvHash) (*Graph, error) {
 	g := &Graph{Derivations: map[DrvHash]*Derivation{}, Origins: map[DrvHash]Origin{}}
 	stack := slices.Clone(roots)
@@ -115,7 +114,7 @@ func (s *Store) LoadGraph(ctx context.Context, roots ...DrvHash) (*Graph, error)
 			continue
 		}
 		if got, err := sd.Derivation.Hash(); err != nil || got != h {
-			return nil, &BadRecordError{Drv: h, Err: err}
+			return nil, fmt.Errorf("the recorded derivation %s does not hash to its name (%v)", h, err)
 		}
 		g.Derivations[h] = sd.Derivation
 		g.Origins[h] = Origin{Attr: sd.Attr, Pos: sd.Pos}
@@ -153,14 +152,4 @@ type UnrecordedError struct{ Drv DrvHash }
 
 func (e *UnrecordedError) Error() string {
 	return fmt.Sprintf("the store has no record of derivation %s", e.Drv)
-}
-
-// BadRecordError is a recorded derivation that does not hash to its name.
-type BadRecordError struct {
-	Drv DrvHash
-	Err error // why it has no hash, if it has none
-}
-
-func (e *BadRecordError) Error() string {
-	return fmt.Sprintf("the recorded derivation %s does not hash to its name (%v)", e.Drv, e.Err)
 }
