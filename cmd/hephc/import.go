@@ -24,7 +24,7 @@ const OwnerConfigFile = "config.cue"
 func init() {
 	register(&command{
 		name:    "import",
-		args:    "[--policy FILE]… DIR",
+		args:    "[--policy FILE]… DIR|FILE.tar",
 		summary: "import an archive of store paths (hephc export), all or nothing, if the trust policy admits every path",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringArray("policy", nil, "a .cue file whose policy's trust must hold too (repeatable); the store owner's "+OwnerConfigFile+" always applies")
@@ -51,7 +51,12 @@ func runImport(e *env, fs *pflag.FlagSet, args []string) error {
 		return fmt.Errorf("importing %s: no trust policy says what to admit: write one in %s (the store owner's) or give --policy FILE", args[0], filepath.Join(st.Dir, OwnerConfigFile))
 	}
 	start := time.Now()
-	res, err := archive.Import(context.Background(), st, absPath(e.cwd, args[0]), archive.ImportOptions{
+	dir, cleanup, err := layoutDir(absPath(e.cwd, args[0]))
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	res, err := archive.Import(context.Background(), st, dir, archive.ImportOptions{
 		Policies:     policies,
 		Now:          time.Now(),
 		Attestations: trust.StoreDir(st.Dir),
@@ -125,4 +130,32 @@ func listOr(xs []string, none string) string {
 		s += ", " + x
 	}
 	return s
+}
+
+// layoutDir returns the layout directory of arg: arg itself, or where the
+// tar file arg (hephc export -o) was extracted to, removed by cleanup.
+func layoutDir(arg string) (dir string, cleanup func(), err error) {
+	fi, err := os.Stat(arg)
+	if err != nil {
+		return "", nil, fmt.Errorf("importing: %w", err)
+	}
+	if fi.IsDir() {
+		return arg, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "hephc-import-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(tmp) }
+	f, err := os.Open(arg)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	defer f.Close()
+	if err := archive.ExtractLayoutTar(f, tmp, archive.DefaultLimits.MaxBytes); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("importing %s: %w", arg, err)
+	}
+	return tmp, cleanup, nil
 }
