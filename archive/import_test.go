@@ -176,4 +176,3 @@ func writeBlobFile(t testing.TB, dir string, b []byte) string {
 	os.WriteFile(filepath.Join(dir, "blobs", "sha256", hex), b, 0o644)
 	return "sha256:" + hex
 }
-
