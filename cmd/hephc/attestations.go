@@ -52,7 +52,7 @@ func runAttestations(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	paths, err := pathArgs(ctx, e, st, args, closure)
+	paths, err := closureArgs(ctx, e, st, args, closure)
 	if err != nil {
 		return err
 	}

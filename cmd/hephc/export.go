@@ -54,7 +54,7 @@ func runExport(e *env, fs *pflag.FlagSet, args []string) error {
 		defer os.RemoveAll(tmp)
 		dir = filepath.Join(tmp, "oci")
 	}
-	paths, err := pathArgs(ctx, e, st, args, closure)
+	paths, err := closureArgs(ctx, e, st, args, closure)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	paths, err := pathArgs(ctx, e, st, args, !only)
+	paths, err := closureArgs(ctx, e, st, args, !only)
 	if err != nil {
 		return err
 	}
@@ -87,9 +87,9 @@ func signPath(ctx context.Context, st *store.Store, dir trust.Dir, p store.Path,
 	return added, err
 }
 
-// pathArgs resolves args to store paths, with their closure if asked,
+// closureArgs resolves args to store paths, with their closure if asked,
 // sorted.
-func pathArgs(ctx context.Context, e *env, st *store.Store, args []string, closure bool) ([]store.Path, error) {
+func closureArgs(ctx context.Context, e *env, st *store.Store, args []string, closure bool) ([]store.Path, error) {
 	var paths []store.Path
 	for _, a := range args {
 		p, err := pathArg(e, st, a)
