@@ -2,8 +2,10 @@ package gendiff_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/gendiff"
 	"hephc.dev/hephc/store"
 )
@@ -84,4 +86,44 @@ func BenchmarkDiff(b *testing.B) {
 			}
 		}
 	})
+}
+
+// initramfs adds an initramfs derivation written at attr, with services,
+// built by builder.
+func initramfs(t *testing.T, side *gendiff.Side, attr, builder string, services map[string]any) {
+	t.Helper()
+	d := &store.Derivation{Name: "initramfs", System: "x86_64-linux", Builder: builder, Attrs: map[string]any{"services": services}}
+	h, err := d.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	side.Graph.Derivations[h] = d
+	side.Graph.Origins[h] = store.Origin{Attr: attr}
+	side.Roots[attr] = h
+}
+
+func TestDiffServices(t *testing.T) {
+	a, b := diffGraph(t, 3, nil), diffGraph(t, 3, nil)
+	ssh := map[string]any{"command": "/bin/sshd"}
+	initramfs(t, a, "images.server.initramfs", builtins.Uroot, map[string]any{"sshd": ssh, "telnetd": map[string]any{"command": "/bin/telnetd"}})
+	initramfs(t, b, "images.server.initramfs", builtins.Uroot, map[string]any{"sshd": map[string]any{"command": "/bin/sshd", "args": []any{"-D"}}, "sentinel": ssh})
+	// A derivation that is not an initramfs has no services, whatever
+	// its attrs say.
+	initramfs(t, b, "pkgs.other", "@{tool}/bin/x", map[string]any{"fake": ssh})
+	d, err := gendiff.Compare(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range d.Services {
+		got = append(got, fmt.Sprintf("%s %s %q→%q", s.Image, s.Service, s.Old, s.New))
+	}
+	want := []string{
+		`images.server sentinel ""→"{\"command\":\"/bin/sshd\"}"`,
+		`images.server sshd "{\"command\":\"/bin/sshd\"}"→"{\"args\":[\"-D\"],\"command\":\"/bin/sshd\"}"`,
+		`images.server telnetd "{\"command\":\"/bin/telnetd\"}"→""`,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got services\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
