@@ -51,18 +51,9 @@ func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	var paths []store.Path
-	for _, a := range args {
-		p, err := pathArg(e, st, a)
-		if err != nil {
-			return err
-		}
-		paths = append(paths, p)
-	}
-	if closure {
-		if paths, err = st.Closure(ctx, paths...); err != nil {
-			return err
-		}
+	paths, err := closureArgs(ctx, e, st, args, closure)
+	if err != nil {
+		return err
 	}
 	var infos []*store.PathInfo
 	var total int64

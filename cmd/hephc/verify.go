@@ -39,16 +39,12 @@ func runVerify(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	defer st.Close()
-	var paths []store.Path
-	for _, a := range args {
-		p, err := pathArg(e, st, a)
-		if err != nil {
-			return err
-		}
-		paths = append(paths, p)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	paths, err := closureArgs(ctx, e, st, args, false)
+	if err != nil {
+		return err
+	}
 
 	problems, checked, err := realize.Verify(ctx, st, paths, realize.VerifyOptions{Jobs: jobs})
 	if err != nil {
