@@ -315,12 +315,11 @@ func TestImportTwoStoresCombine(t *testing.T) {
 	if _, err := importInto(t, newStore(t), one, policy(t, 2)); !IsRefused(err) {
 		t.Fatalf("one signature, signatures: 2: got %v", err)
 	}
-	// b exports its paths with alice's attestations added.
-	for _, p := range pb {
-		envs, _ := trust.StoreDir(a.Dir).List(p.Base())
-		for _, e := range envs {
-			trust.StoreDir(b.Dir).Add(p.Base(), e)
-		}
+	// b imports a's archive: it has the paths, and gains alice's
+	// attestations of them.
+	res, err := importInto(t, b, one, policy(t, 1))
+	if err != nil || len(res.Present) != 2 || res.Kept != 2 {
+		t.Fatalf("b imports a's archive: %+v, %v; want 2 present, 2 attestations kept", res, err)
 	}
 	both := export(t, b, pb)
 	if _, err := importInto(t, newStore(t), both, policy(t, 2)); err != nil {

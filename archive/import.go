@@ -25,6 +25,7 @@ type Target interface {
 	TempDir(pattern string) (string, error)
 	Install(ctx context.Context, req store.InstallRequest) (*store.PathInfo, error)
 	ValidPaths(ctx context.Context, ps []store.Path) (map[store.Path]bool, error)
+	QueryPathInfo(ctx context.Context, p store.Path) (*store.PathInfo, bool, error)
 }
 
 // ImportOptions say what Import admits.
@@ -48,8 +49,12 @@ var DefaultLimits = LayerLimits{MaxBytes: 64 << 30, MaxEntries: 1 << 20}
 type ImportResult struct {
 	// Imported are the paths installed, in the order they were.
 	Imported []store.Path
-	// Present are the paths the store had already.
+	// Present are the paths the store had already. Their attestations
+	// in the archive that verify under the policies and are of the bytes
+	// the store has are kept too (so stores combine attestations).
 	Present []store.Path
+	// Kept counts the attestations added to the store.
+	Kept int
 	// Decisions are each policy's decision on each path imported.
 	Decisions []*trust.Decision
 	// Bytes is the size of the layers read.
@@ -123,6 +128,11 @@ func Import(ctx context.Context, t Target, dir string, opts ImportOptions) (*Imp
 	for _, e := range a.Entries {
 		if valid[e.Path] {
 			res.Present = append(res.Present, e.Path)
+			if envs, err := sameBytes(ctx, t, e, a.Envelopes[e.Path], keys); err != nil {
+				return nil, err
+			} else {
+				kept[e.Path] = envs
+			}
 			continue
 		}
 		for _, r := range e.References {
@@ -195,15 +205,57 @@ func Import(ctx context.Context, t Target, dir string, opts ImportOptions) (*Imp
 			return res, fmt.Errorf("importing %s: %w (paths installed before it stay: each was admitted)", dir, err)
 		}
 		res.Imported = append(res.Imported, e.Path)
-		if opts.Attestations != "" {
-			for _, env := range kept[e.Path] {
-				if _, _, err := opts.Attestations.Add(e.Path.Base(), env); err != nil {
-					return res, err
-				}
-			}
+		if err := keep(opts.Attestations, e.Path, kept[e.Path], res); err != nil {
+			return res, err
+		}
+	}
+	for _, p := range res.Present {
+		if err := keep(opts.Attestations, p, kept[p], res); err != nil {
+			return res, err
 		}
 	}
 	return res, nil
+}
+
+// keep adds envs to the attestations of p.
+func keep(dir trust.Dir, p store.Path, envs [][]byte, res *ImportResult) error {
+	if dir == "" {
+		return nil
+	}
+	for _, env := range envs {
+		_, added, err := dir.Add(p.Base(), env)
+		if err != nil {
+			return err
+		}
+		if added {
+			res.Kept++
+		}
+	}
+	return nil
+}
+
+// sameBytes returns the envelopes of e that verify under keys, if the
+// store's path e.Path is what e describes (content hash, references,
+// deriver: the layer follows from the content).
+func sameBytes(ctx context.Context, t Target, e *Entry, envs [][]byte, keys trust.Keys) ([][]byte, error) {
+	info, ok, err := t.QueryPathInfo(ctx, e.Path)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if info.ContentHash != e.ContentHash || info.Deriver != e.Deriver || !slices.Equal(info.References, e.References) {
+		return nil, nil
+	}
+	var out [][]byte
+	for _, env := range envs {
+		v, err := trust.VerifyEnvelope(env, keys)
+		if err != nil {
+			continue
+		}
+		if len(v.Attestations) > 0 && v.Attestations[0].Subject.Equal(e.Subject()) {
+			out = append(out, env)
+		}
+	}
+	return out, nil
 }
 
 // admit decides whether e may be imported under opts' policies; it

@@ -73,7 +73,7 @@ func runImport(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 		fmt.Fprintf(e.stderr, "%s: admitted by %s: built by %s\n", d.Subject.Path, d.Policy, listOr(d.Built, "nobody"))
 	}
-	fmt.Fprintf(e.stderr, "imported %d paths (%d present already), %.1f MB of layers in %s\n", len(res.Imported), len(res.Present), float64(res.Bytes)/1e6, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "imported %d paths (%d present already), %d attestations added, %.1f MB of layers in %s\n", len(res.Imported), len(res.Present), res.Kept, float64(res.Bytes)/1e6, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
