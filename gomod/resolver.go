@@ -84,19 +84,9 @@ func (r *Resolver) FetchSource(ctx context.Context, path, version, want string) 
 	if err := module.Check(path, version); err != nil {
 		return nil, err
 	}
-	zip, sum, err := r.zip(ctx, path, version)
+	zip, sum, err := r.zip(ctx, path, version, want)
 	if err != nil {
 		return nil, err
-	}
-	if r.SumDB != nil {
-		// Always, even for a zip the cache had: the go command may have
-		// put it there, checked against another module's go.sum only.
-		if err := r.SumDB.Check(path, version, sum); err != nil {
-			return nil, err
-		}
-	}
-	if want != "" && sum != want {
-		return nil, fmt.Errorf("%s@%s: hash mismatch: pinned %s, the module proxy served %s", path, version, want, sum)
 	}
 	tmp, err := os.MkdirTemp("", "hephc-resolve-")
 	if err != nil {
@@ -115,17 +105,35 @@ func (r *Resolver) FetchSource(ctx context.Context, path, version, want string) 
 }
 
 // zip returns the path of path@version's zip in the module cache and its
-// h1: sum, fetching it when the cache lacks it. The caller checks the sum.
-func (r *Resolver) zip(ctx context.Context, path, version string) (string, string, error) {
+// h1: sum, fetching it when the cache lacks it. The sum is checked
+// against the checksum database (unless GOSUMDB=off or GONOSUMDB exempts
+// the module) and against want unless it is "", even for a zip the cache
+// had (the go command may have put it there, checked against another
+// module's go.sum only); a zip enters the cache only once checked.
+func (r *Resolver) zip(ctx context.Context, path, version, want string) (string, string, error) {
 	prefix, ev, err := escaped(path, version)
 	if err != nil {
 		return "", "", err
+	}
+	check := func(sum string) error {
+		if r.SumDB != nil {
+			if err := r.SumDB.Check(path, version, sum); err != nil {
+				return err
+			}
+		}
+		if want != "" && sum != want {
+			return fmt.Errorf("%s@%s: hash mismatch: pinned %s, the module proxy served %s", path, version, want, sum)
+		}
+		return nil
 	}
 	dl := filepath.Join(r.modCache(), "cache", "download", filepath.FromSlash(prefix))
 	zip := filepath.Join(dl, ev+".zip")
 	if b, err := os.ReadFile(zip + "hash"); err == nil {
 		sum := strings.TrimSpace(string(b))
 		if got, err := dirhash.HashZip(zip, dirhash.Hash1); err == nil && got == sum {
+			if err := check(sum); err != nil {
+				return "", "", err
+			}
 			return zip, sum, nil
 		}
 	}
@@ -145,6 +153,9 @@ func (r *Resolver) zip(ctx context.Context, path, version string) (string, strin
 	sum, err := dirhash.HashZip(tmp.Name(), dirhash.Hash1)
 	if err != nil {
 		return "", "", fmt.Errorf("%s@%s: the module proxy served a corrupt zip: %w", path, version, err)
+	}
+	if err := check(sum); err != nil {
+		return "", "", err
 	}
 	if err := os.Rename(tmp.Name(), zip); err != nil {
 		return "", "", err
@@ -196,14 +207,15 @@ func (r *Resolver) Pin(ctx context.Context, path, version string) (Module, error
 	if err := module.Check(path, version); err != nil {
 		return Module{}, err
 	}
-	_, sum, err := r.zip(ctx, path, version)
+	_, sum, err := r.zip(ctx, path, version, "")
 	if err != nil {
 		return Module{}, err
 	}
-	if r.SumDB != nil {
-		if err := r.SumDB.Check(path, version, sum); err != nil {
-			return Module{}, err
-		}
-	}
 	return Module{Path: path, Version: version, Sum: sum}, nil
+}
+
+// Checks reports whether a module's sums are checked against a checksum
+// database (not with GOSUMDB=off, nor for a module GONOSUMDB exempts).
+func (r *Resolver) Checks(path string) bool {
+	return r.SumDB != nil && !r.SumDB.Skips(path)
 }

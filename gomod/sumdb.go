@@ -192,7 +192,12 @@ func (o *sumdbOps) SecurityError(msg string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.security == "" {
-		o.security = firstLine(msg)
+		for _, l := range strings.Split(msg, "\n") {
+			if l = strings.TrimSpace(l); l != "" && l != "SECURITY ERROR" {
+				o.security = firstLine(l)
+				break
+			}
+		}
 	}
 }
 

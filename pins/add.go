@@ -35,14 +35,8 @@ var inputNames = []string{"src", "go", "deps", "modfiles"}
 // referring to the modules already pinned and to new entries of the
 // modules table.
 func (c *Config) AddProgram(np NewProgram) error {
-	if !identRE.MatchString(np.Field) || cueKeywords[np.Field] {
-		return fmt.Errorf("%q cannot name a field: choose a name with --name", np.Field)
-	}
-	if v := c.Value.LookupPath(cue.MakePath(cue.Str(np.Field))); v.Exists() {
-		return fmt.Errorf("%s is already defined (at %s): choose another name with --name", np.Field, c.posOfValue(v))
-	}
-	if np.Field == TableField {
-		return fmt.Errorf("%s names the modules table: choose another name with --name", np.Field)
+	if err := c.CheckNewField(np.Field); err != nil {
+		return err
 	}
 	f, err := c.fileForWriting(np.File)
 	if err != nil {
@@ -133,6 +127,22 @@ func (c *Config) writeProgram(f *cuepatch.File, heph, goRef string, np NewProgra
 	return f.Insert(len(src), b.String())
 }
 
+// CheckNewField checks that a new top-level field may be called name.
+func (c *Config) CheckNewField(name string) error {
+	if !identRE.MatchString(name) || cueKeywords[name] {
+		return fmt.Errorf("%q cannot name a field: choose a name with --name", name)
+	}
+	if name == TableField {
+		return fmt.Errorf("%s names the modules table: choose another name with --name", name)
+	}
+	for _, suffix := range []string{"", "ModFiles"} {
+		if v := c.Value.LookupPath(cue.MakePath(cue.Str(name + suffix))); v.Exists() {
+			return fmt.Errorf("%s is already defined (at %s): choose another name with --name", name+suffix, c.posOfValue(v))
+		}
+	}
+	return nil
+}
+
 // fillList writes a list of references as deps lists are written.
 func fillList(indent string, elems []string) string {
 	if len(elems) == 0 {
@@ -178,7 +188,7 @@ func packagePaths(mod string, packages []string) []string {
 // posOfValue is where v is written, file:line:col, or its path.
 func (c *Config) posOfValue(v cue.Value) string {
 	if p := v.Pos(); p.IsValid() {
-		return posOf(p).String()
+		return c.rel(posOf(p))
 	}
 	return v.Path().String()
 }

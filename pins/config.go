@@ -17,12 +17,14 @@ import (
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/gomod"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
 // Config is a configuration's pins.
 type Config struct {
 	Dir   string                    // the configuration's directory
+	Cwd   string                    // positions in errors are relative to it
 	Files map[string]*cuepatch.File // its .cue files by absolute name
 	// Value is the evaluated configuration, Graph its derivations.
 	Value cue.Value
@@ -60,7 +62,7 @@ type Program struct {
 	// list literal of the configuration's files.
 	DepsList *List
 	ModFiles *ModFiles // its modfiles input, if any
-	Pos      string    // where it is written, file:line:col
+	Pos      srcpos.Pos // where it is written
 }
 
 // Busybox is u-root's busybox (#Busybox): it compiles commands in the
@@ -99,7 +101,7 @@ func Load(cwd string, args []string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{Dir: cfg.Dir, Files: make(map[string]*cuepatch.File), Value: cfg.Value, Graph: g, byHash: make(map[store.DrvHash]*Module)}
+	c := &Config{Dir: cfg.Dir, Cwd: cwd, Files: make(map[string]*cuepatch.File), Value: cfg.Value, Graph: g, byHash: make(map[store.DrvHash]*Module)}
 	for _, name := range cfg.Files {
 		f, err := cuepatch.Read(name)
 		if err != nil {
@@ -150,6 +152,9 @@ func Load(cwd string, args []string) (*Config, error) {
 	return c, nil
 }
 
+// rel formats a position relative to the working directory.
+func (c *Config) rel(p srcpos.Pos) string { return p.Rel(c.Cwd) }
+
 // module reads the #GoModule of node n.
 func (c *Config) module(n *eval.Node) *Module {
 	m := &Module{Attr: n.Attr, Hash: n.Hash}
@@ -169,7 +174,7 @@ func (c *Config) program(n *eval.Node) *Program {
 	if src == nil {
 		return nil
 	}
-	p := &Program{Attr: n.Attr, Src: src, Go: c.byHash[n.Drv.Inputs["go"]], Pos: n.Pos.String()}
+	p := &Program{Attr: n.Attr, Src: src, Go: c.byHash[n.Drv.Inputs["go"]], Pos: n.Pos}
 	p.Packages, _ = stringList(n.Drv.Attrs["packages"])
 	for i := 0; ; i++ {
 		h, ok := n.Drv.Inputs[fmt.Sprintf("deps.%d", i)]

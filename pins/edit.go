@@ -25,6 +25,7 @@ type edits struct {
 	finalDeps  map[*Program][]*Module // programs whose deps were set (nil for a new entry)
 	setDeps    map[*Program]bool
 	newFiles   map[string]*cuepatch.File
+	imported   map[*cuepatch.File]bool // files given the schema's import
 	expected   *expectations
 }
 
@@ -93,12 +94,12 @@ func (c *Config) SetDeps(p *Program, deps []gomod.Module) error {
 			e.expect().deps[p] = deps
 			return nil
 		}
-		return fmt.Errorf("%s: its deps are not a list literal of the configuration's files (at %s); write them as one", p.Attr, p.Pos)
+		return fmt.Errorf("%s: its deps are not a list literal of the configuration's files (at %s); write them as one", p.Attr, c.rel(p.Pos))
 	}
 	f := c.Files[p.DepsList.File]
 	ll, _ := f.NodeAt(p.DepsList.Offset, isList).(*ast.ListLit)
 	if ll == nil {
-		return fmt.Errorf("%s: no list at %s", p.Attr, p.DepsList.Pos)
+		return fmt.Errorf("%s: no list at %s", p.Attr, c.rel(p.DepsList.Pos))
 	}
 	kept := make([]string, len(p.Deps))
 	if len(ll.Elts) == len(p.Deps) {
@@ -200,7 +201,7 @@ func (c *Config) pinOf(d gomod.Module) (*Module, error) {
 		if m.Sum != d.Sum {
 			where := m.Attr
 			if m.SumLit != nil {
-				where = m.SumLit.Pos.String() + ": " + m.Attr
+				where = c.rel(m.SumLit.Pos) + ": " + m.Attr
 			}
 			return nil, fmt.Errorf("%s pins %s@%s with sum %s, but the main module's go.sum says %s", where, d.Path, d.Version, m.Sum, d.Sum)
 		}

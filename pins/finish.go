@@ -321,6 +321,10 @@ func (c *Config) fileForWriting(name string) (*cuepatch.File, error) {
 // importName returns the name file f refers to the schema hephc.dev/heph
 // by, adding the import when f has none.
 func (c *Config) importName(f *cuepatch.File) (string, error) {
+	e := c.plan()
+	if e.imported[f] {
+		return "heph", nil
+	}
 	for imp := range f.Syntax().ImportSpecs() {
 		if strings.Trim(imp.Path.Value, `"`) == SchemaImport {
 			if imp.Name != nil {
@@ -337,6 +341,10 @@ func (c *Config) importName(f *cuepatch.File) (string, error) {
 			}
 		}
 	}
+	if e.imported == nil {
+		e.imported = make(map[*cuepatch.File]bool)
+	}
+	e.imported[f] = true
 	return "heph", f.Insert(at, "\n\nimport \""+SchemaImport+"\"")
 }
 

@@ -79,6 +79,10 @@ func (c *Config) findTable() (*table, error) {
 	return t, nil
 }
 
+// TableFile is the file that holds the modules table's entries; "" when
+// the configuration has no table.
+func (c *Config) TableFile() string { return c.table.file }
+
 // visitAll shows f the syntax of v and of every operand of its
 // unifications.
 func (c *Config) visitAll(v cue.Value, depth int, f func(ast.Node)) {

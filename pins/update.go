@@ -181,13 +181,14 @@ func (u *Updater) source(ctx context.Context, m *Module) (*gomod.Source, error) 
 	if s, ok := u.sources[key]; ok {
 		return s, nil
 	}
-	want := ""
-	if v == m.Version {
-		want = m.Sum
-	}
-	s, err := u.R.FetchSource(ctx, m.Path, v, want)
+	s, err := u.R.FetchSource(ctx, m.Path, v, "")
 	if err != nil {
 		return nil, err
+	}
+	if v == m.Version && s.Sum != m.Sum && !u.R.Checks(m.Path) {
+		// Without a checksum database to say which is right, the pin wins.
+		s.Close()
+		return nil, fmt.Errorf("%s@%s: hash mismatch: pinned %s, the module proxy served %s (no checksum database checks it: GOSUMDB=off or GONOSUMDB)", m.Path, v, m.Sum, s.Sum)
 	}
 	u.sources[key] = s
 	return s, nil
@@ -250,7 +251,7 @@ func (u *Updater) resolve(ctx context.Context, p *Program) error {
 	if err != nil {
 		return err
 	}
-	if src.Version != p.Src.Version {
+	if src.Module != p.Src.Module {
 		u.moved[p.Src] = src.Module
 	}
 	if err := u.C.SetDeps(p, res.Deps); err != nil {
@@ -363,8 +364,11 @@ func (u *Updater) localFiles() error {
 // v0.45.0, …"; "" when nothing does.
 func describe(oldSrc, newSrc gomod.Module, oldDeps, newDeps []gomod.Module) string {
 	var parts []string
-	if oldSrc.Version != newSrc.Version {
+	switch {
+	case oldSrc.Version != newSrc.Version:
 		parts = append(parts, oldSrc.Path+" "+oldSrc.Version+" → "+newSrc.Version)
+	case oldSrc.Sum != newSrc.Sum:
+		parts = append(parts, oldSrc.Path+" "+oldSrc.Version+" sum "+oldSrc.Sum+" → "+newSrc.Sum+" (the checksum database's)")
 	}
 	versions := func(ds []gomod.Module) map[string][]string {
 		m := make(map[string][]string)

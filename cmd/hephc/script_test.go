@@ -125,8 +125,9 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mktool":  mktool,
-			"replace": replace,
+			"mktool":   mktool,
+			"modproxy": modproxy, // modproxy_test.go
+			"replace":  replace,
 			// cue runs the standard cue tool built from the pinned module.
 			"cue": func(ts *testscript.TestScript, neg bool, args []string) {
 				exe, err := cueTool()

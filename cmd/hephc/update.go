@@ -144,9 +144,13 @@ func storedPath(e *env, c *pins.Config, m *pins.Module) string {
 	return phys
 }
 
-// defaultFile is where new pins go: the file of the toolchain pin, else
-// the configuration's first file.
+// defaultFile is where new programs and pins go: the file of the modules
+// table, else that of the toolchain pin, else the configuration's first
+// file.
 func defaultFile(c *pins.Config) string {
+	if f := c.TableFile(); f != "" {
+		return f
+	}
 	for _, m := range c.Modules {
 		if m.Path == gomod.ToolchainModule && m.VersionLit != nil {
 			return m.VersionLit.File
