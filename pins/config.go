@@ -61,7 +61,7 @@ type Program struct {
 	// DepsList is where the deps list is written; nil when it is not a
 	// list literal of the configuration's files.
 	DepsList *List
-	ModFiles *ModFiles // its modfiles input, if any
+	ModFiles *ModFiles  // its modfiles input, if any
 	Pos      srcpos.Pos // where it is written
 }
 
