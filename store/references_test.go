@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,5 +55,32 @@ func TestHashTreeRefsInNames(t *testing.T) {
 	}
 	if want := cands[1:]; !slices.Equal(got, want) {
 		t.Errorf("refs = %v, want %v (from a file name and a symlink's target)", got, want)
+	}
+}
+
+// BenchmarkHashTreeRefs is BenchmarkHashTree/large/workers=all (package
+// fstree) with 100 references to look for, as after a build:
+//
+//	go test -run '^$' -bench BenchmarkHashTreeRefs -benchtime 5x ./store
+func BenchmarkHashTreeRefs(b *testing.B) {
+	root := b.TempDir()
+	r := rand.NewChaCha8([32]byte{1})
+	buf := make([]byte, 64<<20)
+	for i := range 4 {
+		r.Read(buf)
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("big%d", i)), buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var cands []Path
+	for _, h := range sampleRefs(100) {
+		cands = append(cands, Path{Hash: h, Name: "x"})
+	}
+	hashTree(root, cands) // warm the page cache
+	b.SetBytes(4 * 64 << 20)
+	for b.Loop() {
+		if _, _, err := hashTree(root, cands); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
