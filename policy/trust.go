@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -182,4 +183,55 @@ func relativize(tp *trust.Policy, cwd string) {
 	for i := range tp.Rules {
 		tp.Rules[i].Pos = tp.Rules[i].Pos.RelTo(cwd)
 	}
+}
+
+// StoreConfig is a store owner's configuration (heph.#StoreConfig), as
+// the CLI uses it.
+type StoreConfig struct {
+	// Trust are the trust policies every admission must meet.
+	Trust []*trust.Policy
+	// SigningKey is the secret key file to sign with ("" for none),
+	// absolute.
+	SigningKey string
+}
+
+// LoadStoreConfig reads the store owner's configuration file.
+func LoadStoreConfig(cwd, file string) (*StoreConfig, error) {
+	l := lang.NewLoader(cwd)
+	cfg, err := l.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	def, err := l.Definition(cfg.Dir, "#StoreConfig")
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Value.Unify(def).Validate(); err != nil {
+		return nil, l.Diagnose(err)
+	}
+	sc := &StoreConfig{}
+	if v := cfg.Value.LookupPath(cue.ParsePath("signingKey")); v.Exists() {
+		s, err := v.String()
+		if err != nil {
+			return nil, l.Diagnose(err)
+		}
+		if !filepath.IsAbs(s) {
+			s = filepath.Join(cfg.Dir, s)
+		}
+		sc.SigningKey = s
+	}
+	if !cfg.Value.LookupPath(cue.ParsePath(eval.PolicyField)).Exists() {
+		return sc, nil
+	}
+	set, err := Load(l, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if sc.Trust, err = set.Trust(); err != nil {
+		return nil, err
+	}
+	for _, tp := range sc.Trust {
+		relativize(tp, cwd)
+	}
+	return sc, nil
 }

@@ -84,3 +84,21 @@ func TestLoadTrustRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadStoreConfig(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "config.cue")
+	src := "package store\n\nimport \"hephc.dev/heph\"\n\nheph.#StoreConfig & {\n\tpolicy: trust: people: alice: keys: [{key: \"" + trustKey(t, "alice") + "\"}]\n\tsigningKey: \"keys/alice.key\"\n}\n"
+	os.WriteFile(f, []byte(src), 0o644)
+	sc, err := LoadStoreConfig(dir, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.SigningKey != filepath.Join(dir, "keys", "alice.key") || len(sc.Trust) != 1 || sc.Trust[0].People[0].Name != "alice" {
+		t.Fatalf("got %+v", sc)
+	}
+	os.WriteFile(f, []byte("package store\n\nimport \"hephc.dev/heph\"\n\nheph.#StoreConfig & {signingKey: 3}\n"), 0o644)
+	if _, err := LoadStoreConfig(dir, f); err == nil || !strings.Contains(err.Error(), "config.cue:") {
+		t.Fatalf("a bad signingKey: got %v, want an error with a position", err)
+	}
+}

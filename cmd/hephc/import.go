@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 
 	"hephc.dev/hephc/archive"
 	"hephc.dev/hephc/policy"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
 )
@@ -78,24 +81,13 @@ func runImport(e *env, fs *pflag.FlagSet, args []string) error {
 }
 
 // trustPolicies returns the trust policies that admission must meet: the
-// store owner's (STORE/config.cue, refused if others may write it) and
-// those of files.
+// store owner's (STORE/config.cue) and those of files.
 func trustPolicies(e *env, st *store.Store, files []string) ([]*trust.Policy, error) {
-	var out []*trust.Policy
-	owner := filepath.Join(st.Dir, OwnerConfigFile)
-	if fi, err := os.Lstat(owner); err == nil {
-		if err := checkOwnerOnly(owner, fi); err != nil {
-			return nil, err
-		}
-		ps, err := policy.LoadTrust(e.cwd, owner)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range ps {
-			p.Source = "the store owner's policy (" + owner + ")"
-		}
-		out = append(out, ps...)
+	owner, err := ownerConfig(e, st)
+	if err != nil {
+		return nil, err
 	}
+	out := owner.Trust
 	for _, f := range files {
 		ps, err := policy.LoadTrust(e.cwd, absPath(e.cwd, f))
 		if err != nil {
@@ -104,6 +96,31 @@ func trustPolicies(e *env, st *store.Store, files []string) ([]*trust.Policy, er
 		out = append(out, ps...)
 	}
 	return out, nil
+}
+
+// ownerConfig reads the store owner's configuration, STORE/config.cue
+// (heph.#StoreConfig), refused if anyone but its owner may write it; a
+// store without one has an empty configuration.
+func ownerConfig(e *env, st *store.Store) (*policy.StoreConfig, error) {
+	file := filepath.Join(st.Dir, OwnerConfigFile)
+	fi, err := os.Lstat(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &policy.StoreConfig{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOwnerOnly(file, fi); err != nil {
+		return nil, err
+	}
+	sc, err := policy.LoadStoreConfig(e.cwd, file)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range sc.Trust {
+		p.Source = "the store owner's policy (" + srcpos.RelPath(e.cwd, file) + ")"
+	}
+	return sc, nil
 }
 
 // checkOwnerOnly refuses a file that anyone but its owner (this user or

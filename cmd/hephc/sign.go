@@ -18,10 +18,10 @@ const BuilderID = "https://hephc.dev/builder/v1"
 func init() {
 	register(&command{
 		name:    "sign",
-		args:    "--key FILE [--passphrase-file FILE] [--only] PATH…",
+		args:    "[--key FILE] [--passphrase-file FILE] [--only] PATH…",
 		summary: "attest store paths and their closure: an in-toto statement per path in a DSSE envelope, kept in the store",
 		flags: func(fs *pflag.FlagSet) {
-			fs.String("key", "", "the secret key file to sign with (hephc key generate)")
+			fs.String("key", "", "the secret key file to sign with (default: the store owner's signingKey, in the store's "+OwnerConfigFile+")")
 			fs.String("passphrase-file", "", "the key's passphrase, if it has one, is the first line of FILE")
 			fs.Bool("only", false, "sign only the paths given, not their closure")
 		},
@@ -33,21 +33,28 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 	keyFile, _ := fs.GetString("key")
 	passFile, _ := fs.GetString("passphrase-file")
 	only, _ := fs.GetBool("only")
-	if keyFile == "" {
-		return usagef("want --key FILE")
-	}
 	if len(args) == 0 {
 		return usagef("want at least one store path")
-	}
-	k, err := readSecretKey(e, keyFile, passFile)
-	if err != nil {
-		return err
 	}
 	st, err := openStore(e)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if keyFile == "" {
+		owner, err := ownerConfig(e, st)
+		if err != nil {
+			return err
+		}
+		if owner.SigningKey == "" {
+			return usagef("want --key FILE (the store's %s names no signingKey)", OwnerConfigFile)
+		}
+		keyFile = owner.SigningKey
+	}
+	k, err := readSecretKey(e, keyFile, passFile)
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
 	paths, err := closureArgs(ctx, e, st, args, !only)
 	if err != nil {
