@@ -224,12 +224,23 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 	if name, ok := builtins.Short(d.Builder); ok {
 		spec.Builtin = name
 	} else {
-		spec.Program = g.Expand(d, d.Builder)
+		spec.Program = expand(g, d, d.Builder)
 	}
 	for _, a := range d.Args {
-		spec.Args = append(spec.Args, g.Expand(d, a))
+		spec.Args = append(spec.Args, expand(g, d, a))
 	}
 	return spec, nil
+}
+
+// expand replaces every @{input} in s (store.Placeholders) by the input's
+// store path; a placeholder naming no input is left as it is.
+func expand(g *store.Graph, d *store.Derivation, s string) string {
+	for _, name := range store.Placeholders(s) {
+		if h, ok := d.Inputs[name]; ok {
+			s = strings.ReplaceAll(s, "@{"+name+"}", g.PathOf(h).String())
+		}
+	}
+	return s
 }
 
 func buildEnv(g *store.Graph, d *store.Derivation, p store.Path, opts Options) []string {
@@ -242,7 +253,7 @@ func buildEnv(g *store.Graph, d *store.Derivation, p store.Path, opts Options) [
 		}
 	}
 	for k, v := range d.Env {
-		env[k] = g.Expand(d, v)
+		env[k] = expand(g, d, v)
 	}
 	for k, v := range fixedEnv {
 		env[k] = v

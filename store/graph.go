@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
-	"strings"
 
 	"hephc.dev/hephc/srcpos"
 )
@@ -80,18 +79,4 @@ func (g *Graph) Closure(roots ...DrvHash) ([]DrvHash, error) {
 		}
 	}
 	return order, nil
-}
-
-// Expand replaces every @{input} in s by the input's store path.
-func (g *Graph) Expand(d *Derivation, s string) string {
-	if !strings.Contains(s, "@{") {
-		return s
-	}
-	return placeholderRE.ReplaceAllStringFunc(s, func(m string) string {
-		name := m[2 : len(m)-1]
-		if h, ok := d.Inputs[name]; ok {
-			return g.PathOf(h).String()
-		}
-		return m
-	})
 }
