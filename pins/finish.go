@@ -20,11 +20,12 @@ import (
 // new content of every file that changes, by absolute name.
 func (c *Config) Output(tableFile string) (map[string][]byte, []string, error) {
 	e := c.plan()
-	removed, err := c.dropUnused()
+	unused := c.unused()
+	c.nameEntries(unused)
+	removed, err := c.dropOrReuse(unused)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.nameEntries(removed)
 	for _, render := range e.renders {
 		if err := render(); err != nil {
 			return nil, nil, err
@@ -54,15 +55,14 @@ func (c *Config) Output(tableFile string) (map[string][]byte, []string, error) {
 	return out, removed, nil
 }
 
-// dropUnused deletes the table entries that deps lists changed here
-// referred to and that nothing refers to any more; it returns their keys.
-func (c *Config) dropUnused() ([]string, error) {
+// unused returns the keys of the table entries that deps lists changed
+// here referred to and that nothing refers to any more.
+func (c *Config) unused() []string {
 	e := c.plan()
-	sl := c.tableStruct()
-	if sl == nil || len(e.setDeps) == 0 {
-		return nil, nil
+	if c.tableStruct() == nil || len(e.setDeps) == 0 {
+		return nil
 	}
-	var removed []string
+	var unused []string
 	for _, key := range slices.Sorted(mapKeys(c.table.entries)) {
 		m := c.table.entries[key]
 		wasDep, usedNow := false, false
@@ -81,9 +81,33 @@ func (c *Config) dropUnused() ([]string, error) {
 		if !wasDep || usedNow || c.consumersOutsideDeps(m) || c.sourceOf(m) {
 			continue
 		}
-		if ok, err := c.deleteField(sl, key); err != nil {
+		unused = append(unused, key)
+	}
+	return unused
+}
+
+// dropOrReuse deletes the unused entries, but for those whose key a new
+// entry takes: those keep their place and comments, and get the new
+// entry's version and sum. It returns the keys deleted.
+func (c *Config) dropOrReuse(unused []string) ([]string, error) {
+	e := c.plan()
+	sl := c.tableStruct()
+	var removed []string
+	for _, key := range unused {
+		m := c.table.entries[key]
+		if n, reused := e.newEntries[key]; reused && m.VersionLit != nil && m.SumLit != nil {
+			if err := c.SetModule(m, n.Version, n.Sum); err != nil {
+				return nil, err
+			}
+			delete(e.newEntries, key)
+			delete(e.expect().programs, TableField+"."+key)
+			continue
+		}
+		ok, err := c.deleteField(sl, key)
+		if err != nil {
 			return nil, err
-		} else if ok {
+		}
+		if ok {
 			removed = append(removed, key)
 			e.expect().dropped[m.Attr] = true
 		}
@@ -139,9 +163,9 @@ func labelName(f *ast.Field) string {
 	return ""
 }
 
-// nameEntries names the planned new table entries; the keys of removed
+// nameEntries names the planned new table entries; the keys of unused
 // entries are free again, and so is a plain name whose other versions
-// are all removed.
+// are all unused.
 func (c *Config) nameEntries(removed []string) {
 	e := c.plan()
 	gone := make(map[string]bool)
