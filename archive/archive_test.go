@@ -155,8 +155,11 @@ func storeState(t testing.TB, s *store.Store) string {
 		fmt.Fprintln(&b, strings.TrimPrefix(p, s.Dir))
 		return nil
 	})
-	ps, _ := s.ValidPaths(context.Background(), nil)
-	fmt.Fprintln(&b, len(ps))
+	ps, err := s.ValidPathList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(&b, ps)
 	return b.String()
 }
 

@@ -24,8 +24,7 @@ import (
 
 // Source is what Export reads of a store.
 type Source interface {
-	QueryPathInfo(ctx context.Context, p store.Path) (*store.PathInfo, bool, error)
-	Physical(p store.Path) string
+	PathInfoSource
 	LoadDerivation(ctx context.Context, h store.DrvHash) (*store.SavedDerivation, bool, error)
 }
 
@@ -53,6 +52,12 @@ func Export(ctx context.Context, src Source, ps []store.Path, dir string, opts E
 	if err := emptyDir(dir); err != nil {
 		return nil, err
 	}
+	// The paths stay valid while they are read.
+	gcLock, err := src.LockGC(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	defer gcLock.Unlock()
 	l, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return nil, fmt.Errorf("exporting to %s: %w", dir, err)

@@ -159,6 +159,7 @@ func parseEntry(m *v1.Manifest, desc v1.Descriptor) (*Entry, error) {
 
 // PathInfoSource is what StoreSubject reads of a store.
 type PathInfoSource interface {
+	LockGC(ctx context.Context, exclusive bool) (*store.Lock, error)
 	QueryPathInfo(ctx context.Context, p store.Path) (*store.PathInfo, bool, error)
 	Physical(p store.Path) string
 }
@@ -167,6 +168,11 @@ type PathInfoSource interface {
 // what the store recorded, and the diff id of its layer (one read of its
 // content).
 func StoreSubject(ctx context.Context, src PathInfoSource, p store.Path) (trust.Subject, error) {
+	gcLock, err := src.LockGC(ctx, false)
+	if err != nil {
+		return trust.Subject{}, err
+	}
+	defer gcLock.Unlock()
 	info, ok, err := src.QueryPathInfo(ctx, p)
 	if err != nil {
 		return trust.Subject{}, err
