@@ -124,6 +124,29 @@ func (p *Policy) Keys() Keys {
 	return ks
 }
 
+// KeyStatus says whose key id is in p and, when its signatures count for
+// nothing at now, why (revoked, expired); known is false for a key p does
+// not list.
+func (p *Policy) KeyStatus(id KeyID, now time.Time) (person string, known bool, problem string) {
+	for _, pe := range p.People {
+		for _, k := range pe.Keys {
+			if k.Public.ID() != id {
+				continue
+			}
+			for _, r := range p.Revoked {
+				if r.Key == id {
+					return pe.Name, true, "revoked (" + r.Reason + ")"
+				}
+			}
+			if !k.Expires.IsZero() && !now.Before(k.Expires) {
+				return pe.Name, true, "expired on " + k.Expires.UTC().Format(time.RFC3339)
+			}
+			return pe.Name, true, ""
+		}
+	}
+	return "", false, ""
+}
+
 // Candidate is a store path asking to be admitted.
 type Candidate struct {
 	Subject Subject

@@ -474,3 +474,25 @@ func TestNoRulesMeansOneSignature(t *testing.T) {
 		t.Fatalf("one signature: %v", d.Violations)
 	}
 }
+
+func TestKeyStatus(t *testing.T) {
+	p := testPolicy(t)
+	bob, carol := testKey(t, "bob").Public().ID(), testKey(t, "carol").Public().ID()
+	p.Revoked = []Revocation{{Key: bob, Reason: "lost"}}
+	p.People[2].Keys[0].Expires = testNow
+	for _, tc := range []struct {
+		id            KeyID
+		person, probl string
+		known         bool
+	}{
+		{testKey(t, "alice2").Public().ID(), "alice", "", true},
+		{bob, "bob", "revoked (lost)", true},
+		{carol, "carol", "expired on 2026-11-27T12:00:00Z", true},
+		{testKey(t, "mallory").Public().ID(), "", "", false},
+	} {
+		person, known, problem := p.KeyStatus(tc.id, testNow)
+		if person != tc.person || known != tc.known || problem != tc.probl {
+			t.Errorf("%s: got %q %v %q, want %q %v %q", tc.id, person, known, problem, tc.person, tc.known, tc.probl)
+		}
+	}
+}

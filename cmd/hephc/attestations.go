@@ -116,6 +116,7 @@ func attestationRows(ctx context.Context, st *store.Store, p store.Path, policie
 			}
 		}
 	}
+	now := time.Now()
 	var rows []jsonAttestation
 	for _, env := range envs {
 		c, ids, err := trust.ReadClaim(env)
@@ -133,6 +134,11 @@ func attestationRows(ctx context.Context, st *store.Store, p store.Path, policie
 			}
 			for _, a := range v.Attestations {
 				status[a.Key] = "valid"
+				for _, pol := range policies {
+					if _, known, problem := pol.KeyStatus(a.Key, now); known && problem != "" {
+						status[a.Key] = "valid signature, but the key is " + problem + " in " + pol.Source
+					}
+				}
 				if !a.Subject.Equal(sub) {
 					status[a.Key] = "valid, but for other bytes than the store's"
 				}
