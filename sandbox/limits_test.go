@@ -237,3 +237,14 @@ func TestSizeString(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRunWithLimits is BenchmarkRun with the default limits: a cgroup
+// made and removed for each build where the machine has one.
+func BenchmarkRunWithLimits(b *testing.B) {
+	requireNamespaces(b)
+	for b.Loop() {
+		if err := Run(context.Background(), &Spec{Builtin: "true", Limits: DefaultLimits}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

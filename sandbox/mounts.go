@@ -34,10 +34,11 @@ type source struct {
 	dir         bool
 	readOnly    bool
 	device      bool // keep device nodes usable (no MS_NODEV)
-	// A file's directory, O_PATH, and the file's name in it; -1 if the
-	// file is a mount point itself, or a device.
-	parentFD int
-	name     string
+	// A file's directory, O_PATH, its path, and the file's name in it;
+	// parentFD is -1 if the file is a mount point itself, or a device.
+	parentFD   int
+	parentPath string
+	name       string
 	workFD   int // a writable directory's overlay work directory, or -1
 }
 
@@ -87,7 +88,7 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 		}
 		s.workFD = o.keep(wfd)
 	case !s.dir && !device:
-		s.parentFD, s.name = o.parent(fd)
+		s.parentFD, s.parentPath, s.name = o.parent(fd)
 	}
 	o.sources = append(o.sources, s)
 	return nil
@@ -95,24 +96,24 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 
 // parent opens the directory of the file open as fd, unless the file is
 // a mount point itself (its directory's overlay would show what is
-// beneath).
-func (o *opener) parent(fd int) (int, string) {
+// beneath), and returns it, its path and the file's name.
+func (o *opener) parent(fd int) (int, string, string) {
 	real, err := os.Readlink(fdPath(fd))
 	if err != nil || !filepath.IsAbs(real) || strings.HasSuffix(real, " (deleted)") {
-		return -1, ""
+		return -1, "", ""
 	}
 	pfd, err := unix.Open(filepath.Dir(real), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, ""
+		return -1, "", ""
 	}
 	var a, b unix.Statx_t
 	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &a) != nil ||
 		unix.Statx(pfd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &b) != nil ||
 		a.Mask&b.Mask&unix.STATX_MNT_ID == 0 || a.Mnt_id != b.Mnt_id {
 		unix.Close(pfd)
-		return -1, ""
+		return -1, "", ""
 	}
-	return o.keep(pfd), filepath.Base(real)
+	return o.keep(pfd), filepath.Dir(real), filepath.Base(real)
 }
 
 // overlayMounter mounts the overlays, remembering the file systems it
@@ -123,7 +124,7 @@ type overlayMounter struct {
 	// buildIDs: the build has host ids of its own, and the init's
 	// thread works as the build user (see asCaller).
 	buildIDs bool
-	staged   map[int]string // parent directory fd → staging point
+	staged   map[string]string // parent directory → staging point
 	warnings []string
 }
 
@@ -178,7 +179,7 @@ func (m *overlayMounter) mountFile(s *source) error {
 		m.warn(s, errors.New("it is a mount point of its own"))
 		return m.r.bind(s)
 	}
-	stage, ok := m.staged[s.parentFD]
+	stage, ok := m.staged[s.parentPath]
 	if !ok {
 		stage = fmt.Sprintf("/.hephc/stage/%d", len(m.staged))
 		fd, err := m.r.open(stage, true, true)
@@ -194,7 +195,7 @@ func (m *overlayMounter) mountFile(s *source) error {
 			m.warn(s, err)
 			return m.r.bind(s)
 		}
-		m.staged[s.parentFD] = stage
+		m.staged[s.parentPath] = stage
 	}
 	fd := -1
 	err := m.asCaller(func() error {
