@@ -39,7 +39,7 @@ type source struct {
 	parentFD   int
 	parentPath string
 	name       string
-	workFD   int // a writable directory's overlay work directory, or -1
+	workFD     int // a writable directory's overlay work directory, or -1
 }
 
 // opener opens the sources of the sandbox's mounts and closes them when
