@@ -37,7 +37,7 @@ func (r *Resolver) checkOffline(ctx context.Context, tc *Toolchain, src *Source,
 	if _, err := r.goList(ctx, tc, src, packages, optional, env); err == nil {
 		return nil, nil
 	}
-	r.logf("%s: the pinned modules' go.mod files do not load its module graph offline: adding those its go.sum lists", src.Module)
+	r.logf("%s: loading its module graph offline also needs the go.mod files its go.sum lists", src.Module)
 	tree := filepath.Join(src.tmp, "modfiles")
 	mf, err := r.modFiles(ctx, src, tree)
 	if err != nil {
