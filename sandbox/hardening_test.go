@@ -269,3 +269,29 @@ func TestBuildUIDsAreDistinct(t *testing.T) {
 		t.Errorf("after release got uid %d, want %d or lower again", ids.uid, low)
 	}
 }
+
+// TestUIDLockRefusesOthersDirectories: the lock file is not opened where
+// another user could have put a link in its place.
+func TestUIDLockRefusesOthersDirectories(t *testing.T) {
+	if !privileged() {
+		t.Skip("build uids of their own are for a caller that is root")
+	}
+	top := t.TempDir()
+	open := filepath.Join(top, "open")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	if _, err := openUIDLock(filepath.Join(open, "l")); err == nil || !strings.Contains(err.Error(), "writable only by it") {
+		t.Errorf("a world-writable directory: got %v", err)
+	}
+	theirs := filepath.Join(top, "theirs")
+	os.Mkdir(theirs, 0o755)
+	os.Chown(theirs, 12345, 12345)
+	if _, err := openUIDLock(filepath.Join(theirs, "sub", "l")); err == nil {
+		t.Error("a directory below another user's: got no error")
+	}
+	f, err := openUIDLock(filepath.Join(top, "ok", "l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}

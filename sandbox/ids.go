@@ -18,7 +18,7 @@ import (
 // so that nothing in the sandbox is host root: the build's uid 1000 maps
 // to it and nothing maps to host uid 0. Concurrent builds, in this process
 // or any other, never share one: a build holds an open file description
-// lock (F_OFD_SETLK) on byte N of BuildUIDLock while it uses uid
+// lock (F_OFD_SETLK) on byte N of a file, BuildUIDLocks, while it uses uid
 // FirstBuildUID+N, and the lock goes when the build's descriptor is
 // closed, also when the process dies.
 
@@ -29,8 +29,9 @@ const (
 	BuildUIDs     = 1 << 15
 )
 
-// BuildUIDLock is the file whose bytes are the locks on build uids.
-const BuildUIDLock = "/run/hephc/build-uids.lock"
+// BuildUIDLocks are the files whose bytes are the locks on build uids:
+// the first whose directory root can make and own is used.
+var BuildUIDLocks = []string{"/run/hephc/build-uids.lock", "/var/lib/hephc/build-uids.lock"}
 
 // hostIDs are the host uid and gid of a build, and who to give its files
 // back to.
@@ -50,9 +51,17 @@ func allocIDs() (*hostIDs, error) {
 	if !privileged() {
 		return ids, nil
 	}
-	f, err := openUIDLock(BuildUIDLock)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: choosing a build uid: %w", err)
+	var f *os.File
+	var errs []error
+	for _, p := range BuildUIDLocks {
+		var err error
+		if f, err = openUIDLock(p); err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if f == nil {
+		return nil, fmt.Errorf("sandbox: choosing a build uid: %w", errors.Join(errs...))
 	}
 	for n := int64(0); n < BuildUIDs; n++ {
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: n, Len: 1}
@@ -63,7 +72,7 @@ func allocIDs() (*hostIDs, error) {
 		}
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
 			f.Close()
-			return nil, fmt.Errorf("sandbox: choosing a build uid: locking %s: %w", BuildUIDLock, err)
+			return nil, fmt.Errorf("sandbox: choosing a build uid: locking %s: %w", f.Name(), err)
 		}
 	}
 	f.Close()
@@ -95,6 +104,18 @@ func openUIDLock(p string) (*os.File, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0 {
 		return nil, fmt.Errorf("%s must be a directory owned by root and writable only by it", dir)
+	}
+	// Nor may the directories above it let others swap it.
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		if err := unix.Stat(d, &st); err != nil {
+			return nil, err
+		}
+		if st.Uid != 0 || (st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0) {
+			return nil, fmt.Errorf("%s must be in directories only root may change (%s is not)", p, d)
+		}
+		if d == "/" {
+			break
+		}
 	}
 	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
