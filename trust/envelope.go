@@ -12,8 +12,12 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 )
 
-// MaxEnvelopeSize is the largest envelope hephc reads.
-const MaxEnvelopeSize = 1 << 20
+// MaxEnvelopeSize is the largest envelope hephc reads, and
+// MaxSignatures the most signatures it checks in one.
+const (
+	MaxEnvelopeSize = 1 << 20
+	MaxSignatures   = 64
+)
 
 // signer makes a SecretKey a DSSE signer.
 type signer struct{ k *SecretKey }
@@ -99,6 +103,9 @@ func VerifyEnvelope(b []byte, keys KeyRing) (*Verified, error) {
 	}
 	if len(env.Signatures) == 0 {
 		return nil, fmt.Errorf("envelope has no signatures")
+	}
+	if len(env.Signatures) > MaxSignatures {
+		return nil, fmt.Errorf("envelope has %d signatures, more than %d", len(env.Signatures), MaxSignatures)
 	}
 	v := &Verified{Envelope: EnvelopeDigest(b)}
 	pae := dsse.PAE(env.PayloadType, payload)

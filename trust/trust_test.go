@@ -245,10 +245,15 @@ func TestMalformedEnvelopes(t *testing.T) {
 		return b
 	}
 	for name, b := range map[string][]byte{
-		"not json":       []byte("{"),
-		"unknown field":  []byte(strings.Replace(string(good), `{"payloadType"`, `{"extra":1,"payloadType"`, 1)),
-		"payload type":   mk(func(c *dsse.Envelope) { c.PayloadType = "text/plain" }),
-		"no signatures":  mk(func(c *dsse.Envelope) { c.Signatures = nil }),
+		"not json":      []byte("{"),
+		"unknown field": []byte(strings.Replace(string(good), `{"payloadType"`, `{"extra":1,"payloadType"`, 1)),
+		"payload type":  mk(func(c *dsse.Envelope) { c.PayloadType = "text/plain" }),
+		"no signatures": mk(func(c *dsse.Envelope) { c.Signatures = nil }),
+		"too many signatures": mk(func(c *dsse.Envelope) {
+			for range MaxSignatures {
+				c.Signatures = append(c.Signatures, c.Signatures[0])
+			}
+		}),
 		"url base64":     mk(func(c *dsse.Envelope) { c.Payload = strings.NewReplacer("+", "-", "/", "_").Replace(c.Payload) + "!" }),
 		"trailing value": append(append([]byte(nil), good...), []byte(" {}")...),
 		"huge":           make([]byte, MaxEnvelopeSize+1),
