@@ -10,7 +10,7 @@
 // first thing in main (and TestMain).
 //
 // What a build cannot do, and the tests that say so (sandbox_test.go,
-// limits_test.go, net_test.go):
+// hardening_test.go, limits_test.go, net_test.go):
 //
 //   - See host files: its root is a tmpfs holding its mounts, inputs
 //     read-only, and /proc/self/mountinfo names no host path
@@ -36,8 +36,10 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"runtime"
@@ -205,7 +207,12 @@ func (r *run) prepare() error {
 		}
 		// Without a work directory, the mount is bound as it is.
 		w := workDir(m.Source)
-		if err := os.Mkdir(w, 0o700); err != nil {
+		err = os.Mkdir(w, 0o700)
+		if errors.Is(err, fs.ErrExist) { // left by a build that was killed
+			removeWorkDir(w)
+			err = os.Mkdir(w, 0o700)
+		}
+		if err != nil {
 			continue
 		}
 		r.works = append(r.works, w)
