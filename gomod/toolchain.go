@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"go/version"
 	"os"
@@ -40,6 +39,9 @@ func ToolchainGoVersion(v string) (goVersion, platform string, err error) {
 		return "", "", fmt.Errorf("%s@%s: not a toolchain version (want v0.0.1-GOVERSION.GOOS-GOARCH)", ToolchainModule, v)
 	}
 	goVersion, platform = rest[:i], rest[i+1:]
+	if goos, goarch, ok := strings.Cut(platform, "-"); !ok || goos == "" || goarch == "" {
+		return "", "", fmt.Errorf("%s@%s: not a toolchain version (want v0.0.1-GOVERSION.GOOS-GOARCH)", ToolchainModule, v)
+	}
 	if !version.IsValid(goVersion) {
 		return "", "", fmt.Errorf("%s@%s: %q is not a Go version", ToolchainModule, v, goVersion)
 	}
@@ -184,4 +186,3 @@ func firstRelease(goVersion string) string {
 	return goVersion
 }
 
-var errNoGoLine = errors.New("no go line")
