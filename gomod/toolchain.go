@@ -185,4 +185,3 @@ func firstRelease(goVersion string) string {
 	}
 	return goVersion
 }
-
