@@ -44,6 +44,10 @@ type Options struct {
 	// Events receives progress; nil discards it. It is called from several
 	// goroutines, one event at a time.
 	Events func(Event)
+	// Substitutes are stores a missing output is copied from, before it
+	// would be built, by the first that has it (with Substitute's
+	// checks); none builds everything.
+	Substitutes []Source
 }
 
 // DefaultBuildTimeout limits a build when Options.Timeout is 0.
@@ -63,6 +67,8 @@ const (
 	EventSkipped
 	// EventValid: another process built it while this one waited.
 	EventValid
+	// EventSubstituted: copied from one of Options.Substitutes.
+	EventSubstituted
 )
 
 // Event is progress of a realization.
@@ -79,10 +85,11 @@ type Event struct {
 type Result struct {
 	// Paths are the roots' outputs, in the order of the roots given.
 	Paths []store.Path
-	// Built and Fetched are the paths built and fetched by this run;
-	// WouldBuild and WouldFetch what a dry run would do.
-	Built, Fetched         []store.Path
-	WouldBuild, WouldFetch []store.Path
+	// Built and Fetched are the paths built and fetched by this run, and
+	// Substituted those copied from Options.Substitutes; WouldBuild and
+	// WouldFetch what a dry run would do.
+	Built, Fetched, Substituted []store.Path
+	WouldBuild, WouldFetch      []store.Path
 }
 
 // BuildError is a failed build: which derivation, where it is written,
@@ -239,7 +246,7 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 			}
 			defer func() { <-sem }()
 			safeEmit(Event{Kind: EventStarted, Drv: h, Path: p, Fixed: d.IsFixedOutput()})
-			info, built, err := buildOne(ctx, st, g, h, opts)
+			info, how, err := buildOne(ctx, st, g, h, opts)
 			if err != nil && ctx.Err() != nil && parent.Err() == nil {
 				// Stopped because another build failed: not a failure
 				// of its own.
@@ -257,23 +264,27 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 				}
 				return
 			}
-			if !built {
+			if how == EventValid {
 				safeEmit(Event{Kind: EventValid, Drv: h, Path: p})
 				return
 			}
 			mu.Lock()
-			if d.IsFixedOutput() {
+			switch {
+			case how == EventSubstituted:
+				res.Substituted = append(res.Substituted, p)
+			case d.IsFixedOutput():
 				res.Fetched = append(res.Fetched, p)
-			} else {
+			default:
 				res.Built = append(res.Built, p)
 			}
 			mu.Unlock()
-			safeEmit(Event{Kind: EventBuilt, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
+			safeEmit(Event{Kind: how, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
 		}(h)
 	}
 	wg.Wait()
 	sortPaths(res.Built)
 	sortPaths(res.Fetched)
+	sortPaths(res.Substituted)
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return res, errors.Join(errs...)
@@ -282,22 +293,32 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 	return res, parent.Err()
 }
 
-// buildOne builds h unless it became valid meanwhile; built is false then.
-// It holds h's lock from before it looks until the output is installed.
-func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options) (info *store.PathInfo, built bool, err error) {
-	lock, err := st.LockPath(ctx, g.PathOf(h))
+// buildOne makes h's output valid unless it became valid meanwhile:
+// copied from a substitute that has it, else built. how says which
+// (EventValid, EventSubstituted, EventBuilt). It holds h's lock from
+// before it looks until the output is installed.
+func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options) (info *store.PathInfo, how EventKind, err error) {
+	p := g.PathOf(h)
+	lock, err := st.LockPath(ctx, p)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	defer lock.Unlock()
-	if info, ok, err := st.QueryPathInfo(ctx, g.PathOf(h)); err != nil || ok {
-		return info, false, err
+	if info, ok, err := st.QueryPathInfo(ctx, p); err != nil || ok {
+		return info, EventValid, err
+	}
+	for _, src := range opts.Substitutes {
+		sinfo, ok, err := src.QueryPathInfo(ctx, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("substituting %s: %w", p, err)
+		}
+		if ok {
+			info, err := substituteOne(ctx, st, src, sinfo, lock)
+			return info, EventSubstituted, err
+		}
 	}
 	info, err = build(ctx, st, g, h, opts, lock, nil)
-	if err != nil {
-		return nil, false, err
-	}
-	return info, true, nil
+	return info, EventBuilt, err
 }
 
 func sortPaths(ps []store.Path) {

@@ -66,7 +66,7 @@ func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Pa
 		if valid[p] {
 			continue
 		}
-		if err := substituteOne(ctx, st, src, infos[p]); err != nil {
+		if _, err := substituteOne(ctx, st, src, infos[p], nil); err != nil {
 			return done, err
 		}
 		done = append(done, p)
@@ -98,26 +98,27 @@ func dependencyOrder(ps []store.Path, infos map[store.Path]*store.PathInfo) []st
 	return out
 }
 
-// substituteOne copies the path info describes from src into st.
-func substituteOne(ctx context.Context, st *store.Store, src Source, info *store.PathInfo) error {
+// substituteOne copies the path info describes from src into st; lock,
+// if not nil, is its lock, held by the caller.
+func substituteOne(ctx context.Context, st *store.Store, src Source, info *store.PathInfo, lock *store.Lock) (*store.PathInfo, error) {
 	p := info.Path
 	if info.CA != "" {
 		d := &store.Derivation{Name: p.Name, OutputHash: info.CA}
 		if h, err := d.Hash(); err != nil || h != p.Hash || strings.HasPrefix(info.CA, "blake3:") && info.CA != info.ContentHash.String() {
-			return fmt.Errorf("substituting %s: its pin %s does not make it, or is not its content hash %s", p, info.CA, info.ContentHash)
+			return nil, fmt.Errorf("substituting %s: its pin %s does not make it, or is not its content hash %s", p, info.CA, info.ContentHash)
 		}
 	}
 	tmp, err := st.TempDir("add-substitute-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer fstree.RemoveTree(tmp)
 	out := filepath.Join(tmp, "out")
 	if err := fetchTree(ctx, src, p, out, info.Size); err != nil {
-		return fmt.Errorf("substituting %s: %w", p, err)
+		return nil, fmt.Errorf("substituting %s: %w", p, err)
 	}
-	_, err = st.Install(ctx, store.InstallRequest{
-		Path: p, Source: out, References: info.References, Deriver: info.Deriver, CA: info.CA,
+	return st.Install(ctx, store.InstallRequest{
+		Path: p, Source: out, Lock: lock, References: info.References, Deriver: info.Deriver, CA: info.CA,
 		Check: func(_ string, got *store.PathInfo) error {
 			if got.ContentHash != info.ContentHash {
 				return fmt.Errorf("substituting %s: its content hashes to %s, the source says %s", p, got.ContentHash, info.ContentHash)
@@ -128,7 +129,6 @@ func substituteOne(ctx context.Context, st *store.Store, src Source, info *store
 			return nil
 		},
 	})
-	return err
 }
 
 // fetchTree extracts src's export of p at out, reading at most size bytes

@@ -128,3 +128,30 @@ func TestSubstituteRefusesWhatTheSourceDoesNotSay(t *testing.T) {
 		})
 	}
 }
+
+// TestRealizeSubstitutes realizes in a second store what the first has:
+// nothing is built there, everything copied.
+func TestRealizeSubstitutes(t *testing.T) {
+	f, pa, pb, _ := substituteFixture(t)
+	other := storetest.New(t, t.TempDir())
+	b := pb.Hash
+	res, err := realize.Realize(context.Background(), other.St, f.G, []store.DrvHash{b}, realize.Options{Substitutes: []realize.Source{f.St}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []store.Path{pa, pb}; !slices.Equal(res.Substituted, sortedPaths(want)) || len(res.Built)+len(res.Fetched) != 0 {
+		t.Fatalf("substituted %v, built %v, fetched %v; want %v substituted, nothing built", res.Substituted, res.Built, res.Fetched, want)
+	}
+	if n := storetest.BuildCount(t, other.St, b); n != 0 {
+		t.Errorf("b was built %d times in the second store, want never", n)
+	}
+	if err := realize.VerifyPath(context.Background(), other.St, pb); err != nil {
+		t.Error(err)
+	}
+}
+
+func sortedPaths(ps []store.Path) []store.Path {
+	ps = slices.Clone(ps)
+	slices.SortFunc(ps, func(a, b store.Path) int { return strings.Compare(a.String(), b.String()) })
+	return ps
+}

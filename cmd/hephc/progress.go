@@ -52,7 +52,7 @@ func (p *progress) event(ev realize.Event) {
 		if !p.live {
 			fmt.Fprintf(p.e.stderr, "%s %s\n", verb, ev.Path)
 		}
-	case realize.EventBuilt, realize.EventValid:
+	case realize.EventBuilt, realize.EventValid, realize.EventSubstituted:
 		delete(p.running, ev.Path)
 		p.finished++
 		if ev.Fixed {
