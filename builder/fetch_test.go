@@ -16,6 +16,7 @@ import (
 
 	_ "hephc.dev/hephc/builder"
 	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/internal/storetest"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/srcpos"
@@ -92,7 +93,7 @@ func TestFetchGoModFromFileProxy(t *testing.T) {
 	if err != nil || !strings.Contains(string(b), "Answer = 42") {
 		t.Fatalf("got %q (%v), want the module's file", b, err)
 	}
-	if err := realize.VerifyPath(context.Background(), st, p); err != nil {
+	if err := storetest.VerifyPath(st, p); err != nil {
 		t.Error(err)
 	}
 	info, _, _ := st.QueryPathInfo(context.Background(), p)

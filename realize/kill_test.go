@@ -78,7 +78,7 @@ func TestRealizeSurvivesSIGKILL(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range valid {
-			if err := realize.VerifyPath(context.Background(), f.St, p); err != nil {
+			if err := storetest.VerifyPath(f.St, p); err != nil {
 				t.Fatalf("after a kill at %v: %v", delay, err)
 			}
 		}
@@ -98,7 +98,7 @@ func TestRealizeSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("realize after the kills: %v", err)
 	}
 	for _, h := range roots {
-		if err := realize.VerifyPath(context.Background(), f.St, f.G.PathOf(h)); err != nil {
+		if err := storetest.VerifyPath(f.St, f.G.PathOf(h)); err != nil {
 			t.Error(err)
 		}
 	}

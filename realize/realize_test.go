@@ -49,7 +49,7 @@ func TestRealizeBuildsRegistersAndFindsReferences(t *testing.T) {
 	if len(info.References) != 1 || info.References[0] != f.G.PathOf(a) {
 		t.Errorf("got references %v, want [%s] (the tool is an input but not referenced)", info.References, f.G.PathOf(a))
 	}
-	if err := realize.VerifyPath(context.Background(), f.St, pb); err != nil {
+	if err := storetest.VerifyPath(f.St, pb); err != nil {
 		t.Error(err)
 	}
 	fi, err := os.Stat(filepath.Join(f.St.Physical(pb), "ref-A"))

@@ -42,17 +42,6 @@ func (p *VerifyProblem) Error() string {
 
 func (p *VerifyProblem) Unwrap() error { return p.Err }
 
-// VerifyPath re-hashes p's content and compares it with what the database
-// recorded when p was registered; a mismatch is a *VerifyProblem.
-func VerifyPath(ctx context.Context, st *store.Store, p store.Path) error {
-	if prob, err := verifyOne(ctx, st, p); err != nil {
-		return err
-	} else if prob != nil {
-		return prob
-	}
-	return nil
-}
-
 // verifyOne hashes the valid path p's content and compares it with what
 // the database recorded.
 func verifyOne(ctx context.Context, st *store.Store, p store.Path) (*VerifyProblem, error) {

@@ -72,7 +72,7 @@ func TestVerifyFindsAndRepairsAFlippedByte(t *testing.T) {
 	if len(problems) != 1 || problems[0].Path != pa || problems[0].Want != info.ContentHash || problems[0].Got == info.ContentHash || problems[0].Err != nil {
 		t.Fatalf("got problems %v, want one: %s modified", problems, pa)
 	}
-	if err := realize.VerifyPath(ctx, f.St, pa); err == nil {
+	if err := storetest.VerifyPath(f.St, pa); err == nil {
 		t.Fatalf("VerifyPath: got no error for a modified path")
 	}
 	t.Log(problems[0])

@@ -163,3 +163,16 @@ func Valid(t *testing.T, st *store.Store, ps ...store.Path) map[store.Path]bool 
 	}
 	return v
 }
+
+// VerifyPath re-hashes p's content: nil if it is what the database
+// recorded, else its problem (a *realize.VerifyProblem) or an error.
+func VerifyPath(st *store.Store, p store.Path) error {
+	problems, _, err := realize.Verify(context.Background(), st, []store.Path{p}, realize.VerifyOptions{Jobs: 1})
+	if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return problems[0]
+	}
+	return nil
+}
