@@ -1,14 +1,14 @@
 // Package realize makes the outputs of a derivation graph valid in a
 // store, and keeps them so: the scheduler (Realize: dependencies first,
 // Jobs at a time, each derivation built once even across processes), one
-// build in a sandbox (build.go), verification of paths against the
-// database and their repair by rebuilding (verify.go, repair.go), and
-// substitution from another store (Substitute). Every output enters the
-// store through store.Install, the one path in. Verification is here and
-// not in the store because it is repair's first half: both re-hash what
-// is in place against what the database recorded, using only what the
-// store lets any reader see. It never imports CUE, eval, lang or policy:
-// it is handed a store.Graph.
+// build in a sandbox (build.go), substitution from another store (Source,
+// Substitute, Options.Substitutes), and verification of paths against the
+// database and their repair by rebuilding (verify.go, repair.go). Every
+// output enters the store through store.Install, the one path in.
+// Verification is here and not in the store because it is repair's first
+// half: both re-hash what is in place against what the database recorded,
+// using only what the store lets any reader see. It never imports CUE,
+// eval, lang or policy: it is handed a store.Graph.
 package realize
 
 import (
