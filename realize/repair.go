@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"hephc.dev/hephc/store"
 )
@@ -43,7 +44,7 @@ type RepairResult struct {
 // what became of each, in that order. opts are as for Realize, for the
 // inputs a rebuild needs that are not valid any more.
 func Repair(ctx context.Context, st *store.Store, ps []store.Path, opts Options) ([]RepairResult, error) {
-	ordered, err := referencesFirst(ctx, st, ps)
+	ordered, _, err := referencesFirst(ctx, st, ps)
 	if err != nil {
 		return nil, err
 	}
@@ -57,19 +58,19 @@ func Repair(ctx context.Context, st *store.Store, ps []store.Path, opts Options)
 	return res, nil
 }
 
-// referencesFirst orders ps so that each valid one comes after the
-// paths of ps it refers to, directly or not; ties, and the paths that
-// are not valid (at the end), sorted.
-func referencesFirst(ctx context.Context, st *store.Store, ps []store.Path) ([]store.Path, error) {
-	sorted := slices.Clone(ps)
-	sortPaths(sorted)
-	sorted = slices.Compact(sorted)
-	infos := make(map[store.Path]*store.PathInfo, len(sorted))
+// referencesFirst orders ps so that each path valid in src comes after
+// the paths of ps it refers to, directly or not (the references outside
+// ps are followed too, for what they reach of ps); ties, and the paths
+// that are not valid (at the end), sorted. infos holds what src knows of
+// every valid path of ps.
+func referencesFirst(ctx context.Context, src Source, ps []store.Path) (order []store.Path, infos map[store.Path]*store.PathInfo, err error) {
+	sorted := slices.Compact(slices.SortedFunc(slices.Values(ps), func(a, b store.Path) int { return strings.Compare(a.String(), b.String()) }))
+	infos = make(map[store.Path]*store.PathInfo, len(sorted))
 	var invalid []store.Path
 	for _, p := range sorted {
-		info, ok, err := st.QueryPathInfo(ctx, p)
+		info, ok, err := src.QueryPathInfo(ctx, p)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			invalid = append(invalid, p)
@@ -77,10 +78,6 @@ func referencesFirst(ctx context.Context, st *store.Store, ps []store.Path) ([]s
 		}
 		infos[p] = info
 	}
-	// Depth first through the references, each path after those it
-	// reaches; references outside ps are followed too, for what they
-	// reach of ps.
-	var out []store.Path
 	done := make(map[store.Path]bool)
 	var visit func(p store.Path) error
 	visit = func(p store.Path) error {
@@ -91,7 +88,7 @@ func referencesFirst(ctx context.Context, st *store.Store, ps []store.Path) ([]s
 		info, ok := infos[p]
 		if !ok {
 			var err error
-			if info, ok, err = st.QueryPathInfo(ctx, p); err != nil || !ok {
+			if info, ok, err = src.QueryPathInfo(ctx, p); err != nil || !ok {
 				return err
 			}
 		}
@@ -101,18 +98,18 @@ func referencesFirst(ctx context.Context, st *store.Store, ps []store.Path) ([]s
 			}
 		}
 		if _, mine := infos[p]; mine {
-			out = append(out, p)
+			order = append(order, p)
 		}
 		return nil
 	}
 	for _, p := range sorted {
 		if _, ok := infos[p]; ok {
 			if err := visit(p); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
-	return append(out, invalid...), nil
+	return append(order, invalid...), infos, nil
 }
 
 // RepairPath rebuilds p (or refetches it: a fixed-output derivation's

@@ -50,21 +50,17 @@ func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Pa
 	if err != nil {
 		return nil, err
 	}
-	infos := make(map[store.Path]*store.PathInfo, len(closure))
-	for _, p := range closure {
-		info, ok, err := src.QueryPathInfo(ctx, p)
-		if err != nil {
-			return nil, fmt.Errorf("substituting %s: %w", p, err)
-		}
-		if !ok {
-			return nil, fmt.Errorf("substituting %s: the source does not have it", p)
-		}
-		infos[p] = info
+	order, infos, err := referencesFirst(ctx, src, closure)
+	if err != nil {
+		return nil, fmt.Errorf("substituting: %w", err)
 	}
 	var done []store.Path
-	for _, p := range dependencyOrder(closure, infos) {
+	for _, p := range order {
 		if valid[p] {
 			continue
+		}
+		if infos[p] == nil {
+			return done, fmt.Errorf("substituting %s: the source does not have it", p)
 		}
 		if _, err := substituteOne(ctx, st, src, infos[p], nil); err != nil {
 			return done, err
@@ -72,30 +68,6 @@ func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Pa
 		done = append(done, p)
 	}
 	return done, nil
-}
-
-// dependencyOrder orders the closure ps so that each path comes after the
-// paths it refers to; ties sorted.
-func dependencyOrder(ps []store.Path, infos map[store.Path]*store.PathInfo) []store.Path {
-	sorted := slices.Clone(ps)
-	sortPaths(sorted)
-	var out []store.Path
-	done := make(map[store.Path]bool, len(ps))
-	var visit func(p store.Path)
-	visit = func(p store.Path) {
-		if done[p] {
-			return
-		}
-		done[p] = true
-		for _, r := range infos[p].References {
-			visit(r)
-		}
-		out = append(out, p)
-	}
-	for _, p := range sorted {
-		visit(p)
-	}
-	return out
 }
 
 // substituteOne copies the path info describes from src into st; lock,
