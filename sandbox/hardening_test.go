@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -78,6 +79,12 @@ func probeMore(op, arg string, env []string) (string, error, bool) {
 		return "", os.Mkdir(arg, 0o755), true
 	case "symlink":
 		return "", os.Symlink("target", arg), true
+	case "dial-unix":
+		c, err := net.DialTimeout("unix", arg, 2*time.Second)
+		if err != nil {
+			return "", err, true
+		}
+		return "", c.Close(), true
 	case "resolve":
 		addrs, err := net.LookupHost(arg)
 		return strings.Join(addrs, " "), err, true

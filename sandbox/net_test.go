@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,10 +82,18 @@ func TestOutboundCannotReachHost(t *testing.T) {
 		}
 		c.Close()
 	}
+	// And an abstract unix socket, which belongs to a network namespace.
+	abstract := "@hephc-test-" + strconv.Itoa(os.Getpid())
+	ul, err := net.Listen("unix", abstract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ul.Close() })
 	ops := []string{
 		"dial=" + lo, "dial=" + net.JoinHostPort(slirpGateway, loPort), "dial=" + ha,
 		"dial=169.254.169.254:80", "dial=10.1.2.3:80", "dial=192.168.1.1:80", "dial=172.16.0.1:80",
-		"dial=100.64.0.1:80", "route-add", "loopback", "read=/etc/resolv.conf", "uidmap",
+		"dial=100.64.0.1:80", "dial=[2001:db8::1]:80", "dial-unix=" + abstract,
+		"route-add", "loopback", "read=/etc/resolv.conf", "uidmap",
 	}
 	const public = "proxy.golang.org:443"
 	hostOnline := false
@@ -97,7 +106,7 @@ func TestOutboundCannotReachHost(t *testing.T) {
 	}
 	res := runProbes(t, Spec{Outbound: true}, ops...)
 	t.Logf("results: %q", res)
-	for _, op := range ops[:8] {
+	for _, op := range ops[:10] {
 		if !strings.HasPrefix(res[op], "error: ") {
 			t.Errorf("%s: got %q, want an error", op, res[op])
 		}
