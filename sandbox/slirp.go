@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -63,6 +65,13 @@ func startSlirp(pid int, log io.Writer) (*slirp, error) {
 		readyW.Close()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	// Its complaints go to the build's log, and the last of them into
+	// the error if it fails.
+	var last tailBuffer
+	if log == nil {
+		log = io.Discard
+	}
+	out := io.MultiWriter(log, &last)
 	cmd := &exec.Cmd{
 		Path: path,
 		Args: []string{"slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
@@ -70,8 +79,8 @@ func startSlirp(pid int, log io.Writer) (*slirp, error) {
 			strconv.Itoa(pid), "tap0"},
 		Env:         []string{},
 		Dir:         "/",
-		Stdout:      log,
-		Stderr:      log,
+		Stdout:      out,
+		Stderr:      out,
 		ExtraFiles:  []*os.File{readyW, exitR},
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
@@ -96,9 +105,31 @@ func startSlirp(pid int, log io.Writer) (*slirp, error) {
 	}
 	if err != nil {
 		s.stop()
-		return nil, fmt.Errorf("sandbox: slirp4netns did not configure the network (see the build log): %w", err)
+		return nil, fmt.Errorf("sandbox: slirp4netns did not configure the network: %w: %s", err, strings.TrimSpace(last.String()))
 	}
 	return s, nil
+}
+
+// tailBuffer keeps the last 1 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 1024 {
+		t.buf = t.buf[len(t.buf)-1024:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
 }
 
 // stop ends slirp4netns and waits for it.
