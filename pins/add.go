@@ -46,12 +46,29 @@ func (c *Config) AddProgram(np NewProgram) error {
 	if err != nil {
 		return err
 	}
-	goRef, err := c.refTo("", np.Toolchain)
+	goRef, err := c.inputRef(np.Toolchain)
 	if err != nil {
 		return err
 	}
-	if slices.Contains(inputNames, strings.SplitN(strings.SplitN(goRef, ".", 2)[0], "[", 2)[0]) {
-		return fmt.Errorf("the toolchain is pinned at %s, which a program's inputs cannot refer to (inputs.%s would mean itself): rename it, e.g. toolchain", np.Toolchain.Attr, goRef)
+	// A source or module graph the configuration pins already is referred
+	// to: the same derivation written twice would have to agree in meta.
+	var in inputRefs
+	in.goRef = goRef
+	src, err := c.pinOf(np.Src)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		if in.src, err = c.inputRef(src); err != nil {
+			return err
+		}
+		for _, mf := range c.ModFiles {
+			if np.ModFiles != nil && mf.Src == src && mf.Hash == np.ModFiles.Hash {
+				if in.modfiles, err = c.attrRef(mf.Attr); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	var refs []ref
 	for _, d := range np.Deps {
@@ -65,19 +82,43 @@ func (c *Config) AddProgram(np NewProgram) error {
 		refs = append(refs, r)
 	}
 	e := c.plan()
-	e.renders = append(e.renders, func() error { return c.writeProgram(f, heph, goRef, np, refs) })
+	e.renders = append(e.renders, func() error { return c.writeProgram(f, heph, in, np, refs) })
 	x := e.expect()
 	var mf *ModFiles
 	if np.ModFiles != nil {
 		mf = &ModFiles{Hash: np.ModFiles.Hash}
-		x.programs[np.Field+"ModFiles"] = "modfiles " + np.ModFiles.Hash
+		if in.modfiles == "" {
+			x.programs[np.Field+"ModFiles"] = "modfiles " + np.ModFiles.Hash
+		}
 	}
 	x.programs[np.Field] = programSummary(np.Src, np.Deps, mf)
 	return nil
 }
 
+// inputRefs are the references a new program's inputs are written with;
+// "" for src and modfiles means written in the program.
+type inputRefs struct{ src, goRef, modfiles string }
+
+// inputRef is a reference to pin m from a top-level program's inputs.
+func (c *Config) inputRef(m *Module) (string, error) {
+	r, err := c.refTo("", m)
+	if err != nil {
+		return "", err
+	}
+	if slices.Contains(inputNames, strings.SplitN(strings.SplitN(r, ".", 2)[0], "[", 2)[0]) {
+		return "", fmt.Errorf("%s is pinned at %s, which a program's inputs cannot refer to (inputs.%s would mean itself): rename it", m.Path, m.Attr, r)
+	}
+	return r, nil
+}
+
+// attrRef is a reference to the derivation at attr from a top-level
+// program's inputs.
+func (c *Config) attrRef(attr string) (string, error) {
+	return c.inputRef(&Module{Attr: attr})
+}
+
 // writeProgram writes the block of a new program at the end of f.
-func (c *Config) writeProgram(f *cuepatch.File, heph, goRef string, np NewProgram, refs []ref) error {
+func (c *Config) writeProgram(f *cuepatch.File, heph string, in inputRefs, np NewProgram, refs []ref) error {
 	var deps []string
 	for _, r := range refs {
 		deps = append(deps, c.plan().render(r))
@@ -102,9 +143,16 @@ func (c *Config) writeProgram(f *cuepatch.File, heph, goRef string, np NewProgra
 		fmt.Fprintf(&b, "\tpackages: [%s]\n", strings.Join(q, ", "))
 	}
 	b.WriteString("\tinputs: {\n")
-	fmt.Fprintf(&b, "\t\tsrc: %s.#GoModule & {\n\t\t\tpath:    %q\n\t\t\tversion: %q\n\t\t\tsum:     %q\n\t\t}\n", heph, np.Src.Path, np.Src.Version, np.Src.Sum)
-	fmt.Fprintf(&b, "\t\tgo: %s\n", goRef)
-	if np.ModFiles != nil {
+	if in.src != "" {
+		fmt.Fprintf(&b, "\t\tsrc: %s\n", in.src)
+	} else {
+		fmt.Fprintf(&b, "\t\tsrc: %s.#GoModule & {\n\t\t\tpath:    %q\n\t\t\tversion: %q\n\t\t\tsum:     %q\n\t\t}\n", heph, np.Src.Path, np.Src.Version, np.Src.Sum)
+	}
+	fmt.Fprintf(&b, "\t\tgo: %s\n", in.goRef)
+	switch {
+	case in.modfiles != "":
+		fmt.Fprintf(&b, "\t\tmodfiles: %s\n", in.modfiles)
+	case np.ModFiles != nil:
 		fmt.Fprintf(&b, "\t\tmodfiles: %sModFiles\n", np.Field)
 	}
 	b.WriteString("\t\tdeps: " + fillList("\t\t", deps) + "\n")
@@ -119,7 +167,7 @@ func (c *Config) writeProgram(f *cuepatch.File, heph, goRef string, np NewProgra
 		fmt.Fprintf(&b, "\tmeta: {%s}\n", strings.Join(meta, ", "))
 	}
 	b.WriteString("}\n")
-	if np.ModFiles != nil {
+	if np.ModFiles != nil && in.modfiles == "" {
 		fmt.Fprintf(&b, "\n// The go.mod files of %s's module graph, which its build loads.\n", np.Src.Path)
 		fmt.Fprintf(&b, "%sModFiles: %s.#GoModFiles & {\n\tname:   %q\n\thash:   %q\n\tinputs: src: %s.inputs.src\n}\n",
 			np.Field, heph, np.Name+"-gomod-graph", np.ModFiles.Hash, np.Field)
