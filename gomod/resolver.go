@@ -214,6 +214,21 @@ func (r *Resolver) Pin(ctx context.Context, path, version string) (Module, error
 	return Module{Path: path, Version: version, Sum: sum}, nil
 }
 
+// CheckPin returns the right pin of m's module version: the sum the
+// checksum database records, looked up without fetching the module; for
+// a module no checksum database covers, the sum of the zip the proxy
+// serves.
+func (r *Resolver) CheckPin(ctx context.Context, m Module) (Module, error) {
+	if !r.Checks(m.Path) {
+		return r.Pin(ctx, m.Path, m.Version)
+	}
+	sum, err := r.SumDB.Lookup(m.Path, m.Version)
+	if err != nil {
+		return Module{}, err
+	}
+	return Module{Path: m.Path, Version: m.Version, Sum: sum}, nil
+}
+
 // Checks reports whether a module's sums are checked against a checksum
 // database (not with GOSUMDB=off, nor for a module GONOSUMDB exempts).
 func (r *Resolver) Checks(path string) bool {

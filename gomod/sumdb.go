@@ -83,26 +83,36 @@ func (db *SumDB) Check(path, version, sum string) error {
 	if db.Skips(path) {
 		return nil
 	}
+	want, err := db.Lookup(path, version)
+	if err != nil {
+		return err
+	}
+	if want != sum {
+		return fmt.Errorf("SECURITY ERROR: %s@%s: the module proxy served content with sum %s, but the checksum database %s records %s; nothing was written", path, version, sum, db.Name, want)
+	}
+	return nil
+}
+
+// Lookup returns the h1: sum the checksum database records for
+// path@version's zip.
+func (db *SumDB) Lookup(path, version string) (string, error) {
 	lines, err := db.client.Lookup(path, version)
 	if err != nil {
 		if msg := db.ops.securityError(); msg != "" {
-			return fmt.Errorf("SECURITY ERROR: checksum database %s: %s", db.Name, msg)
+			return "", fmt.Errorf("SECURITY ERROR: checksum database %s: %s", db.Name, msg)
 		}
 		if errors.Is(err, errNotFound) || strings.Contains(err.Error(), "not found") {
-			return &NotFoundError{What: path + "@" + version, Msg: "the checksum database " + db.Name + " has no record of it"}
+			return "", &NotFoundError{What: path + "@" + version, Msg: "the checksum database " + db.Name + " has no record of it"}
 		}
-		return fmt.Errorf("checking %s@%s against the checksum database %s: %w", path, version, db.Name, err)
+		return "", fmt.Errorf("checking %s@%s against the checksum database %s: %w", path, version, db.Name, err)
 	}
 	prefix := path + " " + version + " "
 	for _, l := range lines {
-		if want, ok := strings.CutPrefix(l, prefix); ok {
-			if want != sum {
-				return fmt.Errorf("SECURITY ERROR: %s@%s: the module proxy served content with sum %s, but the checksum database %s records %s; nothing was written", path, version, sum, db.Name, want)
-			}
-			return nil
+		if sum, ok := strings.CutPrefix(l, prefix); ok {
+			return sum, nil
 		}
 	}
-	return fmt.Errorf("checking %s@%s: the checksum database %s has no h1: sum for it", path, version, db.Name)
+	return "", fmt.Errorf("checking %s@%s: the checksum database %s has no h1: sum for it", path, version, db.Name)
 }
 
 // sumdbOps gives the sumdb client the network and a directory.

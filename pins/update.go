@@ -23,6 +23,8 @@ type Updater struct {
 	Changes []Change
 
 	moved      map[*Module]gomod.Module // pins given a new version
+	written    map[*Module]bool         // moved pins whose literals are planned
+	verified   map[gomod.Module]bool    // pins checked in this run
 	sources    map[string]*gomod.Source
 	toolchains map[string]*gomod.Toolchain
 	resolved   map[*Program]bool
@@ -41,6 +43,8 @@ func NewUpdater(c *Config, r *gomod.Resolver) *Updater {
 	return &Updater{
 		C: c, R: r, Known: func(*Module) string { return "" },
 		moved:      make(map[*Module]gomod.Module),
+		written:    make(map[*Module]bool),
+		verified:   make(map[gomod.Module]bool),
 		sources:    make(map[string]*gomod.Source),
 		toolchains: make(map[string]*gomod.Toolchain),
 		resolved:   make(map[*Program]bool),
@@ -185,6 +189,7 @@ func (u *Updater) source(ctx context.Context, m *Module) (*gomod.Source, error) 
 	if err != nil {
 		return nil, err
 	}
+	u.verified[s.Module] = true
 	if v == m.Version && s.Sum != m.Sum && !u.R.Checks(m.Path) {
 		// Without a checksum database to say which is right, the pin wins.
 		s.Close()
@@ -208,6 +213,7 @@ func (u *Updater) toolchain(ctx context.Context, m *Module) (*gomod.Toolchain, e
 			return nil, err
 		}
 		u.moved[m] = pin
+		u.verified[pin] = true
 		known = ""
 	}
 	tc, err := u.R.Toolchain(ctx, pin, known)
@@ -257,6 +263,9 @@ func (u *Updater) resolve(ctx context.Context, p *Program) error {
 	if err := u.C.SetDeps(p, res.Deps); err != nil {
 		return err
 	}
+	for _, d := range res.Deps {
+		u.verified[d] = true // by the main module's go.sum
+	}
 	if text := describe(p.Src.Module, src.Module, modulesOf(p.Deps), res.Deps); text != "" {
 		u.Changes = append(u.Changes, Change{p.Attr, text})
 	}
@@ -295,9 +304,10 @@ func (u *Updater) setModFiles(mf *ModFiles, hash string) error {
 func (u *Updater) pinMoved(ctx context.Context) error {
 	for _, m := range u.C.Modules {
 		n, ok := u.moved[m]
-		if !ok {
+		if !ok || u.written[m] {
 			continue
 		}
+		u.written[m] = true
 		if n.Sum == "" {
 			pin, err := u.R.Pin(ctx, m.Path, n.Version)
 			if err != nil {
@@ -305,6 +315,7 @@ func (u *Updater) pinMoved(ctx context.Context) error {
 			}
 			n = pin
 			u.moved[m] = n
+			u.verified[n] = true
 			u.Changes = append(u.Changes, Change{m.Attr, m.Path + " " + m.Version + " → " + n.Version})
 		} else if !u.isSrc(m) {
 			u.Changes = append(u.Changes, Change{m.Attr, m.Path + " " + m.Version + " → " + n.Version})
@@ -314,6 +325,64 @@ func (u *Updater) pinMoved(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Complete makes the plan cover what lock (the configuration's LockFile,
+// nil for none) does not: every program it does not record as it is is
+// resolved, every other pin it does not record is checked against the
+// checksum database (a wrong sum corrected, as with a version changed by
+// hand). Then a LockFile written from the result covers the whole
+// configuration with what was checked.
+func (u *Updater) Complete(ctx context.Context, lock *Lock) error {
+	mods, progs := u.C.Covered(lock)
+	for _, p := range u.C.Programs {
+		if !progs[p] {
+			if err := u.resolve(ctx, p); err != nil {
+				return err
+			}
+		}
+	}
+	if err := u.pinMoved(ctx); err != nil {
+		return err
+	}
+	for _, m := range u.C.Modules {
+		final := m.Module
+		if n, ok := u.moved[m]; ok {
+			final = n
+		}
+		if mods[m] && final == m.Module || u.verified[final] || u.usedOnlyByResolved(m) {
+			continue
+		}
+		pin, err := u.R.CheckPin(ctx, final)
+		if err != nil {
+			return err
+		}
+		u.verified[pin] = true
+		if pin.Sum != final.Sum {
+			u.moved[m], u.written[m] = pin, true
+			if err := u.C.SetModule(m, pin.Version, pin.Sum); err != nil {
+				return err
+			}
+			u.Changes = append(u.Changes, Change{m.Attr, m.Path + " " + m.Version + " sum " + m.Sum + " → " + pin.Sum + " (the checksum database's)"})
+		}
+	}
+	return nil
+}
+
+// usedOnlyByResolved reports whether m is a dep of programs only, all of
+// them resolved in this run: a dep they no longer use is dropped, one they
+// use is checked against their main module's go.sum.
+func (u *Updater) usedOnlyByResolved(m *Module) bool {
+	used := false
+	for _, p := range u.C.Programs {
+		if slices.Contains(p.Deps, m) {
+			if !u.resolved[p] {
+				return false
+			}
+			used = true
+		}
+	}
+	return used && !u.C.consumersOutsideDeps(m) && !u.C.sourceOf(m)
 }
 
 // modFiles checks the #GoModFiles pins no program resolved (of the

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/gomod"
 )
 
@@ -135,35 +134,47 @@ func (c *Config) expected() map[string]string {
 }
 
 // Verify evaluates the configuration again with the files out (new
-// contents by absolute name) in a copy of its directory, and checks that
-// every pin and program is what the edits planned: nothing else moved.
-func (c *Config) Verify(args []string, out map[string][]byte) error {
+// contents by absolute name) in a copy of its directory, checks that
+// every pin and program is what the edits planned (nothing else moved),
+// and returns the LockFile that records the result.
+func (c *Config) Verify(args []string, out map[string][]byte) ([]byte, error) {
+	if len(out) == 0 {
+		return c.lockOf(), nil
+	}
+	lock, err := c.verify(args, out)
+	if err != nil {
+		return nil, err
+	}
+	return lock, nil
+}
+
+func (c *Config) verify(args []string, out map[string][]byte) ([]byte, error) {
 	tmp, err := os.MkdirTemp("", "hephc-verify-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(tmp)
 	entries, err := os.ReadDir(c.Dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, ent := range entries {
 		name := filepath.Join(c.Dir, ent.Name())
 		if b, ok := out[name]; ok {
 			if err := os.WriteFile(filepath.Join(tmp, ent.Name()), b, 0o644); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		if err := os.Symlink(name, filepath.Join(tmp, ent.Name())); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	var newArgs []string
 	for name, b := range out {
 		if _, err := os.Lstat(filepath.Join(tmp, filepath.Base(name))); err != nil {
 			if err := os.WriteFile(filepath.Join(tmp, filepath.Base(name)), b, 0o644); err != nil {
-				return err
+				return nil, err
 			}
 			newArgs = append(newArgs, filepath.Join(tmp, filepath.Base(name)))
 		}
@@ -189,15 +200,13 @@ func (c *Config) Verify(args []string, out map[string][]byte) error {
 	fix := func(s string) string { return strings.ReplaceAll(s, tmp, c.Dir) }
 	n, err := Load(tmp, loadArgs)
 	if err != nil {
-		return fmt.Errorf("the changed configuration does not evaluate (nothing was written): %s", fix(err.Error()))
+		return nil, fmt.Errorf("the changed configuration does not evaluate (nothing was written): %s", fix(err.Error()))
 	}
 	want, got := c.expected(), n.summaries()
 	for _, attr := range slices.Sorted(maps.Keys(want)) {
 		if got[attr] != want[attr] {
-			return fmt.Errorf("the changed configuration is not what was planned (nothing was written): %s is %q, want %q", attr, fix(got[attr]), want[attr])
+			return nil, fmt.Errorf("the changed configuration is not what was planned (nothing was written): %s is %q, want %q", attr, fix(got[attr]), want[attr])
 		}
 	}
-	return nil
+	return n.lockOf(), nil
 }
-
-var _ = eval.PolicyField

@@ -96,8 +96,12 @@ func Evaluate(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := checkPins(cfg, g) // pinlock.go
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Graph: g}
-	deps, dirs := cfg.Deps, cfg.Dirs
+	deps, dirs := union(cfg.Deps, lock), cfg.Dirs
 	if req.Policy {
 		if err := ctx.Err(); err != nil {
 			return nil, err

@@ -90,6 +90,13 @@ func runAdd(e *env, fs *pflag.FlagSet, args []string) error {
 	if err := c.AddProgram(np); err != nil {
 		return fmt.Errorf("add: %w", err)
 	}
+	lock, err := pins.ReadLock(c.Dir)
+	if err == nil {
+		err = u.Complete(ctx, lock)
+	}
+	if err != nil {
+		return fmt.Errorf("add: %w", err)
+	}
 	out, _, err := c.Output(file)
 	if err != nil {
 		return fmt.Errorf("add: %w", err)
@@ -98,11 +105,15 @@ func runAdd(e *env, fs *pflag.FlagSet, args []string) error {
 	if len(cfgArgs) > 0 && !slicesContainsFile(e, cfgArgs, file) {
 		verifyArgs = append(append([]string(nil), cfgArgs...), file)
 	}
-	if err := c.Verify(verifyArgs, out); err != nil {
+	var changes []string
+	if err := addLock(c, verifyArgs, out, &changes); err != nil {
 		return fmt.Errorf("add: %w", err)
 	}
 	if err := writeFiles(out); err != nil {
 		return err
+	}
+	for _, ch := range u.Changes {
+		fmt.Fprintln(e.stdout, ch)
 	}
 	newPins := len(c.NewEntries())
 	fmt.Fprintf(e.stdout, "%s: %s %s (%s), %s, %d new in %s\n", np.Field, src.Path, src.Version, path.Join(src.Path, rel), plural(len(res.Deps), "dep"), newPins, pins.TableField)

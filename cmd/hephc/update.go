@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -42,6 +43,10 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	lock, err := pins.ReadLock(c.Dir)
+	if err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
 	u, err := newUpdater(e, c)
 	if err != nil {
 		return err
@@ -56,6 +61,9 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 			break
 		}
 	}
+	if err == nil {
+		err = u.Complete(ctx, lock)
+	}
 	if err != nil {
 		return fmt.Errorf("update: %w", err)
 	}
@@ -64,6 +72,9 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 		return fmt.Errorf("update: %w", err)
 	}
 	changes := describeChanges(u.Changes, removed, c)
+	if err := addLock(c, cfgArgs, out, &changes); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
 	if check {
 		if len(out) == 0 {
 			fmt.Fprintln(e.stdout, "all pins are current")
@@ -78,9 +89,6 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 		fmt.Fprintln(e.stdout, "all pins are current")
 		return nil
 	}
-	if err := c.Verify(cfgArgs, out); err != nil {
-		return fmt.Errorf("update: %w", err)
-	}
 	if err := writeFiles(out); err != nil {
 		return err
 	}
@@ -88,6 +96,30 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 		fmt.Fprintln(e.stdout, ch)
 	}
 	fmt.Fprintf(e.stderr, "updated %s\n", filesList(e, out))
+	return nil
+}
+
+// addLock checks the planned files out (the configuration evaluated again
+// with them) and adds the LockFile that records the result to them when
+// it changes, saying so in changes.
+func addLock(c *pins.Config, cfgArgs []string, out map[string][]byte, changes *[]string) error {
+	lock, err := c.Verify(cfgArgs, out)
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(c.Dir, pins.LockFile)
+	old, err := os.ReadFile(name)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if !bytes.Equal(old, lock) {
+		out[name] = lock
+		what := "records the pins hephc update checked"
+		if old == nil {
+			what = "new: " + what
+		}
+		*changes = append(*changes, pins.LockFile+": "+what)
+	}
 	return nil
 }
 
