@@ -12,7 +12,7 @@ import (
 // TestUpdateAgainstTheModuleProxy runs hephc update on a copy of the
 // example system against the real module proxy and checksum database,
 // from an empty cache (the toolchain fetched and checked): the pins
-// written by hand are exactly what update resolves; age moves to v1.3.0
+// heph.sum records are exactly what update resolves; age moves to v1.3.0
 // with its deps, in a small diff that hephc check accepts; age v1.2.1
 // needs a golang.org/x/crypto the example policy refuses, and check says
 // so with both positions before anything is built.
@@ -23,7 +23,7 @@ func TestUpdateAgainstTheModuleProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for _, f := range []string{"system.cue", "policy.cue"} {
+	for _, f := range []string{"system.cue", "policy.cue", "heph.sum"} {
 		b, err := os.ReadFile(filepath.Join(repo, f))
 		if err != nil {
 			t.Fatal(err)
@@ -66,6 +66,9 @@ func TestUpdateAgainstTheModuleProxy(t *testing.T) {
 		t.Errorf("update filippo.io/age@v1.3.0 printed\n%s\nwant it to start with\n%s", out, want)
 	}
 	after, _ := os.ReadFile(filepath.Join(dir, "system.cue"))
+	if lock, err := os.ReadFile(filepath.Join(dir, "heph.sum")); err != nil || !bytes.Contains(lock, []byte("\nfilippo.io/age v1.3.0 h1:")) {
+		t.Errorf("heph.sum does not record age v1.3.0 (%v)", err)
+	}
 	if removed, added := lineChanges(string(before), string(after)); removed > 8 || added > 8 {
 		t.Errorf("the pin change touched %d lines out and %d in, want a small diff:\n%s", removed, added, after)
 	}
