@@ -191,30 +191,6 @@ func (c *Config) CheckNewField(name string) error {
 	return nil
 }
 
-// fillList writes a list of references as deps lists are written.
-func fillList(indent string, elems []string) string {
-	if len(elems) == 0 {
-		return "[]"
-	}
-	inner := indent + "\t"
-	var b strings.Builder
-	b.WriteString("[\n")
-	line := inner
-	for _, el := range elems {
-		item := el + ","
-		if line != inner && width(line)+1+len(item) > listWidth {
-			b.WriteString(line + "\n")
-			line = inner
-		}
-		if line != inner {
-			line += " "
-		}
-		line += item
-	}
-	b.WriteString(line + "\n" + indent + "]")
-	return b.String()
-}
-
 // packagePaths are the import paths of packages of module mod.
 func packagePaths(mod string, packages []string) []string {
 	if len(packages) == 0 {

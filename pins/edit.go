@@ -271,21 +271,26 @@ const listWidth = 80
 // lists are: on one line if it was and still fits, else one indented
 // line after another, filled to listWidth, each ending in a comma.
 func formatList(f *cuepatch.File, ll *ast.ListLit, elems []string) string {
-	if len(elems) == 0 {
-		return "[]"
-	}
 	start := ll.Lbrack.Offset()
 	prefix := string(f.Source()[f.LineStart(start):start])
 	one := "[" + strings.Join(elems, ", ") + "]"
-	if ll.Lbrack.Line() == ll.Rbrack.Line() && width(prefix)+len(one) <= listWidth {
+	if len(elems) == 0 || ll.Lbrack.Line() == ll.Rbrack.Line() && width(prefix)+len(one) <= listWidth {
 		return one
 	}
-	indent := f.Indent(start)
+	return fillList(f.Indent(start), elems)
+}
+
+// fillList writes a list of references on lines of their own below a line
+// indented by indent, filled to listWidth, each ending in a comma.
+func fillList(indent string, elems []string) string {
+	if len(elems) == 0 {
+		return "[]"
+	}
 	inner := indent + "\t"
 	var b strings.Builder
 	b.WriteString("[\n")
 	line := inner
-	for i, el := range elems {
+	for _, el := range elems {
 		item := el + ","
 		if line != inner && width(line)+1+len(item) > listWidth {
 			b.WriteString(line + "\n")
@@ -295,11 +300,8 @@ func formatList(f *cuepatch.File, ll *ast.ListLit, elems []string) string {
 			line += " "
 		}
 		line += item
-		if i == len(elems)-1 {
-			b.WriteString(line + "\n")
-		}
 	}
-	b.WriteString(indent + "]")
+	b.WriteString(line + "\n" + indent + "]")
 	return b.String()
 }
 

@@ -133,7 +133,7 @@ var cueKeywords = map[string]bool{
 // table pins another version of the module.
 func (c *Config) newKey(m gomod.Module, otherVersions bool, taken func(string) (gomod.Module, bool)) string {
 	elems := strings.Split(m.Path, "/")
-	if pre, _, ok := module.SplitPathVersion(m.Path); ok && pre != m.Path {
+	if pre, _, ok := module.SplitPathVersion(m.Path); ok && pre != m.Path && elems[0] != "gopkg.in" {
 		elems = strings.Split(pre, "/")
 	}
 	base := elems[len(elems)-1]
