@@ -14,13 +14,16 @@ import (
 // This file makes the sandbox's mounts of host files and directories so
 // that /proc/self/mountinfo names no host path. A bind mount shows, as
 // its root, the path of its source in the source's file system, which
-// would tell the build where the store is and who ran it. So a
-// directory is mounted through an overlayfs of its own, whose lower layer
-// is the directory, given as /proc/self/fd/N, and whose root is "/"; a
-// writable directory is the upper layer of such an overlay. A file is
-// bound from an overlay of its directory, mounted for the moment on a
-// staging point and detached at once, so its root is "/NAME". Nothing is
-// copied. Device nodes are bound as they are ("/null" in devtmpfs).
+// would tell the build where the store is and who ran it. So a read-only
+// file or directory is bound from an overlayfs of its directory, whose
+// lower layer is that directory, given as /proc/self/fd/N: the overlay is
+// mounted for the moment on a staging point, shared by everything from
+// the same directory (the store's inputs: one overlay), and detached
+// once they are bound; their root is "/NAME". One that is a mount point
+// of its own gets an overlay of its own (a directory) or is bound as it
+// is (a file). A writable directory is the upper layer of an overlay of
+// its own, whose root is "/". Nothing is copied. Device nodes are bound
+// as they are ("/null" in devtmpfs).
 
 // overlayOptions keep overlayfs from following what a lower layer's
 // extended attributes say (redirects, metacopy), which a build could have
@@ -87,16 +90,16 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 			return wrap(fmt.Errorf("opening the overlay work directory: %w", err))
 		}
 		s.workFD = o.keep(wfd)
-	case !s.dir && !device:
+	case readOnly && !device:
 		s.parentFD, s.parentPath, s.name = o.parent(fd)
 	}
 	o.sources = append(o.sources, s)
 	return nil
 }
 
-// parent opens the directory of the file open as fd, unless the file is
-// a mount point itself (its directory's overlay would show what is
-// beneath), and returns it, its path and the file's name.
+// parent opens the directory of the file or directory open as fd, unless
+// it is a mount point itself (its directory's overlay would show what is
+// beneath), and returns it, its path and the name in it.
 func (o *opener) parent(fd int) (int, string, string) {
 	real, err := os.Readlink(fdPath(fd))
 	if err != nil || !filepath.IsAbs(real) || strings.HasSuffix(real, " (deleted)") {
@@ -128,8 +131,13 @@ type overlayMounter struct {
 	warnings []string
 }
 
-// mountDir mounts the directory s on its target through an overlay.
+// mountDir mounts the directory s on its target: bound from its
+// directory's overlay if it is read-only, else through an overlay of its
+// own.
 func (m *overlayMounter) mountDir(s *source) error {
+	if s.readOnly && s.parentFD >= 0 {
+		return m.mountStaged(s)
+	}
 	fd, err := m.r.open(s.target, true, true)
 	if err != nil {
 		return fmt.Errorf("sandbox: mounting %s on %s: making mount point: %w", s.src, s.target, err)
@@ -172,9 +180,9 @@ func (m *overlayMounter) asCaller(f func() error) error {
 	return <-errc
 }
 
-// mountFile binds the file s on its target from an overlay of its
-// directory.
-func (m *overlayMounter) mountFile(s *source) error {
+// mountStaged binds the read-only file or directory s on its target from
+// an overlay of its directory.
+func (m *overlayMounter) mountStaged(s *source) error {
 	if s.parentFD < 0 {
 		m.warn(s, errors.New("it is a mount point of its own"))
 		return m.r.bind(s)
@@ -208,7 +216,7 @@ func (m *overlayMounter) mountFile(s *source) error {
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Fstat(fd, &st); err != nil || (st.Mode&unix.S_IFMT == unix.S_IFDIR) != s.dir {
 		// Replaced since it was opened: bind what was opened.
 		m.warn(s, errors.New("it changed while the sandbox was set up"))
 		return m.r.bind(s)

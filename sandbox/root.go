@@ -118,7 +118,7 @@ func setup(is *initSpec) ([]string, error) {
 		case src.dir && (src.readOnly || src.workFD >= 0):
 			err = om.mountDir(src)
 		case !src.dir && src.readOnly:
-			err = om.mountFile(src)
+			err = om.mountStaged(src)
 		default:
 			om.warn(src, errors.New("a writable file, or a writable directory without a work directory"))
 			err = r.bind(src)
