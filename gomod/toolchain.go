@@ -113,7 +113,10 @@ func (r *Resolver) Toolchain(ctx context.Context, m Module, known string) (*Tool
 	}
 	os.RemoveAll(dir) // a stale, unverified extraction
 	if err := os.Rename(root, dir); err != nil {
-		return nil, fmt.Errorf("caching the toolchain: %w", err)
+		// Another hephc may have put it there meanwhile.
+		if b, rerr := os.ReadFile(filepath.Join(dir, verifiedMarker)); rerr != nil || strings.TrimSpace(string(b)) != m.Sum {
+			return nil, fmt.Errorf("caching the toolchain: %w", err)
+		}
 	}
 	tc.GOROOT = dir
 	return tc, nil

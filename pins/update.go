@@ -208,8 +208,10 @@ func (u *Updater) toolchain(ctx context.Context, m *Module) (*gomod.Toolchain, e
 	pin := m.Module
 	known := u.Known(m)
 	if v != m.Version {
+		// The checksum database's sum, without fetching the 240 MB zip
+		// twice: Toolchain checks what it fetches against it.
 		var err error
-		if pin, err = u.R.Pin(ctx, m.Path, v); err != nil {
+		if pin, err = u.R.CheckPin(ctx, gomod.Module{Path: m.Path, Version: v}); err != nil {
 			return nil, err
 		}
 		u.moved[m] = pin

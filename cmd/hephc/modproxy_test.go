@@ -42,7 +42,7 @@ var scriptProxies = struct {
 // of the script's work directory (modules/PATH@VERSION/ holds one module
 // version's files; a module without a go.sum gets one listing the sums of
 // everything its requirements reach), plus a toolchain module whose go
-// runs the host's Go. It sets GOPROXY, GOSUMDB and GONOSUMDB, and writes
+// runs the host's Go (and another for Go release futureGo). It sets GOPROXY, GOSUMDB and GONOSUMDB, and writes
 // toolchain.cue pinning that toolchain as `toolchain`. A tampered module
 // is served with an extra file: its sum no longer matches the one its
 // dependents' go.sum and the checksum database record.
@@ -68,7 +68,8 @@ func modproxy(ts *testscript.TestScript, neg bool, args []string) {
 	scriptProxies.Unlock()
 	if !running {
 		ts.Check(p.load(ts.MkAbs("modules")))
-		ts.Check(p.addToolchain(ts.MkAbs(".toolchain")))
+		ts.Check(p.addToolchain(ts.MkAbs(".toolchain"), ""))
+		ts.Check(p.addToolchain(ts.MkAbs(".toolchain-future"), futureGo))
 		skey, vkey, err := note.GenerateKey(bytes.NewReader(bytes.Repeat([]byte{7}, 64)), testSumDB)
 		ts.Check(err)
 		db := sumdb.NewServer(sumdb.NewTestServer(skey, p.gosum))
@@ -261,10 +262,15 @@ var hostGOROOT = sync.OnceValues(func() (string, error) {
 	return strings.TrimSpace(string(out)), err
 })
 
-// addToolchain adds a toolchain module for the host's Go release whose
-// bin/go runs the host's go command: resolving runs it as it would run
-// the real one, fetched, checked against its pin and extracted.
-func (p *testProxy) addToolchain(dir string) error {
+// futureGo is the Go release of the proxy's second toolchain, which a
+// script may update to.
+const futureGo = "go1.99.0"
+
+// addToolchain adds a toolchain module whose bin/go runs the host's go
+// command: resolving runs it as it would run the real one, fetched,
+// checked against its pin and extracted. It is for the host's Go release,
+// the one toolchain.cue pins, unless goVersion names another.
+func (p *testProxy) addToolchain(dir, goVersion string) error {
 	goroot, err := hostGOROOT()
 	if err != nil {
 		return err
@@ -273,9 +279,12 @@ func (p *testProxy) addToolchain(dir string) error {
 	if err != nil {
 		return err
 	}
-	goVersion, _, _ := strings.Cut(string(b), "\n")
-	p.toolchain = gomod.ToolchainVersion(strings.TrimSpace(goVersion))
-	m := &testModule{mod: module.Version{Path: gomod.ToolchainModule, Version: p.toolchain}, dir: dir, gomod: []byte("module " + gomod.ToolchainModule + "\n")}
+	if goVersion == "" {
+		goVersion, _, _ = strings.Cut(string(b), "\n")
+		goVersion = strings.TrimSpace(goVersion)
+		p.toolchain = gomod.ToolchainVersion(goVersion)
+	}
+	m := &testModule{mod: module.Version{Path: gomod.ToolchainModule, Version: gomod.ToolchainVersion(goVersion)}, dir: dir, gomod: []byte("module " + gomod.ToolchainModule + "\n")}
 	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
 		return err
 	}
@@ -283,7 +292,7 @@ func (p *testProxy) addToolchain(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "bin", "go"), []byte(shim), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(strings.TrimSpace(goVersion)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "VERSION"), []byte(goVersion+"\n"), 0o644); err != nil {
 		return err
 	}
 	var zip bytes.Buffer
