@@ -1,0 +1,177 @@
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
+)
+
+var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func newStore(t testing.TB) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// install makes a path named name holding files (a "/" suffix makes a
+// directory, "->" a symlink, "*" an executable) and referring to refs.
+func install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	d := &store.Derivation{Name: name, System: "x86_64-linux", Builder: "builtin:test", Args: keys}
+	p, err := d.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := s.LockGC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Unlock()
+	tmp, err := s.TempDir("add-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "out")
+	os.Mkdir(out, 0o755)
+	for _, k := range keys {
+		v := files[k]
+		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		switch {
+		case strings.HasSuffix(k, "/"):
+			err = os.MkdirAll(f, 0o755)
+		case strings.HasPrefix(v, "->"):
+			err = os.Symlink(v[2:], f)
+		case strings.HasSuffix(k, "*"):
+			err = os.WriteFile(f, []byte(v), 0o755)
+		default:
+			err = os.WriteFile(f, []byte(v), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Install(ctx, store.InstallRequest{Path: p, Source: out, References: refs, Deriver: p.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sample makes lib and app (which refers to lib) in s: [app, lib].
+func sample(t testing.TB, s *store.Store) []store.Path {
+	lib := install(t, s, "lib", map[string]string{"lib/libx.so*": "ELF...", "share/": "", "README": "hello\n", "current": "->lib"})
+	app := install(t, s, "app", map[string]string{"bin/app*": "#!/bin/sh\nexec " + lib.String() + "/lib/libx.so\n"}, lib)
+	return []store.Path{app, lib}
+}
+
+func testKey(t testing.TB, name string) *trust.SecretKey {
+	seed := sha256.Sum256([]byte("test key " + name))
+	k, err := trust.KeyFromSeed(name, seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testPolicy trusts alice, bob and carol and needs n signatures of every
+// path.
+func testPolicy(t testing.TB, n int) *trust.Policy {
+	p := &trust.Policy{Source: fmt.Sprintf("test policy (%d)", n), Rules: []trust.Rule{{Signatures: n}}}
+	for _, name := range []string{"alice", "bob", "carol"} {
+		p.People = append(p.People, trust.Person{Name: name, Keys: []trust.Key{{Public: testKey(t, name).Public()}}})
+	}
+	if err := p.Check(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// sign attests every path of ps in s by each of signers.
+func sign(t testing.TB, s *store.Store, ps []store.Path, signers ...string) {
+	t.Helper()
+	for _, p := range ps {
+		sub, err := archive.StoreSubject(context.Background(), s, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range signers {
+			signSubject(t, s, p, sub, n)
+		}
+	}
+}
+
+func signSubject(t testing.TB, s *store.Store, p store.Path, sub trust.Subject, signer string) []byte {
+	env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: "test", Time: testNow}, testKey(t, signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != nil {
+		if _, _, err := trust.StoreDir(s.Dir).Add(p.Base(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+// wants are ps as a graph wants them: no pin, no attribute.
+func wants(ps ...store.Path) []Want {
+	var out []Want
+	for _, p := range ps {
+		out = append(out, Want{Path: p})
+	}
+	return out
+}
+
+// storeState lists what s holds: files, attestations, valid paths.
+func storeState(t testing.TB, s *store.Store) string {
+	var b strings.Builder
+	for _, sub := range []string{"store", "attestations"} {
+		filepath.WalkDir(filepath.Join(s.Dir, sub), func(p string, d fs.DirEntry, err error) error {
+			fmt.Fprintln(&b, strings.TrimPrefix(p, s.Dir))
+			return nil
+		})
+	}
+	ps, err := s.ValidPathList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		fmt.Fprintln(&b, "valid", p)
+	}
+	return b.String()
+}
+
+// tmpEmpty fails unless the store's temporary directory is empty.
+func tmpEmpty(t testing.TB, s *store.Store) {
+	t.Helper()
+	if left, _ := os.ReadDir(filepath.Join(s.Dir, "tmp")); len(left) != 0 {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("left in the store's tmp: %v", names)
+	}
+}
