@@ -180,7 +180,7 @@ func (r *reader) manifest(ctx context.Context, reference string, max int64, acce
 	if resp.StatusCode == http.StatusNotFound {
 		return nil, v1.Hash{}, false, nil
 	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+	if err := checkStatus(resp); err != nil {
 		return nil, v1.Hash{}, false, err
 	}
 	b, err = readCapped(resp.Body, max)
@@ -200,7 +200,7 @@ func (r *reader) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+	if err := checkStatus(resp); err != nil {
 		resp.Body.Close()
 		return nil, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -259,7 +259,7 @@ func (r *reader) referrers(ctx context.Context, digest v1.Hash, artifactType str
 			return nil, nil
 		}
 	default:
-		return nil, fmt.Errorf("referrers of %s: %w", digest, transport.CheckError(resp, http.StatusOK))
+		return nil, fmt.Errorf("referrers of %s: %w", digest, checkStatus(resp))
 	}
 	var idx v1.IndexManifest
 	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&idx); err != nil {
@@ -274,6 +274,15 @@ func (r *reader) referrers(ctx context.Context, digest v1.Hash, artifactType str
 		}
 	}
 	return out, nil
+}
+
+// checkStatus returns the registry's error when resp is not a 200,
+// saying its HTTP status.
+func checkStatus(resp *http.Response) error {
+	if err := transport.CheckError(resp, http.StatusOK); err != nil {
+		return fmt.Errorf("%s: %w", resp.Status, err)
+	}
+	return nil
 }
 
 func readCapped(r io.Reader, max int64) ([]byte, error) {

@@ -136,11 +136,12 @@ func signSubject(t testing.TB, s *store.Store, p store.Path, sub trust.Subject, 
 	return env
 }
 
-// wants are ps as a graph wants them: no pin, no attribute.
+// wants are ps as a graph wants them: no pin, no attribute, each one's
+// content may refer to any of them.
 func wants(ps ...store.Path) []Want {
 	var out []Want
 	for _, p := range ps {
-		out = append(out, Want{Path: p})
+		out = append(out, Want{Path: p, References: ps})
 	}
 	return out
 }

@@ -25,6 +25,10 @@ type Want struct {
 	// CA is a fixed-output path's pin, "" for any other; GoModule is
 	// module@version of an h1: pin.
 	CA, GoModule string
+	// References are the paths its content may refer to (those its
+	// derivation's inputs make, whatever their validity): the content is
+	// scanned for each, so that a manifest cannot hide a reference.
+	References []store.Path
 	// Attr is where the configuration writes the path, "" if unknown.
 	Attr string
 }
@@ -262,8 +266,10 @@ func (s *substitution) admit(f *found, w Want) (counted [][]byte, why string) {
 	switch {
 	case e.Deriver != w.Path.Hash:
 		return nil, fmt.Sprintf("its manifest says derivation %s made it, not %s", e.Deriver, w.Path.Hash)
+	case e.CA != w.CA && w.CA == "":
+		return nil, fmt.Sprintf("its manifest gives the pin %s, but its derivation has none", e.CA)
 	case e.CA != w.CA:
-		return nil, fmt.Sprintf("its manifest gives the pin %q, the derivation %q", e.CA, w.CA)
+		return nil, fmt.Sprintf("its manifest gives the pin %q, its derivation %s", e.CA, w.CA)
 	case w.CA != "" && len(e.References) > 0:
 		return nil, "a fixed-output path with references"
 	case strings.HasPrefix(w.CA, "h1:") && e.GoModule != w.GoModule:
@@ -497,8 +503,11 @@ func (s *substitution) stage(ctx context.Context, o *offer) (string, error) {
 // are kept.
 func (s *substitution) installOne(ctx context.Context, o *offer, out string) error {
 	e := o.found.entry
+	// Scanned for: what the derivation may refer to, and what the
+	// manifest says it does (valid or installed by now).
+	cands := slices.Concat(o.want.References, e.References)
 	_, err := s.st.Install(ctx, store.InstallRequest{
-		Path: e.Path, Source: out, References: e.References, Deriver: e.Deriver, CA: e.CA,
+		Path: e.Path, Source: out, References: cands, Deriver: e.Deriver, CA: e.CA,
 		Check: func(_ string, info *store.PathInfo) error {
 			if info.ContentHash != e.ContentHash {
 				return fmt.Errorf("%s: its content hashes to %s, its manifest says %s", o.found.from.ref, info.ContentHash, e.ContentHash)

@@ -114,8 +114,13 @@ func start(t testing.TB, name string, bins []string, referrers bool) (Registry, 
 		if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 			return Registry{}, err
 		}
+		logFile, err := os.Create(filepath.Join(dir, "log"))
+		if err != nil {
+			return Registry{}, err
+		}
+		defer logFile.Close()
 		cmd := exec.Command(bin, "serve", file)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Stdout, cmd.Stderr = logFile, logFile
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return Registry{}, err
@@ -128,6 +133,8 @@ func start(t testing.TB, name string, bins []string, referrers bool) (Registry, 
 		}
 		if err := waitUp(addr, exited); err != nil {
 			stop()
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("%s on %s: %v\n%s", bin, addr, err, b)
 			continue
 		}
 		t.Cleanup(stop)
