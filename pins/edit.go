@@ -26,6 +26,7 @@ type edits struct {
 	setDeps    map[*Program]bool
 	newFiles   map[string]*cuepatch.File
 	imported   map[*cuepatch.File]bool // files given the schema's import
+	corrected  []*Module               // pins whose sum a go.sum corrected
 	expected   *expectations
 }
 
@@ -43,6 +44,19 @@ func (c *Config) plan() *edits {
 	return c.edits
 }
 
+// Corrections describes the pins whose sums a main module's go.sum (the
+// trust root) corrected.
+func (c *Config) Corrections() []string {
+	var out []string
+	if c.edits == nil {
+		return nil
+	}
+	for _, m := range c.edits.corrected {
+		out = append(out, fmt.Sprintf("%s: %s sum %s → %s (the main module's go.sum)", m.Attr, m.Module, m.Sum, c.edits.expect().modules[m].Sum))
+	}
+	return out
+}
+
 // ref is the text of a reference to a pin: fixed, or to a new entry of
 // the modules table (by path@version) not yet named.
 type ref struct{ text, entry string }
@@ -58,6 +72,13 @@ func (e *edits) render(r ref) string {
 // SetModule changes the version and sum of a pinned module where they
 // are written.
 func (c *Config) SetModule(m *Module, version, sum string) error {
+	want := gomod.Module{Path: m.Path, Version: version, Sum: sum}
+	if set, ok := c.plan().expect().modules[m]; ok {
+		if set != want {
+			return fmt.Errorf("%s: planned as both %s %s and %s %s", m.Attr, set, set.Sum, want, want.Sum)
+		}
+		return nil
+	}
 	if m.Version == version && m.Sum == sum {
 		return nil
 	}
@@ -199,11 +220,18 @@ func (c *Config) pinOf(d gomod.Module) (*Module, error) {
 			continue
 		}
 		if m.Sum != d.Sum {
-			where := m.Attr
-			if m.SumLit != nil {
-				where = c.rel(m.SumLit.Pos) + ": " + m.Attr
+			// The main module's go.sum (or the checksum database, for a
+			// source) is the trust root: the pin is corrected.
+			if m.SumLit == nil {
+				return nil, fmt.Errorf("%s pins %s@%s with sum %s, but the main module's go.sum says %s", m.Attr, d.Path, d.Version, m.Sum, d.Sum)
 			}
-			return nil, fmt.Errorf("%s pins %s@%s with sum %s, but the main module's go.sum says %s", where, d.Path, d.Version, m.Sum, d.Sum)
+			if err := c.SetModule(m, d.Version, d.Sum); err != nil {
+				return nil, err
+			}
+			e := c.plan()
+			if !slices.Contains(e.corrected, m) {
+				e.corrected = append(e.corrected, m)
+			}
 		}
 		_, inTable := c.tableKey(m)
 		_, bestInTable := "", false

@@ -19,7 +19,9 @@ import (
 // LockFile is the file, beside a configuration's .cue files, that records
 // what hephc add and hephc update resolved: every Go module pin they
 // checked (path, version, sum) and, for every program built from a Go
-// module, the source, toolchain and deps they resolved. Evaluation checks
+// module, the source, toolchain, packages and deps they resolved (by what
+// is built, not by where it is written: one derivation may be reached
+// by several paths). Evaluation checks
 // the configuration's pins against it (CheckLock), so a pin changed by
 // hand fails before anything is built. A configuration without one is not
 // checked.
@@ -32,15 +34,30 @@ const lockHeader = `# heph.sum: the pins hephc add and hephc update resolved and
 
 // Lock is a parsed LockFile.
 type Lock struct {
-	Modules  map[string]string      // "path@version" → sum
-	Programs map[string]ProgramLock // by the program's attr
+	Modules  map[string]string    // "path@version" → sum
+	Programs map[ProgramLock]bool // the resolutions recorded
 }
 
 // ProgramLock is what was resolved for one program.
 type ProgramLock struct {
 	Src       string // path@version of its main module
 	GoVersion string // of its toolchain, e.g. go1.26.8
+	Packages  string // its packages, comma-separated
 	Deps      string // DepsDigest of its deps and module graph pin
+}
+
+// sameBuild reports whether two resolutions are of the same packages of
+// the same source with the same toolchain.
+func (pl ProgramLock) sameBuild(o ProgramLock) bool {
+	return pl.Src == o.Src && pl.GoVersion == o.GoVersion && pl.Packages == o.Packages
+}
+
+// packagesKey is how a LockFile writes a program's packages.
+func packagesKey(packages []string) string {
+	if len(packages) == 0 {
+		return "."
+	}
+	return strings.Join(packages, ",")
 }
 
 // DepsDigest is the digest a LockFile records of a program's deps (each
@@ -71,7 +88,7 @@ func ReadLock(dir string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lock{Modules: make(map[string]string), Programs: make(map[string]ProgramLock)}
+	l := &Lock{Modules: make(map[string]string), Programs: make(map[ProgramLock]bool)}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -83,9 +100,9 @@ func ReadLock(dir string) (*Lock, error) {
 		case len(f) == 3 && strings.HasPrefix(f[2], "h1:"):
 			l.Modules[f[0]+"@"+f[1]] = f[2]
 		case len(f) == 5 && f[1] == "program":
-			l.Programs[f[0]] = ProgramLock{Src: f[2], GoVersion: f[3], Deps: f[4]}
+			l.Programs[ProgramLock{Src: f[0], GoVersion: f[2], Packages: f[3], Deps: f[4]}] = true
 		default:
-			return nil, fmt.Errorf("%s:%d: want PATH VERSION SUM or ATTR program PATH@VERSION GOVERSION DIGEST", name, n)
+			return nil, fmt.Errorf("%s:%d: want PATH VERSION SUM or PATH@VERSION program GOVERSION PACKAGES DIGEST", name, n)
 		}
 	}
 	return l, sc.Err()
@@ -100,11 +117,11 @@ func (c *Config) lockOf() []byte {
 	}
 	for _, p := range c.Programs {
 		pl := c.programLock(p)
-		progs = append(progs, fmt.Sprintf("%s program %s %s %s\n", p.Attr, pl.Src, pl.GoVersion, pl.Deps))
+		progs = append(progs, fmt.Sprintf("%s program %s %s %s\n", pl.Src, pl.GoVersion, pl.Packages, pl.Deps))
 	}
 	slices.Sort(mods)
 	slices.Sort(progs)
-	return []byte(lockHeader + strings.Join(slices.Compact(mods), "") + strings.Join(progs, ""))
+	return []byte(lockHeader + strings.Join(slices.Compact(mods), "") + strings.Join(slices.Compact(progs), ""))
 }
 
 // programLock is what the LockFile says of p when p is consistent.
@@ -119,7 +136,7 @@ func (c *Config) programLock(p *Program) ProgramLock {
 	if p.ModFiles != nil {
 		mf = p.ModFiles.Hash
 	}
-	return ProgramLock{Src: p.Src.Module.String(), GoVersion: goVersion, Deps: DepsDigest(modulesOf(p.Deps), mf)}
+	return ProgramLock{Src: p.Src.Module.String(), GoVersion: goVersion, Packages: packagesKey(p.Packages), Deps: DepsDigest(modulesOf(p.Deps), mf)}
 }
 
 // Covered reports which pins and programs of c lock records as they are:
@@ -135,7 +152,7 @@ func (c *Config) Covered(lock *Lock) (mods map[*Module]bool, progs map[*Program]
 		}
 	}
 	for _, p := range c.Programs {
-		if pl, ok := lock.Programs[p.Attr]; ok && pl == c.programLock(p) && mods[p.Src] {
+		if lock.Programs[c.programLock(p)] && mods[p.Src] {
 			progs[p] = true
 		}
 	}

@@ -77,19 +77,20 @@ func CheckLock(dir string, g *eval.Graph) error {
 			continue
 		}
 		run := "hephc update " + src.String()
-		pl, locked := lock.Programs[n.Attr]
-		if !locked {
-			errs = errors.Append(errs, lockError(n, "", "%s is not in %s (added by hand?): run `%s`", n.Attr, LockFile, run))
+		got := programLockOf(g, n, mods)
+		if lock.Programs[got] {
 			continue
 		}
-		got := programLockOf(g, n, mods)
-		switch {
-		case got.Src != pl.Src:
-			errs = errors.Append(errs, lockError(n, "inputs.src", "its deps were resolved for %s, not %s: run `%s`", pl.Src, got.Src, run))
-		case got.GoVersion != pl.GoVersion:
-			errs = errors.Append(errs, lockError(n, "inputs.go", "its deps were resolved with %s, not %s: run `%s`", pl.GoVersion, got.GoVersion, run))
-		case got.Deps != pl.Deps:
+		resolved := false
+		for pl := range lock.Programs {
+			if pl.sameBuild(got) {
+				resolved = true
+			}
+		}
+		if resolved {
 			errs = errors.Append(errs, lockError(n, "inputs.deps", "its deps are not the ones hephc update resolved for %s (changed by hand?): run `%s`", src, run))
+		} else {
+			errs = errors.Append(errs, lockError(n, "", "%s is not in %s: hephc update has not resolved %s for packages %s with %s (written by hand?): run `%s`", n.Attr, LockFile, src, got.Packages, got.GoVersion, run))
 		}
 	}
 	if errs != nil {
@@ -100,7 +101,8 @@ func CheckLock(dir string, g *eval.Graph) error {
 
 // programLockOf is what the LockFile should say of the program node n.
 func programLockOf(g *eval.Graph, n *eval.Node, mods map[store.DrvHash]gomod.Module) ProgramLock {
-	pl := ProgramLock{Src: mods[n.Drv.Inputs["src"]].String(), GoVersion: "none"}
+	pkgs, _ := stringList(n.Drv.Attrs["packages"])
+	pl := ProgramLock{Src: mods[n.Drv.Inputs["src"]].String(), GoVersion: "none", Packages: packagesKey(pkgs)}
 	if tc, ok := mods[n.Drv.Inputs["go"]]; ok {
 		if v, _, err := gomod.ToolchainGoVersion(tc.Version); err == nil {
 			pl.GoVersion = v

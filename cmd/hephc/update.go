@@ -208,6 +208,7 @@ func describeChanges(chs []pins.Change, removed []string, c *pins.Config) []stri
 	for _, ch := range chs {
 		out = append(out, ch.String())
 	}
+	out = append(out, c.Corrections()...)
 	added := c.NewEntries()
 	var tbl []string
 	// A key removed and added again holds a new version: the program's
