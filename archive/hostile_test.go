@@ -105,7 +105,7 @@ func TestImportRefusesHostileLayers(t *testing.T) {
 		"hard link":             {[]entry{dir(r), {hdr: tar.Header{Typeflag: tar.TypeLink, Name: r + "/passwd", Linkname: "etc/passwd"}}}, -1, "hard link"},
 		"whiteout":              {[]entry{dir(r), file(r+"/.wh.lib", "")}, -1, "whiteout"},
 		"decompression bomb":    {[]entry{dir(r), file(r+"/zeros", strings.Repeat("\x00", 8<<20))}, 8 << 20, "decompression bomb"},
-		"bigger than announced": {[]entry{dir(r), file(r+"/big", strings.Repeat("y", 4096))}, -1, "more bytes than the manifest"},
+		"bigger than announced": {[]entry{dir(r), file(r+"/big", strings.Repeat("y", 4096))}, -1, "more bytes than the 96 announced"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

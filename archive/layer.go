@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"archive/tar"
 	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
@@ -84,7 +83,20 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// LayerLimits bound what reading one layer may cost.
+// errRefused marks what a hostile or broken archive is refused for: the
+// same mark as fstree's, whose extraction reads every layer.
+var errRefused = fstree.ErrRefused
+
+// printable quotes a name from an archive for a message.
+func printable(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// LayerLimits bound what reading one layer may cost; zero fields take
+// DefaultLimits'.
 type LayerLimits struct {
 	// MaxBytes is the most the uncompressed tar may hold (a
 	// decompression bomb is refused when it passes this).
@@ -111,6 +123,12 @@ func ReadLayer(r io.Reader, want v1.Descriptor, diffID v1.Hash, p store.Path, si
 }
 
 func readLayer(r io.Reader, want v1.Descriptor, diffID v1.Hash, p store.Path, size int64, dst string, lim LayerLimits) error {
+	if lim.MaxBytes <= 0 {
+		lim.MaxBytes = DefaultLimits.MaxBytes
+	}
+	if lim.MaxEntries <= 0 {
+		lim.MaxEntries = DefaultLimits.MaxEntries
+	}
 	digest := sha256.New()
 	// One byte more than announced, to notice a longer blob. The
 	// counting reader is a ByteReader, so gzip reads no further than its
@@ -124,7 +142,7 @@ func readLayer(r io.Reader, want v1.Descriptor, diffID v1.Hash, p store.Path, si
 	diff := sha256.New()
 	bomb := &limitedReader{r: zr, max: lim.MaxBytes}
 	tarStream := io.TeeReader(bomb, diff)
-	if err := extract(tar.NewReader(tarStream), layerName(p), dst, size, lim); err != nil {
+	if err := fstree.ExtractTarLimits(tarStream, dst, layerName(p), size, lim.MaxEntries); err != nil {
 		return err
 	}
 	// The rest of the tar stream (the end blocks) counts for the diff ID;

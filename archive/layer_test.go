@@ -123,7 +123,7 @@ func TestReadLayerRefusesHostile(t *testing.T) {
 		{"twice", []entry{dir(root), file(root+"/a", "x"), file(root+"/a", "y")}, "second entry"},
 		{"below a file root", []entry{file(root, "x"), file(root+"/a", "y")}, "nothing can be below"},
 		{"xattr", []entry{dir(root), {hdr: tar.Header{Typeflag: tar.TypeReg, Name: root + "/cap", Size: 1, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "x"}}, body: "x"}}, "extended header"},
-		{"more than announced", []entry{dir(root), file(root+"/big", strings.Repeat("x", 200))}, "more bytes than the manifest"},
+		{"more than announced", []entry{dir(root), file(root+"/big", strings.Repeat("x", 200))}, "more bytes than the 100 announced"},
 		{"empty", nil, "no entries"},
 	}
 	for _, tc := range cases {

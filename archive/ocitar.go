@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"hephc.dev/hephc/fstree"
 )
 
 // WriteLayoutTar writes the layout in dir to w as one tar (what skopeo
@@ -113,7 +115,7 @@ func ExtractLayoutTar(r io.Reader, dst string, maxBytes int64) error {
 			return fmt.Errorf("%w: the archive holds more than %d bytes", errRefused, maxBytes)
 		}
 		left -= hdr.Size
-		if err := writeFile(filepath.Join(dst, filepath.FromSlash(name)), tr, hdr.Size, false); err != nil {
+		if err := fstree.CreateFile(filepath.Join(dst, filepath.FromSlash(name)), tr, hdr.Size, false); err != nil {
 			return err
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,7 +112,7 @@ func TestExtractTarRoundTrip(t *testing.T) {
 		// One byte fewer allowed: refused.
 		if info.Size > 0 {
 			err := ExtractTar(bytes.NewReader(writeTar(t, src, "p")), dst+"-short", "p", info.Size-1)
-			if !errors.Is(err, errHostile) {
+			if !errors.Is(err, ErrRefused) {
 				t.Errorf("%s: a limit one byte short: %v, want a refusal", tc.name, err)
 			}
 		}
@@ -171,11 +173,19 @@ func TestExtractTarRefusesHostile(t *testing.T) {
 		{"dot", []*tar.Header{dir("p"), reg("p/./x")}},
 		{"too-big", []*tar.Header{dir("p"), {Name: "p/x", Typeflag: tar.TypeReg, Size: 1 << 20}}},
 		{"nothing", nil},
+		{"setuid", []*tar.Header{dir("p"), {Name: "p/su", Typeflag: tar.TypeReg, Mode: 0o4555}}},
+		{"setgid", []*tar.Header{dir("p"), {Name: "p/sg", Typeflag: tar.TypeReg, Mode: 0o2555}}},
+		{"sticky", []*tar.Header{dir("p"), {Name: "p/tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}}},
+		{"whiteout", []*tar.Header{dir("p"), reg("p/.wh.x")}},
+		{"opaque-whiteout", []*tar.Header{dir("p"), dir("p/d"), reg("p/d/.wh..wh..opq")}},
+		{"xattr", []*tar.Header{dir("p"), {Name: "p/cap", Typeflag: tar.TypeReg, Mode: 0o555, PAXRecords: map[string]string{"SCHILY.xattr.security.capability": "x"}}}},
+		{"long-name", []*tar.Header{dir("p"), reg("p/" + strings.Repeat("a", 256))}},
+		{"empty-symlink", []*tar.Header{dir("p"), {Name: "p/l", Typeflag: tar.TypeSymlink}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(tmp, tc.name)
 			err := ExtractTar(bytes.NewReader(hostileTar(t, tc.hdrs...)), dst, "p", 1000)
-			if !errors.Is(err, errHostile) && !errors.Is(err, os.ErrExist) {
+			if !errors.Is(err, ErrRefused) && !errors.Is(err, os.ErrExist) {
 				t.Fatalf("got %v, want a refusal", err)
 			}
 			if entries, _ := os.ReadDir(outside); len(entries) > 0 {
@@ -185,5 +195,31 @@ func TestExtractTarRefusesHostile(t *testing.T) {
 				t.Fatalf("wrote beside the destination")
 			}
 		})
+	}
+}
+
+func TestExtractTarLimits(t *testing.T) {
+	tmp := t.TempDir()
+	hdrs := []*tar.Header{{Name: "p/", Typeflag: tar.TypeDir, Mode: 0o555}}
+	for i := range 10 {
+		hdrs = append(hdrs, &tar.Header{Name: fmt.Sprintf("p/f%d", i), Typeflag: tar.TypeReg, Mode: 0o444})
+	}
+	b := hostileTar(t, hdrs...)
+	if err := ExtractTarLimits(bytes.NewReader(b), filepath.Join(tmp, "ok"), "p", 10, 11); err != nil {
+		t.Fatalf("11 entries, limit 11: %v", err)
+	}
+	err := ExtractTarLimits(bytes.NewReader(b), filepath.Join(tmp, "many"), "p", 10, 10)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "more than 10 entries") {
+		t.Fatalf("11 entries, limit 10: got %v, want a refusal", err)
+	}
+	// A file cut short: the stream ends inside it.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(&tar.Header{Name: "p", Typeflag: tar.TypeReg, Mode: 0o444, Size: 100})
+	tw.Write([]byte("short"))
+	tw.Flush()
+	err = ExtractTar(bytes.NewReader(tb.Bytes()[:512+5]), filepath.Join(tmp, "short"), "p", 100)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated: got %v, want a refusal", err)
 	}
 }
