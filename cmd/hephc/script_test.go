@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) {
 	sandbox.Init()
-	testscript.Main(m, map[string]func(){
+	testscript.Main(cleanupM{m}, map[string]func(){
 		"hephc": func() { os.Exit(Main()) },
 	})
 }

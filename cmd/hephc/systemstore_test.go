@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/realize"
+	"hephc.dev/hephc/store"
+)
+
+// The example system is realized once per test binary, into a store the
+// end-to-end tests share (CI must stay well under 30 minutes, and a cold
+// realize of system.cue is several minutes of it). A test that needs a
+// store of its own seeds it from the shared one (seedStore) instead of
+// fetching and building again.
+var shared struct {
+	once   sync.Once
+	dir    string        // the shared store
+	stderr string        // what the first realize printed
+	took   time.Duration // how long it took
+	err    error
+}
+
+// systemStore returns the shared store holding the realized system.cue of
+// the repository, realizing it the first time it is asked. Tests may add
+// to it (generations, other roots) but must not delete from it or assume
+// which generation is current.
+func systemStore(t *testing.T) (dir, firstStderr string, took time.Duration) {
+	t.Helper()
+	e2e(t, "fetches the pinned sources and builds the whole example system")
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "hephc-e2e-store-")
+		if shared.err != nil {
+			return
+		}
+		repo, err := filepath.Abs("../..")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		var stdout, stderr bytes.Buffer
+		e := &env{stdout: &stdout, stderr: &stderr, cwd: repo, getenv: os.Getenv, store: shared.dir}
+		start := time.Now()
+		if code := run(e, []string{"--store", shared.dir, "realize", "--no-link", "system.cue"}); code != 0 {
+			shared.err = &realizeError{code: code, stderr: stderr.String()}
+		}
+		shared.took = time.Since(start)
+		shared.stderr = stderr.String()
+	})
+	if shared.err != nil {
+		t.Fatalf("realizing system.cue into the shared store: %v", shared.err)
+	}
+	return shared.dir, shared.stderr, shared.took
+}
+
+type realizeError struct {
+	code   int
+	stderr string
+}
+
+func (e *realizeError) Error() string {
+	return fmt.Sprintf("hephc realize system.cue: exit %d\n%s", e.code, e.stderr)
+}
+
+// cleanupM runs the tests, then removes the shared store.
+type cleanupM struct{ m *testing.M }
+
+func (c cleanupM) Run() int {
+	defer removeSharedStore()
+	return c.m.Run()
+}
+
+// removeSharedStore removes the shared store when the test binary ends.
+func removeSharedStore() {
+	if shared.dir != "" {
+		// Store paths are read-only: make them writable to remove them.
+		filepath.WalkDir(shared.dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+		os.RemoveAll(shared.dir)
+	}
+}
+
+// seedStore makes a new store at dst hold copies of the given paths of the
+// shared store and their closures (through store.Install, as any
+// substitution), so a test can build on top of sources and programs the
+// shared realize already fetched and built. It returns nothing: the paths
+// are valid in dst or the test fails.
+func seedStore(t *testing.T, dst string, paths ...store.Path) {
+	t.Helper()
+	dir, _, _ := systemStore(t)
+	src, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	st, err := store.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := realize.Substitute(context.Background(), st, src, paths...); err != nil {
+		t.Fatalf("seeding %s from the shared store: %v", dst, err)
+	}
+}
+
+// sharedFixedOutputs lists the fixed-output paths (fetched, pinned
+// sources: the toolchain, modules, local files) valid in the shared store.
+func sharedFixedOutputs(t *testing.T) []store.Path {
+	t.Helper()
+	dir, _, _ := systemStore(t)
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all, err := st.ValidPathList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fods []store.Path
+	for _, p := range all {
+		info, ok, err := st.QueryPathInfo(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && info.CA != "" {
+			fods = append(fods, p)
+		}
+	}
+	return fods
+}
