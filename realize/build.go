@@ -77,74 +77,19 @@ var fetchEnv = []string{"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOINSECURE", "HTTP
 func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair *store.PathInfo) (*store.PathInfo, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
-	fail := func(logPath string, err error) error {
-		return &BuildError{Drv: h, Path: p, Origin: g.Origins[h], LogPath: logPath, LogTail: tail(logPath, 25), Err: err}
-	}
-
-	// The build sees its inputs' closures, read-only, and nothing else of
-	// the store.
-	var inputs []store.Path
-	info := BuildInfo{Hash: h, Out: p.String(), Derivation: d, Inputs: map[string]InputInfo{}}
-	for _, name := range d.InputNames() {
-		ih := d.Inputs[name]
-		ip := g.PathOf(ih)
-		inputs = append(inputs, ip)
-		id := g.Derivations[ih]
-		info.Inputs[name] = InputInfo{Path: ip.String(), Name: id.Name, Version: id.Version, Builder: id.Builder, Attrs: id.Attrs, OutputHash: id.OutputHash}
-	}
-	closure, err := st.Closure(ctx, inputs...)
-	if err != nil {
-		return nil, fail("", err)
-	}
-
-	tmp, err := st.TempDir("build-" + h.String()[:16] + "-")
-	if err != nil {
-		return nil, fail("", err)
-	}
-	defer fstree.RemoveTree(tmp)
-	for _, sub := range []string{"store", "build", "heph"} {
-		if err := os.Mkdir(filepath.Join(tmp, sub), 0o755); err != nil {
-			return nil, fail("", err)
-		}
-	}
-	infoJSON, err := json.MarshalIndent(info, "", "  ")
-	if err != nil {
-		return nil, fail("", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "heph", "build.json"), infoJSON, 0o444); err != nil {
-		return nil, fail("", err)
-	}
-
 	logPath := st.LogPath(h)
 	if repair != nil {
 		logPath = strings.TrimSuffix(logPath, ".log") + ".repair.log"
 	}
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return nil, fail("", err)
-	}
-	logFile, err := os.Create(logPath)
+	b, err := runBuilder(ctx, st, g, h, opts, logPath)
 	if err != nil {
-		return nil, fail("", err)
+		return nil, err
 	}
-	defer logFile.Close()
-	rec := store.BuildRecord{Drv: h, Started: st.Now().Unix(), Log: logPath}
-
-	spec, err := sandboxSpec(st, g, h, opts, tmp, closure, logFile)
-	if err != nil {
-		return nil, fail("", err)
-	}
-	if err := sandbox.Run(ctx, spec); err != nil {
-		st.RecordBuild(ctx, rec, "failed")
-		return nil, fail(logPath, err)
-	}
-	out := filepath.Join(tmp, "store", p.Base())
-	if _, err := os.Lstat(out); err != nil {
-		st.RecordBuild(ctx, rec, "failed")
-		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
-	}
+	defer fstree.RemoveTree(b.tmp)
+	rec := b.rec
 	rebuilt := false
 	req := store.InstallRequest{
-		Path: p, Source: out, Lock: lock, References: closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair != nil,
+		Path: p, Source: b.out, Lock: lock, References: b.closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair != nil,
 		Check: func(phys string, info *store.PathInfo) error {
 			if d.IsFixedOutput() {
 				if err := verifyFixedOutput(d, phys, info.ContentHash); err != nil {
@@ -169,7 +114,98 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 		return nil, err
 	}
 	st.RecordBuild(ctx, rec, "failed")
-	return nil, fail(logPath, err)
+	return nil, b.fail(err)
+}
+
+// builderOutput is what a builder left, not yet installed: its output
+// (out) in the temporary directory tmp, which the caller removes; the
+// inputs' closure, which the output may refer to; the build's record and
+// log.
+type builderOutput struct {
+	tmp, out string
+	closure  []store.Path
+	rec      store.BuildRecord
+	fail     func(error) error // a *BuildError of this build, with its log
+}
+
+// runBuilder prepares h's build in a new temporary directory of the store
+// (under the GC lock the caller holds shared), runs its builder in a
+// sandbox with its log at logPath, and returns the output it made, in
+// place in that directory. It is the first half of build; a repair
+// installs the output over the old content, a check (CheckPath) only
+// hashes it. On an error nothing is left but the log, and the error is a
+// *BuildError.
+func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, logPath string) (*builderOutput, error) {
+	d := g.Derivations[h]
+	p := g.PathOf(h)
+	fail := func(logPath string, err error) error {
+		return &BuildError{Drv: h, Path: p, Origin: g.Origins[h], LogPath: logPath, LogTail: tail(logPath, 25), Err: err}
+	}
+
+	// The build sees its inputs' closures, read-only, and nothing else of
+	// the store.
+	var inputs []store.Path
+	info := BuildInfo{Hash: h, Out: p.String(), Derivation: d, Inputs: map[string]InputInfo{}}
+	for _, name := range d.InputNames() {
+		ih := d.Inputs[name]
+		ip := g.PathOf(ih)
+		inputs = append(inputs, ip)
+		id := g.Derivations[ih]
+		info.Inputs[name] = InputInfo{Path: ip.String(), Name: id.Name, Version: id.Version, Builder: id.Builder, Attrs: id.Attrs, OutputHash: id.OutputHash}
+	}
+	closure, err := st.Closure(ctx, inputs...)
+	if err != nil {
+		return nil, fail("", err)
+	}
+
+	tmp, err := st.TempDir("build-" + h.String()[:16] + "-")
+	if err != nil {
+		return nil, fail("", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			fstree.RemoveTree(tmp)
+		}
+	}()
+	for _, sub := range []string{"store", "build", "heph"} {
+		if err := os.Mkdir(filepath.Join(tmp, sub), 0o755); err != nil {
+			return nil, fail("", err)
+		}
+	}
+	infoJSON, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return nil, fail("", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "heph", "build.json"), infoJSON, 0o444); err != nil {
+		return nil, fail("", err)
+	}
+
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, fail("", err)
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fail("", err)
+	}
+	defer logFile.Close()
+	rec := store.BuildRecord{Drv: h, Started: st.Now().Unix(), Log: logPath}
+
+	spec, err := sandboxSpec(st, g, h, opts, tmp, closure, logFile)
+	if err != nil {
+		return nil, fail("", err)
+	}
+	if err := sandbox.Run(ctx, spec); err != nil {
+		st.RecordBuild(ctx, rec, "failed")
+		return nil, fail(logPath, err)
+	}
+	out := filepath.Join(tmp, "store", p.Base())
+	if _, err := os.Lstat(out); err != nil {
+		st.RecordBuild(ctx, rec, "failed")
+		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
+	}
+	ok = true
+	return &builderOutput{tmp: tmp, out: out, closure: closure, rec: rec, fail: func(err error) error { return fail(logPath, err) }}, nil
 }
 
 // sandboxSpec says how h is built: its environment, its mounts (its

@@ -48,6 +48,13 @@ type Options struct {
 	// would be built, by the first that has it (with Substitute's
 	// checks); none builds everything.
 	Substitutes []Source
+	// Admission, if not nil, must admit each path copied from
+	// Substitutes (else they are trusted to say what a path holds); a
+	// path it refuses is built instead.
+	Admission Admission
+	// Attester, if not nil, attests each output this run builds, once it
+	// is valid, and each reproduction CheckPath finds.
+	Attester Attester
 }
 
 // DefaultBuildTimeout limits a build when Options.Timeout is 0.
@@ -313,11 +320,20 @@ func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvH
 			return nil, 0, fmt.Errorf("substituting %s: %w", p, err)
 		}
 		if ok {
-			info, err := substituteOne(ctx, st, src, sinfo, lock)
+			info, err := substituteOne(ctx, st, src, sinfo, lock, admitting{adm: opts.Admission, d: g.Derivations[h], attr: g.Origins[h].Attr})
+			var refused *NotAdmittedError
+			if errors.As(err, &refused) {
+				continue // not admitted: the next source, or a build
+			}
 			return info, EventSubstituted, err
 		}
 	}
 	info, err = build(ctx, st, g, h, opts, lock, nil)
+	if err == nil && opts.Attester != nil {
+		if err = opts.Attester.Built(ctx, info); err != nil {
+			err = fmt.Errorf("attesting %s: %w (it is valid, not attested)", p, err)
+		}
+	}
 	return info, EventBuilt, err
 }
 

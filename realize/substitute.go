@@ -34,9 +34,11 @@ var _ Source = (*store.Store)(nil)
 // (entries outside the path, through symlinks, twice, or more bytes than
 // src says the path has); it must hash to the content hash src gives, and
 // refer to exactly the references src gives; a pinned path's pin must
-// make its name. Substitute trusts src to say which content a path has:
-// it checks no signature, so src must be trusted.
-func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Path) ([]store.Path, error) {
+// make its name. Then adm, if not nil, must admit it (the store owner's
+// trust policy: the CLI's Admission checks the signatures src keeps
+// against it). With a nil adm, Substitute trusts src to say which
+// content a path has: it checks no signature, so src must be trusted.
+func Substitute(ctx context.Context, st *store.Store, src Source, adm Admission, ps ...store.Path) ([]store.Path, error) {
 	gcLock, err := st.LockGC(ctx, false)
 	if err != nil {
 		return nil, err
@@ -62,7 +64,7 @@ func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Pa
 		if infos[p] == nil {
 			return done, fmt.Errorf("substituting %s: the source does not have it", p)
 		}
-		if _, err := substituteOne(ctx, st, src, infos[p], nil); err != nil {
+		if _, err := substituteOne(ctx, st, src, infos[p], nil, admitting{adm: adm}); err != nil {
 			return done, err
 		}
 		done = append(done, p)
@@ -70,9 +72,63 @@ func Substitute(ctx context.Context, st *store.Store, src Source, ps ...store.Pa
 	return done, nil
 }
 
+// Admission admits or refuses a path copied from another store before it
+// becomes valid. The CLI implements it with the trust policies (the
+// store owner's, and the configuration's), so that realize imports no
+// trust and the store no policy: every path a store admits from outside
+// meets the same policies, whether it comes from an archive
+// (archive.Import), a binary cache (registry) or another store.
+type Admission interface {
+	// Admit sees the candidate's content in place, canonical and hashed,
+	// before anything is registered; an error refuses it, and nothing of
+	// it is registered.
+	Admit(ctx context.Context, c *Candidate) error
+}
+
+// Candidate is a path from another store asking to be admitted.
+type Candidate struct {
+	// Source is the store it comes from.
+	Source Source
+	// Info is what would be registered: its content hash and references
+	// as hashed and found here, its deriver and pin as the source says.
+	Info *store.PathInfo
+	// Dir is where its content is; it must not be changed.
+	Dir string
+	// Attr is where the configuration writes it, "" when not known (an
+	// admission then applies every rule with groups).
+	Attr string
+	// Pinned says it is a fixed-output path whose content was checked
+	// against its pin: a policy admits it on the pin alone.
+	Pinned bool
+}
+
+// NotAdmittedError is a path another store has that the Admission
+// refused: nothing of it was registered. Realize builds it instead.
+type NotAdmittedError struct {
+	Path store.Path
+	Err  error
+}
+
+func (e *NotAdmittedError) Error() string {
+	return fmt.Sprintf("substituting %s: not admitted: %v", e.Path, e.Err)
+}
+
+func (e *NotAdmittedError) Unwrap() error { return e.Err }
+
+// admitting is how one substitution is admitted: by adm (nil: as src
+// says), as the derivation d written at attr (d nil when the graph is not
+// known: then an h1: pin is not checked, and a path with one is not
+// pinned).
+type admitting struct {
+	adm  Admission
+	d    *store.Derivation
+	attr string
+}
+
 // substituteOne copies the path info describes from src into st; lock,
-// if not nil, is its lock, held by the caller.
-func substituteOne(ctx context.Context, st *store.Store, src Source, info *store.PathInfo, lock *store.Lock) (*store.PathInfo, error) {
+// if not nil, is its lock, held by the caller; how says how it is
+// admitted.
+func substituteOne(ctx context.Context, st *store.Store, src Source, info *store.PathInfo, lock *store.Lock, how admitting) (*store.PathInfo, error) {
 	p := info.Path
 	if info.CA != "" {
 		d := &store.Derivation{Name: p.Name, OutputHash: info.CA}
@@ -91,12 +147,25 @@ func substituteOne(ctx context.Context, st *store.Store, src Source, info *store
 	}
 	return st.Install(ctx, store.InstallRequest{
 		Path: p, Source: out, Lock: lock, References: info.References, Deriver: info.Deriver, CA: info.CA,
-		Check: func(_ string, got *store.PathInfo) error {
+		Check: func(phys string, got *store.PathInfo) error {
 			if got.ContentHash != info.ContentHash {
 				return fmt.Errorf("substituting %s: its content hashes to %s, the source says %s", p, got.ContentHash, info.ContentHash)
 			}
 			if !slices.Equal(got.References, info.References) {
 				return fmt.Errorf("substituting %s: its content refers to %v, the source says %v", p, got.References, info.References)
+			}
+			pinned := strings.HasPrefix(info.CA, "blake3:") // its content hash, checked above
+			if how.d != nil && how.d.IsFixedOutput() {
+				if err := verifyFixedOutput(how.d, phys, got.ContentHash); err != nil {
+					return fmt.Errorf("substituting %s: %w", p, err)
+				}
+				pinned = true
+			}
+			if how.adm == nil {
+				return nil
+			}
+			if err := how.adm.Admit(ctx, &Candidate{Source: src, Info: got, Dir: phys, Attr: how.attr, Pinned: pinned}); err != nil {
+				return &NotAdmittedError{Path: p, Err: err}
 			}
 			return nil
 		},

@@ -37,7 +37,7 @@ func substituteFixture(t *testing.T) (f *storetest.Fixture, pa, pb store.Path, d
 func TestSubstitute(t *testing.T) {
 	f, pa, pb, dst := substituteFixture(t)
 	ctx := context.Background()
-	got, err := realize.Substitute(ctx, dst, f.St, pb)
+	got, err := realize.Substitute(ctx, dst, f.St, nil, pb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestSubstitute(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if again, err := realize.Substitute(ctx, dst, f.St, pb); err != nil || len(again) != 0 {
+	if again, err := realize.Substitute(ctx, dst, f.St, nil, pb); err != nil || len(again) != 0 {
 		t.Errorf("substituting again copied %v (%v), want nothing", again, err)
 	}
 	if entries, _ := os.ReadDir(filepath.Join(dst.Dir, "tmp")); len(entries) != 0 {
@@ -112,7 +112,7 @@ func TestSubstituteRefusesWhatTheSourceDoesNotSay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			os.MkdirAll(outside, 0o755)
-			_, err := realize.Substitute(ctx, dst, lyingSource{f.St, tc.export}, pa)
+			_, err := realize.Substitute(ctx, dst, lyingSource{f.St, tc.export}, nil, pa)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error saying %q", err, tc.want)
 			}

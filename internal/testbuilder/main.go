@@ -4,6 +4,8 @@
 //	echo=TEXT        print TEXT to stdout (the build log)
 //	file=NAME=TEXT   write $out/NAME holding TEXT ($out becomes a directory)
 //	single=TEXT      make $out a single file holding TEXT
+//	time=NAME        write $out/NAME holding "built at " and the time, to the nanosecond (not reproducible)
+//	random=NAME      write $out/NAME holding "random " and 16 random bytes in hex (not reproducible)
 //	ref=INPUT        write $out/ref-INPUT holding the value of env INPUT (an input's store path)
 //	cat=PATH         copy the file PATH to stdout
 //	sleep=MS         sleep MS milliseconds
@@ -12,6 +14,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +48,21 @@ func run(args []string) error {
 			}
 		case "single":
 			if err := os.WriteFile(out, []byte(val), 0o644); err != nil {
+				return err
+			}
+		case "time", "random":
+			text := "built at " + time.Now().Format(time.RFC3339Nano) + "\n"
+			if op == "random" {
+				b := make([]byte, 16)
+				if _, err := rand.Read(b); err != nil {
+					return err
+				}
+				text = fmt.Sprintf("random %x\n", b)
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(out, val), []byte(text), 0o644); err != nil {
 				return err
 			}
 		case "ref":
