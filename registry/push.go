@@ -238,3 +238,17 @@ func isNotFound(err error) bool {
 	var te *transport.Error
 	return errors.As(err, &te) && te.StatusCode == http.StatusNotFound
 }
+
+// PushImage writes the image img to ref, which must name a tag, and
+// returns how many bytes were sent: blobs the repository has already
+// (the layers of paths pushed to it, say) are not sent again.
+func (c *Client) PushImage(ctx context.Context, img v1.Image, ref Ref) (int64, error) {
+	if ref.Tag == "" {
+		return 0, fmt.Errorf("pushing an image to %s: give a tag (oci://HOST/REPOSITORY:TAG)", ref)
+	}
+	before := c.Uploaded()
+	if err := remote.Write(ref.Repo.Tag(ref.Tag), img, c.remoteOptions(ctx, ref, 4)...); err != nil {
+		return 0, fmt.Errorf("pushing an image to %s: %w", ref, err)
+	}
+	return c.Uploaded() - before, nil
+}

@@ -57,42 +57,64 @@ var kinds = []struct {
 	{"debian-docker-registry", "HEPHC_TEST_REGISTRY_DEBIAN", []string{"docker-registry"}, false},
 }
 
-// All returns the three registries. When a distribution registry is neither given by .ci/run nor
-// can be started, the test fails under HEPHC_E2E=1 (CI, where nothing
-// may skip) and is skipped otherwise. Registries started here stop when
-// the test ends.
+// All returns the three registries. When a distribution registry is
+// neither given by .ci/run nor can be started, the test fails under
+// HEPHC_E2E=1 (CI, where nothing may skip) and is skipped otherwise.
+// Registries started here stop when the test ends.
 func All(t testing.TB) []Registry {
 	t.Helper()
-	var out []Registry
-	var missing []string
-	for _, k := range kinds {
+	regs, missing := Start(t.Cleanup, t.TempDir())
+	if missing != "" {
+		if os.Getenv("HEPHC_E2E") == "1" {
+			t.Fatal(missing)
+		}
+		t.Skip(missing)
+	}
+	return regs
+}
+
+// Start returns the registries it could have: those .ci/run gave, the
+// others started here with their data under dir, stopped by the
+// functions it hands to cleanup. missing, when not "", says which it
+// could not have and why.
+func Start(cleanup func(func()), dir string) (regs []Registry, missing string) {
+	var problems []string
+	for i, k := range kinds {
 		if addr := os.Getenv(k.env); addr != "" {
-			out = append(out, Registry{Name: k.name, Addr: addr, Referrers: k.referrers})
+			regs = append(regs, Registry{Name: k.name, Addr: addr, Referrers: k.referrers})
 			continue
 		}
-		r, err := start(t, k.name, k.bins, k.referrers)
+		r, err := start(cleanup, filepath.Join(dir, fmt.Sprint(i)), k.name, k.bins, k.referrers)
 		if err != nil {
-			missing = append(missing, fmt.Sprintf("%s (set %s, or install it: %v)", k.name, k.env, err))
+			problems = append(problems, fmt.Sprintf("%s (set %s, or install it: %v)", k.name, k.env, err))
 			continue
 		}
-		out = append(out, r)
+		regs = append(regs, r)
 	}
 	srv := httptest.NewServer(registry.New(registry.WithReferrersSupport(true), registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	out = append(out, Registry{Name: "go-containerregistry", Addr: srv.Listener.Addr().String(), Referrers: true})
-	if len(missing) > 0 {
-		msg := "no registry " + strings.Join(missing, "; ")
-		if os.Getenv("HEPHC_E2E") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	cleanup(srv.Close)
+	regs = append(regs, Registry{Name: "go-containerregistry", Addr: srv.Listener.Addr().String(), Referrers: true})
+	if len(problems) > 0 {
+		missing = "no registry " + strings.Join(problems, "; ")
+	}
+	return regs, missing
+}
+
+// Env returns the environment variables that give tests the registries:
+// HEPHC_TEST_REGISTRY_V3, HEPHC_TEST_REGISTRY_DEBIAN and
+// HEPHC_TEST_REGISTRY_GGCR (with the referrers API), NAME=ADDR each.
+func Env(regs []Registry) []string {
+	names := map[string]string{"distribution-v3": "HEPHC_TEST_REGISTRY_V3", "debian-docker-registry": "HEPHC_TEST_REGISTRY_DEBIAN", "go-containerregistry": "HEPHC_TEST_REGISTRY_GGCR"}
+	var out []string
+	for _, r := range regs {
+		out = append(out, names[r.Name]+"="+r.Addr)
 	}
 	return out
 }
 
 // start runs one of bins (the first found) serving a fresh directory on a
 // free loopback port, until the test ends.
-func start(t testing.TB, name string, bins []string, referrers bool) (Registry, error) {
+func start(cleanup func(func()), dir, name string, bins []string, referrers bool) (Registry, error) {
 	var bin string
 	for _, b := range bins {
 		if p, err := exec.LookPath(b); err == nil {
@@ -103,7 +125,10 @@ func start(t testing.TB, name string, bins []string, referrers bool) (Registry, 
 	if bin == "" {
 		return Registry{}, fmt.Errorf("none of %s found", strings.Join(bins, ", "))
 	}
-	dir := t.TempDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Registry{}, err
+	}
+	var tries []string
 	for try := 0; try < 3; try++ {
 		addr, err := freePort()
 		if err != nil {
@@ -134,13 +159,13 @@ func start(t testing.TB, name string, bins []string, referrers bool) (Registry, 
 		if err := waitUp(addr, exited); err != nil {
 			stop()
 			b, _ := os.ReadFile(logFile.Name())
-			t.Logf("%s on %s: %v\n%s", bin, addr, err, b)
+			tries = append(tries, fmt.Sprintf("on %s: %v: %s", addr, err, b))
 			continue
 		}
-		t.Cleanup(stop)
+		cleanup(stop)
 		return Registry{Name: name, Addr: addr, Referrers: referrers}, nil
 	}
-	return Registry{}, fmt.Errorf("%s did not start", bin)
+	return Registry{}, fmt.Errorf("%s did not start: %s", bin, strings.Join(tries, "; "))
 }
 
 func freePort() (string, error) {
