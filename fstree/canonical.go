@@ -25,19 +25,32 @@ var canonicalTime = []unix.Timespec{{Sec: 1}, {Sec: 1}}
 // The tree hash does not depend on anything Canonicalize changes except
 // through the exec bit, which it keeps; no process may change the tree
 // meanwhile.
-func Canonicalize(root string) error {
-	if err := canonicalizeAt(unix.AT_FDCWD, root, root, "."); err != nil {
+func Canonicalize(root string) error { return CanonicalizeAs(root, AnyOwner) }
+
+// CanonicalizeAs is Canonicalize, and gives every entry (symlinks
+// included, never what they point at) that uid does not own to uid,
+// unless uid is AnyOwner; groups are left as they are. Only root may
+// give files away: to anyone else, an entry owned by another uid is an
+// error.
+func CanonicalizeAs(root string, uid int) error {
+	if err := canonicalizeAt(unix.AT_FDCWD, root, root, ".", uid); err != nil {
 		return fmt.Errorf("canonicalizing %s: %w", root, err)
 	}
 	return nil
 }
 
 // canonicalizeAt canonicalizes name in dirfd, which is at path and at rel
-// from the root.
-func canonicalizeAt(dirfd int, name, path, rel string) error {
+// from the root, giving it to uid unless that is AnyOwner.
+func canonicalizeAt(dirfd int, name, path, rel string, uid int) error {
 	var st unix.Stat_t
 	if err := fstatatNoFollow(dirfd, name, path, &st); err != nil {
 		return err
+	}
+	if uid != AnyOwner && int(st.Uid) != uid {
+		// Before the mode: a chown clears setuid and setgid bits.
+		if err := unix.Fchownat(dirfd, name, uid, -1, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &os.PathError{Op: "chown", Path: path, Err: err}
+		}
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
@@ -57,7 +70,7 @@ func canonicalizeAt(dirfd int, name, path, rel string) error {
 		defer unix.Close(fd)
 		slices.Sort(names) // so that the first bad entry is always the same
 		for _, c := range names {
-			if err := canonicalizeAt(fd, c, path+"/"+c, joinRel(rel, c)); err != nil {
+			if err := canonicalizeAt(fd, c, path+"/"+c, joinRel(rel, c), uid); err != nil {
 				return err
 			}
 		}

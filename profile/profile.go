@@ -4,9 +4,11 @@
 // which refers to each of them, so GC keeps their closures), listing
 // generations, choosing the current one (rollback), and the link
 // Dir/profiles/NAME to the current generation object. The rows live in
-// the store's database (store.GenerationRecord); a generation is valid
-// from the transaction that records it. It never imports CUE, eval,
-// policy or realize.
+// the store's database (store.GenerationRecord) and, for a database
+// rebuilt from disk, in the store's records (Dir/generations); a
+// generation is valid from the transaction that records it, and durable
+// with its link when Record or SetCurrent returns. It never imports CUE,
+// eval, policy or realize.
 package profile
 
 import (
@@ -113,7 +115,8 @@ func addObject(ctx context.Context, st *store.Store, profile string, roots map[s
 	return st.Add(ctx, dir, profile+"-generation", rootPaths...)
 }
 
-// linkProfile points Dir/profiles/NAME at the current generation object.
+// linkProfile points Dir/profiles/NAME at the current generation object,
+// durably.
 func linkProfile(st *store.Store, profile string, top store.Path) error {
 	dir := filepath.Join(st.Dir, "profiles")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -125,7 +128,10 @@ func linkProfile(st *store.Store, profile string, top store.Path) error {
 	if err := os.Symlink(st.Physical(top), tmp); err != nil {
 		return err
 	}
-	return os.Rename(tmp, link)
+	if err := os.Rename(tmp, link); err != nil {
+		return err
+	}
+	return st.Sync()
 }
 
 // List returns profile's generations, oldest first.

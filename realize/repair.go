@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/store"
 )
 
@@ -112,7 +113,10 @@ func referencesFirst(ctx context.Context, src Source, ps []store.Path) (order []
 	return append(order, invalid...), infos, nil
 }
 
-// RepairPath rebuilds p (or refetches it: a fixed-output derivation's
+// RepairPath repairs p. If its content still hashes to what the database
+// recorded, only its modes, owners and record on disk can be wrong: they
+// are restored in place (store.RestoreMetadata), with no rebuild.
+// Otherwise it rebuilds p (or refetches it: a fixed-output derivation's
 // rebuild is a fetch) from the derivation that built it, as recorded in
 // the store; if the result hashes to the content hash the database
 // recorded, it takes the place of p's content in one atomic exchange
@@ -121,7 +125,7 @@ func referencesFirst(ctx context.Context, src Source, ps []store.Path) (order []
 // derivation that are no longer valid are realized first.
 //
 // A path added (with Add, or a generation object) has no derivation and
-// cannot be repaired (*NotRepairableError); a rebuild that differs is a
+// cannot be rebuilt (*NotRepairableError); a rebuild that differs is a
 // *NotReproducibleError and changes nothing.
 func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options) error {
 	gcLock, err := st.LockGC(ctx, false)
@@ -134,6 +138,9 @@ func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options
 		return err
 	} else if !ok {
 		return fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
+	}
+	if tree, err := fstree.HashTree(st.Physical(p), fstree.HashOptions{}); err == nil && tree.Hash == recorded.ContentHash {
+		return st.RestoreMetadata(ctx, p)
 	}
 	g, err := recordedGraph(ctx, st, p)
 	if err != nil {

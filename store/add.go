@@ -13,7 +13,8 @@ import (
 // blake3:<tree hash> has (a #LocalFile of the same file), so a build that
 // fetches it later finds it valid. The content may refer to the valid
 // paths refs: those it mentions become its references.
-func (s *Store) Add(ctx context.Context, src, name string, refs ...Path) (Path, error) {
+func (s *Store) Add(ctx context.Context, src, name string, refs ...Path) (_ Path, err error) {
+	defer s.annotate(&err)
 	gcLock, err := s.LockGC(ctx, false)
 	if err != nil {
 		return Path{}, err

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -95,6 +97,48 @@ CREATE TABLE IF NOT EXISTS roots (
 // it does.
 const DBFile = "db.sqlite"
 
+// recordsKey is the meta row that says the records on disk (ondisk.go)
+// hold everything the database knows: set when the database is made, or
+// once an older database's records have been written.
+const recordsKey = "records"
+
+// checkDBFile refuses a database file that is missing or empty (0 bytes)
+// beside a store that holds paths: SQLite would make a new, empty one.
+func (s *Store) checkDBFile() error {
+	path := filepath.Join(s.Dir, DBFile)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if s.holdsPaths() {
+			return &DatabaseError{DB: path, Problem: "is missing"}
+		}
+	case err != nil:
+		return fmt.Errorf("opening store database: %w", err)
+	case fi.Size() == 0:
+		if s.holdsPaths() {
+			return &DatabaseError{DB: path, Problem: "is empty (0 bytes)"}
+		}
+	}
+	return nil
+}
+
+// holdsPaths reports whether the store holds anything a database would
+// know of: an entry in store/ or a record in info/.
+func (s *Store) holdsPaths() bool {
+	for _, sub := range []string{"store", infoDir} {
+		f, err := os.Open(filepath.Join(s.Dir, sub))
+		if err != nil {
+			continue
+		}
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func openDB(dir string) (*sql.DB, error) {
 	path := filepath.Join(dir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock when it
@@ -142,6 +186,7 @@ type PathInfo struct {
 // QueryPathInfo returns what the store knows of p, or ok=false when p is
 // not valid.
 func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok bool, err error) {
+	defer s.annotate(&err)
 	var (
 		id      int64
 		content string
@@ -182,7 +227,8 @@ func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok b
 }
 
 // ValidPaths returns which of ps are valid, in one query per 500 paths.
-func (s *Store) ValidPaths(ctx context.Context, ps []Path) (map[Path]bool, error) {
+func (s *Store) ValidPaths(ctx context.Context, ps []Path) (_ map[Path]bool, err error) {
+	defer s.annotate(&err)
 	valid := make(map[Path]bool, len(ps))
 	for start := 0; start < len(ps); start += 500 {
 		chunk := ps[start:min(start+500, len(ps))]
@@ -214,7 +260,8 @@ func (s *Store) ValidPaths(ctx context.Context, ps []Path) (map[Path]bool, error
 }
 
 // ValidPathList returns every valid path, sorted.
-func (s *Store) ValidPathList(ctx context.Context) ([]Path, error) {
+func (s *Store) ValidPathList(ctx context.Context) (_ []Path, err error) {
+	defer s.annotate(&err)
 	rows, err := s.db.QueryContext(ctx, `SELECT path FROM paths ORDER BY path`)
 	if err != nil {
 		return nil, fmt.Errorf("listing valid paths: %w", err)

@@ -39,9 +39,13 @@ type GCResult struct {
 	// no longer point at a valid path.
 	StaleRoots []string
 	// Leftovers are the entries of Dir/store that were not valid paths
-	// (what a killed build or GC leaves) and the stale temporary
-	// directories of Dir/tmp, removed; physical paths, sorted.
+	// (what a killed build or GC leaves), the records in Dir/info of
+	// paths that are not valid (a killed Install or GC) and the stale
+	// temporary directories of Dir/tmp, removed; physical paths, sorted.
 	Leftovers []string
+	// StaleLocks are the lock files in Dir/locks of paths that are not
+	// valid (failed builds, a killed GC), removed; sorted.
+	StaleLocks []string
 }
 
 // DeletedPath is a path GC deleted and its size.
@@ -76,7 +80,8 @@ const gcBatch = 5000
 // to, so at every moment every registered path is complete and refers
 // only to registered paths; whatever a killed GC leaves (unregistered
 // trees, half removed), the next one removes.
-func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
+func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error) {
+	defer s.annotate(&err)
 	lock, err := s.lockGC(ctx, true, opts.Waiting)
 	if err != nil {
 		return nil, err
@@ -113,11 +118,9 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	live := g.mark(roots)
 	order := g.garbageOrder(live)
 	res.Live = len(g.paths) - len(order)
-	leftovers, err := s.leftovers(g)
-	if err != nil {
+	if res.Leftovers, res.StaleLocks, err = s.leftovers(g); err != nil {
 		return nil, err
 	}
-	res.Leftovers = leftovers
 	res.Deleted, res.Freed, err = g.deleted(order)
 	if err != nil || opts.DryRun {
 		return res, err
@@ -125,7 +128,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	if err := c.forgetRoots(ctx, res.Generations, res.StaleRoots); err != nil {
 		return nil, err
 	}
-	if err := c.deleteGarbage(ctx, g, order, res.Leftovers); err != nil {
+	if err := c.deleteGarbage(ctx, g, order, append(res.Leftovers, res.StaleLocks...)); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -177,7 +180,23 @@ func (c *collector) forgetRoots(ctx context.Context, gens []GenerationID, stale 
 			return fmt.Errorf("forgetting the root %s: %w", link, err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("deleting generations: %w", err)
+	}
+	// The records go after the rows: a GC killed in between leaves
+	// records of what is gone, which keep alive more than needed after a
+	// RebuildDB, never less.
+	for _, g := range gens {
+		if err := c.s.removeGenerationRecord(g); err != nil {
+			return err
+		}
+	}
+	for _, link := range stale {
+		if err := c.s.removeRootRecord(link); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // gcRoots returns the paths that roots keep alive, except the generations
@@ -233,36 +252,63 @@ func (c *collector) gcRoots(ctx context.Context, g *refGraph, expired []Generati
 	return roots, stale, nil
 }
 
-// leftovers lists the entries of Dir/store that are not valid paths, and
-// the temporary directories in Dir/tmp that only a process holding the GC
-// lock makes (none runs while GC holds it exclusive).
-func (s *Store) leftovers(g *refGraph) ([]string, error) {
-	var out []string
+// leftovers lists the entries of Dir/store that are not valid paths, the
+// records in Dir/info of paths that are not valid (and records half
+// written), the temporary directories in Dir/tmp that only a process
+// holding the GC lock makes, and the lock files of paths that are not
+// valid. None is in use: a process makes or takes them only while it
+// holds the GC lock shared, and GC holds it exclusive.
+func (s *Store) leftovers(g *refGraph) (leftovers, locks []string, err error) {
+	validHash := make(map[string]bool, len(g.paths))
+	for _, p := range g.paths {
+		validHash[p[len(Dir)+1:][:HashStringLen]] = true
+	}
 	storeDir := filepath.Join(s.Dir, "store")
 	names, err := readDirNames(storeDir)
 	if err != nil {
-		return nil, fmt.Errorf("listing the store: %w", err)
+		return nil, nil, fmt.Errorf("listing the store: %w", err)
 	}
 	for _, name := range names {
 		if _, ok := g.index[Dir+"/"+name]; !ok {
-			out = append(out, filepath.Join(storeDir, name))
+			leftovers = append(leftovers, filepath.Join(storeDir, name))
+		}
+	}
+	info := filepath.Join(s.Dir, infoDir)
+	names, err = readDirNames(info)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing %s: %w", info, err)
+	}
+	for _, name := range names {
+		if h, ok := strings.CutSuffix(name, ".json"); !ok || !validHash[h] {
+			leftovers = append(leftovers, filepath.Join(info, name))
 		}
 	}
 	tmpDir := filepath.Join(s.Dir, "tmp")
 	names, err = readDirNames(tmpDir)
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", tmpDir, err)
+		return nil, nil, fmt.Errorf("listing %s: %w", tmpDir, err)
 	}
 	for _, name := range names {
 		for _, prefix := range lockedTempPrefixes {
 			if strings.HasPrefix(name, prefix) {
-				out = append(out, filepath.Join(tmpDir, name))
+				leftovers = append(leftovers, filepath.Join(tmpDir, name))
 				break
 			}
 		}
 	}
-	slices.Sort(out)
-	return out, nil
+	lockDir := filepath.Join(s.Dir, "locks")
+	names, err = readDirNames(lockDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing %s: %w", lockDir, err)
+	}
+	for _, name := range names {
+		if h, ok := strings.CutSuffix(name, ".lock"); ok && !validHash[h] {
+			locks = append(locks, filepath.Join(lockDir, name))
+		}
+	}
+	slices.Sort(leftovers)
+	slices.Sort(locks)
+	return leftovers, locks, nil
 }
 
 func readDirNames(dir string) ([]string, error) {

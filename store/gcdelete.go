@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -35,6 +38,7 @@ func (c *collector) deleteGarbage(ctx context.Context, g *refGraph, order []int3
 func (c *collector) unregisterAndRemove(ctx context.Context, g *refGraph, order []int32, leftovers []string, rm *fstree.Remover) error {
 	storeDir := filepath.Join(c.s.Dir, "store")
 	locks := filepath.Join(c.s.Dir, "locks")
+	infos := filepath.Join(c.s.Dir, infoDir)
 	for start := 0; start < len(order); start += gcBatch {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -43,8 +47,18 @@ func (c *collector) unregisterAndRemove(ctx context.Context, g *refGraph, order 
 		if err := c.unregister(ctx, g, batch); err != nil {
 			return err
 		}
+		// The unregistration is durable before any file goes: after a
+		// power loss the database may lose its last transactions, and
+		// must not list a path whose files are gone.
+		if err := c.s.sync(); err != nil {
+			return fmt.Errorf("collecting garbage: %w", err)
+		}
 		for _, i := range batch {
 			base := g.paths[i][len(Dir)+1:]
+			// The record first, here: a tree half removed never has one.
+			if err := os.Remove(filepath.Join(infos, base[:HashStringLen]+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("collecting garbage: %w", err)
+			}
 			rm.Remove(filepath.Join(storeDir, base))
 			// Nobody holds or waits for a per-output lock now.
 			rm.Remove(filepath.Join(locks, base[:HashStringLen]+".lock"))

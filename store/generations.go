@@ -22,10 +22,14 @@ type GenerationRecord struct {
 
 // AddGeneration records rec as the next generation of rec.Profile (one
 // past its last, whatever rec.Number says) and makes it current, in one
-// transaction, and returns its number. The caller holds the GC lock
-// shared from before it made the toplevel valid: the toplevel has no
+// transaction, and returns its number. It is recorded on disk too
+// (generations/<profile>/<n>.json before the transaction commits,
+// generations/<profile>/current after), and both are durable when it
+// returns. The caller holds the GC
+// lock shared from before it made the toplevel valid: the toplevel has no
 // root until its row exists.
-func (s *Store) AddGeneration(ctx context.Context, rec GenerationRecord) (int, error) {
+func (s *Store) AddGeneration(ctx context.Context, rec GenerationRecord) (_ int, err error) {
+	defer s.annotate(&err)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("recording a generation of %s: %w", rec.Profile, err)
@@ -43,12 +47,27 @@ func (s *Store) AddGeneration(ctx context.Context, rec GenerationRecord) (int, e
 	if _, err := tx.ExecContext(ctx, `INSERT INTO profiles(name, current) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET current = excluded.current`, rec.Profile, n); err != nil {
 		return 0, fmt.Errorf("recording a generation of %s: %w", rec.Profile, err)
 	}
-	return n, tx.Commit()
+	rec.Number = n
+	if err := s.writeGenerationRecord(rec); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		s.removeGenerationRecord(rec.GenerationID)
+		return 0, fmt.Errorf("recording a generation of %s: %w", rec.Profile, err)
+	}
+	if err := s.writeCurrentRecord(rec.Profile, n); err != nil {
+		return 0, err
+	}
+	if err := s.sync(); err != nil {
+		return 0, fmt.Errorf("recording a generation of %s: %w", rec.Profile, err)
+	}
+	return n, nil
 }
 
 // GenerationRecords returns profile's generations, oldest first, or every
 // profile's (by profile) when profile is "".
-func (s *Store) GenerationRecords(ctx context.Context, profile string) ([]GenerationRecord, error) {
+func (s *Store) GenerationRecords(ctx context.Context, profile string) (_ []GenerationRecord, err error) {
+	defer s.annotate(&err)
 	rows, err := s.db.QueryContext(ctx, `SELECT g.profile, g.number, g.toplevel, g.created, g.config_hash, g.config, g.closure_size, g.number = COALESCE(p.current, -1)
 		FROM generations g LEFT JOIN profiles p ON p.name = g.profile
 		WHERE ? = '' OR g.profile = ? ORDER BY g.profile, g.number`, profile, profile)
@@ -74,9 +93,16 @@ func (s *Store) GenerationRecords(ctx context.Context, profile string) ([]Genera
 }
 
 // SetCurrentGeneration makes generation n of profile, which exists, the
-// current one.
-func (s *Store) SetCurrentGeneration(ctx context.Context, profile string, n int) error {
+// current one, on disk and in the database, durably.
+func (s *Store) SetCurrentGeneration(ctx context.Context, profile string, n int) (err error) {
+	defer s.annotate(&err)
+	if err := s.writeCurrentRecord(profile, n); err != nil {
+		return err
+	}
 	if _, err := s.db.ExecContext(ctx, `UPDATE profiles SET current = ? WHERE name = ?`, n, profile); err != nil {
+		return fmt.Errorf("setting the current generation of %s: %w", profile, err)
+	}
+	if err := s.sync(); err != nil {
 		return fmt.Errorf("setting the current generation of %s: %w", profile, err)
 	}
 	return nil

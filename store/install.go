@@ -64,6 +64,7 @@ func (s *Store) Install(ctx context.Context, req InstallRequest) (info *PathInfo
 		if rerr := fstree.RemoveTree(req.Source); err == nil && rerr != nil {
 			err = rerr
 		}
+		err = s.classify(err)
 	}()
 	p := req.Path
 	if req.Lock == nil {
@@ -102,19 +103,36 @@ func (s *Store) Install(ctx context.Context, req InstallRequest) (info *PathInfo
 	}
 	info, err = s.hashInPlace(p, phys, req)
 	if err == nil {
-		err = s.register(ctx, info, req.Build)
+		err = s.registerDurably(ctx, info, req.Build)
 	}
 	if err != nil {
+		os.Remove(s.infoFile(p))
 		fstree.RemoveTree(phys)
 		return nil, err
 	}
 	return info, nil
 }
 
+// registerDurably registers info once its content, the rename that put it
+// in place and its record (info/<hash>.json) are durable: the record is
+// written, the store's file system synced, and only then is the
+// registering transaction committed. After a power loss at any moment a
+// registered path is complete, and a record never describes content that
+// is not (RebuildDB checks the content against it).
+func (s *Store) registerDurably(ctx context.Context, info *PathInfo, build *BuildRecord) error {
+	if err := s.writePathRecord(info); err != nil {
+		return err
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("registering %s: %w", info.Path, err)
+	}
+	return s.register(ctx, info, build)
+}
+
 // hashInPlace canonicalizes and hashes the content at phys, and has
 // req.Check see it.
 func (s *Store) hashInPlace(p Path, phys string, req InstallRequest) (*PathInfo, error) {
-	if err := fstree.Canonicalize(phys); err != nil {
+	if err := fstree.CanonicalizeAs(phys, s.owner); err != nil {
 		return nil, err
 	}
 	tree, refs, err := hashTree(phys, append(req.References, p))
@@ -133,7 +151,7 @@ func (s *Store) hashInPlace(p Path, phys string, req InstallRequest) (*PathInfo,
 // replace swaps the content of the valid path p for src, which must hash
 // as old records.
 func (s *Store) replace(p Path, src string, old *PathInfo, check func(string, *PathInfo) error) error {
-	if err := fstree.Canonicalize(src); err != nil {
+	if err := fstree.CanonicalizeAs(src, s.owner); err != nil {
 		return fmt.Errorf("repairing %s: %w", p, err)
 	}
 	tree, err := fstree.HashTree(src, fstree.HashOptions{})
@@ -150,8 +168,19 @@ func (s *Store) replace(p Path, src string, old *PathInfo, check func(string, *P
 	if tree.Hash != old.ContentHash {
 		return fmt.Errorf("repairing %s: the new content hashes to %s, the database recorded %s", p, tree.Hash, old.ContentHash)
 	}
+	// The new content is durable before it takes the old one's place,
+	// and so is the path's record, rewritten in case it was lost.
+	if err := s.writePathRecord(old); err != nil {
+		return err
+	}
+	if err := s.sync(); err != nil {
+		return fmt.Errorf("repairing %s: %w", p, err)
+	}
 	if err := fstree.Exchange(src, s.Physical(p)); err != nil {
 		return fmt.Errorf("repairing %s: %w", p, err)
 	}
-	return fstree.Canonicalize(s.Physical(p))
+	if err := fstree.CanonicalizeAs(s.Physical(p), s.owner); err != nil {
+		return err
+	}
+	return s.sync()
 }

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"hephc.dev/hephc/fstree"
 )
 
 // The store's locks, and what keeps GC from deleting what others use.
@@ -114,6 +117,50 @@ func flock(fd, how int) error {
 		err := unix.Flock(fd, how)
 		if err != unix.EINTR {
 			return err
+		}
+	}
+}
+
+// removeStaleBuilds removes the directories in Dir/tmp of builds that no
+// process runs any more, as a killed build leaves them. A build's
+// directory, build-<its hash's first 16 characters>-<random>, is made and
+// used only while the build holds its output's lock (LockPath), so a
+// directory whose output lock is free (or gone) is a leftover; it is
+// removed under that lock. The caller holds the GC lock shared; GC, which
+// removes all of Dir/tmp, needs no such care.
+func (s *Store) removeStaleBuilds() {
+	tmp := filepath.Join(s.Dir, "tmp")
+	names, err := readDirNames(tmp)
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		rest, ok := strings.CutPrefix(name, "build-")
+		if !ok || len(rest) < 17 || rest[16] != '-' {
+			continue
+		}
+		locks, err := filepath.Glob(filepath.Join(s.Dir, "locks", rest[:16]+"*.lock"))
+		if err != nil {
+			continue
+		}
+		var held []*os.File
+		free := true
+		for _, l := range locks {
+			f, err := os.OpenFile(l, os.O_RDWR, 0)
+			if err != nil {
+				continue // gone: no one holds it
+			}
+			held = append(held, f)
+			if flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+				free = false
+				break
+			}
+		}
+		if free {
+			fstree.RemoveTree(filepath.Join(tmp, name))
+		}
+		for _, f := range held {
+			f.Close() // which releases the lock
 		}
 	}
 }

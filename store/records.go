@@ -12,8 +12,12 @@ import (
 )
 
 // SaveDerivations records the derivations hs of g, and where each was
-// written, in one transaction, so that later commands can name them.
-func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) error {
+// written, in one transaction, so that later commands can name them. Each
+// is recorded on disk too (drv/<hash>.json), before the transaction; the
+// sync before a path built from it is registered makes the record
+// durable.
+func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) (err error) {
+	defer s.annotate(&err)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("saving derivations: %w", err)
@@ -30,6 +34,9 @@ func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) err
 		b, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
+		}
+		if err := s.writeDerivationRecord(h, b); err != nil {
+			return err
 		}
 		o := g.Origins[h]
 		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos.String()); err != nil {
@@ -48,12 +55,13 @@ type SavedDerivation struct {
 }
 
 // LoadDerivation returns the derivation h as recorded by SaveDerivations.
-func (s *Store) LoadDerivation(ctx context.Context, h DrvHash) (*SavedDerivation, bool, error) {
+func (s *Store) LoadDerivation(ctx context.Context, h DrvHash) (_ *SavedDerivation, _ bool, err error) {
+	defer s.annotate(&err)
 	var (
 		b         []byte
 		attr, pos string
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT json, attr, pos FROM derivations WHERE hash = ?`, h.String()).Scan(&b, &attr, &pos)
+	err = s.db.QueryRowContext(ctx, `SELECT json, attr, pos FROM derivations WHERE hash = ?`, h.String()).Scan(&b, &attr, &pos)
 	if err == sql.ErrNoRows {
 		return nil, false, nil
 	}

@@ -15,16 +15,24 @@ import (
 // as it exists and points at a valid path of this store; GC forgets the
 // others. Moving or deleting a link is all it takes to release its path.
 
-// AddRoot records link (made absolute) as an indirect root. Record it
-// before pointing the link into the store: a root whose link does not
-// point into the store yet keeps nothing alive, but a link not recorded
-// does not protect its target.
-func (s *Store) AddRoot(ctx context.Context, link string) error {
-	link, err := filepath.Abs(link)
+// AddRoot records link (made absolute) as an indirect root: on disk
+// (roots/<hash of link>, a symlink to it) and in the database, durably.
+// Record it before pointing the link into the store: a root whose link
+// does not point into the store yet keeps nothing alive, but a link not
+// recorded does not protect its target.
+func (s *Store) AddRoot(ctx context.Context, link string) (err error) {
+	defer s.annotate(&err)
+	link, err = filepath.Abs(link)
 	if err != nil {
 		return fmt.Errorf("recording the root %s: %w", link, err)
 	}
+	if err := s.writeRootRecord(link); err != nil {
+		return err
+	}
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO roots(link) VALUES (?) ON CONFLICT(link) DO NOTHING`, link); err != nil {
+		return fmt.Errorf("recording the root %s: %w", link, err)
+	}
+	if err := s.sync(); err != nil {
 		return fmt.Errorf("recording the root %s: %w", link, err)
 	}
 	return nil
@@ -119,5 +127,19 @@ func (s *Store) LinkRoot(ctx context.Context, link string, p Path) error {
 		os.Remove(tmp)
 		return fmt.Errorf("linking %s: %w", link, err)
 	}
+	// The link is durable too: it may be on another file system.
+	if err := syncDir(filepath.Dir(link)); err != nil {
+		return fmt.Errorf("linking %s: %w", link, err)
+	}
 	return nil
+}
+
+// syncDir makes the entries of the directory dir durable (fsync).
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +24,9 @@ import (
 //
 //	store/<hash>-<name>   the outputs, read-only, mapped to /heph/store in builds
 //	db.sqlite             the database (see schema)
+//	info/, drv/, roots/,  the records on disk the database can be rebuilt
+//	generations/          from (ondisk.go, RebuildDB)
+//	profiles/NAME         a link to each profile's current generation object
 //	logs/<hh>/<hash>.log  build logs, fanned out by the hash's first two characters
 //	tmp/                  builds in progress and paths being deleted
 //	locks/<hash>.lock     one lock per output, held while it is built or deleted
@@ -34,6 +39,15 @@ type Store struct {
 	db  *sql.DB
 	// Now is the clock registration times come from.
 	Now func() time.Time
+	// SyncFS, if not nil, replaces syncfs(2) of the store's file system
+	// (sync.go), for tests that see when syncs happen or make them fail.
+	SyncFS func() error
+
+	syncs groupSync
+	// owner is the uid that owns Dir/store, and every path in it.
+	owner int
+	// staleBuilds removes the build directories of killed builds once.
+	staleBuilds sync.Once
 }
 
 // DefaultDir is the store directory when none is given: $XDG_DATA_HOME/hephc,
@@ -52,23 +66,52 @@ func DefaultDir(getenv func(string) string) (string, error) {
 	return filepath.Join(home, ".local", "share", "hephc"), nil
 }
 
-// Open opens the store in dir, creating it if needed.
+// storeSubdirs are the directories Open makes.
+var storeSubdirs = []string{"store", "logs", "tmp", "locks", infoDir, drvDir, rootsDir, generationsDir}
+
+// Open opens the store in dir, creating it if needed. A store that holds
+// paths but whose database is missing, empty or corrupt is a
+// *DatabaseError: never an empty store that GC would wipe (RebuildDB
+// rebuilds its database).
 func Open(dir string) (*Store, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	for _, sub := range []string{"store", "logs", "tmp", "locks"} {
+	for _, sub := range storeSubdirs {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("opening store: %w", err)
 		}
 	}
-	db, err := openDB(dir)
+	fi, err := os.Stat(filepath.Join(dir, "store"))
 	if err != nil {
+		return nil, fmt.Errorf("opening store: %w", err)
+	}
+	s := &Store{Dir: dir, Now: time.Now, owner: ownerOf(fi)}
+	if err := s.checkDBFile(); err != nil {
 		return nil, err
 	}
-	return &Store{Dir: dir, db: db, Now: time.Now}, nil
+	if s.db, err = openDB(dir); err != nil {
+		return nil, s.classify(err)
+	}
+	if err := s.adoptRecords(); err != nil {
+		s.db.Close()
+		return nil, s.classify(err)
+	}
+	return s, nil
 }
+
+// ownerOf returns the uid that owns what fi describes.
+func ownerOf(fi os.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return os.Geteuid()
+}
+
+// Owner returns the uid that owns the store's directory of paths
+// (Dir/store): every entry of every path belongs to it.
+func (s *Store) Owner() int { return s.owner }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
@@ -86,12 +129,19 @@ func (s *Store) LogPath(h DrvHash) string {
 // the store (see Install), named pattern as os.MkdirTemp names it. The
 // pattern must start with one of build-, add-, repair- or generation-:
 // such directories are made only under the GC lock, held shared, so GC
-// (holding it exclusive) removes those a killed process left.
+// (holding it exclusive) removes those a killed process left. A build's
+// directory is named build-<its hash's first 16 characters>- and made
+// under its output's lock; the first one a Store makes first removes
+// those of builds that no process runs any more (removeStaleBuilds).
 func (s *Store) TempDir(pattern string) (string, error) {
 	if !slices.ContainsFunc(lockedTempPrefixes, func(p string) bool { return strings.HasPrefix(pattern, p) }) {
 		return "", fmt.Errorf("making a temporary directory %q in the store: the name must start with one of %s", pattern, strings.Join(lockedTempPrefixes, ", "))
 	}
-	return os.MkdirTemp(filepath.Join(s.Dir, "tmp"), pattern)
+	if strings.HasPrefix(pattern, "build-") {
+		s.staleBuilds.Do(s.removeStaleBuilds)
+	}
+	dir, err := os.MkdirTemp(filepath.Join(s.Dir, "tmp"), pattern)
+	return dir, s.classify(err)
 }
 
 // lockedTempPrefixes start the names of the temporary directories made in

@@ -41,6 +41,7 @@ type jsonGC struct {
 	Generations []jsonGenerationID `json:"generations"`
 	StaleRoots  []string           `json:"staleRoots"`
 	Leftovers   []string           `json:"leftovers"`
+	StaleLocks  []string           `json:"staleLocks"`
 }
 
 type jsonGenerationID struct {
@@ -107,6 +108,9 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, l := range res.Leftovers {
 		fmt.Fprintf(e.stderr, "removed the leftover %s\n", l)
 	}
+	if n := len(res.StaleLocks); n > 0 {
+		fmt.Fprintf(e.stderr, "removed %d lock files of paths that are not valid\n", n)
+	}
 	for _, d := range res.Deleted {
 		fmt.Fprintln(e.stdout, d.Path)
 	}
@@ -131,6 +135,9 @@ func printGCDryRun(e *env, res *store.GCResult) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
+	if n := len(res.StaleLocks); n > 0 {
+		fmt.Fprintf(w, "would remove %d lock files of paths that are not valid\n", n)
+	}
 	if len(res.Deleted) == 0 {
 		fmt.Fprintf(w, "nothing to delete: all %d paths are live\n", res.Live)
 		return
@@ -146,6 +153,7 @@ func printGCJSON(e *env, res *store.GCResult, dry bool) error {
 		DryRun: dry, Freed: res.Freed, Live: res.Live,
 		Deleted: []jsonDeleted{}, Generations: []jsonGenerationID{},
 		StaleRoots: append([]string{}, res.StaleRoots...), Leftovers: append([]string{}, res.Leftovers...),
+		StaleLocks: append([]string{}, res.StaleLocks...),
 	}
 	for _, d := range res.Deleted {
 		out.Deleted = append(out.Deleted, jsonDeleted{d.Path.String(), d.Size})
