@@ -36,7 +36,9 @@ func init() {
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
 			fs.Bool("no-link", false, "do not create the result symlink")
 			fs.Duration("timeout", realize.DefaultBuildTimeout, "time limit of each build")
+			fs.Bool("check", false, "rebuild the selected derivations (refetch fixed-output ones) and compare with the store's, never replacing them; exit 1 if one differs")
 			policyFlag(fs)
+			substituteFlags(fs) // substitute.go
 			fs.String("profile", "system", "record the realization as a generation of this profile (always when given; by default when a root is a system image)")
 		},
 		run: runRealize,
@@ -44,6 +46,9 @@ func init() {
 }
 
 func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
+	if check, _ := fs.GetBool("check"); check {
+		return runRealizeCheck(e, fs, args) // realizecheck.go
+	}
 	attr, _ := fs.GetString("attr")
 	dry, _ := fs.GetBool("dry-run")
 	jobs, _ := fs.GetInt("jobs")
@@ -78,10 +83,17 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	defer gcLock.Unlock()
+	att, err := localAttester(e, st, dry) // attest.go
+	if err != nil {
+		return err
+	}
+	if err := substitute(ctx, e, fs, st, sg, roots, args); err != nil {
+		return err
+	}
 	prog := newProgress(e)
 	res, err := realize.Realize(ctx, st, sg, roots, realize.Options{
 		Jobs: jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: timeout,
-		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args),
+		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att,
 	})
 	prog.finish()
 	if err != nil {

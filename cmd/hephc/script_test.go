@@ -122,7 +122,7 @@ func TestScripts(t *testing.T) {
 			e.Setenv("HEPHC_CACHE", filepath.Join(e.WorkDir, ".cache"))
 			e.Setenv("HEPHC_STORE", filepath.Join(e.WorkDir, ".store"))
 			e.Setenv("REPO", repo)
-			return nil
+			return ociRegistries(e) // oci_test.go
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mktool":   mktool,
