@@ -82,13 +82,13 @@ func TestBootCommandLine(t *testing.T) {
 	sys := fakeToplevel(t, dir, toplevelFiles)
 	sys, _ = filepath.EvalSymlinks(sys)
 	code, stdout, stderr := hephcIn(dir, "boot", "--dry-run")
-	want := "qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel " + sys + "/kernel -initrd " + sys + "/initrd -append 'console=ttyS0 panic=-1'\n"
+	want := "qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel " + sys + "/kernel -initrd " + sys + "/initrd -append 'console=ttyS0 panic=-1 no_timer_check'\n"
 	if code != 0 || stdout != want {
 		t.Errorf("boot --dry-run: exit %d, stdout\n%s\nwant exit 0, stdout\n%s\nstderr: %s", code, stdout, want, stderr)
 	}
 
 	code, stdout, stderr = hephcIn(dir, "boot", "--dry-run", "--memory", "1G", "--qemu", "/opt/q emu", "--append", "quiet  it's=1", "sys")
-	want = "'/opt/q emu' -accel tcg -m 1G -nographic -no-reboot -kernel " + sys + "/kernel -initrd " + sys + "/initrd -append 'console=ttyS0 panic=-1 quiet  it'\\''s=1'\n"
+	want = "'/opt/q emu' -accel tcg -m 1G -nographic -no-reboot -kernel " + sys + "/kernel -initrd " + sys + "/initrd -append 'console=ttyS0 panic=-1 no_timer_check quiet  it'\\''s=1'\n"
 	if code != 0 || stdout != want {
 		t.Errorf("boot --dry-run with flags: exit %d, stdout\n%s\nwant exit 0, stdout\n%s\nstderr: %s", code, stdout, want, stderr)
 	}
@@ -101,7 +101,7 @@ func TestBootCommandLine(t *testing.T) {
 	}
 	got, _ := os.ReadFile(argsfile)
 	wantArgs := strings.Join([]string{"-accel", "tcg", "-m", "512", "-nographic", "-no-reboot",
-		"-kernel", sys + "/kernel", "-initrd", sys + "/initrd", "-append", "console=ttyS0 panic=-1 quiet  it's=1"}, "\n") + "\n"
+		"-kernel", sys + "/kernel", "-initrd", sys + "/initrd", "-append", "console=ttyS0 panic=-1 no_timer_check quiet  it's=1"}, "\n") + "\n"
 	if string(got) != wantArgs {
 		t.Errorf("QEMU got arguments\n%s\nwant\n%s", got, wantArgs)
 	}

@@ -93,7 +93,8 @@ func removeSharedStore() {
 // seedStore makes a new store at dst hold copies of the given paths of the
 // shared store and their closures (through store.Install, as any
 // substitution), so a test can build on top of sources and programs the
-// shared realize already fetched and built. It returns nothing: the paths
+// shared realize already fetched and built (the shared store is trusted:
+// no admission). It returns nothing: the paths
 // are valid in dst or the test fails.
 func seedStore(t *testing.T, dst string, paths ...store.Path) {
 	t.Helper()
@@ -108,7 +109,7 @@ func seedStore(t *testing.T, dst string, paths ...store.Path) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if _, err := realize.Substitute(context.Background(), st, src, paths...); err != nil {
+	if _, err := realize.Substitute(context.Background(), st, src, nil, paths...); err != nil {
 		t.Fatalf("seeding %s from the shared store: %v", dst, err)
 	}
 }
