@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"hephc.dev/hephc/archive"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
 )
@@ -60,10 +59,9 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	dir := trust.StoreDir(st.Dir)
 	added := 0
 	for _, p := range paths {
-		ok, err := signPath(ctx, st, dir, p, k)
+		ok, err := signPath(ctx, st, p, k)
 		if err != nil {
 			return err
 		}
@@ -77,21 +75,14 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 
 // signPath attests that k's owner built p, as the store recorded it (at
 // the time it was registered, so signing again gives the same envelope).
-func signPath(ctx context.Context, st *store.Store, dir trust.Dir, p store.Path, k *trust.SecretKey) (bool, error) {
-	sub, err := archive.StoreSubject(ctx, st, p)
+func signPath(ctx context.Context, st *store.Store, p store.Path, k *trust.SecretKey) (bool, error) {
+	info, ok, err := st.QueryPathInfo(ctx, p)
 	if err != nil {
 		return false, err
+	} else if !ok {
+		return false, fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
 	}
-	info, _, err := st.QueryPathInfo(ctx, p)
-	if err != nil {
-		return false, err
-	}
-	env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: BuilderID, Time: time.Unix(info.Registered, 0)}, k)
-	if err != nil {
-		return false, err
-	}
-	_, added, err := dir.Add(p.Base(), env)
-	return added, err
+	return attestPath(ctx, st, k, trust.Built, p, time.Unix(info.Registered, 0))
 }
 
 // closureArgs resolves args to store paths, with their closure if asked,
