@@ -81,6 +81,9 @@ const (
 	EventSubstituted
 	// EventRefused: the path is not substituted (Reason says why).
 	EventRefused
+	// EventUnreachable: a cache cannot be asked at all (Reason says
+	// why): its paths count as in no cache.
+	EventUnreachable
 )
 
 // Event is progress of a substitution.
@@ -107,6 +110,8 @@ type SubstituteResult struct {
 	Missing []store.Path
 	// Bytes is the size of the layers fetched.
 	Bytes int64
+	// Unreachable says, for each cache that could not be asked, why.
+	Unreachable []string
 }
 
 // Substitute makes the paths of wants that st lacks valid from the
@@ -161,7 +166,10 @@ func (c *Client) Substitute(ctx context.Context, st Target, wants []Want, opts S
 	s.readers = make([]*reader, len(opts.Caches))
 	s.readerErrs = make([]error, len(opts.Caches))
 	for i, ref := range opts.Caches {
-		s.readers[i], s.readerErrs[i] = c.reader(ctx, ref)
+		if s.readers[i], s.readerErrs[i] = c.reader(ctx, ref); s.readerErrs[i] != nil {
+			s.res.Unreachable = append(s.res.Unreachable, s.readerErrs[i].Error())
+			s.emit(Event{Kind: EventUnreachable, Reason: s.readerErrs[i].Error()})
+		}
 	}
 	// Look up every path in the caches and judge it, in parallel.
 	offers := make([]*offer, len(todo))
@@ -233,7 +241,6 @@ func (s *substitution) lookup(ctx context.Context, w Want, scratch string) *offe
 	for i, r := range s.readers {
 		ref := s.opts.Caches[i]
 		if s.readerErrs[i] != nil {
-			o.reasons = append(o.reasons, s.readerErrs[i].Error())
 			continue
 		}
 		f, ok, err := r.lookup(ctx, w.Path, scratch)

@@ -123,7 +123,7 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	if err != nil {
 		return err
 	}
-	if len(res.Substituted) > 0 || len(res.Refused) > 0 {
+	if len(res.Substituted) > 0 || len(res.Refused) > 0 || len(res.Unreachable) > 0 {
 		fmt.Fprintf(e.stderr, "substituted %d of %d paths (%.1f MB) from %s in %s; %d not admitted, %d in no cache\n",
 			len(res.Substituted), len(missing), float64(res.Bytes)/1e6, joinRefs(caches), time.Since(start).Round(time.Millisecond), len(res.Refused), len(res.Missing))
 	}
@@ -285,6 +285,9 @@ func (p *substProgress) event(ev registry.Event) {
 	case registry.EventRefused:
 		p.clear()
 		fmt.Fprintf(p.e.stderr, "not substituted: %s: %s\n", ev.Path, ev.Reason)
+	case registry.EventUnreachable:
+		p.clear()
+		fmt.Fprintf(p.e.stderr, "hephc: warning: binary cache %s\n", ev.Reason)
 	}
 	if p.live && time.Since(p.lastDrawn) > 50*time.Millisecond {
 		p.lastDrawn = time.Now()
