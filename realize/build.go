@@ -197,7 +197,8 @@ func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.Dr
 	}
 	if err := sandbox.Run(ctx, spec); err != nil {
 		st.RecordBuild(ctx, rec, "failed")
-		return nil, fail(logPath, err)
+		// A builder that filled the disk could not log its ENOSPC.
+		return nil, fail(logPath, st.SpaceError(err, tail(logPath, 5)...))
 	}
 	out := filepath.Join(tmp, "store", p.Base())
 	if _, err := os.Lstat(out); err != nil {

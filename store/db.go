@@ -322,5 +322,8 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 			return fmt.Errorf("registering %s: %w", info.Path, err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("registering %s: %w", info.Path, err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -123,17 +124,23 @@ func (s *Store) free() int64 {
 // metadata, so the file system was full when the build failed.
 const lowSpace = 64 << 10
 
-// SpaceError returns err as a *NoSpaceError if it says the disk is full
-// or if the store's file system is (nearly) full now: a build that failed
-// because its output filled the disk has its ENOSPC only in a log that
-// could not be written either. Call it before removing what the failed
-// operation left. Any other error is returned as it is.
-func (s *Store) SpaceError(err error) error {
+// SpaceError returns err as a *NoSpaceError if it says the disk is full,
+// if one of log (the end of a failed build's log) says a write found the
+// disk full, or if the store's file system is (nearly) full now: a build
+// that filled the disk has its ENOSPC only in its log, if it could write
+// that. Call it before removing what the failed operation left. Any other
+// error is returned as it is.
+func (s *Store) SpaceError(err error, log ...string) error {
 	if err == nil {
 		return nil
 	}
 	if err = s.classify(err); errors.As(err, new(*NoSpaceError)) {
 		return err
+	}
+	for _, line := range log {
+		if strings.Contains(line, syscall.ENOSPC.Error()) || strings.Contains(line, syscall.EDQUOT.Error()) {
+			return &NoSpaceError{Dir: s.Dir, Free: s.free(), Err: err}
+		}
 	}
 	if free := s.free(); free >= 0 && free < lowSpace {
 		return &NoSpaceError{Dir: s.Dir, Free: free, Err: err}
