@@ -12,17 +12,13 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
 
 	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/modfetch"
 )
 
 func init() { register(builtins.FetchGoMod, fetchGoMod) }
-
-// DefaultGoProxy is the module proxy when GOPROXY is unset, as for the go
-// command.
-const DefaultGoProxy = "https://proxy.golang.org,direct"
 
 // fetchGoMod fetches a module's zip from the module proxies in GOPROXY,
 // checks it against the pinned h1: sum before anything is written, and
@@ -44,9 +40,6 @@ func fetchGoMod(args, env []string, stdout, stderr io.Writer) error {
 	}
 	want := info.Derivation.OutputHash
 	proxies := getenv(env, "GOPROXY")
-	if proxies == "" {
-		proxies = DefaultGoProxy
-	}
 	limit, err := fetchLimit(env, DefaultMaxZipBytes)
 	if err != nil {
 		return err
@@ -55,20 +48,10 @@ func fetchGoMod(args, env []string, stdout, stderr io.Writer) error {
 	if err := download(proxies, mod, ver, zipPath, limit, stdout); err != nil {
 		return err
 	}
-	got, err := dirhash.HashZip(zipPath, dirhash.Hash1)
-	if err != nil {
-		return fmt.Errorf("%s@%s: the download is corrupt (%w); pinned %s; nothing was stored", mod, ver, err, want)
+	if err := modfetch.Unzip(info.Out, module.Version{Path: mod, Version: ver}, zipPath, want); err != nil {
+		return fmt.Errorf("%w; nothing was stored", err)
 	}
-	if got != want {
-		return fmt.Errorf("%s@%s: hash mismatch: pinned %s, the proxy served %s; nothing was stored", mod, ver, want, got)
-	}
-	fmt.Fprintf(stdout, "verified %s@%s %s\n", mod, ver, got)
-	if err := modzip.Unzip(info.Out, module.Version{Path: mod, Version: ver}, zipPath); err != nil {
-		return fmt.Errorf("extracting %s@%s: %w", mod, ver, err)
-	}
-	if mod == "golang.org/toolchain" {
-		return markToolchainExecutable(info.Out)
-	}
+	fmt.Fprintf(stdout, "verified %s@%s %s\n", mod, ver, want)
 	return nil
 }
 
@@ -150,43 +133,14 @@ func download(proxies, mod, ver, dest string, limit int64, log io.Writer) error 
 }
 
 // fromProxies calls fetch with each module proxy of a GOPROXY list in
-// turn until one succeeds: after "," only a not-found error (404, 410)
-// moves on, after "|" any error does. "off" forbids fetching; "direct" is
-// not supported (pins are module zips and go.mod files, not VCS).
+// turn until one succeeds, as the go command asks them (modfetch.Proxies).
 func fromProxies(proxies string, fetch func(base string) error) error {
-	var errs []error
-	rest := proxies
-	for rest != "" {
-		var proxy string
-		fallThroughAny := false
-		if i := strings.IndexAny(rest, ",|"); i >= 0 {
-			proxy, fallThroughAny, rest = rest[:i], rest[i] == '|', rest[i+1:]
-		} else {
-			proxy, rest = rest, ""
-		}
-		proxy = strings.TrimSpace(proxy)
-		switch proxy {
-		case "":
-			continue
-		case "off":
-			return fmt.Errorf("GOPROXY=off forbids downloads")
-		case "direct", "noproxy":
-			errs = append(errs, fmt.Errorf("%s: fetching from version control is not supported (pins are module zips)", proxy))
-			continue
-		}
-		err := fetch(strings.TrimSuffix(proxy, "/"))
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err)
-		if !fallThroughAny && !errors.Is(err, errNotFound) {
-			break
-		}
+	ps, err := modfetch.ParseProxies(proxies)
+	if err != nil {
+		return err
 	}
-	return errors.Join(errs...)
+	return ps.Each(fetch)
 }
-
-var errNotFound = errors.New("not found")
 
 // fetchURL copies what the http(s) or file URL url holds to the new file
 // dest, at most limit bytes: past them it stops reading and fails.
@@ -195,7 +149,7 @@ func fetchURL(url, dest string, limit int64) (int64, error) {
 	if path, ok := strings.CutPrefix(url, "file://"); ok {
 		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("%s: %w", url, errNotFound)
+			return 0, fmt.Errorf("%s: %w", url, modfetch.ErrNotFound)
 		}
 		if err != nil {
 			return 0, err
@@ -209,7 +163,7 @@ func fetchURL(url, dest string, limit int64) (int64, error) {
 		}
 		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
 			resp.Body.Close()
-			return 0, fmt.Errorf("%s: %s: %w", url, resp.Status, errNotFound)
+			return 0, fmt.Errorf("%s: %s: %w", url, resp.Status, modfetch.ErrNotFound)
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
@@ -237,27 +191,4 @@ func fetchURL(url, dest string, limit int64) (int64, error) {
 		return n, tooLarge(url, limit)
 	}
 	return n, nil
-}
-
-// markToolchainExecutable sets the executable bits the toolchain zip
-// cannot carry: bin/* and pkg/tool/*/*.
-func markToolchainExecutable(root string) error {
-	for _, pattern := range []string{"bin/*", "pkg/tool/*/*"} {
-		files, err := filepath.Glob(filepath.Join(root, pattern))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			fi, err := os.Lstat(f)
-			if err != nil {
-				return err
-			}
-			if fi.Mode().IsRegular() {
-				if err := os.Chmod(f, fi.Mode()|0o111); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hephc.dev/hephc/modfetch"
 )
 
 // hostileProxy serves, on 127.0.0.1, a body that never ends for every
@@ -103,14 +105,14 @@ func TestFetchURLCapsAFileProxy(t *testing.T) {
 // limit on one file.
 func TestFetchGoModGraphCapsTheGraph(t *testing.T) {
 	gomod := []byte("module example.com/m\n\ngo 1.22\n" + strings.Repeat("// padding\n", 90))
-	sum, err := goModHash(gomod)
+	sum, err := modfetch.HashGoMod(gomod)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(gomod) }))
 	t.Cleanup(srv.Close)
 	budget := &fetchBudget{limit: int64(len(gomod))*2 + 10}
-	s := goModSum{escPath: "example.com/m", escVersion: "v1.0.0", sum: sum}
+	s := modfetch.GoModSum{EscPath: "example.com/m", EscVersion: "v1.0.0", Sum: sum}
 	for i := 0; i < 2; i++ {
 		if _, err := fetchGoMod1(srv.URL, s, budget); err != nil {
 			t.Fatalf("go.mod %d of 2: %v", i+1, err)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/modfetch"
 	"hephc.dev/hephc/realize"
 )
 
@@ -90,34 +90,6 @@ func writeSources(info *realize.BuildInfo) error {
 	return os.WriteFile(p, append(b, '\n'), 0o644)
 }
 
-// linkModFiles adds the go.mod files of a builtins.FetchGoModGraph output
-// to the module cache at modcache, each a link to its file in the store,
-// unless a pinned module's go.mod is there already. It returns how many
-// it added.
-func linkModFiles(modcache, dir string) (int, error) {
-	root := filepath.Join(dir, ModFilesDir)
-	n := 0
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".mod") {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(modcache, "cache", "download", rel)
-		if _, err := os.Lstat(target); err == nil {
-			return nil
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		n++
-		return os.Symlink(p, target)
-	})
-	return n, err
-}
-
 // scratch is where builds keep what they throw away: the go command's
 // cache and work files, u-root's generated sources. The sandbox's /tmp is
 // a tmpfs of its own, so they stay in memory.
@@ -156,7 +128,7 @@ func layoutModuleCache(info *realize.BuildInfo, modcache string, log io.Writer) 
 		}
 	}
 	if mf, ok := info.Inputs["modfiles"]; ok {
-		n, err := linkModFiles(modcache, mf.Path)
+		n, err := modfetch.LinkModFiles(modcache, mf.Path)
 		if err != nil {
 			return fmt.Errorf("input modfiles: %w", err)
 		}
@@ -166,54 +138,14 @@ func layoutModuleCache(info *realize.BuildInfo, modcache string, log io.Writer) 
 }
 
 // linkModule makes the module of one input visible in the module cache at
-// modcache: the extracted directory is a link to the store path, and the
-// download cache holds its go.mod and the h1: sum its pin verified.
+// modcache (modfetch.LinkModule): the extracted directory is a link to the
+// store path, and the download cache holds its go.mod and the h1: sum its
+// pin verified.
 func linkModule(modcache string, in realize.InputInfo) error {
 	mod, _ := in.Attrs["module"].(string)
 	ver, _ := in.Attrs["version"].(string)
 	if in.Builder != builtins.FetchGoMod || mod == "" || ver == "" || !strings.HasPrefix(in.OutputHash, "h1:") {
 		return fmt.Errorf("%s is not a pinned Go module (#GoModule)", in.Path)
 	}
-	emod, err := module.EscapePath(mod)
-	if err != nil {
-		return err
-	}
-	ever, err := module.EscapeVersion(ver)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join(modcache, emod+"@"+ever)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
-	}
-	if err := os.Symlink(in.Path, dir); err != nil {
-		return err
-	}
-	dl := filepath.Join(modcache, "cache", "download", emod, "@v")
-	if err := os.MkdirAll(dl, 0o755); err != nil {
-		return err
-	}
-	gomod, err := os.ReadFile(filepath.Join(in.Path, "go.mod"))
-	if err != nil {
-		// The proxy makes up a go.mod for a module without one.
-		gomod = []byte(fmt.Sprintf("module %s\n", modulePathQuoted(mod)))
-	}
-	files := map[string][]byte{
-		ever + ".mod":     gomod,
-		ever + ".ziphash": []byte(in.OutputHash + "\n"),
-		ever + ".info":    []byte(fmt.Sprintf("{\"Version\":%q}\n", ver)),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dl, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func modulePathQuoted(p string) string {
-	if strings.ContainsAny(p, " \t\"") {
-		return fmt.Sprintf("%q", p)
-	}
-	return p
+	return modfetch.LinkModule(modcache, module.Version{Path: mod, Version: ver}, in.OutputHash, in.Path)
 }

@@ -1,33 +1,24 @@
 package builder
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
 	modzip "golang.org/x/mod/zip"
 
 	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/modfetch"
 )
 
 func init() { register(builtins.FetchGoModGraph, fetchGoModGraph) }
-
-// ModFilesDir is where, below its output, a builtins.FetchGoModGraph
-// build lays out the go.mod files: as in a module cache,
-// ModFilesDir/ESCAPED-PATH/@v/ESCAPED-VERSION.mod.
-const ModFilesDir = "cache/download"
 
 // fetchGoModGraphJobs is how many go.mod files are fetched at once.
 const fetchGoModGraphJobs = 16
@@ -51,15 +42,13 @@ func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("fetch-gomod-graph: %w", err)
 	}
-	sums, err := parseGoModSums(f)
+	goSum, err := modfetch.ParseGoSum(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("fetch-gomod-graph: %s/go.sum: %w", src.Path, err)
 	}
+	sums := goSum.GoMods
 	proxies := getenv(env, "GOPROXY")
-	if proxies == "" {
-		proxies = DefaultGoProxy
-	}
 	limit, err := fetchLimit(env, DefaultMaxGoModGraphBytes)
 	if err != nil {
 		return err
@@ -90,7 +79,7 @@ func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
 	}
 	var total int
 	for i, s := range sums {
-		p := filepath.Join(info.Out, ModFilesDir, s.escPath, "@v", s.escVersion+".mod")
+		p := filepath.Join(info.Out, modfetch.ModFilesDir, filepath.FromSlash(s.File()))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
@@ -103,90 +92,23 @@ func fetchGoModGraph(args, env []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// goModSum is one "/go.mod h1:" line of a go.sum.
-type goModSum struct {
-	mod                 module.Version
-	escPath, escVersion string
-	sum                 string
-}
-
-func (s goModSum) String() string { return s.mod.Path + "@" + s.mod.Version }
-
-// parseGoModSums returns the go.mod sums of a go.sum, sorted by module and
-// version, each once.
-func parseGoModSums(r io.Reader) ([]goModSum, error) {
-	var sums []goModSum
-	seen := make(map[module.Version]string)
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) != 3 {
-			return nil, fmt.Errorf("line %d: want MODULE VERSION SUM, got %q", line, sc.Text())
-		}
-		ver, ok := strings.CutSuffix(f[1], "/go.mod")
-		if !ok {
-			continue // the sum of a zip
-		}
-		if !strings.HasPrefix(f[2], "h1:") {
-			return nil, fmt.Errorf("line %d: %s: want an h1: sum", line, f[2])
-		}
-		mv := module.Version{Path: f[0], Version: ver}
-		if prev, dup := seen[mv]; dup {
-			if prev != f[2] {
-				return nil, fmt.Errorf("line %d: %s@%s has two go.mod sums, %s and %s", line, mv.Path, mv.Version, prev, f[2])
-			}
-			continue
-		}
-		seen[mv] = f[2]
-		ep, err := module.EscapePath(mv.Path)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		ev, err := module.EscapeVersion(mv.Version)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		sums = append(sums, goModSum{mod: mv, escPath: ep, escVersion: ev, sum: f[2]})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	sort.Slice(sums, func(i, j int) bool {
-		if sums[i].mod.Path != sums[j].mod.Path {
-			return sums[i].mod.Path < sums[j].mod.Path
-		}
-		return sums[i].mod.Version < sums[j].mod.Version
-	})
-	return sums, nil
-}
-
-// goModHash is the h1: sum of a go.mod file as go.sum records it.
-func goModHash(b []byte) (string, error) {
-	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	})
-}
-
 // fetchGoMod1 fetches one go.mod file from the first proxy that has it
 // (after "," only a 404 or 410 moves on, after "|" any error does),
 // within budget, and checks it against its sum.
-func fetchGoMod1(proxies string, s goModSum, budget *fetchBudget) ([]byte, error) {
+func fetchGoMod1(proxies string, s modfetch.GoModSum, budget *fetchBudget) ([]byte, error) {
 	var b []byte
 	err := fromProxies(proxies, func(base string) error {
-		url := base + "/" + s.escPath + "/@v/" + s.escVersion + ".mod"
+		url := base + "/" + s.File()
 		got, err := fetchBytes(url, budget)
 		if err != nil {
 			return err
 		}
-		sum, err := goModHash(got)
+		sum, err := modfetch.HashGoMod(got)
 		if err != nil {
 			return err
 		}
-		if sum != s.sum {
-			return fmt.Errorf("%s: go.mod hash mismatch: go.sum says %s, %s served %s", s, s.sum, url, sum)
+		if sum != s.Sum {
+			return fmt.Errorf("%s: go.mod hash mismatch: go.sum says %s, %s served %s", s, s.Sum, url, sum)
 		}
 		b = got
 		return nil
@@ -230,7 +152,7 @@ func fetchBytes(url string, budget *fetchBudget) ([]byte, error) {
 	if path, ok := strings.CutPrefix(url, "file://"); ok {
 		f, err := os.Open(path)
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", url, errNotFound)
+			return nil, fmt.Errorf("%s: %w", url, modfetch.ErrNotFound)
 		}
 		if err != nil {
 			return nil, err
@@ -251,7 +173,7 @@ func fetchBytes(url string, budget *fetchBudget) ([]byte, error) {
 		switch {
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 			resp.Body.Close()
-			return nil, fmt.Errorf("%s: %s: %w", url, resp.Status, errNotFound)
+			return nil, fmt.Errorf("%s: %s: %w", url, resp.Status, modfetch.ErrNotFound)
 		case resp.StatusCode != http.StatusOK:
 			resp.Body.Close()
 			lastErr = fmt.Errorf("%s: %s", url, resp.Status)

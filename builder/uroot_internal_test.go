@@ -85,35 +85,6 @@ func TestInputsWithPrefixSortsNumerically(t *testing.T) {
 	}
 }
 
-func TestParseGoModSums(t *testing.T) {
-	sums, err := parseGoModSums(strings.NewReader(`
-example.com/b v1.0.0 h1:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz=
-example.com/b v1.0.0/go.mod h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb=
-example.com/A v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=
-example.com/A v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, s := range sums {
-		got = append(got, s.escPath+"@"+s.escVersion+" "+s.sum)
-	}
-	want := []string{"example.com/!a@v1.0.0 h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=", "example.com/b@v1.0.0 h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb="}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %v, want %v", got, want)
-	}
-	for _, bad := range []string{
-		"example.com/a v1.0.0/go.mod h1:x= extra\n",
-		"example.com/a v1.0.0/go.mod h2:xxx\n",
-		"example.com/a v1.0.0/go.mod h1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=\nexample.com/a v1.0.0/go.mod h1:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb=\n",
-	} {
-		if _, err := parseGoModSums(strings.NewReader(bad)); err == nil {
-			t.Errorf("parsed %q", bad)
-		}
-	}
-}
-
 // TestHephinitPinIsCurrent: system.cue pins system/hephinit by its tree
 // hash. A #LocalFile's store path depends on its pin alone, so after an
 // edit a stale pin would silently keep building the old sources.

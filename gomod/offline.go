@@ -1,24 +1,18 @@
 package gomod
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/mod/module"
 
 	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/modfetch"
 )
-
-// ModFilesDir is where the go.mod files of a module graph lie below the
-// output of builtin:fetch-gomod-graph (and so below the tree hashed for
-// its pin): as in a module cache, ModFilesDir/PATH/@v/VERSION.mod, escaped.
-const ModFilesDir = "cache/download"
 
 // checkOffline runs go list again as a build runs it: offline, in a module
 // cache that holds the pins alone, laid out as builtin:go-build lays them
@@ -43,7 +37,7 @@ func (r *Resolver) checkOffline(ctx context.Context, tc *Toolchain, src *Source,
 	if err != nil {
 		return nil, err
 	}
-	if err := linkModFiles(modcache, tree); err != nil {
+	if _, err := modfetch.LinkModFiles(modcache, tree); err != nil {
 		return nil, err
 	}
 	if _, err := r.goList(ctx, tc, src, packages, optional, env); err != nil {
@@ -53,119 +47,18 @@ func (r *Resolver) checkOffline(ctx context.Context, tc *Toolchain, src *Source,
 }
 
 // linkPin lays out one pinned module in the module cache at modcache as
-// builtin:go-build does: the extracted module (here a link to the
-// resolver's module cache, where go list put it), and beside its go.mod
-// (a synthesized one when it has none), its sum and its version.
+// builtin:go-build does (modfetch.LinkModule), from the resolver's module
+// cache, where go list extracted it.
 func (r *Resolver) linkPin(modcache string, m Module) error {
 	ep, ev, err := escaped(m.Path, m.Version)
 	if err != nil {
 		return err
 	}
-	ep = strings.TrimSuffix(ep, "/@v/")
-	extracted := filepath.Join(r.modCache(), filepath.FromSlash(ep)+"@"+ev)
+	extracted := filepath.Join(r.modCache(), filepath.FromSlash(strings.TrimSuffix(ep, "/@v/"))+"@"+ev)
 	if _, err := os.Stat(extracted); err != nil {
 		return fmt.Errorf("%s was not extracted by go list: %w", m, err)
 	}
-	dir := filepath.Join(modcache, filepath.FromSlash(ep)+"@"+ev)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return err
-	}
-	if err := os.Symlink(extracted, dir); err != nil {
-		return err
-	}
-	dl := filepath.Join(modcache, "cache", "download", filepath.FromSlash(ep), "@v")
-	if err := os.MkdirAll(dl, 0o755); err != nil {
-		return err
-	}
-	gomod, err := os.ReadFile(filepath.Join(extracted, "go.mod"))
-	if err != nil {
-		gomod = []byte("module " + quotedPath(m.Path) + "\n")
-	}
-	files := map[string][]byte{
-		ev + ".mod":     gomod,
-		ev + ".ziphash": []byte(m.Sum + "\n"),
-		ev + ".info":    fmt.Appendf(nil, "{\"Version\":%q}\n", m.Version),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dl, name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func quotedPath(p string) string {
-	if strings.ContainsAny(p, " \t\"") {
-		return fmt.Sprintf("%q", p)
-	}
-	return p
-}
-
-// linkModFiles adds the go.mod files of the tree to the module cache,
-// unless a pin put one there already (as builtin:go-build does).
-func linkModFiles(modcache, tree string) error {
-	root := filepath.Join(tree, filepath.FromSlash(ModFilesDir))
-	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(modcache, "cache", "download", rel)
-		if _, err := os.Lstat(target); err == nil {
-			return nil
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.Symlink(p, target)
-	})
-}
-
-// goModSum is one "/go.mod h1:" line of a go.sum.
-type goModSum struct {
-	mod module.Version
-	sum string
-}
-
-// readGoModSums returns the go.mod sums a go.sum lists, sorted, each once.
-func readGoModSums(file string) ([]goModSum, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	seen := make(map[module.Version]string)
-	var sums []goModSum
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		fs := strings.Fields(sc.Text())
-		if len(fs) == 0 {
-			continue
-		}
-		if len(fs) != 3 {
-			return nil, fmt.Errorf("go.sum:%d: want MODULE VERSION SUM", line)
-		}
-		v, ok := strings.CutSuffix(fs[1], "/go.mod")
-		if !ok {
-			continue
-		}
-		mv := module.Version{Path: fs[0], Version: v}
-		if prev, dup := seen[mv]; dup {
-			if prev != fs[2] {
-				return nil, fmt.Errorf("go.sum:%d: %s@%s has two go.mod sums", line, mv.Path, mv.Version)
-			}
-			continue
-		}
-		seen[mv] = fs[2]
-		sums = append(sums, goModSum{mv, fs[2]})
-	}
-	slices.SortFunc(sums, func(a, b goModSum) int {
-		return compareModules(Module{Path: a.mod.Path, Version: a.mod.Version}, Module{Path: b.mod.Path, Version: b.mod.Version})
-	})
-	return sums, sc.Err()
+	return modfetch.LinkModule(modcache, module.Version{Path: m.Path, Version: m.Version}, m.Sum, extracted)
 }
 
 // modFilesJobs is how many go.mod files are fetched at once.
@@ -177,10 +70,11 @@ const modFilesJobs = 16
 // tree as builtin:fetch-gomod-graph does and returns the tree's hash: the
 // pin of a #GoModFiles with input src.
 func (r *Resolver) modFiles(ctx context.Context, src *Source, tree string) (*ModFiles, error) {
-	sums, err := readGoModSums(filepath.Join(src.Dir, "go.sum"))
+	goSum, err := readGoSum(filepath.Join(src.Dir, "go.sum"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Module, err)
 	}
+	sums := goSum.GoMods
 	errs := make([]error, len(sums))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -211,30 +105,26 @@ func (r *Resolver) modFiles(ctx context.Context, src *Source, tree string) (*Mod
 }
 
 // modFile puts one checked go.mod file into the tree.
-func (r *Resolver) modFile(ctx context.Context, s goModSum, tree string) error {
-	prefix, ev, err := escaped(s.mod.Path, s.mod.Version)
-	if err != nil {
-		return err
-	}
-	rel := filepath.Join(filepath.FromSlash(prefix), ev+".mod")
+func (r *Resolver) modFile(ctx context.Context, s modfetch.GoModSum, tree string) error {
+	rel := filepath.FromSlash(s.File())
 	cached := filepath.Join(r.modCache(), "cache", "download", rel)
 	b, err := os.ReadFile(cached)
-	if sum, herr := GoModSum(b); err != nil || herr != nil || sum != s.sum {
-		if b, err = r.Proxy.GoMod(ctx, s.mod.Path, s.mod.Version); err != nil {
+	if sum, herr := modfetch.HashGoMod(b); err != nil || herr != nil || sum != s.Sum {
+		if b, err = r.Proxy.GoMod(ctx, s.Mod.Path, s.Mod.Version); err != nil {
 			return err
 		}
-		sum, err := GoModSum(b)
+		sum, err := modfetch.HashGoMod(b)
 		if err != nil {
 			return err
 		}
-		if sum != s.sum {
-			return fmt.Errorf("SECURITY ERROR: %s@%s/go.mod: the module proxy served content with sum %s, go.sum says %s", s.mod.Path, s.mod.Version, sum, s.sum)
+		if sum != s.Sum {
+			return fmt.Errorf("SECURITY ERROR: %s/go.mod: the module proxy served content with sum %s, go.sum says %s", s, sum, s.Sum)
 		}
 		if err := writeFileAtomic(cached, b); err != nil {
 			return err
 		}
 	}
-	p := filepath.Join(tree, filepath.FromSlash(ModFilesDir), rel)
+	p := filepath.Join(tree, filepath.FromSlash(modfetch.ModFilesDir), rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}

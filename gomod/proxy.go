@@ -7,92 +7,30 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
-	modzip "golang.org/x/mod/zip"
+
+	"hephc.dev/hephc/modfetch"
 )
 
-// Proxy is the list of module proxies of a GOPROXY value, asked in turn as
-// the go command asks them: after "," only a not-found answer (404, 410)
-// moves on to the next, after "|" any failure does. Entries "direct" and
-// "noproxy" are dropped: a pin is fetched from a proxy, never from version
-// control, so resolving may not use anything a build could not fetch.
+// Proxy asks the module proxies of a GOPROXY list (modfetch.Proxies) for
+// versions, go.mod files and zips, as the go command asks them.
 type Proxy struct {
-	entries []proxyEntry
-	client  *http.Client
-}
-
-type proxyEntry struct {
-	base        string // without a trailing slash
-	fallBackAny bool   // the entry after it is tried on any error
+	*modfetch.Proxies
+	client *http.Client
 }
 
 // NewProxy parses a GOPROXY value.
 func NewProxy(goproxy string) (*Proxy, error) {
-	p := &Proxy{client: &http.Client{Timeout: 10 * time.Minute}}
-	rest := goproxy
-	for rest != "" {
-		var entry string
-		anyErr := false
-		if i := strings.IndexAny(rest, ",|"); i >= 0 {
-			entry, anyErr, rest = rest[:i], rest[i] == '|', rest[i+1:]
-		} else {
-			entry, rest = rest, ""
-		}
-		entry = strings.TrimSpace(entry)
-		switch entry {
-		case "":
-			continue
-		case "off":
-			if len(p.entries) == 0 {
-				return nil, fmt.Errorf("GOPROXY=%s: downloads are off, and resolving needs a module proxy", goproxy)
-			}
-			rest = ""
-			continue
-		case "direct", "noproxy":
-			continue
-		}
-		u, err := url.Parse(entry)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") {
-			return nil, fmt.Errorf("GOPROXY=%s: %q is not an http, https or file URL", goproxy, entry)
-		}
-		p.entries = append(p.entries, proxyEntry{base: strings.TrimSuffix(entry, "/"), fallBackAny: anyErr})
+	ps, err := modfetch.ParseProxies(goproxy)
+	if err != nil {
+		return nil, err
 	}
-	if len(p.entries) == 0 {
-		return nil, fmt.Errorf("GOPROXY=%s names no module proxy (hephc fetches pins from proxies only, never from version control)", goproxy)
-	}
-	return p, nil
-}
-
-// String is the list as the go command gets it: the proxies alone, so
-// that it resolves with what a build can fetch.
-func (p *Proxy) String() string {
-	var b strings.Builder
-	for i, e := range p.entries {
-		if i > 0 {
-			if p.entries[i-1].fallBackAny {
-				b.WriteByte('|')
-			} else {
-				b.WriteByte(',')
-			}
-		}
-		b.WriteString(e.base)
-	}
-	return b.String()
-}
-
-// Bases are the proxies' URLs in order.
-func (p *Proxy) Bases() []string {
-	var bs []string
-	for _, e := range p.entries {
-		bs = append(bs, e.base)
-	}
-	return bs
+	return &Proxy{Proxies: ps, client: &http.Client{Timeout: 10 * time.Minute}}, nil
 }
 
 // NotFoundError says that no proxy has what was asked for.
@@ -109,31 +47,20 @@ func (e *NotFoundError) Error() string {
 }
 
 // errNotFound marks one proxy's not-found answer.
-var errNotFound = errors.New("not found")
+var errNotFound = modfetch.ErrNotFound
 
-// Limits on what a proxy may send.
-const (
-	maxSmallFile = 16 << 20 // a version list, an .info or a go.mod
-	maxZipFile   = modzip.MaxZipFile
-)
+// maxSmallFile bounds what a proxy may send as a version list, an .info
+// or a go.mod.
+const maxSmallFile = 16 << 20
 
-// each asks every proxy in turn with try, as the go command does.
+// each asks every proxy in turn with try, as the go command does; when
+// none has what, the error is a NotFoundError.
 func (p *Proxy) each(what string, try func(base string) error) error {
-	var last error
-	for _, e := range p.entries {
-		err := try(e.base)
-		if err == nil {
-			return nil
-		}
-		last = err
-		if !e.fallBackAny && !errors.Is(err, errNotFound) {
-			return err
-		}
+	err := p.Proxies.Each(try)
+	if errors.Is(err, errNotFound) {
+		return &NotFoundError{What: what, Msg: strings.TrimSuffix(strings.TrimPrefix(err.Error(), "not found: "), ": not found")}
 	}
-	if errors.Is(last, errNotFound) {
-		return &NotFoundError{What: what, Msg: strings.TrimSuffix(strings.TrimPrefix(last.Error(), "not found: "), ": not found")}
-	}
-	return last
+	return err
 }
 
 // get fetches one file of at most limit bytes from one proxy.
@@ -314,12 +241,12 @@ func (p *Proxy) Zip(ctx context.Context, path, version, dst string) error {
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(f, io.LimitReader(rc, maxZipFile+1))
+		n, err := io.Copy(f, io.LimitReader(rc, modfetch.MaxZipBytes+1))
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil && n > maxZipFile {
-			err = fmt.Errorf("larger than %d bytes", maxZipFile)
+		if err == nil && n > modfetch.MaxZipBytes {
+			err = fmt.Errorf("larger than %d bytes", modfetch.MaxZipBytes)
 		}
 		if err != nil {
 			return fmt.Errorf("fetching %s@%s from %s: %w", path, version, base, err)

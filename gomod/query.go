@@ -1,19 +1,18 @@
 package gomod
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"go/version"
-	"io"
 	"slices"
 	"strings"
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
-	"golang.org/x/mod/sumdb/dirhash"
+
+	"hephc.dev/hephc/modfetch"
 )
 
 // Version resolves a version query for a module as go install PKG@QUERY
@@ -177,11 +176,7 @@ func (r *Resolver) checkGoMod(path, version string, b []byte) error {
 }
 
 // GoModSum is the h1: sum of a go.mod file, as go.sum records it.
-func GoModSum(b []byte) (string, error) {
-	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	})
-}
+func GoModSum(b []byte) (string, error) { return modfetch.HashGoMod(b) }
 
 // newestToolchain is the newest Go release's toolchain for the platform
 // of current, or current.

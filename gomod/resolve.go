@@ -1,7 +1,6 @@
 package gomod
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"golang.org/x/mod/module"
+
+	"hephc.dev/hephc/modfetch"
 )
 
 // Resolution is what a program built from a main module needs: exactly
@@ -118,7 +121,7 @@ func (r *Resolver) Resolve(ctx context.Context, src *Source, tc *Toolchain, pack
 	if res.Packages, err = requested(src, pkgs, packages); err != nil {
 		return nil, err
 	}
-	sums, err := readGoSum(filepath.Join(src.Dir, "go.sum"))
+	goSum, err := readGoSum(filepath.Join(src.Dir, "go.sum"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Module, err)
 	}
@@ -136,7 +139,7 @@ func (r *Resolver) Resolve(ctx context.Context, src *Source, tc *Toolchain, pack
 			continue
 		}
 		seen[key] = true
-		sum, ok := sums[key]
+		sum, ok := goSum.Zips[module.Version{Path: m.Path, Version: m.Version}]
 		if !ok {
 			return nil, fmt.Errorf("%s: its go.sum has no sum for %s, which its packages need: the go command refuses to build it offline", src.Module, key)
 		}
@@ -335,34 +338,20 @@ func importPath(src *Source, arg string) string {
 	return arg
 }
 
-// readGoSum reads the zip sums of a go.sum: "path@version" → h1: sum.
-func readGoSum(file string) (map[string]string, error) {
-	sums := make(map[string]string)
+// readGoSum reads a main module's go.sum; a module without one has none
+// of its sums.
+func readGoSum(file string) (*modfetch.GoSum, error) {
 	f, err := os.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
-		return sums, nil
+		return &modfetch.GoSum{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		fs := strings.Fields(sc.Text())
-		if len(fs) == 0 {
-			continue
-		}
-		if len(fs) != 3 {
-			return nil, fmt.Errorf("go.sum:%d: want MODULE VERSION SUM", line)
-		}
-		if strings.HasSuffix(fs[1], "/go.mod") || !strings.HasPrefix(fs[2], "h1:") {
-			continue
-		}
-		key := fs[0] + "@" + fs[1]
-		if prev, dup := sums[key]; dup && prev != fs[2] {
-			return nil, fmt.Errorf("go.sum:%d: %s has two sums", line, key)
-		}
-		sums[key] = fs[2]
+	gs, err := modfetch.ParseGoSum(f)
+	if err != nil {
+		return nil, fmt.Errorf("go.sum: %w", err)
 	}
-	return sums, sc.Err()
+	return gs, nil
 }

@@ -13,12 +13,12 @@ import (
 	"strings"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
-	modzip "golang.org/x/mod/zip"
+
+	"hephc.dev/hephc/modfetch"
 )
 
 // ToolchainModule is the module the go command downloads toolchains as.
-const ToolchainModule = "golang.org/toolchain"
+const ToolchainModule = modfetch.ToolchainModule
 
 // ToolchainPlatform is the platform of the toolchains hephc builds with.
 const ToolchainPlatform = "linux-amd64"
@@ -91,18 +91,8 @@ func (r *Resolver) Toolchain(ctx context.Context, m Module, known string) (*Tool
 	if err := r.Proxy.Zip(ctx, m.Path, m.Version, zip); err != nil {
 		return nil, fmt.Errorf("fetching the toolchain: %w", err)
 	}
-	got, err := dirhash.HashZip(zip, dirhash.Hash1)
-	if err != nil {
-		return nil, fmt.Errorf("%s@%s: the proxy served a corrupt zip (%w); pinned %s", m.Path, m.Version, err, m.Sum)
-	}
-	if got != m.Sum {
-		return nil, fmt.Errorf("%s@%s: hash mismatch: pinned %s, the proxy served %s", m.Path, m.Version, m.Sum, got)
-	}
 	root := filepath.Join(tmp, "root")
-	if err := modzip.Unzip(root, module.Version{Path: m.Path, Version: m.Version}, zip); err != nil {
-		return nil, fmt.Errorf("extracting %s@%s: %w", m.Path, m.Version, err)
-	}
-	if err := markExecutable(root); err != nil {
+	if err := modfetch.Unzip(root, module.Version{Path: m.Path, Version: m.Version}, zip, m.Sum); err != nil {
 		return nil, err
 	}
 	if !isGOROOT(root, goVersion) {
@@ -139,30 +129,6 @@ func isGOROOT(dir, goVersion string) bool {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	return sc.Scan() && strings.TrimSpace(sc.Text()) == goVersion
-}
-
-// markExecutable sets the executable bits a toolchain zip cannot carry
-// (bin/* and pkg/tool/*/*), as the go command does when it switches
-// toolchains.
-func markExecutable(root string) error {
-	for _, pattern := range []string{"bin/*", "pkg/tool/*/*"} {
-		files, err := filepath.Glob(filepath.Join(root, pattern))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			fi, err := os.Lstat(f)
-			if err != nil {
-				return err
-			}
-			if fi.Mode().IsRegular() {
-				if err := os.Chmod(f, fi.Mode()|0o111); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // NeedsNewerGo says that a module's go line asks for a newer Go than the

@@ -34,6 +34,14 @@ var rules = []struct {
 	{"policy", []string{"builder", "realize", "sandbox"}},
 	// Evaluating builds nothing.
 	{"pipeline", []string{"sandbox", "builder", "realize"}},
+	// hephc add and update: resolving Go modules knows nothing of
+	// configurations or the store; pinning never builds; splicing
+	// literals into .cue files needs only CUE's syntax; the Go module
+	// formats the fetchers and the resolver share are a leaf.
+	{"gomod", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "store", "realize", "sandbox", "builder", "pins", "cuepatch"}},
+	{"pins", []string{"sandbox", "builder", "realize", "profile", "gendiff", "policy"}},
+	{"cuepatch", []string{hephc}},
+	{"modfetch", []string{hephc, cue}},
 }
 
 // deps returns every package of the module and, for each, every package
