@@ -18,23 +18,7 @@ import (
 // so with both positions before anything is built.
 func TestUpdateAgainstTheModuleProxy(t *testing.T) {
 	e2e(t, "resolves the example system's programs against proxy.golang.org and sum.golang.org")
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, f := range []string{"system.cue", "policy.cue", "heph.sum"} {
-		b, err := os.ReadFile(filepath.Join(repo, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.CopyFS(filepath.Join(dir, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
-		t.Fatal(err)
-	}
+	dir := copyExampleSystem(t)
 	cache, storeDir := t.TempDir(), t.TempDir()
 	getenv := func(k string) string {
 		if k == "HEPHC_CACHE" {

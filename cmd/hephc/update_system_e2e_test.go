@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"hephc.dev/hephc/store"
+)
+
+// TestUpdateAndAddOnTheRealizedSystem is the issue's user story on the
+// realized example system (the shared store, systemStore), against the
+// real module proxy and checksum database: hephc update moves age to
+// v1.3.0 in a copy of system.cue, realize builds only age and what
+// depends on it, and hephc diff says age v1.3.2 → v1.3.0; hephc add pins
+// tomlv, which the workstation image then runs once as a service, and
+// its output is seen on the booted image's console; age v1.2.1 needs a
+// golang.org/x/crypto the example policy refuses, and realize and check
+// say so with both positions before anything is built.
+func TestUpdateAndAddOnTheRealizedSystem(t *testing.T) {
+	storeDir, _, took := systemStore(t)
+	requireQEMU(t)
+	t.Logf("the shared store: system.cue realized from nothing in %v (once per test binary)", took.Round(time.Second))
+	dir := copyExampleSystem(t)
+	cache := t.TempDir() // the toolchain comes from the store
+	getenv := func(k string) string {
+		if k == "HEPHC_CACHE" {
+			return cache
+		}
+		return os.Getenv(k)
+	}
+	// A profile of this test's own: its generations are the diff's, whatever
+	// the other tests record in the shared store.
+	const profile = "update-e2e"
+	hephc := func(want int, args ...string) (stdout, stderr string) {
+		t.Helper()
+		var o, e bytes.Buffer
+		start := time.Now()
+		code := run(&env{stdout: &o, stderr: &e, cwd: dir, getenv: getenv, store: storeDir}, append([]string{"--store", storeDir}, args...))
+		if code != want {
+			t.Fatalf("hephc %s: exit %d, want %d\n%s%s", strings.Join(args, " "), code, want, o.String(), e.String())
+		}
+		t.Logf("hephc %s: %v", strings.Join(args, " "), time.Since(start).Round(10*time.Millisecond))
+		return o.String(), e.String()
+	}
+
+	// The copy as it is: everything is in the store already.
+	_, errOut := hephc(0, "realize", "--no-link", "--profile", profile, ".")
+	if !strings.Contains(errOut, "nothing to do") {
+		t.Errorf("realizing the unchanged copy did work:\n%s", errOut)
+	}
+
+	out, _ := hephc(0, "update", "filippo.io/age@v1.3.0")
+	if !strings.HasPrefix(out, "base.packages.age: filippo.io/age v1.3.2 → v1.3.0; deps: ") {
+		t.Errorf("update filippo.io/age@v1.3.0 printed\n%s", out)
+	}
+	// Only age and the workstation image (its initramfs and toplevel) are
+	// built; the server image does not carry age.
+	_, errOut = hephc(0, "realize", "--no-link", "--profile", profile, ".")
+	if !strings.Contains(errOut, ", built 3\n") {
+		t.Errorf("realize after moving age built other than age, the workstation's initramfs and toplevel:\n%s", errOut)
+	}
+	out, _ = hephc(0, "diff", "--profile", profile)
+	for _, want := range []string{"\n  base.packages.age  v1.3.2 → v1.3.0  ", "\n  images.workstation  "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("hephc diff lacks %q:\n%s", want, out)
+		}
+	}
+	// Why age changed, where the version is written.
+	if m := regexp.MustCompile(`because base\.packages\.age\.version: v1\.3\.2 → v1\.3\.0  \(system\.cue:(\d+):(\d+)\)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("hephc diff does not say that age changed because of its version in system.cue:\n%s", out)
+	} else if got := textAt(t, filepath.Join(dir, "system.cue"), m[1], m[2]); !strings.HasPrefix(got, `"v1.3.0"`) {
+		t.Errorf("hephc diff places age's version at system.cue:%s:%s, which holds %q", m[1], m[2], got)
+	}
+	if strings.Contains(out, "images.server") {
+		t.Errorf("hephc diff says the server image changed:\n%s", out)
+	}
+
+	// A real CLI not in system.cue, pinned by add, run once at boot: it
+	// reads a TOML file of the image and prints each key's type.
+	out, _ = hephc(0, "add", "github.com/BurntSushi/toml/cmd/tomlv@v1.5.0")
+	if want := "tomlv: github.com/BurntSushi/toml v1.5.0 (github.com/BurntSushi/toml/cmd/tomlv), 0 deps, 0 new in modules\n"; out != want {
+		t.Errorf("add printed\n%s\nwant\n%s", out, want)
+	}
+	editFile(t, filepath.Join(dir, "system.cue"), "bin:     base.packages\n", "bin:     {base.packages, \"tomlv\": tomlv}\n")
+	service := `package system
+
+images: workstation: initramfs: {
+	files: "/etc/heph-e2e.toml": content: "heph_tomlv_e2e = 6.5\n"
+	services: tomlv: {command: "/bin/tomlv", args: ["-types", "/etc/heph-e2e.toml"], restart: "never"}
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "tomlv.cue"), []byte(service), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut = hephc(0, "realize", "--no-link", "-A", "images.workstation", ".")
+	if !strings.Contains(errOut, "fetched 1, built 3\n") {
+		t.Errorf("realize of the workstation with tomlv fetched and built other than toml, tomlv, the initramfs and toplevel:\n%s", errOut)
+	}
+	top := filepath.Join(storeDir, "store", strings.TrimPrefix(strings.TrimSpace(out), store.Dir+"/"))
+	start := time.Now()
+	code, console, errOut := hephcIn(t.TempDir(), "boot", "--timeout", "240s", "--expect", "heph: service tomlv exited with status 0", top)
+	if code != 0 {
+		t.Fatalf("booting the workstation with tomlv: exit %d after %v\n%s", code, time.Since(start).Round(time.Millisecond), errOut)
+	}
+	t.Logf("the workstation booted to tomlv's exit in %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(console, "heph_tomlv_e2e  Float") {
+		t.Errorf("tomlv's output is not on the console:\n%s", console)
+	}
+
+	// An age whose golang.org/x/crypto the policy refuses: update writes
+	// it, realize and check refuse it before anything is built.
+	out, _ = hephc(0, "update", "filippo.io/age@v1.2.1")
+	if !strings.Contains(out, "golang.org/x/crypto v0.45.0 → v0.24.0") {
+		t.Errorf("update filippo.io/age@v1.2.1 printed\n%s", out)
+	}
+	valid := validPaths(t, storeDir)
+	for _, cmd := range [][]string{{"realize", "--no-link", "--profile", profile, "."}, {"check", "."}} {
+		out, errOut := hephc(1, cmd...)
+		if out != "" || strings.Contains(errOut, "fetched") || strings.Contains(errOut, "built") {
+			t.Errorf("hephc %s of the refused configuration did work:\n%s%s", cmd[0], out, errOut)
+		}
+		checkRefusal(t, dir, errOut)
+	}
+	if after := validPaths(t, storeDir); after != valid {
+		t.Errorf("the store held %d valid paths before the refused realize and %d after", valid, after)
+	}
+}
+
+// checkRefusal checks that stderr refuses golang.org/x/crypto v0.24.0 at
+// its pin in system.cue and names the policy's rule at its place in
+// policy.cue.
+func checkRefusal(t *testing.T, dir, stderr string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^system\.cue:(\d+):(\d+): modules\.x_crypto_v0_24_0\.version: golang\.org/x/crypto v0\.24\.0 is older than the minimum v0\.35\.0\n\tpolicy\.cue:(\d+):(\d+): rule versions\.minimum\."golang\.org/x/crypto"\n`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Errorf("the refusal of golang.org/x/crypto v0.24.0 lacks a position in system.cue or policy.cue:\n%s", stderr)
+		return
+	}
+	for _, at := range []struct{ file, line, col, want string }{
+		{"system.cue", m[1], m[2], `"v0.24.0"`},
+		{"policy.cue", m[3], m[4], `"v0.35.0"`},
+	} {
+		if got := textAt(t, filepath.Join(dir, at.file), at.line, at.col); !strings.HasPrefix(got, at.want) {
+			t.Errorf("%s:%s:%s is at %q, want %s", at.file, at.line, at.col, got, at.want)
+		}
+	}
+}
+
+// textAt is the rest of the line at line:col (1-based, bytes) of file.
+func textAt(t *testing.T, file, line, col string) string {
+	t.Helper()
+	l, _ := strconv.Atoi(line)
+	c, _ := strconv.Atoi(col)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		if n == l {
+			if c < 1 || c > len(sc.Text()) {
+				return ""
+			}
+			return sc.Text()[c-1:]
+		}
+	}
+	return ""
+}
+
+// validPaths counts the valid paths of the store at dir.
+func validPaths(t *testing.T, dir string) int {
+	t.Helper()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all, err := st.ValidPathList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(all)
+}
+
+// copyExampleSystem copies the repository's example system into a new
+// directory and returns it: system.cue, policy.cue, heph.sum and system/
+// (the #LocalFile source of heph's programs).
+func copyExampleSystem(t *testing.T) string {
+	t.Helper()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"system.cue", "policy.cue", "heph.sum"} {
+		b, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.CopyFS(filepath.Join(dir, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// editFile replaces the one occurrence of old in file with new.
+func editFile(t *testing.T, file, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(b, []byte(old)); n != 1 {
+		t.Fatalf("%s has %d occurrences of %q, want 1", file, n, old)
+	}
+	if err := os.WriteFile(file, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
