@@ -88,27 +88,6 @@ func newTestResolver(t *testing.T, env Env) *Resolver {
 	return r
 }
 
-func TestNewProxy(t *testing.T) {
-	for _, c := range []struct{ in, want, err string }{
-		{"https://a.example,direct", "https://a.example", ""},
-		{"https://a.example/|https://b.example", "https://a.example|https://b.example", ""},
-		{"https://a.example,off", "https://a.example", ""},
-		{"direct", "", "names no module proxy"},
-		{"off", "", "downloads are off"},
-		{"ftp://a.example", "", "not an http, https or file URL"},
-	} {
-		p, err := NewProxy(c.in)
-		switch {
-		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
-			t.Errorf("NewProxy(%q): got %v, want an error saying %q", c.in, err, c.err)
-		case c.err == "" && err != nil:
-			t.Errorf("NewProxy(%q): %v", c.in, err)
-		case c.err == "" && p.String() != c.want:
-			t.Errorf("NewProxy(%q) = %q, want %q", c.in, p.String(), c.want)
-		}
-	}
-}
-
 func TestProxyFallsBackAsTheGoCommandDoes(t *testing.T) {
 	good := &fakeProxy{}
 	good.addModule(t, "example.com/m", "v1.0.0", map[string]string{"go.mod": "module example.com/m\n"})

@@ -31,6 +31,15 @@ type Meta struct{ Description, License, Homepage string }
 // must not start with.
 var inputNames = []string{"src", "go", "deps", "modfiles"}
 
+// capturedByInputs reports whether a reference written in a program's
+// inputs would name one of them instead (inputs: {deps: [src.x]} means
+// inputs.src).
+func capturedByInputs(ref string) bool {
+	first, _, _ := strings.Cut(ref, ".")
+	first, _, _ = strings.Cut(first, "[")
+	return slices.Contains(inputNames, first)
+}
+
 // AddProgram writes a pinned #GoProgram at the end of np.File, its deps
 // referring to the modules already pinned and to new entries of the
 // modules table.
@@ -76,7 +85,7 @@ func (c *Config) AddProgram(np NewProgram) error {
 		if err != nil {
 			return err
 		}
-		if slices.Contains(inputNames, strings.SplitN(r.text, ".", 2)[0]) {
+		if capturedByInputs(r.text) {
 			return fmt.Errorf("%s: a program's inputs cannot refer to it (inputs.%s would mean itself): pin it in %s", m.Attr, r.text, TableField)
 		}
 		refs = append(refs, r)
@@ -105,7 +114,7 @@ func (c *Config) inputRef(m *Module) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if slices.Contains(inputNames, strings.SplitN(strings.SplitN(r, ".", 2)[0], "[", 2)[0]) {
+	if capturedByInputs(r) {
 		return "", fmt.Errorf("%s is pinned at %s, which a program's inputs cannot refer to (inputs.%s would mean itself): rename it", m.Path, m.Attr, r)
 	}
 	return r, nil
@@ -119,12 +128,7 @@ func (c *Config) attrRef(attr string) (string, error) {
 
 // writeProgram writes the block of a new program at the end of f.
 func (c *Config) writeProgram(f *cuepatch.File, heph string, in inputRefs, np NewProgram, refs []ref) error {
-	var deps []string
-	for _, r := range refs {
-		deps = append(deps, c.plan().render(r))
-	}
-	slices.Sort(deps)
-	deps = slices.Compact(deps)
+	deps := c.plan().renderList(refs)
 
 	var b strings.Builder
 	src := f.Source()

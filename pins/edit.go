@@ -69,6 +69,16 @@ func (e *edits) render(r ref) string {
 	return r.text
 }
 
+// renderList is the text of a deps list of refs: sorted, each once.
+func (e *edits) renderList(refs []ref) []string {
+	var texts []string
+	for _, r := range refs {
+		texts = append(texts, e.render(r))
+	}
+	slices.Sort(texts)
+	return slices.Compact(texts)
+}
+
 // SetModule changes the version and sum of a pinned module where they
 // are written.
 func (c *Config) SetModule(m *Module, version, sum string) error {
@@ -159,12 +169,7 @@ func (c *Config) SetDeps(p *Program, deps []gomod.Module) error {
 		old = append(old, string(f.Source()[el.Pos().Offset():el.End().Offset()]))
 	}
 	e.renders = append(e.renders, func() error {
-		var texts []string
-		for _, r := range refs {
-			texts = append(texts, e.render(r))
-		}
-		slices.Sort(texts)
-		texts = slices.Compact(texts)
+		texts := e.renderList(refs)
 		if slices.Equal(old, texts) {
 			return nil
 		}

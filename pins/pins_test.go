@@ -85,3 +85,21 @@ func TestDepsDigestIgnoresOrder(t *testing.T) {
 		t.Error("the digest ignores a dep's sum")
 	}
 }
+
+func TestCapturedByInputs(t *testing.T) {
+	for ref, want := range map[string]bool{
+		"src":              true,
+		"go.x":             true,
+		`deps["a"]`:        true,
+		"modfiles[0].x":    true,
+		"modules.src":      false,
+		"gosrc":            false,
+		"toolchain":        false,
+		`modules["go"].x`:  false,
+		"modules.x_crypto": false,
+	} {
+		if got := capturedByInputs(ref); got != want {
+			t.Errorf("capturedByInputs(%q) = %v, want %v", ref, got, want)
+		}
+	}
+}

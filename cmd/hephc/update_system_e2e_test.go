@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,7 +121,7 @@ images: workstation: initramfs: {
 	if !strings.Contains(out, "golang.org/x/crypto v0.45.0 → v0.24.0") {
 		t.Errorf("update filippo.io/age@v1.2.1 printed\n%s", out)
 	}
-	valid := validPaths(t, storeDir)
+	before := storeEntries(t, storeDir)
 	for _, cmd := range [][]string{{"realize", "--no-link", "--profile", profile, "."}, {"check", "."}} {
 		out, errOut := hephc(1, cmd...)
 		if out != "" || strings.Contains(errOut, "fetched") || strings.Contains(errOut, "built") {
@@ -129,8 +129,8 @@ images: workstation: initramfs: {
 		}
 		checkRefusal(t, dir, errOut)
 	}
-	if after := validPaths(t, storeDir); after != valid {
-		t.Errorf("the store held %d valid paths before the refused realize and %d after", valid, after)
+	if after := storeEntries(t, storeDir); !slices.Equal(after, before) {
+		t.Errorf("the store held %d paths before the refused realize and %d after", len(before), len(after))
 	}
 }
 
@@ -176,19 +176,19 @@ func textAt(t *testing.T, file, line, col string) string {
 	return ""
 }
 
-// validPaths counts the valid paths of the store at dir.
-func validPaths(t *testing.T, dir string) int {
+// storeEntries lists the physical store's directory of paths, where
+// whatever is fetched or built lands.
+func storeEntries(t *testing.T, dir string) []string {
 	t.Helper()
-	st, err := store.Open(dir)
+	entries, err := os.ReadDir(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	all, err := st.ValidPathList(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	return len(all)
+	return names
 }
 
 // copyExampleSystem copies the repository's example system into a new
