@@ -95,7 +95,8 @@ func (im *Image) Img() (v1.Image, error) {
 // MaxLayers-1 largest paths (ties by store path) keep a layer each and
 // all the others share one last layer, in dependency order. The config
 // sets PATH to root's bin/ and, when bin/ holds exactly one program,
-// Cmd to it; no time but the epoch, no host, no user is recorded.
+// Cmd to it (to root itself when root is one executable file); no time
+// but the epoch, no host, no user is recorded.
 func Write(ctx context.Context, src Source, root store.Path, dir string, opts Options) (*Image, error) {
 	gcLock, err := src.LockGC(ctx, false)
 	if err != nil {
@@ -342,12 +343,22 @@ func config(src Source, root store.Path, layers []Layer, opts Options) (v1.Confi
 		Config:       v1.Config{Env: []string{"PATH=" + bin}, Labels: labels(root, opts)},
 		RootFS:       v1.RootFS{Type: "layers"},
 	}
-	entries, err := os.ReadDir(filepath.Join(src.Physical(root), "bin"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Lstat(src.Physical(root))
+	if err != nil {
 		return cfg, err
 	}
-	if len(entries) == 1 {
-		cfg.Config.Cmd = []string{bin + "/" + entries[0].Name()}
+	switch {
+	case fi.Mode().IsRegular() && fi.Mode()&0o111 != 0:
+		// A path that is one program: it is the command.
+		cfg.Config.Cmd = []string{root.String()}
+	case fi.IsDir():
+		entries, err := os.ReadDir(filepath.Join(src.Physical(root), "bin"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return cfg, err
+		}
+		if len(entries) == 1 {
+			cfg.Config.Cmd = []string{bin + "/" + entries[0].Name()}
+		}
 	}
 	for _, layer := range layers {
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, layer.DiffID)

@@ -241,14 +241,49 @@ func isNotFound(err error) bool {
 
 // PushImage writes the image img to ref, which must name a tag, and
 // returns how many bytes were sent: blobs the repository has already
-// (the layers of paths pushed to it, say) are not sent again.
-func (c *Client) PushImage(ctx context.Context, img v1.Image, ref Ref) (int64, error) {
+// (the layers of paths pushed to it, say) are not sent again, nor those
+// the repository mountFrom of the same registry has (when not nil: a
+// binary cache holding the paths' artifacts), which the registry mounts.
+func (c *Client) PushImage(ctx context.Context, img v1.Image, ref Ref, mountFrom *Ref) (int64, error) {
 	if ref.Tag == "" {
 		return 0, fmt.Errorf("pushing an image to %s: give a tag (oci://HOST/REPOSITORY:TAG)", ref)
+	}
+	if mountFrom != nil {
+		if mountFrom.Repo.RegistryStr() != ref.Repo.RegistryStr() {
+			return 0, fmt.Errorf("pushing an image to %s: blobs mount only from a repository of the same registry, not %s", ref, mountFrom)
+		}
+		img = &mountable{Image: img, from: mountFrom.Repo.Tag("latest")}
 	}
 	before := c.Uploaded()
 	if err := remote.Write(ref.Repo.Tag(ref.Tag), img, c.remoteOptions(ctx, ref, 4)...); err != nil {
 		return 0, fmt.Errorf("pushing an image to %s: %w", ref, err)
 	}
 	return c.Uploaded() - before, nil
+}
+
+// mountable is an image whose layers the registry is asked to mount from
+// another repository before they are uploaded.
+type mountable struct {
+	v1.Image
+	from name.Reference
+}
+
+func (m *mountable) Layers() ([]v1.Layer, error) {
+	ls, err := m.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = &remote.MountableLayer{Layer: l, Reference: m.from}
+	}
+	return out, nil
+}
+
+func (m *mountable) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, err := m.Image.LayerByDigest(h)
+	if err != nil {
+		return nil, err
+	}
+	return &remote.MountableLayer{Layer: l, Reference: m.from}, nil
 }

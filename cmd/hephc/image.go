@@ -29,6 +29,7 @@ func init() {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringP("attr", "A", "", "the package, e.g. base.packages.age: realized first")
 			fs.String("to", "", "push the image to oci://HOST[:PORT]/REPOSITORY:TAG")
+			fs.String("mount-from", "", "a binary cache on the same registry (oci://HOST/REPOSITORY) whose path layers the registry mounts instead of receiving them again")
 			fs.String("oci-layout", "", "write the image as an OCI image layout in `DIR`")
 			fs.String("docker-archive", "", "write the image as a docker archive (docker load, skopeo's docker-archive:) `FILE`")
 			fs.String("tag", "", "the image's tag in a layout or archive (default: the package's version, else latest)")
@@ -45,6 +46,7 @@ func runImage(e *env, fs *pflag.FlagSet, args []string) error {
 	archiveFile, _ := fs.GetString("docker-archive")
 	tag, _ := fs.GetString("tag")
 	maxLayers, _ := fs.GetInt("max-layers")
+	mountFrom, _ := fs.GetString("mount-from")
 	n := 0
 	for _, s := range []string{to, layoutDir, archiveFile} {
 		if s != "" {
@@ -67,6 +69,17 @@ func runImage(e *env, fs *pflag.FlagSet, args []string) error {
 			return usagef("--to wants a tag: oci://HOST/REPOSITORY:TAG")
 		}
 		tag = ref.Tag
+	}
+	var mount *registry.Ref
+	if mountFrom != "" {
+		if to == "" {
+			return usagef("--mount-from goes with --to")
+		}
+		m, err := registry.ParseRef(mountFrom)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		mount = &m
 	}
 	st, err := openStore(e)
 	if err != nil {
@@ -118,11 +131,11 @@ func runImage(e *env, fs *pflag.FlagSet, args []string) error {
 	switch {
 	case to != "":
 		c := &registry.Client{}
-		sent, err := c.PushImage(ctx, img, ref)
+		sent, err := c.PushImage(ctx, img, ref, mount)
 		if err != nil {
 			return err
 		}
-		where = fmt.Sprintf("%s (%.1f MB sent)", ref, float64(sent)/1e6)
+		where = fmt.Sprintf("%s (%s sent)", ref, store.FormatSize(sent))
 	case archiveFile != "":
 		t, err := name.NewTag(root.Name + ":" + tag)
 		if err != nil {
@@ -135,7 +148,7 @@ func runImage(e *env, fs *pflag.FlagSet, args []string) error {
 		where = out
 	}
 	fmt.Fprintln(e.stdout, im.Manifest.Digest)
-	fmt.Fprintf(e.stderr, "image of %s: %d layers, %.1f MB, PATH=%s/bin: %s, in %s\n", root, len(im.Layers), float64(size)/1e6, root, where, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "image of %s: %d layers, %s, PATH=%s/bin: %s, in %s\n", root, len(im.Layers), store.FormatSize(size), root, where, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -79,8 +79,8 @@ func runPush(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, cf := range res.Conflicts {
 		fmt.Fprintf(e.stderr, "hephc: warning: %s: %s holds other bytes (manifest %s, this store's %s): left as they are\n", cf.Path, ref, cf.Theirs, cf.Ours)
 	}
-	fmt.Fprintf(e.stderr, "pushed %d paths (%d there already) and %d attestations to %s: %.1f MB of layers, %.1f MB sent, in %s\n",
-		len(res.Pushed), len(res.Present), res.Attestations, ref, float64(res.LayerBytes)/1e6, float64(res.Uploaded)/1e6, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "pushed %d paths (%d there already) and %d attestations to %s: %s of layers, %s sent, in %s\n",
+		len(res.Pushed), len(res.Present), res.Attestations, ref, store.FormatSize(res.LayerBytes), store.FormatSize(res.Uploaded), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

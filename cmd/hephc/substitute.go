@@ -124,8 +124,8 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 		return err
 	}
 	if len(res.Substituted) > 0 || len(res.Refused) > 0 || len(res.Unreachable) > 0 {
-		fmt.Fprintf(e.stderr, "substituted %d of %d paths (%.1f MB) from %s in %s; %d not admitted, %d in no cache\n",
-			len(res.Substituted), len(missing), float64(res.Bytes)/1e6, joinRefs(caches), time.Since(start).Round(time.Millisecond), len(res.Refused), len(res.Missing))
+		fmt.Fprintf(e.stderr, "substituted %d of %d paths (%s) from %s in %s; %d not admitted, %d in no cache\n",
+			len(res.Substituted), len(missing), store.FormatSize(res.Bytes), joinRefs(caches), time.Since(start).Round(time.Millisecond), len(res.Refused), len(res.Missing))
 	}
 	if only && len(res.Refused)+len(res.Missing) > 0 {
 		for _, p := range res.Missing {
