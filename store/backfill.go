@@ -63,24 +63,24 @@ func (s *Store) writeAllRecords(ctx context.Context) error {
 			return err
 		}
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT hash, json FROM derivations`)
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, json, attr, pos FROM derivations`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			hs string
-			b  []byte
+			hs, attr, pos string
+			b             []byte
 		)
-		if err := rows.Scan(&hs, &b); err != nil {
+		if err := rows.Scan(&hs, &b, &attr, &pos); err != nil {
 			return err
 		}
 		h, err := ParseDrvHash(hs)
 		if err != nil {
 			return err
 		}
-		if err := s.writeDerivationRecord(h, b); err != nil {
+		if err := s.writeDerivationRecord(h, b, attr, pos); err != nil {
 			return err
 		}
 	}

@@ -20,7 +20,7 @@ import (
 //	                                 files, references, deriver, pin, when;
 //	                                 durable before the path is registered
 //	drv/<hash>.json                  a derivation the store was asked to
-//	                                 realize, as the database keeps it
+//	                                 realize, and where it was written
 //	roots/<hash of link>             a symlink to an indirect root's link
 //	generations/<profile>/<n>.json   a generation of a profile
 //	generations/<profile>/current    a symlink to the current one's <n>.json
@@ -155,19 +155,44 @@ func readPathRecord(file string) (*PathInfo, error) {
 	return info, nil
 }
 
-// writeDerivationRecord writes drv/<h>.json unless it is there: the
-// derivation's JSON form, which hashes to h (for a fixed-output
-// derivation, unlike its canonical encoding, it says how to fetch).
-func (s *Store) writeDerivationRecord(h DrvHash, b []byte) error {
-	dir := filepath.Join(s.Dir, drvDir)
-	name := h.String() + ".json"
-	if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-		return nil
+// derivationFile is drv/<hash>.json: the derivation as the database
+// keeps it (for a fixed-output derivation, unlike its canonical encoding,
+// it says how to fetch), which hashes to its name, and where it was last
+// written.
+type derivationFile struct {
+	Derivation json.RawMessage `json:"derivation"`
+	Attr       string          `json:"attr,omitempty"`
+	Pos        string          `json:"pos,omitempty"`
+}
+
+// writeDerivationRecord writes drv/<h>.json: the derivation's JSON form
+// b, written at attr and pos.
+func (s *Store) writeDerivationRecord(h DrvHash, b []byte, attr, pos string) error {
+	rec, err := json.Marshal(derivationFile{Derivation: b, Attr: attr, Pos: pos})
+	if err != nil {
+		return fmt.Errorf("recording derivation %s: %w", h, err)
 	}
-	if err := writeRecord(dir, name, b); err != nil {
+	if err := writeRecord(filepath.Join(s.Dir, drvDir), h.String()+".json", append(rec, '\n')); err != nil {
 		return fmt.Errorf("recording derivation %s: %w", h, err)
 	}
 	return nil
+}
+
+// readDerivationRecord reads drv/<hash>.json: the derivation's JSON form,
+// the derivation, where it was written.
+func readDerivationRecord(file string) (b []byte, d *Derivation, attr, pos string, err error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	var r derivationFile
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, nil, "", "", err
+	}
+	if d, err = ParseDerivation(r.Derivation); err != nil {
+		return nil, nil, "", "", err
+	}
+	return r.Derivation, d, r.Attr, r.Pos, nil
 }
 
 // rootRecordName is the name of link's record in roots/.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hephc.dev/hephc/srcpos"
 )
 
 // RebuildOptions control RebuildDB.
@@ -199,11 +201,7 @@ func (s *Store) restoreDerivations(ctx context.Context, tx *sql.Tx, res *Rebuild
 			continue // a record half written
 		}
 		file := filepath.Join(dir, name)
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return 0, err
-		}
-		d, err := ParseDerivation(b)
+		b, d, attr, pos, err := readDerivationRecord(file)
 		if err != nil {
 			res.Refused = append(res.Refused, RebuildProblem{file, err.Error()})
 			continue
@@ -212,7 +210,10 @@ func (s *Store) restoreDerivations(ctx context.Context, tx *sql.Tx, res *Rebuild
 			res.Refused = append(res.Refused, RebuildProblem{file, fmt.Sprintf("the derivation does not hash to its name (%v)", err)})
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO derivations(hash, name, json) VALUES (?, ?, ?)`, hs, d.Name, b); err != nil {
+		if _, err := srcpos.Parse(pos); err != nil {
+			pos = ""
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO derivations(hash, name, json, attr, pos) VALUES (?, ?, ?, ?, ?)`, hs, d.Name, []byte(b), attr, pos); err != nil {
 			return 0, err
 		}
 		n++

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,7 +22,7 @@ type storeState struct {
 	Generations []store.GenerationRecord
 	Roots       []string
 	Garbage     []store.Path // what GC would delete
-	Derivations map[store.DrvHash]bool
+	Derivations map[store.DrvHash]string // canonical encoding and origin
 }
 
 func stateOf(t *testing.T, st *store.Store, drvs ...store.DrvHash) storeState {
@@ -50,13 +51,20 @@ func stateOf(t *testing.T, st *store.Store, drvs ...store.DrvHash) storeState {
 		t.Fatal(err)
 	}
 	s.Garbage = deletedPaths(gc)
-	s.Derivations = map[store.DrvHash]bool{}
+	s.Derivations = map[store.DrvHash]string{}
 	for _, h := range drvs {
-		_, ok, err := st.LoadDerivation(ctx, h)
+		sd, ok, err := st.LoadDerivation(ctx, h)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.Derivations[h] = ok
+		s.Derivations[h] = "none"
+		if ok {
+			c, err := sd.Derivation.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Derivations[h] = fmt.Sprintf("%s at %s %s", c, sd.Attr, sd.Pos)
+		}
 	}
 	return s
 }

@@ -35,10 +35,10 @@ func (s *Store) SaveDerivations(ctx context.Context, g *Graph, hs []DrvHash) (er
 		if err != nil {
 			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
 		}
-		if err := s.writeDerivationRecord(h, b); err != nil {
+		o := g.Origins[h]
+		if err := s.writeDerivationRecord(h, b, o.Attr, o.Pos.String()); err != nil {
 			return err
 		}
-		o := g.Origins[h]
 		if _, err := stmt.ExecContext(ctx, h.String(), d.Name, b, o.Attr, o.Pos.String()); err != nil {
 			return fmt.Errorf("saving derivation %s: %w", d.Name, err)
 		}
