@@ -21,7 +21,7 @@ type storeState struct {
 	Paths       []store.PathInfo
 	Generations []store.GenerationRecord
 	Roots       []string
-	Garbage     []store.Path // what GC would delete
+	Garbage     []store.Path             // what GC would delete
 	Derivations map[store.DrvHash]string // canonical encoding and origin
 }
 
