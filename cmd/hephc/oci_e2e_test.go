@@ -78,7 +78,7 @@ func TestBinaryCacheSystem(t *testing.T) {
 	}
 
 	// Push everything system.cue needs.
-	cache := "oci://" + v3.Addr + "/system"
+	cache := v3.Repo("system")
 	start := time.Now()
 	_, pushErr := must(storeA, "push", "--to", cache, "system.cue")
 	pushTook := time.Since(start)
@@ -159,13 +159,18 @@ func TestBinaryCacheSystem(t *testing.T) {
 	if digests[0] != digests[1] {
 		t.Errorf("age's image: %s from store A, %s from store B", digests[0], digests[1])
 	}
-	_, imgErr := must(storeB, "image", "-A", "base.packages.age", "--to", "oci://"+v3.Addr+"/age:latest", "system.cue")
+	ageRepo := v3.Repo("age")
+	_, imgErr := must(storeB, "image", "-A", "base.packages.age", "--to", ageRepo+":latest", "--mount-from", cache, "system.cue")
 	t.Logf("age image: %s", lastLine(imgErr))
-	if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "docker://"+v3.Addr+"/age:latest").CombinedOutput(); err != nil || !strings.Contains(string(out), "-age/bin") {
+	if !strings.Contains(imgErr, " KiB sent)") {
+		t.Errorf("age's image sent more than its config and manifest: %s", imgErr)
+	}
+	docker := "docker://" + strings.TrimPrefix(ageRepo, "oci://") + ":latest"
+	if out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", docker).CombinedOutput(); err != nil || !strings.Contains(string(out), "-age/bin") {
 		t.Errorf("skopeo inspect: %v\n%s", err, out)
 	}
 	copied := filepath.Join(work, "age-copied")
-	if out, err := exec.Command("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", "docker://"+v3.Addr+"/age:latest", "oci:"+copied+":latest").CombinedOutput(); err != nil {
+	if out, err := exec.Command("skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", docker, "oci:"+copied+":latest").CombinedOutput(); err != nil {
 		t.Errorf("skopeo copy: %v\n%s", err, out)
 	}
 	root := unpackLayout(t, filepath.Join(work, "age-"+filepath.Base(storeB)))
