@@ -139,7 +139,11 @@ func newPolicy(source string, v, def cue.Value, l *lang.Loader) (*Policy, error)
 	if ds := checkVersions(v, l.Cwd); ds != nil {
 		return nil, ds
 	}
-	return &Policy{Source: source, Value: v}, nil
+	p := &Policy{Source: source, Value: v}
+	if _, _, err := p.Trust(); err != nil { // trust.go: compiled here so that its errors come with the others
+		return nil, trustRelTo(err, l.Cwd)
+	}
+	return p, nil
 }
 
 // checkVersions requires the versions in versions.minimum and

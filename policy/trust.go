@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
-	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/trust"
 )
 
@@ -52,7 +52,12 @@ func (p *Policy) Trust() (tp *trust.Policy, ok bool, err error) {
 		return nil, false, c.ds.Sort()
 	}
 	if err := tp.Check(); err != nil {
-		return nil, false, lang.Diagnostics{{Pos: eval.ValuePos(v), Path: eval.PolicyField + ".trust", Msg: err.Error()}}
+		d := lang.Diagnostic{Pos: eval.ValuePos(v), Path: eval.PolicyField + ".trust", Msg: err.Error()}
+		var pe *trust.PolicyError
+		if errors.As(err, &pe) && pe.Pos.IsValid() {
+			d.Pos, d.Msg = pe.Pos, pe.Msg
+		}
+		return nil, false, lang.Diagnostics{d}
 	}
 	return tp, true, nil
 }
@@ -137,6 +142,21 @@ func (c *trustCompiler) rules(v cue.Value, tp *trust.Policy) {
 	}
 }
 
+// trustRelTo makes the positions of the diagnostics of compiling a trust
+// policy relative to cwd, as every other policy error's are.
+func trustRelTo(err error, cwd string) error {
+	var ds lang.Diagnostics
+	if !errors.As(err, &ds) {
+		return err
+	}
+	out := make(lang.Diagnostics, len(ds))
+	for i, d := range ds {
+		d.Pos = d.Pos.RelTo(cwd)
+		out[i] = d
+	}
+	return out
+}
+
 // LoadTrust reads the trust policies of the .cue files given: each file's
 // policy field (a heph.#Policy) that has trust. A file whose policy has
 // none is an error: it was given to say whom to trust.
@@ -160,29 +180,11 @@ func LoadTrust(cwd string, files ...string) ([]*trust.Policy, error) {
 			return nil, fmt.Errorf("%s: its policy has no trust field (heph.#TrustPolicy)", f)
 		}
 		for _, tp := range tps {
-			relativize(tp, cwd)
+			tp.RelTo(cwd)
 		}
 		out = append(out, tps...)
 	}
 	return out, nil
-}
-
-// relativize makes tp's positions relative to cwd, as messages show them.
-func relativize(tp *trust.Policy, cwd string) {
-	tp.Source = srcpos.RelPath(cwd, tp.Source)
-	for i := range tp.People {
-		pe := &tp.People[i]
-		pe.Pos = pe.Pos.RelTo(cwd)
-		for j := range pe.Keys {
-			pe.Keys[j].Pos = pe.Keys[j].Pos.RelTo(cwd)
-		}
-	}
-	for i := range tp.Revoked {
-		tp.Revoked[i].Pos = tp.Revoked[i].Pos.RelTo(cwd)
-	}
-	for i := range tp.Rules {
-		tp.Rules[i].Pos = tp.Rules[i].Pos.RelTo(cwd)
-	}
 }
 
 // StoreConfig is a store owner's configuration (heph.#StoreConfig), as
@@ -231,7 +233,7 @@ func LoadStoreConfig(cwd, file string) (*StoreConfig, error) {
 		return nil, err
 	}
 	for _, tp := range sc.Trust {
-		relativize(tp, cwd)
+		tp.RelTo(cwd)
 	}
 	return sc, nil
 }

@@ -86,30 +86,49 @@ func EnvelopeDigest(b []byte) string {
 // valid signature covers but that is not a statement hephc writes, is an
 // error. A key that signed twice counts once.
 func VerifyEnvelope(b []byte, keys KeyRing) (*Verified, error) {
+	payload, valid, v, err := openEnvelope(b, PayloadType, keys)
+	if err != nil || len(valid) == 0 {
+		return v, err
+	}
+	c, err := ParseStatement(payload)
+	if err != nil {
+		return nil, fmt.Errorf("envelope %s: %w", v.Envelope, err)
+	}
+	for _, id := range valid {
+		v.Attestations = append(v.Attestations, Attestation{Claim: *c, Key: id, Envelope: v.Envelope})
+	}
+	return v, nil
+}
+
+// openEnvelope checks each signature of the DSSE envelope b, whose
+// payload must be of payloadType, with the key its key id names in keys,
+// over the envelope's pre-authentication encoding. It returns the
+// payload, the keys whose signatures verify (sorted, each once) and the
+// problems of the others in v; a malformed envelope is an error.
+func openEnvelope(b []byte, payloadType string, keys KeyRing) (payload []byte, valid []KeyID, v *Verified, err error) {
 	if len(b) > MaxEnvelopeSize {
-		return nil, fmt.Errorf("envelope of %d bytes: larger than %d", len(b), MaxEnvelopeSize)
+		return nil, nil, nil, fmt.Errorf("envelope of %d bytes: larger than %d", len(b), MaxEnvelopeSize)
 	}
 	var env dsse.Envelope
 	if err := strictUnmarshal(b, &env); err != nil {
-		return nil, fmt.Errorf("reading envelope: %w", err)
+		return nil, nil, nil, fmt.Errorf("reading envelope: %w", err)
 	}
-	if env.PayloadType != PayloadType {
-		return nil, fmt.Errorf("envelope payload type %q, want %q", env.PayloadType, PayloadType)
+	if env.PayloadType != payloadType {
+		return nil, nil, nil, fmt.Errorf("envelope payload type %q, want %q", env.PayloadType, payloadType)
 	}
 	// Only standard base64: one payload, one encoding.
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	payload, err = base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("envelope payload: not standard base64: %w", err)
+		return nil, nil, nil, fmt.Errorf("envelope payload: not standard base64: %w", err)
 	}
 	if len(env.Signatures) == 0 {
-		return nil, fmt.Errorf("envelope has no signatures")
+		return nil, nil, nil, fmt.Errorf("envelope has no signatures")
 	}
 	if len(env.Signatures) > MaxSignatures {
-		return nil, fmt.Errorf("envelope has %d signatures, more than %d", len(env.Signatures), MaxSignatures)
+		return nil, nil, nil, fmt.Errorf("envelope has %d signatures, more than %d", len(env.Signatures), MaxSignatures)
 	}
-	v := &Verified{Envelope: EnvelopeDigest(b)}
+	v = &Verified{Envelope: EnvelopeDigest(b)}
 	pae := dsse.PAE(env.PayloadType, payload)
-	var valid []KeyID
 	seen := map[KeyID]bool{}
 	for _, s := range env.Signatures {
 		id := KeyID(s.KeyID)
@@ -128,18 +147,8 @@ func VerifyEnvelope(b []byte, keys KeyRing) (*Verified, error) {
 			valid = append(valid, id)
 		}
 	}
-	if len(valid) == 0 {
-		return v, nil
-	}
-	c, err := ParseStatement(payload)
-	if err != nil {
-		return nil, fmt.Errorf("envelope %s: %w", v.Envelope, err)
-	}
 	sort.Slice(valid, func(i, j int) bool { return valid[i] < valid[j] })
-	for _, id := range valid {
-		v.Attestations = append(v.Attestations, Attestation{Claim: *c, Key: id, Envelope: v.Envelope})
-	}
-	return v, nil
+	return payload, valid, v, nil
 }
 
 // ReadClaim returns what envelope b claims without checking any

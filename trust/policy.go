@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -70,35 +71,35 @@ func (p *Policy) Check() error {
 	owner := map[KeyID]string{}
 	for _, pe := range p.People {
 		if err := checkKeyName(pe.Name); err != nil {
-			return fmt.Errorf("%s: person: %w", pe.Pos, err)
+			return policyErrorf(pe.Pos, "person: %w", err)
 		}
 		if people[pe.Name] {
-			return fmt.Errorf("%s: person %s is listed twice", pe.Pos, pe.Name)
+			return policyErrorf(pe.Pos, "person %s is listed twice", pe.Name)
 		}
 		people[pe.Name] = true
 		for _, k := range pe.Keys {
 			if k.Public.IsZero() {
-				return fmt.Errorf("%s: person %s: a key without a public key", k.Pos, pe.Name)
+				return policyErrorf(k.Pos, "person %s: a key without a public key", pe.Name)
 			}
 			id := k.Public.ID()
 			if o, ok := owner[id]; ok {
-				return fmt.Errorf("%s: key %s is both %s's and %s's: a key belongs to one person", k.Pos, id, o, pe.Name)
+				return policyErrorf(k.Pos, "key %s is both %s's and %s's: a key belongs to one person", id, o, pe.Name)
 			}
 			owner[id] = pe.Name
 		}
 	}
 	for _, r := range p.Rules {
 		if r.Signatures < 0 || r.Reproductions < 0 {
-			return fmt.Errorf("%s: a rule's signatures and reproductions are counts, 0 or more", r.Pos)
+			return policyErrorf(r.Pos, "a rule's signatures and reproductions are counts, 0 or more")
 		}
 		for _, n := range r.From {
 			if !people[n] {
-				return fmt.Errorf("%s: rule from %s: no such person in the policy", r.Pos, n)
+				return policyErrorf(r.Pos, "rule from %s: no such person in the policy", n)
 			}
 		}
 		for _, n := range r.Names {
 			if _, err := path.Match(n, ""); err != nil {
-				return fmt.Errorf("%s: rule name pattern %q: %w", r.Pos, n, err)
+				return policyErrorf(r.Pos, "rule name pattern %q: %w", n, err)
 			}
 		}
 		pool := len(r.From)
@@ -106,10 +107,45 @@ func (p *Policy) Check() error {
 			pool = len(p.People)
 		}
 		if need := max(r.Signatures, r.Reproductions); need > pool {
-			return fmt.Errorf("%s: the rule needs %d people but counts only %d: no path could meet it", r.Pos, need, pool)
+			return policyErrorf(r.Pos, "the rule needs %d people but counts only %d: no path could meet it", need, pool)
 		}
 	}
 	return nil
+}
+
+// RelTo makes p's positions and source relative to dir, as messages show
+// them.
+func (p *Policy) RelTo(dir string) {
+	p.Source = srcpos.RelPath(dir, p.Source)
+	for i := range p.People {
+		pe := &p.People[i]
+		pe.Pos = pe.Pos.RelTo(dir)
+		for j := range pe.Keys {
+			pe.Keys[j].Pos = pe.Keys[j].Pos.RelTo(dir)
+		}
+	}
+	for i := range p.Revoked {
+		p.Revoked[i].Pos = p.Revoked[i].Pos.RelTo(dir)
+	}
+	for i := range p.Rules {
+		p.Rules[i].Pos = p.Rules[i].Pos.RelTo(dir)
+	}
+}
+
+// PolicyError is what is wrong with a policy (Policy.Check), and where.
+type PolicyError struct {
+	Pos srcpos.Pos
+	Msg string
+	Err error // what caused it, if anything
+}
+
+func (e *PolicyError) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+func (e *PolicyError) Unwrap() error { return e.Err }
+
+func policyErrorf(pos srcpos.Pos, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	return &PolicyError{Pos: pos, Msg: err.Error(), Err: errors.Unwrap(err)}
 }
 
 // Keys returns every key of p, revoked and expired ones too (so that their

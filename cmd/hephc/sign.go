@@ -17,12 +17,15 @@ const BuilderID = "https://hephc.dev/builder/v1"
 func init() {
 	register(&command{
 		name:    "sign",
-		args:    "[--key FILE] [--passphrase-file FILE] [--only] PATH…",
+		args:    "[--key FILE] [--passphrase-file FILE] [--only] PATH… | --manifest DIR [--profile NAME] [--generation N]",
 		summary: "attest store paths and their closure: an in-toto statement per path in a DSSE envelope, kept in the store",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("key", "", "the secret key file to sign with (default: the store owner's signingKey, in the store's "+OwnerConfigFile+")")
 			fs.String("passphrase-file", "", "the key's passphrase, if it has one, is the first line of FILE")
 			fs.Bool("only", false, "sign only the paths given, not their closure")
+			fs.String("manifest", "", "write the manifest of a generation (every path of its closure and its content hash) to DIR/manifest.json, or check that DIR holds it already, and add a detached signature to DIR/signatures")
+			fs.String("profile", "system", "with --manifest: the generation's profile")
+			fs.Int("generation", 0, "with --manifest: the generation (default: the current one)")
 		},
 		run: runSign,
 	})
@@ -32,7 +35,11 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 	keyFile, _ := fs.GetString("key")
 	passFile, _ := fs.GetString("passphrase-file")
 	only, _ := fs.GetBool("only")
-	if len(args) == 0 {
+	manifest, _ := fs.GetString("manifest")
+	switch {
+	case manifest != "" && len(args) > 0:
+		return usagef("--manifest signs a generation's manifest: no store paths")
+	case manifest == "" && len(args) == 0:
 		return usagef("want at least one store path")
 	}
 	st, err := openStore(e)
@@ -53,6 +60,11 @@ func runSign(e *env, fs *pflag.FlagSet, args []string) error {
 	k, err := readSecretKey(e, keyFile, passFile)
 	if err != nil {
 		return err
+	}
+	if manifest != "" {
+		profileName, _ := fs.GetString("profile")
+		gen, _ := fs.GetInt("generation")
+		return signManifest(e, st, k, absPath(e.cwd, manifest), profileName, gen) // manifest.go
 	}
 	ctx := context.Background()
 	paths, err := closureArgs(ctx, e, st, args, !only)

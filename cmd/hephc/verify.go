@@ -25,12 +25,16 @@ func init() {
 			fs.Bool("repair", false, "restore modes, owners and records in place, and rebuild (or refetch) each path whose content does not verify, putting it back if the result matches")
 			fs.Bool("rebuild-db", false, "rebuild a lost or corrupt database from the store's records on disk (the old one is moved aside)")
 			fs.IntP("jobs", "j", runtime.NumCPU(), "paths to hash (and builds to run) at once")
+			verifyTrustFlags(fs) // verifytrust.go: --trust, --manifest
 		},
 		run: runVerify,
 	})
 }
 
 func runVerify(e *env, fs *pflag.FlagSet, args []string) error {
+	if done, err := verifyTrust(e, fs, args); done {
+		return err
+	}
 	repair, _ := fs.GetBool("repair")
 	rebuild, _ := fs.GetBool("rebuild-db")
 	jobs, _ := fs.GetInt("jobs")
