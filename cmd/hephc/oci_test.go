@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +18,9 @@ import (
 // $HEPHC_TEST_REGISTRY_DEBIAN (Debian's docker-registry) and
 // $HEPHC_TEST_REGISTRY_GGCR (go-containerregistry's, with the referrers
 // API): those .ci/run started, or started for the script and stopped
-// after it. Without them a script fails under HEPHC_E2E=1 and is skipped
-// otherwise. Other scripts get none.
+// after it, and $HEPHC_TEST_REGISTRY_STALL, a proxy of the first that
+// stalls mid-blob (stallingProxy). Without them a script fails under
+// HEPHC_E2E=1 and is skipped otherwise. Other scripts get none.
 func ociRegistries(e *testscript.Env) error {
 	named, ok := e.T().(interface{ Name() string })
 	if !ok || !strings.HasPrefix(filepath.Base(named.Name()), "oci_") {
@@ -33,7 +37,43 @@ func ociRegistries(e *testscript.Env) error {
 		k, v, _ := strings.Cut(kv, "=")
 		e.Setenv(k, v)
 	}
+	stall := httptest.NewServer(stallingProxy(regs[0].Addr, filepath.Join(e.WorkDir, ".stalled")))
+	e.Defer(stall.Close)
+	e.Setenv("HEPHC_TEST_REGISTRY_STALL", stall.Listener.Addr().String())
 	return nil
+}
+
+// stallingProxy passes requests to the registry at addr, but sends only
+// the first 64 KiB of a larger blob: then it creates the file marker and
+// sends nothing more until the client goes away. A script kills a
+// substitution there, mid-layer.
+func stallingProxy(addr, marker string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+r.URL.RequestURI(), nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, vs := range resp.Header {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(resp.StatusCode)
+		if !strings.Contains(r.URL.Path, "/blobs/") || resp.ContentLength <= 64<<10 {
+			io.Copy(w, resp.Body)
+			return
+		}
+		io.CopyN(w, resp.Body, 64<<10)
+		w.(http.Flusher).Flush()
+		os.WriteFile(marker, nil, 0o644)
+		<-r.Context().Done()
+	})
 }
 
 type scriptSetupError struct{ msg string }
