@@ -62,6 +62,9 @@ func (c *collector) unregisterAndRemove(ctx context.Context, g *refGraph, order 
 			rm.Remove(filepath.Join(storeDir, base))
 			// Nobody holds or waits for a per-output lock now.
 			rm.Remove(filepath.Join(locks, base[:HashStringLen]+".lock"))
+			// Its attestations (package trust keeps them in this
+			// directory, trust.DirName) vouch for nothing any more.
+			rm.Remove(filepath.Join(c.s.Dir, "attestations", base))
 		}
 	}
 	for _, path := range leftovers {
