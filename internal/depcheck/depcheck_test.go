@@ -2,6 +2,7 @@ package depcheck
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,10 +23,17 @@ var rules = []struct {
 	forbidden []string // import path prefixes, relative to hephc unless they hold a dot
 }{
 	// The store records and installs; it never evaluates, builds,
-	// records generations or diffs them.
-	{"store", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff"}},
-	// realize is handed a store.Graph: it never evaluates or judges one.
-	{"realize", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "profile", "gendiff"}},
+	// records generations or diffs them, nor judges signatures: an
+	// InstallRequest's Check does.
+	{"store", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff", "trust", "archive", "registry"}},
+	// realize is handed a store.Graph: it never evaluates or judges one,
+	// and it attests and admits through interfaces (Attester, Admission)
+	// that the CLI implements with trust.
+	{"realize", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "profile", "gendiff", "trust", "archive", "registry"}},
+	// The archive carries paths and attestations between stores: it
+	// admits through trust and installs through the store, and never
+	// evaluates, builds or realizes.
+	{"archive", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff", "registry"}},
 	{"profile", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "gendiff"}},
 	{"gendiff", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile"}},
 	{"lang", []string{"eval", "store", "policy"}},
@@ -42,6 +50,17 @@ var rules = []struct {
 	{"pins", []string{"sandbox", "builder", "realize", "profile", "gendiff", "policy"}},
 	{"cuepatch", []string{hephc}},
 	{"modfetch", []string{hephc, cue}},
+}
+
+// only says which packages of hephc a package may import, directly or
+// not: all others are forbidden (and CUE).
+var only = []struct {
+	pkg     string
+	allowed []string
+}{
+	// Keys, statements and the quorum are judged without CUE or a
+	// store: policy compiles into trust.Policy, callers hand subjects.
+	{"trust", []string{"srcpos"}},
 }
 
 // deps returns every package of the module and, for each, every package
@@ -83,6 +102,17 @@ func TestImportDirections(t *testing.T) {
 	}
 	for _, r := range rules {
 		check(r.pkg, r.forbidden, "docs/design.md forbids it")
+	}
+	for _, o := range only {
+		for _, d := range all[hephc+o.pkg] {
+			rel, ok := strings.CutPrefix(d, hephc)
+			if strings.HasPrefix(d, cue) || ok && !slices.Contains(o.allowed, rel) {
+				t.Errorf("%s imports %s (directly or not); it may import only %v of hephc", hephc+o.pkg, d, o.allowed)
+			}
+		}
+		if _, ok := all[hephc+o.pkg]; !ok {
+			t.Errorf("%s: no such package", hephc+o.pkg)
+		}
 	}
 	for _, l := range leaves {
 		check(l, []string{hephc, cue}, "it is a leaf")
