@@ -3,9 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -306,5 +308,50 @@ func TestGCRemovesStaleLocksAndRecords(t *testing.T) {
 	}
 	if !exists(liveLock) || !exists(filepath.Join(dir, "info", live.Hash.String()+".json")) {
 		t.Errorf("GC removed the lock file or the record of the live %s", live)
+	}
+}
+
+// TestRootsAndGenerationsSyncBeforeTheirLinks: when a root or a
+// generation is synced, its record and its row are there, and the link
+// that relies on them (./result, the profile's) is not yet.
+func TestRootsAndGenerationsSyncBeforeTheirLinks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	p := testPath("p")
+	if _, err := st.Install(ctx, store.InstallRequest{Path: p, Source: stage(t, st, map[string]string{"f": "x"})}); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "result")
+	var seen []string
+	st.SyncFS = func() error {
+		roots, err := st.IndirectRoots(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		records, _ := os.ReadDir(filepath.Join(dir, "roots"))
+		gens, err := st.GenerationRecords(ctx, "")
+		if err != nil {
+			t.Error(err)
+		}
+		genFile := exists(filepath.Join(dir, "generations", "sys", "1.json"))
+		seen = append(seen, fmt.Sprintf("roots %d/%d link %v, generations %d/%v", len(roots), len(records), exists(link), len(gens), genFile))
+		return nil
+	}
+	if err := st.LinkRoot(ctx, link, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddGeneration(ctx, store.GenerationRecord{GenerationID: store.GenerationID{Profile: "sys"}, Toplevel: p, Created: 1}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"roots 1/1 link false, generations 0/false",
+		"roots 1/1 link true, generations 1/true",
+	}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("at the syncs: %q, want %q", seen, want)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "generations", "sys", "current")); err != nil || target != "1.json" {
+		t.Errorf("generations/sys/current points at %q (%v), want 1.json", target, err)
 	}
 }

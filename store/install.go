@@ -50,10 +50,13 @@ type InstallRequest struct {
 // one way into the store, and the only one that registers a path: under
 // Path's lock it drops an unregistered leftover at Path (what a killed
 // build or GC leaves), moves the content into place, makes it canonical
-// (fstree.Canonicalize), hashes it and finds its references in one pass,
-// lets req.Check see it, and registers it with its references in one
-// transaction. Nothing is registered unless every step succeeds, and a
-// registered path is complete and refers only to valid paths. If Path is
+// and the store owner's (fstree.CanonicalizeAs), hashes it and finds its
+// references in one pass, lets req.Check see it, writes its record
+// (info/<hash>.json), syncs the store's file system, and registers it
+// with its references in one transaction. Nothing is registered unless
+// every step succeeds, and a registered path is complete, durably, and
+// refers only to valid paths. An error that says the disk is full is a
+// *NoSpaceError. If Path is
 // valid already, the content is dropped and Install returns what the
 // store knows of Path.
 //

@@ -1,9 +1,11 @@
 // Package store owns the hash-keyed store: derivation and output hashes,
 // store paths, the derivation and its canonical encoding, the derivation
 // graph, the database (valid paths and their references, the derivations
-// and builds it was asked for, generations, roots), the locks, closure
-// queries, reference scanning, garbage collection, and Install, the one
-// way a path becomes valid. It never imports CUE and never runs a build:
+// and builds it was asked for, generations, roots) and the records on
+// disk it can be rebuilt from (RebuildDB), durability (what is synced
+// before the database is told), the locks, closure queries, reference
+// scanning, garbage collection, and Install, the one way a path becomes
+// valid. It never imports CUE and never runs a build:
 // realizing a graph is package realize's.
 package store
 

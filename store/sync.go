@@ -11,7 +11,7 @@ import (
 // Durability. What the database says is only as good as what is on disk
 // when the database says it: a path is registered only after its files,
 // its directories, the rename that put it in place and its record
-// (info/<base>.json) are durable, and what GC deletes is unregistered
+// (info/<hash>.json) are durable, and what GC deletes is unregistered
 // durably before its files go. Both take one syncfs(2) of the store's
 // file system (Store.SyncFS), shared by whatever waits for one at the
 // same time (groupSync): builds that end together pay for one sync.
