@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"hephc.dev/hephc/archive"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
@@ -94,6 +97,9 @@ func TestSubstituteRefusesHostileRegistries(t *testing.T) {
 		{name: "a reference cycle", setup: func(f *fakeRegistry) {
 			f.forge(lib, nil, -1, func(e *archive.Entry) { e.References = []store.Path{app} }, "alice", "bob")
 		}, want: "refers to itself through other paths", libToo: true},
+		{name: "an oversized manifest", setup: func(f *fakeRegistry) {
+			f.manifests[Tag(app)] = []byte(`{"schemaVersion":2,"annotations":{"x":"` + strings.Repeat("x", 2<<20) + `"}}`)
+		}, want: "more than 1048576 bytes"},
 		{name: "500 for its layer", setup: func(f *fakeRegistry) {
 			d := f.entries[app].Layer.Digest.String()
 			f.fail = func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, d) }
@@ -180,5 +186,29 @@ func TestSubstituteWithoutPolicy(t *testing.T) {
 	}
 	if len(res.Substituted) != 0 || len(res.Refused) != 2 || !strings.Contains(res.Refused[0].Reason, "no trust policy says whom to trust") {
 		t.Fatalf("got %+v", res)
+	}
+}
+
+// Referrers that are not attestations of the path (another artifact, a
+// manifest whose subject is another, one that is missing) are skipped:
+// the path is admitted on the attestations that are.
+func TestSubstituteSkipsJunkReferrers(t *testing.T) {
+	src := newStore(t)
+	ps := sample(t, src)
+	sign(t, src, ps, "alice", "bob")
+	f, ref := newFake(t, src, ps)
+	app, lib := f.entries[ps[0]], f.entries[ps[1]]
+	junk := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/spdx+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`)
+	jd := digestOf(junk)
+	f.manifests[jd.String()] = junk
+	f.referrers[app.Manifest.Digest] = append(f.referrers[app.Manifest.Digest],
+		v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(junk)), Digest: jd},
+		v1.Descriptor{MediaType: types.OCIManifestSchema1, ArtifactType: archive.EnvelopeMediaType, Size: 100, Digest: digestOf([]byte("gone"))})
+	// An attestation of lib listed among app's referrers.
+	f.referrers[app.Manifest.Digest] = append(f.referrers[app.Manifest.Digest], f.referrers[lib.Manifest.Digest][0])
+	dst := newStore(t)
+	res, err := (&Client{}).Substitute(context.Background(), dst, wants(ps...), SubstituteOptions{Caches: []Ref{ref}, OwnerPolicies: []*trust.Policy{testPolicy(t, 2)}, Now: testNow})
+	if err != nil || len(res.Substituted) != 2 {
+		t.Fatalf("got %+v, %v", res, err)
 	}
 }
