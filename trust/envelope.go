@@ -33,13 +33,23 @@ func Sign(c *Claim, k *SecretKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	env, err := signStatement(payload, k)
+	if err != nil {
+		return nil, fmt.Errorf("signing %s: %w", c.Subject.Path, err)
+	}
+	return env, nil
+}
+
+// signStatement returns the DSSE envelope of the in-toto statement
+// payload signed by k, as JSON.
+func signStatement(payload []byte, k *SecretKey) ([]byte, error) {
 	es, err := dsse.NewEnvelopeSigner(signer{k})
 	if err != nil {
 		return nil, err
 	}
 	env, err := es.SignPayload(context.Background(), PayloadType, payload)
 	if err != nil {
-		return nil, fmt.Errorf("signing %s: %w", c.Subject.Path, err)
+		return nil, err
 	}
 	return json.Marshal(env)
 }

@@ -2,7 +2,6 @@ package trust
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	intoto "github.com/in-toto/attestation/go/v1"
-	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -151,15 +149,11 @@ func SignManifest(manifest []byte, k *SecretKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	es, err := dsse.NewEnvelopeSigner(signer{k})
-	if err != nil {
-		return nil, err
-	}
-	env, err := es.SignPayload(context.Background(), PayloadType, payload)
+	env, err := signStatement(payload, k)
 	if err != nil {
 		return nil, fmt.Errorf("signing the manifest: %w", err)
 	}
-	return json.Marshal(env)
+	return env, nil
 }
 
 // VerifyManifestSignature checks the detached signature env of manifest

@@ -43,19 +43,12 @@ func runAttestations(e *env, fs *pflag.FlagSet, args []string) error {
 	closure, _ := fs.GetBool("closure")
 	asJSON, _ := fs.GetBool("json")
 	files, _ := fs.GetStringArray("policy")
-	if len(args) == 0 {
-		return usagef("want at least one store path")
-	}
-	st, err := openStore(e)
+	st, paths, err := openPaths(e, args, closure)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	ctx := context.Background()
-	paths, err := closureArgs(ctx, e, st, args, closure)
-	if err != nil {
-		return err
-	}
 	policies, err := trustPolicies(e, st, files)
 	if err != nil {
 		return err

@@ -42,19 +42,12 @@ type jsonPathInfo struct {
 func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 	closure, _ := fs.GetBool("closure")
 	asJSON, _ := fs.GetBool("json")
-	if len(args) == 0 {
-		return usagef("want at least one store path")
-	}
-	st, err := openStore(e)
+	st, paths, err := openPaths(e, args, closure)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	ctx := context.Background()
-	paths, err := closureArgs(ctx, e, st, args, closure)
-	if err != nil {
-		return err
-	}
 	var infos []*store.PathInfo
 	var total int64
 	for _, p := range paths {
@@ -121,4 +114,45 @@ func pathArg(e *env, st *store.Store, s string) (store.Path, error) {
 		}
 	}
 	return store.Path{}, usagef("%q is not a store path", s)
+}
+
+// closureArgs resolves args to store paths, with their closure if asked,
+// sorted.
+func closureArgs(ctx context.Context, e *env, st *store.Store, args []string, closure bool) ([]store.Path, error) {
+	var paths []store.Path
+	for _, a := range args {
+		p, err := pathArg(e, st, a)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok, err := st.QueryPathInfo(ctx, p); err != nil {
+			return nil, err
+		} else if !ok {
+			return nil, fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
+		}
+		paths = append(paths, p)
+	}
+	if closure {
+		return st.Closure(ctx, paths...)
+	}
+	return paths, nil
+}
+
+// openPaths opens the store and resolves args, at least one, to valid
+// store paths (closureArgs), with their closure if asked; the caller
+// closes the store.
+func openPaths(e *env, args []string, closure bool) (*store.Store, []store.Path, error) {
+	if len(args) == 0 {
+		return nil, nil, usagef("want at least one store path")
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	paths, err := closureArgs(context.Background(), e, st, args, closure)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, paths, nil
 }

@@ -96,25 +96,3 @@ func signPath(ctx context.Context, st *store.Store, p store.Path, k *trust.Secre
 	}
 	return attestPath(ctx, st, k, trust.Built, p, time.Unix(info.Registered, 0))
 }
-
-// closureArgs resolves args to store paths, with their closure if asked,
-// sorted.
-func closureArgs(ctx context.Context, e *env, st *store.Store, args []string, closure bool) ([]store.Path, error) {
-	var paths []store.Path
-	for _, a := range args {
-		p, err := pathArg(e, st, a)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok, err := st.QueryPathInfo(ctx, p); err != nil {
-			return nil, err
-		} else if !ok {
-			return nil, fmt.Errorf("%s is not valid in the store %s", p, st.Dir)
-		}
-		paths = append(paths, p)
-	}
-	if closure {
-		return st.Closure(ctx, paths...)
-	}
-	return paths, nil
-}
