@@ -96,6 +96,16 @@ func (c *Client) Push(ctx context.Context, src archive.Source, ps []store.Path, 
 		return nil, err
 	}
 	ropts := c.remoteOptions(ctx, ref, jobs)
+	// One authenticated session for every request, not one a request.
+	puller, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	pusher, err := remote.NewPusher(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	ropts = append(ropts, remote.Reuse(puller), remote.Reuse(pusher))
 	before := c.Uploaded()
 	res := &PushResult{}
 
