@@ -43,6 +43,10 @@ type source struct {
 	parentPath string
 	name       string
 	workFD     int // a writable directory's overlay work directory, or -1
+	// stagedFD is the source opened in its directory's overlay (O_PATH),
+	// or stageErr why it could not be.
+	stagedFD int
+	stageErr error
 }
 
 // opener opens the sources of the sandbox's mounts and closes them when
@@ -82,7 +86,7 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 		return wrap(err)
 	}
 	s := &source{src: src, target: target, fd: fd, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
-		readOnly: readOnly, device: device, parentFD: -1, workFD: -1}
+		readOnly: readOnly, device: device, parentFD: -1, workFD: -1, stagedFD: -1}
 	switch {
 	case s.dir && !readOnly && work != "":
 		wfd, err := unix.Open(work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -127,7 +131,7 @@ type overlayMounter struct {
 	// buildIDs: the build has host ids of its own, and the init's
 	// thread works as the build user (see asCaller).
 	buildIDs bool
-	staged   map[string]string // parent directory → staging point
+	staged   []string // staging points with an overlay mounted
 	warnings []string
 }
 
@@ -180,49 +184,91 @@ func (m *overlayMounter) asCaller(f func() error) error {
 	return <-errc
 }
 
-// mountStaged binds the read-only file or directory s on its target from
-// an overlay of its directory.
-func (m *overlayMounter) mountStaged(s *source) error {
-	if s.parentFD < 0 {
-		m.warn(s, errors.New("it is a mount point of its own"))
-		return m.r.bind(s)
+// stage mounts the overlay of the directory of each read-only source to
+// be bound from one on a staging point, one per directory, and opens each
+// source in it. The mounts and opens, which read the host's directories,
+// are done in one call as the caller (asCaller).
+func (m *overlayMounter) stage(o *opener) error {
+	sources := o.sources
+	type mount struct {
+		fd, parentFD int
+		stage        string
+		err          error
 	}
-	stage, ok := m.staged[s.parentPath]
-	if !ok {
-		stage = fmt.Sprintf("/.hephc/stage/%d", len(m.staged))
+	var mounts []*mount
+	byParent := map[string]*mount{}
+	for _, s := range sources {
+		if !s.readOnly || s.device || s.parentFD < 0 {
+			continue
+		}
+		if _, ok := byParent[s.parentPath]; ok {
+			continue
+		}
+		stage := fmt.Sprintf("/.hephc/stage/%d", len(mounts))
 		fd, err := m.r.open(stage, true, true)
 		if err != nil {
 			return fmt.Errorf("sandbox: making staging point %s: %w", stage, err)
 		}
-		opts := overlayOptions + fmt.Sprintf(",lowerdir=%s:%s", fdPath(s.parentFD), fdPath(m.empty))
-		err = m.asCaller(func() error {
-			return unix.Mount("heph", fdPath(fd), "overlay", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts)
-		})
-		unix.Close(fd)
-		if err != nil {
-			m.warn(s, err)
-			return m.r.bind(s)
+		mt := &mount{fd: fd, parentFD: s.parentFD, stage: stage}
+		mounts = append(mounts, mt)
+		byParent[s.parentPath] = mt
+	}
+	if len(mounts) == 0 {
+		return nil
+	}
+	defer func() {
+		for _, mt := range mounts {
+			unix.Close(mt.fd)
 		}
-		m.staged[s.parentPath] = stage
-	}
-	fd := -1
-	err := m.asCaller(func() error {
-		var err error
-		fd, err = m.r.open(stage+"/"+s.name, false, false)
-		return err
+	}()
+	m.asCaller(func() error {
+		for _, mt := range mounts {
+			opts := overlayOptions + fmt.Sprintf(",lowerdir=%s:%s", fdPath(mt.parentFD), fdPath(m.empty))
+			mt.err = unix.Mount("heph", fdPath(mt.fd), "overlay", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, opts)
+		}
+		for _, s := range sources {
+			mt := byParent[s.parentPath]
+			if mt == nil || !s.readOnly || s.device || s.parentFD < 0 {
+				continue
+			}
+			if mt.err != nil {
+				s.stageErr = mt.err
+				continue
+			}
+			s.stagedFD, s.stageErr = m.r.open(mt.stage+"/"+s.name, false, false)
+			if s.stageErr == nil {
+				o.keep(s.stagedFD)
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("sandbox: mounting %s on %s: %w", s.src, s.target, err)
+	for _, mt := range mounts {
+		if mt.err == nil {
+			m.staged = append(m.staged, mt.stage)
+		}
 	}
-	defer unix.Close(fd)
+	return nil
+}
+
+// mountStaged binds the read-only file or directory s on its target from
+// its directory's overlay, which stage mounted.
+func (m *overlayMounter) mountStaged(s *source) error {
+	switch {
+	case s.parentFD < 0:
+		m.warn(s, errors.New("it is a mount point of its own"))
+		return m.r.bind(s)
+	case s.stageErr != nil:
+		m.warn(s, s.stageErr)
+		return m.r.bind(s)
+	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || (st.Mode&unix.S_IFMT == unix.S_IFDIR) != s.dir {
+	if err := unix.Fstat(s.stagedFD, &st); err != nil || (st.Mode&unix.S_IFMT == unix.S_IFDIR) != s.dir {
 		// Replaced since it was opened: bind what was opened.
 		m.warn(s, errors.New("it changed while the sandbox was set up"))
 		return m.r.bind(s)
 	}
 	staged := *s
-	staged.fd = fd
+	staged.fd = s.stagedFD
 	return m.r.bind(&staged)
 }
 

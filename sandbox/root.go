@@ -109,7 +109,10 @@ func setup(is *initSpec) ([]string, error) {
 		return nil, fmt.Errorf("sandbox: making /.hephc/empty: %w", err)
 	}
 	o.keep(empty)
-	om := &overlayMounter{r: r, empty: empty, buildIDs: is.BuildIDs, staged: map[string]string{}}
+	om := &overlayMounter{r: r, empty: empty, buildIDs: is.BuildIDs}
+	if err := om.stage(o); err != nil {
+		return nil, err
+	}
 	for _, src := range o.sources {
 		var err error
 		switch {
