@@ -2,11 +2,15 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"hephc.dev/hephc/archive"
 	"hephc.dev/hephc/fstree"
@@ -162,9 +166,10 @@ func (c *Client) Substitute(ctx context.Context, st Target, wants []Want, opts S
 	s.readers = make([]*reader, len(opts.Caches))
 	s.readerErrs = make([]error, len(opts.Caches))
 	for i, ref := range opts.Caches {
-		if s.readers[i], s.readerErrs[i] = c.reader(ctx, ref); s.readerErrs[i] != nil {
-			s.res.Unreachable = append(s.res.Unreachable, s.readerErrs[i].Error())
-			s.emit(Event{Kind: EventUnreachable, Reason: s.readerErrs[i].Error()})
+		r, err := c.reader(ctx, ref)
+		s.readers[i] = r
+		if err != nil {
+			s.giveUp(i, err)
 		}
 	}
 	// Look up every path in the caches and judge it, in parallel.
@@ -230,16 +235,48 @@ func (s *substitution) refuse(p store.Path, reason string) {
 	s.emit(Event{Kind: EventRefused, Path: p, Reason: reason})
 }
 
+// unusable reports whether cache i was given up on.
+func (s *substitution) unusable(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readerErrs[i] != nil
+}
+
+// giveUp stops asking cache i, which cannot be reached or refuses to
+// answer (err), and says so once.
+func (s *substitution) giveUp(i int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readerErrs[i] != nil {
+		return
+	}
+	s.readerErrs[i] = err
+	s.res.Unreachable = append(s.res.Unreachable, err.Error())
+	s.emit(Event{Kind: EventUnreachable, Reason: err.Error()})
+}
+
+// isDenied reports whether err is a registry's 401 or 403: credentials
+// missing or refused.
+func isDenied(err error) bool {
+	var te *transport.Error
+	return errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden)
+}
+
 // lookup asks each cache in turn for w's path until one has a copy the
 // policies admit.
 func (s *substitution) lookup(ctx context.Context, w Want, scratch string) *offer {
 	o := &offer{want: w}
 	for i, r := range s.readers {
 		ref := s.opts.Caches[i]
-		if s.readerErrs[i] != nil {
+		if s.unusable(i) {
 			continue
 		}
 		f, ok, err := r.lookup(ctx, w.Path, scratch)
+		if isDenied(err) {
+			// Not this path's fault: the cache refuses us. Said once.
+			s.giveUp(i, fmt.Errorf("%s: %w", ref, err))
+			continue
+		}
 		if err != nil {
 			o.reasons = append(o.reasons, fmt.Sprintf("%s: %v", ref, err))
 			continue
