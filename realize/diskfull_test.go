@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -22,20 +21,18 @@ import (
 	"hephc.dev/hephc/store"
 )
 
-// fillBuilder is testdata/fill, built once: a builder that writes N bytes.
-var fillBuilder = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "hephc-fill-")
-	if err != nil {
-		return "", err
-	}
-	exe := filepath.Join(dir, "fill")
+// fillBuilder builds testdata/fill, a builder that writes N bytes, for
+// one test (the go command's cache makes it quick after the first).
+func fillBuilder(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "fill")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", exe, "./testdata/fill")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", errors.New(err.Error() + "\n" + string(out))
+		t.Fatalf("building the fill builder: %v\n%s", err, out)
 	}
-	return exe, nil
-})
+	return exe
+}
 
 // smallDisk mounts a tmpfs of size bytes for the test.
 func smallDisk(t *testing.T, size int64) string {
@@ -59,10 +56,7 @@ func smallDisk(t *testing.T, size int64) string {
 // builder to it as f.Tool.
 func fullDiskStore(t *testing.T) *storetest.Fixture {
 	t.Helper()
-	exe, err := fillBuilder()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := fillBuilder(t)
 	st, err := store.Open(filepath.Join(smallDisk(t, 24<<20), "store"))
 	if err != nil {
 		t.Fatal(err)
