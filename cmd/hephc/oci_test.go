@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +21,8 @@ import (
 // $HEPHC_TEST_REGISTRY_GGCR (go-containerregistry's, with the referrers
 // API): those .ci/run started, or started for the script and stopped
 // after it, and $HEPHC_TEST_REGISTRY_STALL, a proxy of the first that
-// stalls mid-blob (stallingProxy). Without them a script fails under
+// stalls mid-blob (stallingProxy), and $NS, a namespace for the
+// script's repositories (oci://$HEPHC_TEST_REGISTRY_V3/$NS/heph). Without them a script fails under
 // HEPHC_E2E=1 and is skipped otherwise. Other scripts get none.
 func ociRegistries(e *testscript.Env) error {
 	named, ok := e.T().(interface{ Name() string })
@@ -37,6 +40,11 @@ func ociRegistries(e *testscript.Env) error {
 		k, v, _ := strings.Cut(kv, "=")
 		e.Setenv(k, v)
 	}
+	// Repositories of the script's own: registries .ci/run started are
+	// shared by every test.
+	b := make([]byte, 4)
+	rand.Read(b)
+	e.Setenv("NS", "t"+hex.EncodeToString(b))
 	stall := httptest.NewServer(stallingProxy(regs[0].Addr, filepath.Join(e.WorkDir, ".stalled")))
 	e.Defer(stall.Close)
 	e.Setenv("HEPHC_TEST_REGISTRY_STALL", stall.Listener.Addr().String())
