@@ -355,3 +355,28 @@ func TestRootsAndGenerationsSyncBeforeTheirLinks(t *testing.T) {
 		t.Errorf("generations/sys/current points at %q (%v), want 1.json", target, err)
 	}
 }
+
+// TestSpaceErrorReadsTheLog: a failed build whose log says a write to its
+// output or build directory found the disk full is a *NoSpaceError; one
+// that filled its private /tmp, or failed otherwise, is not (this store's
+// file system has room).
+func TestSpaceErrorReadsTheLog(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	failed := errors.New("sandbox: build exited with status 1")
+	out := testPath("out").String()
+	for _, c := range []struct {
+		log  string
+		full bool
+	}{
+		{"fill: write " + out + ": no space left on device", true},
+		{"cp: write /build/src/x: no space left on device", true},
+		{"write /tmp/scratch: no space left on device", false},
+		{"some other failure", false},
+	} {
+		err := st.SpaceError(failed, "starting", c.log)
+		var ns *store.NoSpaceError
+		if errors.As(err, &ns) != c.full || !errors.Is(err, failed) {
+			t.Errorf("log %q: got %v, want a NoSpaceError %v, wrapping the build's error", c.log, err, c.full)
+		}
+	}
+}

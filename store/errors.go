@@ -125,11 +125,12 @@ func (s *Store) free() int64 {
 const lowSpace = 64 << 10
 
 // SpaceError returns err as a *NoSpaceError if it says the disk is full,
-// if one of log (the end of a failed build's log) says a write found the
-// disk full, or if the store's file system is (nearly) full now: a build
-// that filled the disk has its ENOSPC only in its log, if it could write
-// that. Call it before removing what the failed operation left. Any other
-// error is returned as it is.
+// if one of log (the end of a failed build's log) says a write to the
+// build's output or directory (Dir or /build, both on the store's file
+// system; not its private /tmp) found the disk full, or if the store's
+// file system is (nearly) full now: a build that filled the disk has its
+// ENOSPC only in its log, if it could write that. Call it before removing
+// what the failed operation left. Any other error is returned as it is.
 func (s *Store) SpaceError(err error, log ...string) error {
 	if err == nil {
 		return nil
@@ -138,7 +139,8 @@ func (s *Store) SpaceError(err error, log ...string) error {
 		return err
 	}
 	for _, line := range log {
-		if strings.Contains(line, syscall.ENOSPC.Error()) || strings.Contains(line, syscall.EDQUOT.Error()) {
+		full := strings.Contains(line, syscall.ENOSPC.Error()) || strings.Contains(line, syscall.EDQUOT.Error())
+		if full && (strings.Contains(line, Dir+"/") || strings.Contains(line, " /build/")) {
 			return &NoSpaceError{Dir: s.Dir, Free: s.free(), Err: err}
 		}
 	}
