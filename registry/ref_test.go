@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -110,3 +111,42 @@ func TestStallTimeoutWaitingForAnswer(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// An upload slower than the stall timeout goes on while its bytes move.
+func TestStallTimeoutNotWhileSending(t *testing.T) {
+	c := &Client{StallTimeout: 100 * time.Millisecond, Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		buf := make([]byte, 1)
+		for {
+			if _, err := req.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		if err := req.Context().Err(); err != nil {
+			return nil, err
+		}
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: req}, nil
+	})}
+	ref, _ := ParseRef("oci://127.0.0.1:1/x")
+	body := &slowReader{n: 10, every: 40 * time.Millisecond} // 400 ms in all
+	req, _ := http.NewRequest(http.MethodPut, "http://127.0.0.1:1/v2/x/blobs/uploads/1", body)
+	resp, err := c.transport(ref).RoundTrip(req)
+	if err != nil {
+		t.Fatalf("a slow but moving upload: %v", err)
+	}
+	resp.Body.Close()
+}
+
+type slowReader struct {
+	n     int
+	every time.Duration
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(r.every)
+	r.n--
+	p[0] = 'x'
+	return 1, nil
+}

@@ -15,8 +15,9 @@ import (
 const DefaultStallTimeout = 60 * time.Second
 
 // guardedTransport refuses plain HTTP to registries that may not have it
-// and fails a request whose registry stalls: nothing for stall, waiting
-// for the answer or between two reads of its body.
+// and fails a request whose registry stalls: nothing for stall, neither
+// taking the request's body, nor answering, nor between two reads of the
+// answer's body.
 type guardedTransport struct {
 	base http.RoundTripper
 	// plainHTTP says whether a host may be spoken to in plain HTTP.
@@ -34,7 +35,13 @@ func (t *guardedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	ctx, cancel := context.WithCancelCause(req.Context())
 	w := &watchdog{stall: t.stall, cancel: cancel}
 	w.arm()
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	req = req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		// Sending is progress too: an upload may take longer than the
+		// stall timeout.
+		req.Body = &sendingBody{ReadCloser: req.Body, w: w}
+	}
+	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		w.stop()
 		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
@@ -74,6 +81,20 @@ func (w *watchdog) stop() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
+}
+
+// sendingBody re-arms its watchdog as the request's body is sent.
+type sendingBody struct {
+	io.ReadCloser
+	w *watchdog
+}
+
+func (b *sendingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.w.arm()
+	}
+	return n, err
 }
 
 // watchedBody re-arms its watchdog on every read and says when a read
