@@ -128,7 +128,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error)
 	if err := c.forgetRoots(ctx, res.Generations, res.StaleRoots); err != nil {
 		return nil, err
 	}
-	if err := c.deleteGarbage(ctx, g, order, append(res.Leftovers, res.StaleLocks...)); err != nil {
+	if err := c.deleteGarbage(ctx, g, order, slices.Concat(res.Leftovers, res.StaleLocks)); err != nil {
 		return nil, err
 	}
 	return res, nil
