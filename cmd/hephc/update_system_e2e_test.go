@@ -100,7 +100,7 @@ images: workstation: initramfs: {
 	if err := os.WriteFile(filepath.Join(dir, "tomlv.cue"), []byte(service), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut = hephc(0, "realize", "--no-link", "-A", "images.workstation", ".")
+	out, errOut = hephc(0, "realize", "--no-link", "--profile", profile, "-A", "images.workstation", ".")
 	if !strings.Contains(errOut, "fetched 1, built 3\n") {
 		t.Errorf("realize of the workstation with tomlv fetched and built other than toml, tomlv, the initramfs and toplevel:\n%s", errOut)
 	}
