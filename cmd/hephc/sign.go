@@ -23,9 +23,9 @@ func init() {
 			fs.String("key", "", "the secret key file to sign with (default: the store owner's signingKey, in the store's "+OwnerConfigFile+")")
 			fs.String("passphrase-file", "", "the key's passphrase, if it has one, is the first line of FILE")
 			fs.Bool("only", false, "sign only the paths given, not their closure")
-			fs.String("manifest", "", "write the manifest of a generation (every path of its closure and its content hash) to DIR/manifest.json, or check that DIR holds it already, and add a detached signature to DIR/signatures")
-			fs.String("profile", "system", "with --manifest: the generation's profile")
-			fs.Int("generation", 0, "with --manifest: the generation (default: the current one)")
+			fs.String("manifest", "", "write the manifest of a generation (every path of its closure and its content hash) to `DIR`/manifest.json, or check that DIR holds it already, and add a detached signature to DIR/signatures")
+			fs.String("profile", "system", "with --manifest: the `NAME` of the generation's profile")
+			fs.Int("generation", 0, "with --manifest: the generation `N` (default: the current one)")
 		},
 		run: runSign,
 	})

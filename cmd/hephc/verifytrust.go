@@ -20,12 +20,12 @@ import (
 // verifyTrustFlags adds verify's flags about trust: --trust FILE.cue and
 // --manifest DIR, which check signatures rather than content.
 func verifyTrustFlags(fs *pflag.FlagSet) {
-	fs.String("trust", "", "check every path of the configuration FILE.cue's closure against its trust policies (the store owner's, the configuration's, --policy's): who attested it, who is missing, the rule")
+	fs.String("trust", "", "check every path of the closure of the configuration in `FILE` against its trust policies (the store owner's, the configuration's, --policy's): who attested it, who is missing, the rule")
 	fs.StringP("attr", "A", "", "with --trust: only this attribute's closure")
 	fs.Bool("json", false, "with --trust: print JSON")
-	fs.String("manifest", "", "check the signed manifest in DIR (hephc sign --manifest): its detached signatures by distinct people, and the store's paths against it")
-	fs.Int("threshold", 1, "with --manifest: how many distinct people must have signed")
-	fs.StringArray("policy", nil, "with --trust or --manifest: a .cue file whose trust policy must hold too (repeatable)")
+	fs.String("manifest", "", "check the signed manifest in `DIR` (hephc sign --manifest): its detached signatures by distinct people, and the store's paths against it")
+	fs.Int("threshold", 1, "with --manifest: `N`, how many distinct people must have signed")
+	fs.StringArray("policy", nil, "with --trust or --manifest: a .cue `FILE` whose trust policy must hold too (repeatable)")
 }
 
 // verifyTrust runs verify --trust or --manifest; done is false when
