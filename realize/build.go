@@ -218,18 +218,19 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 	spec := &sandbox.Spec{
 		Env:     buildEnv(g, d, g.PathOf(h), opts),
 		Dir:     "/build",
-		Network: d.IsFixedOutput(),
-		Timeout: opts.Timeout,
-		Stdout:  log,
-		Stderr:  log,
+		Network: d.IsFixedOutput() && ownFetcher(d.Builder),
+		// A fixed-output build whose builder is the user's reaches public
+		// addresses only, never the host.
+		Outbound: d.IsFixedOutput() && !ownFetcher(d.Builder),
+		Timeout:  opts.Timeout,
+		Limits:   sandbox.DefaultLimits,
+		Stdout:   log,
+		Stderr:   log,
 		Mounts: []sandbox.Mount{
 			{Source: filepath.Join(tmp, "store"), Target: store.Dir, Writable: true},
 			{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
 			{Source: filepath.Join(tmp, "heph"), Target: "/.heph"},
 		},
-	}
-	if spec.Timeout == 0 {
-		spec.Timeout = DefaultBuildTimeout
 	}
 	for _, c := range closure {
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: st.Physical(c), Target: c.String()})
@@ -267,6 +268,17 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 		spec.Args = append(spec.Args, expand(g, d, a))
 	}
 	return spec, nil
+}
+
+// ownFetcher reports whether builder is one of hephc's built-in fetchers,
+// whose code is ours: they alone share the host's network (a GOPROXY on
+// localhost is common).
+func ownFetcher(builder string) bool {
+	switch builder {
+	case builtins.FetchGoMod, builtins.FetchFile, builtins.FetchGoModGraph:
+		return true
+	}
+	return false
 }
 
 // expand replaces every @{input} in s (store.Placeholders) by the input's

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 )
 
@@ -33,7 +34,7 @@ type Options struct {
 	KeepGoing bool
 	// DryRun reports what would be fetched and built and does nothing.
 	DryRun bool
-	// Timeout limits each build; 0 means DefaultBuildTimeout.
+	// Timeout limits each build; 0 means sandbox.DefaultTimeout.
 	Timeout time.Duration
 	// Getenv gives the user's environment to fixed-output builds (GOPROXY,
 	// proxy and certificate settings); other builds see none of it.
@@ -57,9 +58,6 @@ type Options struct {
 	Attester Attester
 }
 
-// DefaultBuildTimeout limits a build when Options.Timeout is 0.
-const DefaultBuildTimeout = 2 * time.Hour
-
 // EventKind says what happened to a derivation.
 type EventKind int
 
@@ -76,6 +74,10 @@ const (
 	EventValid
 	// EventSubstituted: copied from one of Options.Substitutes.
 	EventSubstituted
+	// EventWarning is sent at most once per warning per Realize, before
+	// any build starts: Warning says what of the builds' limits this host
+	// cannot enforce (sandbox.Warnings).
+	EventWarning
 )
 
 // Event is progress of a realization.
@@ -86,6 +88,8 @@ type Event struct {
 	Fixed bool // a fixed-output derivation (a fetch)
 	Size  int64
 	Err   error
+	// Warning is an EventWarning's message.
+	Warning string
 }
 
 // Result says what a realization did.
@@ -190,6 +194,9 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 	}
 	for _, h := range todo {
 		emit(Event{Kind: EventPlanned, Drv: h, Path: g.PathOf(h), Fixed: g.Derivations[h].IsFixedOutput()})
+	}
+	for _, w := range sandbox.Warnings(sandbox.DefaultLimits) {
+		emit(Event{Kind: EventWarning, Warning: w})
 	}
 
 	jobs := opts.Jobs

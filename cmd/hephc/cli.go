@@ -209,6 +209,10 @@ func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 			b.WriteString(")")
 		}
 		fmt.Fprintf(&b, " failed: %v", be.Err)
+		var le *sandbox.LimitError
+		if errors.As(be.Err, &le) && le.Limit == "timeout" {
+			b.WriteString("\nraise the time limit with --timeout")
+		}
 		if len(be.LogTail) > 0 {
 			fmt.Fprintf(&b, "\nlast %d log lines:", len(be.LogTail))
 			for _, l := range be.LogTail {

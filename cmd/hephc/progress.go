@@ -65,6 +65,9 @@ func (p *progress) event(ev realize.Event) {
 		fmt.Fprintf(p.e.stderr, "failed %s\n", ev.Path)
 	case realize.EventSkipped:
 		p.finished++
+	case realize.EventWarning:
+		p.clear()
+		fmt.Fprintf(p.e.stderr, "hephc: warning: %s\n", ev.Warning)
 	}
 	if p.live && time.Since(p.last) > 50*time.Millisecond {
 		p.draw()

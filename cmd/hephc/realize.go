@@ -19,6 +19,7 @@ import (
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/realize"
+	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
@@ -35,7 +36,7 @@ func init() {
 			fs.BoolP("keep-going", "k", false, "after a failure, go on with what does not depend on it")
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
 			fs.Bool("no-link", false, "do not create the result symlink")
-			fs.Duration("timeout", realize.DefaultBuildTimeout, "time limit of each build")
+			fs.Duration("timeout", sandbox.DefaultTimeout, "time limit of each build")
 			fs.Bool("check", false, "rebuild the selected derivations (refetch fixed-output ones) and compare with the store's, never replacing them; exit 1 if one differs")
 			policyFlag(fs)
 			substituteFlags(fs) // substitute.go

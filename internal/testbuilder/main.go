@@ -11,11 +11,13 @@
 //	sleep=MS         sleep MS milliseconds
 //	fail=CODE        exit with CODE
 //	env              print the environment, sorted
+//	dial=HOST:PORT   connect to HOST:PORT over TCP and print "dial HOST:PORT: connected" or "dial HOST:PORT: unreachable: ERROR"
 package main
 
 import (
 	"crypto/rand"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -97,6 +99,14 @@ func run(args []string) error {
 			for _, e := range env {
 				fmt.Println(e)
 			}
+		case "dial":
+			c, err := net.DialTimeout("tcp", val, 3*time.Second)
+			if err != nil {
+				fmt.Printf("dial %s: unreachable: %v\n", val, err)
+				break
+			}
+			c.Close()
+			fmt.Printf("dial %s: connected\n", val)
 		default:
 			return fmt.Errorf("unknown step %q", a)
 		}
