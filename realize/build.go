@@ -4,18 +4,21 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/sumdb/dirhash"
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/localsrc"
 	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 )
@@ -193,7 +196,8 @@ func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.Dr
 
 	spec, err := sandboxSpec(st, g, h, opts, tmp, closure, logFile)
 	if err != nil {
-		return nil, fail("", err)
+		// Copying a local source may find the disk full.
+		return nil, fail("", st.SpaceError(err))
 	}
 	if err := sandbox.Run(ctx, spec); err != nil {
 		st.RecordBuild(ctx, rec, "failed")
@@ -243,21 +247,14 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 		if !filepath.IsLocal(file) || opts.SourceDir == "" {
 			return nil, fmt.Errorf("fetch-file: %q is not a file below the configuration's directory", file)
 		}
-		// The mount point exists already inside the read-only /.heph: a
-		// directory for a directory, else a file (a FIFO or other
-		// special file is refused by the builder).
-		src := filepath.Join(opts.SourceDir, file)
-		mp := filepath.Join(tmp, "heph", "src")
-		var err error
-		if fi, serr := os.Stat(src); serr == nil && fi.IsDir() {
-			err = os.Mkdir(mp, 0o555)
-		} else {
-			err = os.WriteFile(mp, nil, 0o444)
-		}
-		if err != nil {
+		// The source is copied here, on the host, through localsrc, into
+		// the read-only /.heph: nothing outside the configuration's
+		// directory is read (a bind mount would follow a symbolic link
+		// anywhere). The builder copies it again into $out, so the output
+		// is what it always was.
+		if err := copyLocalSource(d, opts.SourceDir, file, filepath.Join(tmp, "heph", "src"), spec.Env); err != nil {
 			return nil, err
 		}
-		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: src, Target: FetchFileSource})
 	}
 	if name, ok := builtins.Short(d.Builder); ok {
 		spec.Builtin = name
@@ -268,6 +265,52 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 		spec.Args = append(spec.Args, expand(g, d, a))
 	}
 	return spec, nil
+}
+
+// maxLocalBytes bounds a local source unless the build's environment sets
+// fetchLimitEnv (builder.DefaultMaxLocalBytes, builder.FetchLimitEnv).
+const (
+	maxLocalBytes = 4 << 30
+	fetchLimitEnv = "HEPH_MAX_FETCH_BYTES"
+)
+
+// copyLocalSource copies the fetch-file d's source, file beneath dir, to
+// dst with d's include and exclude filters. A path that leads outside dir
+// is a *localsrc.EscapeError.
+func copyLocalSource(d *store.Derivation, dir, file, dst string, env []string) error {
+	var f localsrc.Filter
+	f.Include, _ = stringsAttr(d.Attrs, "include") // the builder reports a bad list
+	f.Exclude, _ = stringsAttr(d.Attrs, "exclude")
+	limit := int64(maxLocalBytes)
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, fetchLimitEnv+"="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				limit = n
+			}
+		}
+	}
+	_, err := localsrc.Copy(dir, file, f, dst, limit)
+	if errors.Is(err, localsrc.ErrTooLarge) {
+		return fmt.Errorf("fetch-file: %s: %w (raise the derivation's fetch limit, %s in the builder's environment)", file, err, fetchLimitEnv)
+	}
+	if err != nil {
+		return fmt.Errorf("fetch-file: %s: %w", file, err)
+	}
+	return nil
+}
+
+// stringsAttr returns the list of strings attrs[key], if there is one.
+func stringsAttr(attrs map[string]any, key string) ([]string, error) {
+	list, _ := attrs[key].([]any)
+	var out []string
+	for _, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return nil, fmt.Errorf("attrs.%s is not a list of strings", key)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // ownFetcher reports whether builder is one of hephc's built-in fetchers,
