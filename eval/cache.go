@@ -31,7 +31,7 @@ type Cache struct {
 
 // cacheFormat changes whenever the entry format or the meaning of a graph
 // changes.
-const cacheFormat = "hephc-eval-cache-3"
+const cacheFormat = "hephc-eval-cache-4"
 
 // Request is what an evaluation was asked to do.
 type Request struct {
@@ -87,6 +87,7 @@ type cacheNode struct {
 	Attrs      []byte // canonical JSON
 	OutputHash string
 	Meta       Meta
+	Limits     store.Limits
 	Attr       string
 	Pos        srcpos.Pos
 }
@@ -138,7 +139,7 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 		} else if err := decodeAttrs(n.Attrs, &d.Attrs); err != nil {
 			return nil, false
 		}
-		g.Nodes[n.Hash] = &Node{Hash: n.Hash, Drv: d, Meta: n.Meta, Attr: n.Attr, Pos: n.Pos}
+		g.Nodes[n.Hash] = &Node{Hash: n.Hash, Drv: d, Meta: n.Meta, Limits: n.Limits, Attr: n.Attr, Pos: n.Pos}
 	}
 	return g, true
 }
@@ -171,7 +172,7 @@ func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
 		e.Nodes = append(e.Nodes, cacheNode{
 			Hash: n.Hash, Name: d.Name, Version: d.Version, System: d.System,
 			Builder: d.Builder, Args: d.Args, Env: d.Env, Inputs: d.Inputs,
-			Attrs: attrs, OutputHash: d.OutputHash, Meta: n.Meta, Attr: n.Attr, Pos: n.Pos,
+			Attrs: attrs, OutputHash: d.OutputHash, Meta: n.Meta, Limits: n.Limits, Attr: n.Attr, Pos: n.Pos,
 		})
 	}
 	var enc encoder

@@ -173,6 +173,9 @@ func (e *encoder) entry(c *cacheEntry) {
 		e.str(n.Meta.Homepage)
 		e.str(n.Meta.Channel)
 		e.strs(n.Meta.Provides)
+		for _, v := range []int64{n.Limits.Memory, n.Limits.Pids, n.Limits.Tmp, n.Limits.Disk, int64(n.Limits.Timeout)} {
+			e.uint(uint64(v))
+		}
 		e.str(n.Attr)
 		e.str(n.Pos.File)
 		e.uint(uint64(n.Pos.Line))
@@ -213,6 +216,9 @@ func (d *decoder) entry() *cacheEntry {
 		x.Meta.Homepage = d.str()
 		x.Meta.Channel = d.istr()
 		x.Meta.Provides = d.strs()
+		for _, v := range []*int64{&x.Limits.Memory, &x.Limits.Pids, &x.Limits.Tmp, &x.Limits.Disk, (*int64)(&x.Limits.Timeout)} {
+			*v = int64(d.uint())
+		}
 		x.Attr = d.str()
 		x.Pos.File = d.istr()
 		x.Pos.Line = int(d.uint())

@@ -3,6 +3,7 @@ package eval
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/errors"
@@ -31,13 +32,51 @@ var (
 		return ps
 	}()
 	isCore = func() map[string]bool {
-		m := map[string]bool{"inputs": true}
+		m := map[string]bool{"inputs": true, "limits": true}
 		for _, f := range coreFields {
 			m[f] = true
 		}
 		return m
 	}()
 )
+
+// limits reads v's limits (#Limits), which are not part of the derivation.
+func (w *walker) limits(v cue.Value, attr string) (store.Limits, bool) {
+	var l store.Limits
+	f := v.LookupPath(limitsPath)
+	if !f.Exists() {
+		return l, true
+	}
+	fattr := attr + ".limits"
+	var raw struct {
+		Memory  int64  `json:"memory"`
+		Pids    int64  `json:"pids"`
+		Tmp     int64  `json:"tmp"`
+		Disk    int64  `json:"disk"`
+		Timeout string `json:"timeout"`
+	}
+	if err := f.Validate(cue.Concrete(true)); err != nil {
+		w.failIn(v, fattr, err)
+		return l, false
+	}
+	if err := f.Decode(&raw); err != nil {
+		w.fail(errorf(f, fattr, "%v", err))
+		return l, false
+	}
+	l = store.Limits{Memory: raw.Memory, Pids: raw.Pids, Tmp: raw.Tmp, Disk: raw.Disk}
+	if raw.Timeout != "" {
+		t, err := time.ParseDuration(raw.Timeout)
+		if err != nil || t <= 0 {
+			at := f.LookupPath(cue.MakePath(cue.Str("timeout")))
+			w.fail(errorf(at, fattr+".timeout", "%q is not a positive duration (\"90s\", \"45m\", \"2h\")", raw.Timeout))
+			return l, false
+		}
+		l.Timeout = t
+	}
+	return l, true
+}
+
+var limitsPath = cue.MakePath(cue.Str("limits"))
 
 // decode reads the derivation v (at attr) except its inputs. It reports
 // every problem it finds and returns ok=false if there was one.

@@ -29,6 +29,8 @@ type Node struct {
 	Hash store.DrvHash
 	Drv  *store.Derivation
 	Meta Meta
+	// Limits are the derivation's limits (never in its hash).
+	Limits store.Limits
 	// Attr is the CUE path the derivation was found at; when several
 	// identical derivations are written in several places, the first in
 	// sorted order.

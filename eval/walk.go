@@ -301,6 +301,8 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 
 	w.g.Decoded++
 	d, meta, ok := w.decode(v, attr)
+	lim, lok := w.limits(v, attr)
+	ok = ok && lok
 	f.name = d.Name
 	if ok && !w.checkDerivedAttrs(v, attr, d) {
 		ok = false
@@ -337,7 +339,7 @@ func (w *walker) derivation(v cue.Value, attr string) (store.DrvHash, bool) {
 			n.Attr, n.Pos, n.value = attr, posOf(userPos(v)), v
 		}
 	} else {
-		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Attr: attr, Pos: posOf(userPos(v)), value: v}
+		w.g.Nodes[h] = &Node{Hash: h, Drv: d, Meta: meta, Limits: lim, Attr: attr, Pos: posOf(userPos(v)), value: v}
 	}
 	return h, true
 }

@@ -19,6 +19,12 @@ func StoreGraph(g *eval.Graph) *store.Graph {
 	for h, n := range g.Nodes {
 		sg.Derivations[h] = n.Drv
 		sg.Origins[h] = store.Origin{Attr: n.Attr, Pos: n.Pos}
+		if n.Limits != (store.Limits{}) {
+			if sg.Limits == nil {
+				sg.Limits = make(map[store.DrvHash]store.Limits)
+			}
+			sg.Limits[h] = n.Limits
+		}
 	}
 	return sg
 }

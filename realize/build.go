@@ -236,6 +236,18 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 			{Source: filepath.Join(tmp, "heph"), Target: "/.heph"},
 		},
 	}
+	// The derivation's own limits (never in its hash) replace the
+	// defaults; Options.Timeout, if set, overrides its timeout.
+	if l, ok := g.Limits[h]; ok {
+		for _, f := range []struct{ set, to *int64 }{{&l.Memory, &spec.Limits.Memory}, {&l.Pids, &spec.Limits.Pids}, {&l.Tmp, &spec.Limits.Tmpfs}, {&l.Disk, &spec.Limits.Disk}} {
+			if *f.set > 0 {
+				*f.to = *f.set
+			}
+		}
+		if spec.Timeout == 0 {
+			spec.Timeout = l.Timeout
+		}
+	}
 	for _, c := range closure {
 		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: st.Physical(c), Target: c.String()})
 	}

@@ -34,7 +34,8 @@ type Options struct {
 	KeepGoing bool
 	// DryRun reports what would be fetched and built and does nothing.
 	DryRun bool
-	// Timeout limits each build; 0 means sandbox.DefaultTimeout.
+	// Timeout limits each build; 0 means the derivation's own
+	// (store.Graph.Limits), else sandbox.DefaultTimeout.
 	Timeout time.Duration
 	// Getenv gives the user's environment to fixed-output builds (GOPROXY,
 	// proxy and certificate settings); other builds see none of it.

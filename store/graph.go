@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"time"
 
 	"hephc.dev/hephc/srcpos"
 )
@@ -13,6 +14,15 @@ import (
 type Graph struct {
 	Derivations map[DrvHash]*Derivation
 	Origins     map[DrvHash]Origin
+	// Limits are the derivations' own limits (#Limits), where they give
+	// any: beside the derivation, never in its hash.
+	Limits map[DrvHash]Limits
+}
+
+// Limits bound one build; a zero field is the default's.
+type Limits struct {
+	Memory, Pids, Tmp, Disk int64
+	Timeout                 time.Duration
 }
 
 // Origin says where a derivation is written: its CUE path and position.

@@ -210,8 +210,16 @@ func buildFailures(cwd string, err error) (lang.Diagnostics, bool) {
 		}
 		fmt.Fprintf(&b, " failed: %v", be.Err)
 		var le *sandbox.LimitError
-		if errors.As(be.Err, &le) && le.Limit == "timeout" {
-			b.WriteString("\nraise the time limit with --timeout")
+		if errors.As(be.Err, &le) {
+			if le.Limit == "timeout" {
+				b.WriteString("\nraise the time limit with the derivation's limits.timeout, or --timeout for every build")
+			} else {
+				field := le.Limit
+				if field == "tmpfs" {
+					field = "tmp"
+				}
+				fmt.Fprintf(&b, "\nraise it with the derivation's limits.%s (limits never change its hash)", field)
+			}
 		}
 		if len(be.LogTail) > 0 {
 			fmt.Fprintf(&b, "\nlast %d log lines:", len(be.LogTail))

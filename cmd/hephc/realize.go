@@ -57,6 +57,9 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	link, _ := fs.GetString("out-link")
 	noLink, _ := fs.GetBool("no-link")
 	timeout, _ := fs.GetDuration("timeout")
+	if !fs.Changed("timeout") {
+		timeout = 0 // each derivation's limits.timeout, else the default
+	}
 	profile, _ := fs.GetString("profile")
 	recordAlways := fs.Changed("profile")
 	if jobs < 1 {
