@@ -72,10 +72,6 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	if len(missing) == 0 {
 		return nil
 	}
-	owner, err := ownerConfig(e, st)
-	if err != nil {
-		return err
-	}
 	conf, err := loadSubstitution(e, args, policyFiles)
 	if err != nil {
 		return err
@@ -93,6 +89,11 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 			return fmt.Errorf("--substitute-only: no binary cache to substitute from (give --substituter oci://HOST/REPOSITORY, set %s, or list substituters in the configuration)", SubstitutersEnv)
 		}
 		return nil
+	}
+	// The store owner's policy, from a file only the owner may write.
+	owner, err := ownerConfig(e, st)
+	if err != nil {
+		return err
 	}
 	// What the graph says of each path, so that the caches' manifests
 	// are checked against it; recorded, as realize records what it
