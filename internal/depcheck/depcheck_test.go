@@ -34,6 +34,14 @@ var rules = []struct {
 	// admits through trust and installs through the store, and never
 	// evaluates, builds or realizes.
 	{"archive", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff", "registry"}},
+	// The binary cache and package images move archive artifacts
+	// through registries: they admit through trust and install through
+	// the store, and never evaluate or build.
+	{"registry", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff"}},
+	{"pkgimage", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff", "registry"}},
+	// Local sources are copied beneath a directory: nothing of hephc.
+	{"localsrc", []string{hephc, cue}},
+	{"sandbox", []string{cue, "store", "realize", "eval", "policy"}},
 	{"profile", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "gendiff"}},
 	{"gendiff", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile"}},
 	{"lang", []string{"eval", "store", "policy"}},
