@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/zeebo/blake3"
@@ -52,41 +53,17 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	attr, _ := fs.GetString("attr")
 	dry, _ := fs.GetBool("dry-run")
-	jobs, _ := fs.GetInt("jobs")
 	keepGoing, _ := fs.GetBool("keep-going")
 	link, _ := fs.GetString("out-link")
 	noLink, _ := fs.GetBool("no-link")
-	timeout, _ := fs.GetDuration("timeout")
-	if !fs.Changed("timeout") {
-		timeout = 0 // each derivation's limits.timeout, else the default
-	}
 	profile, _ := fs.GetString("profile")
 	recordAlways := fs.Changed("profile")
-	if jobs < 1 {
-		return usagef("-j wants at least 1, got %d", jobs)
-	}
-	policyFiles, _ := fs.GetStringArray("policy")
-	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: true})
+	r, err := startRealizing(e, fs, args)
 	if err != nil {
 		return err
 	}
-	st, err := openStore(e)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	sg := pipeline.StoreGraph(g)
-	roots := pipeline.RootHashes(g)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Held from before the builds until the outputs are rooted (a
-	// generation, ./result): no garbage collection in between.
-	gcLock, err := st.LockGC(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer gcLock.Unlock()
+	defer r.release()
+	g, st, sg, roots, ctx := r.g, r.st, r.sg, r.roots, r.ctx
 	att, err := localAttester(e, st, dry) // attest.go
 	if err != nil {
 		return err
@@ -96,7 +73,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	prog := newProgress(e)
 	res, err := realize.Realize(ctx, st, sg, roots, realize.Options{
-		Jobs: jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: timeout,
+		Jobs: r.jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: r.timeout,
 		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att,
 	})
 	prog.finish()
@@ -135,6 +112,61 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 	}
 	return nil
+}
+
+// realizing is what realize and realize --check share: the evaluated
+// graph and the graph as the store sees it, the open store, a context
+// that SIGINT and SIGTERM cancel, and the store's GC lock held shared from
+// before the builds until the outputs are rooted (a generation, ./result).
+type realizing struct {
+	g       *eval.Graph
+	st      *store.Store
+	sg      *store.Graph
+	roots   []store.DrvHash
+	ctx     context.Context
+	jobs    int
+	timeout time.Duration // 0: each derivation's limits.timeout, else the default
+	release func()        // the GC lock, the signal handler, the store
+}
+
+// startRealizing reads the flags realize and realize --check share,
+// evaluates the configuration (enforcing its policies), opens the store
+// and takes its GC lock shared.
+func startRealizing(e *env, fs *pflag.FlagSet, args []string) (*realizing, error) {
+	attr, _ := fs.GetString("attr")
+	jobs, _ := fs.GetInt("jobs")
+	timeout, _ := fs.GetDuration("timeout")
+	if !fs.Changed("timeout") {
+		timeout = 0
+	}
+	if jobs < 1 {
+		return nil, usagef("-j wants at least 1, got %d", jobs)
+	}
+	policyFiles, _ := fs.GetStringArray("policy")
+	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: true})
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(e)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	gcLock, err := st.LockGC(ctx, false)
+	if err != nil {
+		stop()
+		st.Close()
+		return nil, err
+	}
+	return &realizing{
+		g: g, st: st, sg: pipeline.StoreGraph(g), roots: pipeline.RootHashes(g), ctx: ctx,
+		jobs: jobs, timeout: timeout,
+		release: func() {
+			gcLock.Unlock()
+			stop()
+			st.Close()
+		},
+	}, nil
 }
 
 func printDryRun(e *env, res *realize.Result) error {

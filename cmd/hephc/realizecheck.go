@@ -1,15 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
-	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/realize"
 )
 
@@ -26,40 +21,21 @@ const maxDifferencesShown = 50
 // byte of each, keeps the rebuild, prints the diffoscope command, and is
 // exit code 1.
 func runRealizeCheck(e *env, fs *pflag.FlagSet, args []string) error {
-	attr, _ := fs.GetString("attr")
-	jobs, _ := fs.GetInt("jobs")
-	timeout, _ := fs.GetDuration("timeout")
-	policyFiles, _ := fs.GetStringArray("policy")
 	if dry, _ := fs.GetBool("dry-run"); dry {
 		return usagef("--check and --dry-run: choose one")
 	}
-	if jobs < 1 {
-		return usagef("-j wants at least 1, got %d", jobs)
-	}
-	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: true})
+	r, err := startRealizing(e, fs, args) // realize.go
 	if err != nil {
 		return err
 	}
-	st, err := openStore(e)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	sg := pipeline.StoreGraph(g)
-	roots := pipeline.RootHashes(g)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	gcLock, err := st.LockGC(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer gcLock.Unlock()
+	defer r.release()
+	st, sg, roots, ctx := r.st, r.sg, r.roots, r.ctx
 	att, key, err := ownerAttester(e, st)
 	if err != nil {
 		return err
 	}
 	prog := newProgress(e)
-	opts := realize.Options{Jobs: jobs, Timeout: timeout, Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att}
+	opts := realize.Options{Jobs: r.jobs, Timeout: r.timeout, Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att}
 	_, err = realize.Realize(ctx, st, sg, roots, opts)
 	prog.finish()
 	if err != nil {

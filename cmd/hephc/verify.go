@@ -19,7 +19,7 @@ import (
 func init() {
 	register(&command{
 		name:    "verify",
-		args:    "[--repair | --rebuild-db] [-j N] [STORE-PATH…]",
+		args:    "[--repair | --rebuild-db] [-j N] [STORE-PATH…] | --trust FILE.cue | --manifest DIR [--threshold N]",
 		summary: "re-hash every registered path (or those given) and report each whose content no longer matches the database",
 		flags: func(fs *pflag.FlagSet) {
 			fs.Bool("repair", false, "restore modes, owners and records in place, and rebuild (or refetch) each path whose content does not verify, putting it back if the result matches")
