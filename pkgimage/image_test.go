@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,75 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/internal/pathtest"
 	"hephc.dev/hephc/store"
 )
 
-func newStore(t testing.TB) *store.Store {
-	t.Helper()
-	s, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// install makes a path named name holding files (a "/" suffix makes a
-// directory, "*" an executable, "@FILE" copies FILE) and referring to
-// refs.
-func install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
-	t.Helper()
-	ctx := context.Background()
-	var keys []string
-	for k := range files {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	d := &store.Derivation{Name: name, System: "x86_64-linux", Builder: "builtin:test", Args: keys}
-	p, err := d.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gc, err := s.LockGC(ctx, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gc.Unlock()
-	tmp, err := s.TempDir("add-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	out := filepath.Join(tmp, "out")
-	os.Mkdir(out, 0o755)
-	for _, k := range keys {
-		v := files[k]
-		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
-		os.MkdirAll(filepath.Dir(f), 0o755)
-		if strings.HasPrefix(v, "@") {
-			b, err := os.ReadFile(v[1:])
-			if err != nil {
-				t.Fatal(err)
-			}
-			v = string(b)
-		}
-		switch {
-		case strings.HasSuffix(k, "/"):
-			err = os.MkdirAll(f, 0o755)
-		case strings.HasSuffix(k, "*"):
-			err = os.WriteFile(f, []byte(v), 0o755)
-		default:
-			err = os.WriteFile(f, []byte(v), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.Install(ctx, store.InstallRequest{Path: p, Source: out, References: refs, Deriver: p.Hash}); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// The fixtures archive, registry and pkgimage tests share.
+var newStore = pathtest.NewStore
+var install = pathtest.Install
 
 // chain makes n paths, each referring to the one before and holding i KiB.
 func chain(t testing.TB, s *store.Store, n int) []store.Path {

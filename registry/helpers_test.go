@@ -2,98 +2,32 @@ package registry
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/internal/pathtest"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
 )
 
+// The fixtures archive, registry and pkgimage tests share.
+var newStore = pathtest.NewStore
+var install = pathtest.Install
+var testKey = pathtest.Key
+
 var testNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-
-func newStore(t testing.TB) *store.Store {
-	t.Helper()
-	s, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-// install makes a path named name holding files (a "/" suffix makes a
-// directory, "->" a symlink, "*" an executable) and referring to refs.
-func install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
-	t.Helper()
-	ctx := context.Background()
-	var keys []string
-	for k := range files {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	d := &store.Derivation{Name: name, System: "x86_64-linux", Builder: "builtin:test", Args: keys}
-	p, err := d.Path()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gc, err := s.LockGC(ctx, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gc.Unlock()
-	tmp, err := s.TempDir("add-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	out := filepath.Join(tmp, "out")
-	os.Mkdir(out, 0o755)
-	for _, k := range keys {
-		v := files[k]
-		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
-		os.MkdirAll(filepath.Dir(f), 0o755)
-		switch {
-		case strings.HasSuffix(k, "/"):
-			err = os.MkdirAll(f, 0o755)
-		case strings.HasPrefix(v, "->"):
-			err = os.Symlink(v[2:], f)
-		case strings.HasSuffix(k, "*"):
-			err = os.WriteFile(f, []byte(v), 0o755)
-		default:
-			err = os.WriteFile(f, []byte(v), 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.Install(ctx, store.InstallRequest{Path: p, Source: out, References: refs, Deriver: p.Hash}); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // sample makes lib and app (which refers to lib) in s: [app, lib].
 func sample(t testing.TB, s *store.Store) []store.Path {
 	lib := install(t, s, "lib", map[string]string{"lib/libx.so*": "ELF...", "share/": "", "README": "hello\n", "current": "->lib"})
 	app := install(t, s, "app", map[string]string{"bin/app*": "#!/bin/sh\nexec " + lib.String() + "/lib/libx.so\n"}, lib)
 	return []store.Path{app, lib}
-}
-
-func testKey(t testing.TB, name string) *trust.SecretKey {
-	seed := sha256.Sum256([]byte("test key " + name))
-	k, err := trust.KeyFromSeed(name, seed[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 // testPolicy trusts alice, bob and carol and needs n signatures of every

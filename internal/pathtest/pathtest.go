@@ -1,0 +1,102 @@
+// Package pathtest makes stores and store paths for the tests of the
+// packages that carry paths between stores (archive, registry, pkgimage):
+// a store in a temporary directory, a path installed from a small table
+// of files, the same two-path closure, and deterministic test keys. It is
+// imported by tests only.
+package pathtest
+
+import (
+	"context"
+	"crypto/sha256"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
+)
+
+// NewStore opens a store in a temporary directory, closed when t ends.
+func NewStore(t testing.TB) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Install makes a path named name holding files (a "/" suffix makes a
+// directory, a "->" value a symlink, an "@FILE" value FILE's contents, a
+// "*" suffix an executable) and referring to refs, through store.Install.
+func Install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
+	t.Helper()
+	ctx := context.Background()
+	keys := slices.Sorted(maps.Keys(files))
+	d := &store.Derivation{Name: name, System: "x86_64-linux", Builder: builtins.Prefix + "test", Args: keys}
+	p, err := d.Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := s.LockGC(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Unlock()
+	tmp, err := s.TempDir("add-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		v := files[k]
+		if name, ok := strings.CutPrefix(v, "@"); ok {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v = string(b)
+		}
+		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.HasSuffix(k, "/"):
+			err = os.MkdirAll(f, 0o755)
+		case strings.HasPrefix(v, "->"):
+			err = os.Symlink(v[2:], f)
+		case strings.HasSuffix(k, "*"):
+			err = os.WriteFile(f, []byte(v), 0o755)
+		default:
+			err = os.WriteFile(f, []byte(v), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Install(ctx, store.InstallRequest{Path: p, Source: out, References: refs, Deriver: p.Hash}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Key is the test key of name: the same on every run.
+func Key(t testing.TB, name string) *trust.SecretKey {
+	t.Helper()
+	seed := sha256.Sum256([]byte("test key " + name))
+	k, err := trust.KeyFromSeed(name, seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
