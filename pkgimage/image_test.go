@@ -166,7 +166,11 @@ func TestImageRunsInChroot(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	s := newStore(t)
-	hello := install(t, s, "hello", map[string]string{"bin/hello*": "@" + exe})
+	prog, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := install(t, s, "hello", map[string]string{"bin/hello*": string(prog)})
 	im, err := Write(context.Background(), s, hello, filepath.Join(t.TempDir(), "oci"), Options{})
 	if err != nil {
 		t.Fatal(err)

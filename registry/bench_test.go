@@ -2,40 +2,20 @@ package registry
 
 import (
 	"context"
-	"fmt"
-	"math/rand"
-	"strings"
 	"testing"
 
+	"hephc.dev/hephc/internal/pathtest"
 	"hephc.dev/hephc/internal/registrytest"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
 )
 
-// benchStore holds 8 paths of 8 MiB each (16 files of 512 KiB, half
-// random bytes, half text), attested by alice and bob: archive's
-// benchmark data.
+// benchStore holds pathtest.BenchPaths (64 MiB in 8 paths), attested by
+// alice and bob.
 func benchStore(b *testing.B) (*store.Store, []store.Path, int64) {
 	b.Helper()
 	s := newStore(b)
-	r := rand.New(rand.NewSource(1))
-	var ps []store.Path
-	var total int64
-	text := strings.Repeat("the quick brown fox jumps over the lazy dog 0123456789\n", 512<<10/55+1)[:512<<10]
-	for i := range 8 {
-		files := map[string]string{}
-		for j := range 16 {
-			if j%2 == 0 {
-				buf := make([]byte, 512<<10)
-				r.Read(buf)
-				files[fmt.Sprintf("lib/f%02d.bin", j)] = string(buf)
-			} else {
-				files[fmt.Sprintf("share/f%02d.txt", j)] = text
-			}
-			total += 512 << 10
-		}
-		ps = append(ps, install(b, s, fmt.Sprintf("p%d", i), files))
-	}
+	ps, total := pathtest.BenchPaths(b, s)
 	sign(b, s, ps, "alice", "bob")
 	return s, ps, total
 }

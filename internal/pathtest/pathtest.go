@@ -8,7 +8,9 @@ package pathtest
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"maps"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,8 +34,7 @@ func NewStore(t testing.TB) *store.Store {
 }
 
 // Install makes a path named name holding files (a "/" suffix makes a
-// directory, a "->" value a symlink, an "@FILE" value FILE's contents, a
-// "*" suffix an executable) and referring to refs, through store.Install.
+// directory, a "->" value a symlink, a "*" suffix an executable) and referring to refs, through store.Install.
 func Install(t testing.TB, s *store.Store, name string, files map[string]string, refs ...store.Path) store.Path {
 	t.Helper()
 	ctx := context.Background()
@@ -59,13 +60,6 @@ func Install(t testing.TB, s *store.Store, name string, files map[string]string,
 	}
 	for _, k := range keys {
 		v := files[k]
-		if name, ok := strings.CutPrefix(v, "@"); ok {
-			b, err := os.ReadFile(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v = string(b)
-		}
 		f := filepath.Join(out, strings.TrimSuffix(strings.TrimSuffix(k, "/"), "*"))
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			t.Fatal(err)
@@ -99,4 +93,30 @@ func Key(t testing.TB, name string) *trust.SecretKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// BenchPaths installs the benchmark data of the packages that move paths
+// between stores: 8 paths of 8 MiB each (16 files of 512 KiB, half random
+// bytes, half text), and returns them with their total size.
+func BenchPaths(tb testing.TB, s *store.Store) ([]store.Path, int64) {
+	tb.Helper()
+	r := rand.New(rand.NewSource(1))
+	var ps []store.Path
+	var total int64
+	text := strings.Repeat("the quick brown fox jumps over the lazy dog 0123456789\n", 512<<10/55+1)[:512<<10]
+	for i := range 8 {
+		files := map[string]string{}
+		for j := range 16 {
+			if j%2 == 0 {
+				buf := make([]byte, 512<<10)
+				r.Read(buf)
+				files[fmt.Sprintf("lib/f%02d.bin", j)] = string(buf)
+			} else {
+				files[fmt.Sprintf("share/f%02d.txt", j)] = text
+			}
+			total += 512 << 10
+		}
+		ps = append(ps, Install(tb, s, fmt.Sprintf("p%d", i), files))
+	}
+	return ps, total
 }
