@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,9 +38,17 @@ func runLog(e *env, _ *pflag.FlagSet, args []string) error {
 	}
 	defer st.Close()
 	var h store.DrvHash
-	if p, perr := pathArg(e, st, args[0]); perr == nil {
+	p, perr := pathArg(e, st, args[0])
+	var usage *usageError
+	switch {
+	case perr == nil:
 		h = p.Hash
-	} else if h, err = hashArg(args[0]); err != nil {
+	case !errors.As(perr, &usage):
+		return perr // e.g. no ./result here
+	default:
+		h, err = hashArg(args[0])
+	}
+	if err != nil {
 		return err
 	}
 	f, err := os.Open(st.LogPath(h))

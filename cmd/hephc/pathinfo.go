@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -107,7 +110,12 @@ func pathArg(e *env, st *store.Store, s string) (store.Path, error) {
 	if p, err := store.ParsePath(s); err == nil {
 		return p, nil
 	}
-	if target, err := filepath.EvalSymlinks(absPath(e.cwd, s)); err == nil {
+	abs := absPath(e.cwd, s)
+	if _, err := os.Lstat(abs); errors.Is(err, fs.ErrNotExist) && (strings.ContainsRune(s, '/') || s == "result") {
+		// A link such as ./result that is not there: not bad usage.
+		return store.Path{}, fmt.Errorf("no %s here", s)
+	}
+	if target, err := filepath.EvalSymlinks(abs); err == nil {
 		if rel, ok := strings.CutPrefix(target, filepath.Join(st.Dir, "store")+"/"); ok {
 			base, _, _ := strings.Cut(rel, "/")
 			return store.ParsePath(base)
