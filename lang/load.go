@@ -78,6 +78,13 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 		return nil, fmt.Errorf("loading %s: want one CUE package, found %d", strings.Join(args, " "), len(insts))
 	}
 	inst := insts[0]
+	named := files
+	if len(named) == 0 {
+		named, _ = filepath.Glob(filepath.Join(dir, "*.cue"))
+	}
+	if ds := l.checkUTF8(inst, named); len(ds) > 0 {
+		return nil, ds
+	}
 	if inst.Err != nil {
 		ds := l.Diagnose(inst.Err)
 		for i := range ds {
