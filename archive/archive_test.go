@@ -47,13 +47,7 @@ func signAll(t testing.TB, s *store.Store, ps []store.Path, signers ...string) {
 			t.Fatal(err)
 		}
 		for _, n := range signers {
-			env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: "test", Time: testNow}, testKey(t, n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := trust.StoreDir(s.Dir).Add(p.Base(), env); err != nil {
-				t.Fatal(err)
-			}
+			pathtest.Attest(t, s, p, sub, n, testNow)
 		}
 	}
 }

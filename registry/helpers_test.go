@@ -58,16 +58,8 @@ func sign(t testing.TB, s *store.Store, ps []store.Path, signers ...string) {
 }
 
 func signSubject(t testing.TB, s *store.Store, p store.Path, sub trust.Subject, signer string) []byte {
-	env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: "test", Time: testNow}, testKey(t, signer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s != nil {
-		if _, _, err := trust.StoreDir(s.Dir).Add(p.Base(), env); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return env
+	t.Helper()
+	return pathtest.Attest(t, s, p, sub, signer, testNow)
 }
 
 // wants are ps as a graph wants them: no pin, no attribute, each one's

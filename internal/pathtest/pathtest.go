@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/store"
@@ -119,4 +120,21 @@ func BenchPaths(tb testing.TB, s *store.Store) ([]store.Path, int64) {
 		ps = append(ps, Install(tb, s, fmt.Sprintf("p%d", i), files))
 	}
 	return ps, total
+}
+
+// Attest signs a build statement about p (whose subject the caller made)
+// with signer's test key, at now, keeps it in s's attestations when s is
+// not nil, and returns the envelope.
+func Attest(tb testing.TB, s *store.Store, p store.Path, sub trust.Subject, signer string, now time.Time) []byte {
+	tb.Helper()
+	env, err := trust.Sign(&trust.Claim{Kind: trust.Built, Subject: sub, Builder: "test", Time: now}, Key(tb, signer))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if s != nil {
+		if _, _, err := trust.StoreDir(s.Dir).Add(p.Base(), env); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return env
 }
