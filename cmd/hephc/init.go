@@ -63,8 +63,19 @@ func runInit(e *env, _ *pflag.FlagSet, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "wrote %s\n", srcpos.RelPath(e.cwd, p))
 	}
+	fmt.Fprint(e.stdout, vetHint)
 	return nil
 }
+
+// vetHint is the exact cue command that accepts the files hephc accepts.
+// A policy is made of constraints (`license!: _`, `!~"init="`), which
+// are incomplete by design: plain `cue vet` asks every field to be
+// concrete and refuses them, so the command says -c=false. It still
+// refuses every conflict and type error; what it leaves open (a source
+// without its pin, say) `hephc check` refuses.
+const vetHint = `check with the standard cue tool: cue vet -c=false ./...
+(a policy's constraints are incomplete by design; hephc check checks the rest)
+`
 
 func writeFile(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
