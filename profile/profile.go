@@ -1,7 +1,8 @@
 // Package profile owns profiles and their generations: recording a
 // realization as the next generation of a profile (a content-addressed
-// generation object whose roots.json names the roots it realized and
-// which refers to each of them, so GC keeps their closures), listing
+// generation object whose roots.json names the roots it realized, by
+// attribute path, and the configuration's directory and files, and which
+// refers to each root, so GC keeps their closures), listing
 // generations, choosing the current one (rollback), and the link
 // Dir/profiles/NAME to the current generation object. The rows live in
 // the store's database (store.GenerationRecord) and, for a database
@@ -37,16 +38,51 @@ type Generation struct {
 	Roots    map[string]store.Path
 	Created  int64 // Unix seconds
 	// ConfigHash is the blake3 of the configuration's files.
-	ConfigHash  string
-	Config      string // the configuration's files, for people
+	ConfigHash string
+	Config     string // the configuration's files, for people
+	// ConfigDir is the configuration's directory (absolute) and
+	// ConfigFiles its .cue files, relative to it, as the generation
+	// object records them; both empty for a generation recorded before
+	// they were kept.
+	ConfigDir   string
+	ConfigFiles []string
 	ClosureSize int64
 	Current     bool
 }
 
-// generationObject is roots.json in a generation object.
+// Origin is what a generation is realized from: the configuration's
+// hash and files (Hash and Config, kept in the store's generation row),
+// and its directory and files relative to it (kept in the generation
+// object).
+type Origin struct {
+	Hash   string
+	Config string
+	Dir    string   // absolute; "" records none
+	Files  []string // relative to Dir
+}
+
+// generationObject is roots.json in a generation object. Config is
+// omitted when not known, so an object without it is byte for byte what
+// it was before it was kept.
 type generationObject struct {
 	Profile string            `json:"profile"`
 	Roots   map[string]string `json:"roots"`
+	Config  *objectConfig     `json:"config,omitempty"`
+}
+
+type objectConfig struct {
+	Dir   string   `json:"dir"`
+	Files []string `json:"files"`
+}
+
+// Object is what a generation object records: its profile, its roots by
+// attribute path, and the configuration's directory and files (empty in
+// an object recorded before they were kept).
+type Object struct {
+	Profile     string
+	Roots       map[string]store.Path
+	ConfigDir   string
+	ConfigFiles []string
 }
 
 // Record records a new generation of profile holding roots (which must
@@ -54,6 +90,14 @@ type generationObject struct {
 // roots. The generation object is content-addressed: the same roots give
 // the same object. recorded is false when it did not record one.
 func Record(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path, configHash, config string) (gen *Generation, recorded bool, err error) {
+	return RecordFrom(ctx, st, profile, roots, Origin{Hash: configHash, Config: config})
+}
+
+// RecordFrom is Record that also records the configuration's directory
+// and files in the generation object: the same roots realized from
+// another directory are another generation.
+func RecordFrom(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path, from Origin) (gen *Generation, recorded bool, err error) {
+	configHash, config := from.Hash, from.Config
 	if err := store.CheckName(profile); err != nil {
 		return nil, false, fmt.Errorf("profile: %w", err)
 	}
@@ -63,7 +107,7 @@ func Record(ctx context.Context, st *store.Store, profile string, roots map[stri
 		return nil, false, err
 	}
 	defer gcLock.Unlock()
-	top, err := addObject(ctx, st, profile, roots)
+	top, err := addObject(ctx, st, profile, roots, from)
 	if err != nil {
 		return nil, false, fmt.Errorf("recording a generation of %s: %w", profile, err)
 	}
@@ -77,7 +121,8 @@ func Record(ctx context.Context, st *store.Store, profile string, roots map[stri
 		cur.Roots = roots
 		return cur, false, nil
 	}
-	g := &Generation{Profile: profile, Toplevel: top, Roots: roots, Created: st.Now().Unix(), ConfigHash: configHash, Config: config, ClosureSize: size, Current: true}
+	g := &Generation{Profile: profile, Toplevel: top, Roots: roots, Created: st.Now().Unix(), ConfigHash: configHash, Config: config,
+		ConfigDir: from.Dir, ConfigFiles: from.Files, ClosureSize: size, Current: true}
 	g.Number, err = st.AddGeneration(ctx, store.GenerationRecord{
 		GenerationID: store.GenerationID{Profile: profile}, Toplevel: top, Created: g.Created,
 		ConfigHash: configHash, Config: config, ClosureSize: size,
@@ -89,8 +134,14 @@ func Record(ctx context.Context, st *store.Store, profile string, roots map[stri
 }
 
 // addObject adds the generation object of roots to the store.
-func addObject(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path) (store.Path, error) {
+func addObject(ctx context.Context, st *store.Store, profile string, roots map[string]store.Path, from Origin) (store.Path, error) {
 	obj := generationObject{Profile: profile, Roots: map[string]string{}}
+	if from.Dir != "" {
+		obj.Config = &objectConfig{Dir: from.Dir, Files: from.Files}
+		if obj.Config.Files == nil {
+			obj.Config.Files = []string{}
+		}
+	}
 	var rootPaths []store.Path
 	for attr, p := range roots {
 		obj.Roots[attr] = p.String()
@@ -144,9 +195,11 @@ func List(ctx context.Context, st *store.Store, profile string) ([]*Generation, 
 	for i, r := range recs {
 		g := &Generation{Profile: profile, Number: r.Number, Toplevel: r.Toplevel, Created: r.Created,
 			ConfigHash: r.ConfigHash, Config: r.Config, ClosureSize: r.ClosureSize, Current: r.Current}
-		if g.Roots, err = loadRoots(st, g); err != nil {
-			return nil, err
+		obj, err := ReadObject(st.Physical(g.Toplevel))
+		if err != nil {
+			return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
 		}
+		g.Roots, g.ConfigDir, g.ConfigFiles = obj.Roots, obj.ConfigDir, obj.ConfigFiles
 		gens[i] = g
 	}
 	return gens, nil
@@ -181,23 +234,27 @@ func Expired(ctx context.Context, st *store.Store, keep int, olderThan time.Dura
 	return out, nil
 }
 
-// loadRoots reads a generation object's roots.json.
-func loadRoots(st *store.Store, g *Generation) (map[string]store.Path, error) {
-	b, err := os.ReadFile(filepath.Join(st.Physical(g.Toplevel), "roots.json"))
+// ReadObject reads the generation object at dir (a physical path, such
+// as what Dir/profiles/NAME points at).
+func ReadObject(dir string) (*Object, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "roots.json"))
 	if err != nil {
-		return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+		return nil, err
 	}
 	var obj generationObject
 	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "roots.json"), err)
 	}
-	roots := make(map[string]store.Path, len(obj.Roots))
+	o := &Object{Profile: obj.Profile, Roots: make(map[string]store.Path, len(obj.Roots))}
 	for attr, p := range obj.Roots {
-		if roots[attr], err = store.ParsePath(p); err != nil {
-			return nil, fmt.Errorf("generation %d of %s: %w", g.Number, g.Profile, err)
+		if o.Roots[attr], err = store.ParsePath(p); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "roots.json"), err)
 		}
 	}
-	return roots, nil
+	if obj.Config != nil {
+		o.ConfigDir, o.ConfigFiles = obj.Config.Dir, obj.Config.Files
+	}
+	return o, nil
 }
 
 // Get returns generation n of profile (n = 0: the current one).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,56 @@ func TestGenerations(t *testing.T) {
 	}
 	if _, _, err := profile.Record(ctx, st, "../x", nil, "", ""); err == nil {
 		t.Errorf("a profile named ../x: no error")
+	}
+}
+
+// A generation records the configuration's directory and files; the same
+// roots realized from another directory are another generation; a
+// generation recorded without them (as before they were kept) still
+// reads, with none.
+func TestGenerationOrigin(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := root(t, st, "a", "1")
+	roots := map[string]store.Path{"pkgs.a": a}
+
+	old, _, err := profile.Record(ctx, st, "system", roots, "blake3:1", "system.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(st.Physical(old.Toplevel), "roots.json"))
+	if err != nil || strings.Contains(string(b), "config") {
+		t.Errorf("an object without an origin: %s (%v), want no config", b, err)
+	}
+	from := func(dir string) profile.Origin {
+		return profile.Origin{Hash: "blake3:1", Config: "system.cue", Dir: dir, Files: []string{"policy.cue", "system.cue"}}
+	}
+	g2, recorded, err := profile.RecordFrom(ctx, st, "system", roots, from("/home/u/one"))
+	if err != nil || !recorded || g2.Number != 2 || g2.ConfigDir != "/home/u/one" {
+		t.Fatalf("from /home/u/one: %+v, recorded %v, %v; want generation 2", g2, recorded, err)
+	}
+	if again, recorded, _ := profile.RecordFrom(ctx, st, "system", roots, from("/home/u/one")); recorded || again.Number != 2 {
+		t.Errorf("from /home/u/one again: generation %d, recorded %v; want 2, not recorded", again.Number, recorded)
+	}
+	if g3, recorded, _ := profile.RecordFrom(ctx, st, "system", roots, from("/home/u/two")); !recorded || g3.Number != 3 {
+		t.Errorf("from /home/u/two: generation %d, recorded %v; want 3, recorded", g3.Number, recorded)
+	}
+	gens, err := profile.List(ctx, st, "system")
+	if err != nil || len(gens) != 3 {
+		t.Fatalf("list: %+v (%v)", gens, err)
+	}
+	for i, want := range []string{"", "/home/u/one", "/home/u/two"} {
+		g := gens[i]
+		if g.ConfigDir != want || want != "" && !slices.Equal(g.ConfigFiles, []string{"policy.cue", "system.cue"}) || g.Roots["pkgs.a"] != a {
+			t.Errorf("generation %d: dir %q, files %q, roots %v; want dir %q", g.Number, g.ConfigDir, g.ConfigFiles, g.Roots, want)
+		}
+	}
+	obj, err := profile.ReadObject(filepath.Join(st.Dir, "profiles", "system"))
+	if err != nil || obj.ConfigDir != "/home/u/two" || obj.Profile != "system" || obj.Roots["pkgs.a"] != a {
+		t.Errorf("ReadObject(profiles/system) = %+v, %v", obj, err)
 	}
 }
