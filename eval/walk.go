@@ -44,6 +44,12 @@ func Build(root cue.Value, opts Options) (*Graph, error) {
 		}
 		start = root.LookupPath(p)
 		if !start.Exists() {
+			if err := root.Err(); err != nil && !hasFields(root) {
+				// The whole configuration is an error (a reference to
+				// nothing): that is the cause, not a missing attribute.
+				w.failIn(root, "", err)
+				return nil, w.errs
+			}
 			return nil, &Error{Text: missingAttr(root, p)}
 		}
 	}
@@ -273,6 +279,20 @@ func fields(v cue.Value) (*cue.Iterator, error) {
 	return v.Fields(cue.Definitions(true))
 }
 
+// hasFields reports whether v, possibly an error, has regular fields.
+func hasFields(v cue.Value) bool {
+	it, err := fields(v)
+	if err != nil {
+		return false
+	}
+	for it.Next() {
+		if regular(it.Selector()) {
+			return true
+		}
+	}
+	return false
+}
+
 func regular(s cue.Selector) bool {
 	return !s.IsDefinition() && s.Type()&cue.HiddenLabel == 0
 }
@@ -401,6 +421,13 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 	resolved := func(name string, iv, tv cue.Value, target, iattr string) {
 		f.edge, f.edgeAttr = iv, iattr
 		if !isDerivation(tv) {
+			if err := tv.Err(); err != nil {
+				// Not a derivation because it is an error (a reference to
+				// a field that is not there): the error is the cause.
+				w.failIn(tv, target, err)
+				ok = false
+				return
+			}
 			hint := "want a reference to a derivation, or a list or struct of them"
 			if tv.IncompleteKind() == cue.TopKind {
 				hint = selfRefHint
@@ -441,15 +468,25 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 			for i := 0; lit.Next(); i++ {
 				one(name+"."+strconv.Itoa(i), lit.Value(), iattr+"["+strconv.Itoa(i)+"]")
 			}
-		case tv.IncompleteKind() == cue.StructKind:
-			sit, err := tv.Fields()
+		case tv.IncompleteKind() == cue.StructKind || tv.Err() != nil && hasFields(tv):
+			// A struct or list CUE marks as an error (a field of one of
+			// its derivations is wrong, or they refer to each other) is
+			// followed all the same, as collect does: its derivations
+			// say what is wrong, where.
+			sit, err := fields(tv)
 			if err != nil {
 				w.fail(cueErr(err))
 				ok = false
 				continue
 			}
 			for sit.Next() {
-				one(name+"."+sit.Selector().Unquoted(), sit.Value(), iattr+"."+sit.Selector().String())
+				switch sel := sit.Selector(); {
+				case sel.LabelType() == cue.IndexLabel: // a list CUE marks as an error
+					i := strconv.Itoa(sel.Index())
+					one(name+"."+i, sit.Value(), iattr+"["+i+"]")
+				case regular(sel):
+					one(name+"."+sel.Unquoted(), sit.Value(), iattr+"."+sel.String())
+				}
 			}
 		default:
 			resolved(name, iv, tv, target, iattr)
