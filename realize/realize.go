@@ -63,15 +63,27 @@ type Options struct {
 type EventKind int
 
 const (
-	// EventPlanned is sent once per derivation that must be built, before
-	// any build starts.
+	// EventPlanned is sent once per derivation that must be built (its
+	// output was not valid when Realize started), before any build starts.
+	// Each planned derivation then gets at most one EventWaiting, at most
+	// one EventStarted and one end: EventBuilt, EventSubstituted,
+	// EventValid, EventFailed or EventSkipped (none if Realize stops
+	// before it comes to it).
 	EventPlanned EventKind = iota
+	// EventStarted: this process holds the output's lock and the output
+	// is still not valid: it is being substituted, fetched or built.
 	EventStarted
+	// EventBuilt: built (fetched, for a fixed-output derivation) by this
+	// process; Size is the output's.
 	EventBuilt
+	// EventFailed: its build failed (Err), or taking its lock did.
 	EventFailed
-	// EventSkipped: a dependency failed, so the derivation was not built.
+	// EventSkipped: a dependency failed (Err is a *DependencyError), or
+	// the derivation's build was stopped because another's failed.
 	EventSkipped
-	// EventValid: another process built it while this one waited.
+	// EventValid: another process made the output valid while this one
+	// waited for its lock (after an EventWaiting), or just before this
+	// one took it; no EventStarted precedes it.
 	EventValid
 	// EventSubstituted: copied from one of Options.Substitutes.
 	EventSubstituted
@@ -79,6 +91,10 @@ const (
 	// any build starts: Warning says what of the builds' limits this host
 	// cannot enforce (sandbox.Warnings).
 	EventWarning
+	// EventWaiting: another process holds the output's lock (it is
+	// building it); this one waits for it, then sees EventValid if the
+	// other made it valid, else EventStarted.
+	EventWaiting
 )
 
 // Event is progress of a realization.
@@ -260,8 +276,8 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 				return
 			}
 			defer func() { <-sem }()
-			safeEmit(Event{Kind: EventStarted, Drv: h, Path: p, Fixed: d.IsFixedOutput()})
-			info, how, err := buildOne(ctx, st, g, h, opts)
+			note := func(k EventKind) { safeEmit(Event{Kind: k, Drv: h, Path: p, Fixed: d.IsFixedOutput()}) }
+			info, how, err := buildOne(ctx, st, g, h, opts, note)
 			if err != nil && ctx.Err() != nil && parent.Err() == nil {
 				// Stopped because another build failed: not a failure
 				// of its own.
@@ -280,7 +296,7 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 				return
 			}
 			if how == EventValid {
-				safeEmit(Event{Kind: EventValid, Drv: h, Path: p})
+				safeEmit(Event{Kind: EventValid, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
 				return
 			}
 			mu.Lock()
@@ -311,10 +327,12 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 // buildOne makes h's output valid unless it became valid meanwhile:
 // copied from a substitute that has it, else built. how says which
 // (EventValid, EventSubstituted, EventBuilt). It holds h's lock from
-// before it looks until the output is installed.
-func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options) (info *store.PathInfo, how EventKind, err error) {
+// before it looks until the output is installed. note hears EventWaiting
+// if another process holds the lock, and EventStarted once the lock is
+// held and the output is still not valid.
+func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, note func(EventKind)) (info *store.PathInfo, how EventKind, err error) {
 	p := g.PathOf(h)
-	lock, err := st.LockPath(ctx, p)
+	lock, err := st.LockPathWaiting(ctx, p, func() { note(EventWaiting) })
 	if err != nil {
 		return nil, 0, err
 	}
@@ -322,6 +340,7 @@ func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvH
 	if info, ok, err := st.QueryPathInfo(ctx, p); err != nil || ok {
 		return info, EventValid, err
 	}
+	note(EventStarted)
 	for _, src := range opts.Substitutes {
 		sinfo, ok, err := src.QueryPathInfo(ctx, p)
 		if err != nil {

@@ -43,7 +43,13 @@ func (l *Lock) Unlock() error {
 // Callers hold the GC lock (LockGC) shared: GC deletes the lock files of
 // the paths it deletes.
 func (s *Store) LockPath(ctx context.Context, p Path) (*Lock, error) {
-	l, err := lockFile(ctx, filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), unix.LOCK_EX, nil, "locking "+p.String())
+	return s.LockPathWaiting(ctx, p, nil)
+}
+
+// LockPathWaiting is LockPath; waiting, if not nil, is called once if
+// another process holds the lock, before this one waits for it.
+func (s *Store) LockPathWaiting(ctx context.Context, p Path, waiting func()) (*Lock, error) {
+	l, err := lockFile(ctx, filepath.Join(s.Dir, "locks", p.Hash.String()+".lock"), unix.LOCK_EX, waiting, "locking "+p.String())
 	if err != nil {
 		return nil, err
 	}
