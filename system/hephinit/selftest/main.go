@@ -1,12 +1,16 @@
 // Command selftest checks a heph image from inside: every program of its
 // packages (/etc/heph/programs.json) is present, an executable for this
 // machine, and starts; every service's command (/etc/heph/services.json)
-// is present and an executable. It prints exactly one line to stdout,
+// is present and an executable; and a program that provides a capability
+// with a check of its own (capabilityChecks: gocryptfs's encrypted
+// containers) does what it is for, each such check printing a line
+// "selftest: CAPABILITY: ok" (or "…: FAIL: why"). Its last line on stdout
+// is
 //
 //	HEPH-SELFTEST OK
 //
-// or HEPH-SELFTEST FAIL: followed by every problem found, and exits 1 if
-// anything is wrong. (Homeworld's idea: the integration test is also the
+// or HEPH-SELFTEST FAIL: followed by every problem found, and it exits 1
+// if anything is wrong. (Homeworld's idea: the integration test is also the
 // health check.)
 package main
 
@@ -36,7 +40,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
-	problems := check(*programs, *services)
+	problems := check(*programs, *services, stdout)
 	if len(problems) > 0 {
 		fmt.Fprintf(stdout, "HEPH-SELFTEST FAIL: %s\n", strings.Join(problems, "; "))
 		return 1
@@ -45,8 +49,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// check returns what is wrong with the image, or nothing.
-func check(programsFile, servicesFile string) []string {
+// check returns what is wrong with the image, or nothing; the capability
+// checks print their lines to stdout.
+func check(programsFile, servicesFile string, stdout io.Writer) []string {
 	var problems []string
 	progs, err := image.ReadPrograms(programsFile)
 	if err != nil {
@@ -64,6 +69,7 @@ func check(programsFile, servicesFile string) []string {
 			problems = append(problems, fmt.Sprintf("program %s of package %s does not start: %v", p.Path, p.Package, err))
 		}
 	}
+	problems = append(problems, checkCapabilities(progs, stdout)...)
 	svcs, err := image.ReadServices(servicesFile)
 	if err != nil {
 		problems = append(problems, "reading the services: "+err.Error())
