@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"hephc.dev/hephc/builtins"
@@ -22,13 +21,23 @@ import (
 )
 
 // Side is one side of a diff: a derivation graph, the roots it was
-// realized for (by CUE path), and the output sizes of the paths that are
-// valid.
+// realized for (by CUE path), and the output sizes and references of the
+// paths that are valid.
 type Side struct {
 	Graph *store.Graph
 	Roots map[string]store.DrvHash
 	Sizes map[store.Path]int64
+	// Refs holds the references of the valid paths (those of Sizes).
+	Refs map[store.Path][]store.Path
+	// Top, when set, is the path whose closure is the side's (a
+	// generation object, which refers to each root); else the roots'
+	// outputs are. Its size and references are in Sizes and Refs.
+	Top store.Path
 }
+
+// Unknown is a closure size that cannot be told: a path of the closure
+// is not valid (a configuration not realized yet).
+const Unknown = -1
 
 // Diff is what changed between two sides.
 type Diff struct {
@@ -36,10 +45,19 @@ type Diff struct {
 	Removed []*PackageChange `json:"removed"`
 	// Changed holds packages whose version changed, and those whose version
 	// is the same but whose hash changed (Rebuilt).
-	Changed    []*PackageChange `json:"changed"`
-	SizeBefore int64            `json:"sizeBefore"`
-	SizeAfter  int64            `json:"sizeAfter"`
-	Services   []*ServiceChange `json:"services"`
+	Changed []*PackageChange `json:"changed"`
+	// ClosureBefore and ClosureAfter are the sizes of the runtime
+	// closures: the roots' outputs and every path they refer to, directly
+	// or not — what a generation's closure size counts (store.ClosureSize
+	// of its generation object). Unknown when a path of it is not valid.
+	ClosureBefore int64 `json:"closureBefore"`
+	ClosureAfter  int64 `json:"closureAfter"`
+	// BuildBefore and BuildAfter add the build inputs: the outputs of
+	// every derivation the roots were built from (sources, toolchains),
+	// those that are valid.
+	BuildBefore int64            `json:"buildClosureBefore"`
+	BuildAfter  int64            `json:"buildClosureAfter"`
+	Services    []*ServiceChange `json:"services"`
 }
 
 // PackageChange is one package (a derivation, by the CUE path it is
@@ -75,11 +93,15 @@ type Reason struct {
 	Pos string `json:"pos,omitempty"`
 }
 
-// ServiceChange is a service of an image added, removed or changed.
+// ServiceChange is a service of an image added or removed (Field is ""),
+// or one field of a service that changed (Field is its path below the
+// service, e.g. command or args[1]). Old and New are written as CUE
+// writes them (strings quoted), "" when absent.
 type ServiceChange struct {
 	Image   string `json:"image"`
 	Service string `json:"service"`
-	Old     string `json:"old"` // canonical JSON of the service, "" when absent
+	Field   string `json:"field,omitempty"`
+	Old     string `json:"old"`
 	New     string `json:"new"`
 }
 
@@ -105,6 +127,36 @@ func (s *Side) closure() (map[string]store.DrvHash, error) {
 	return m, nil
 }
 
+// runtimeSize is the size of the side's runtime closure (Top's, else the
+// roots' outputs'), or Unknown.
+func (s *Side) runtimeSize() int64 {
+	var stack []store.Path
+	if s.Top != (store.Path{}) {
+		stack = append(stack, s.Top)
+	} else {
+		for _, h := range s.Roots {
+			stack = append(stack, s.Graph.PathOf(h))
+		}
+	}
+	seen := map[store.Path]bool{}
+	var total int64
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		size, ok := s.Sizes[p]
+		if !ok {
+			return Unknown
+		}
+		total += size
+		stack = append(stack, s.Refs[p]...)
+	}
+	return total
+}
+
 // Compare says what changed from a to b.
 func Compare(a, b *Side) (*Diff, error) {
 	ca, err := a.closure()
@@ -115,12 +167,14 @@ func Compare(a, b *Side) (*Diff, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Diff{}
+	// Empty lists are lists ([] in JSON), not absent.
+	d := &Diff{Added: []*PackageChange{}, Removed: []*PackageChange{}, Changed: []*PackageChange{}}
+	d.ClosureBefore, d.ClosureAfter = a.runtimeSize(), b.runtimeSize()
 	for _, h := range ca {
-		d.SizeBefore += a.Sizes[a.Graph.PathOf(h)]
+		d.BuildBefore += a.Sizes[a.Graph.PathOf(h)]
 	}
 	for _, h := range cb {
-		d.SizeAfter += b.Sizes[b.Graph.PathOf(h)]
+		d.BuildAfter += b.Sizes[b.Graph.PathOf(h)]
 	}
 	w := &whyWalker{a: a, b: b, memo: map[[2]store.DrvHash][]*Reason{}}
 	for k, hb := range cb {
@@ -152,146 +206,6 @@ func Compare(a, b *Side) (*Diff, error) {
 	return d, nil
 }
 
-// whyWalker finds the fields behind a changed hash, memoized per pair of
-// derivations so that a graph of any shape costs each pair once.
-type whyWalker struct {
-	a, b *Side
-	memo map[[2]store.DrvHash][]*Reason
-}
-
-func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
-	pair := [2]store.DrvHash{ha, hb}
-	if r, ok := w.memo[pair]; ok {
-		return r
-	}
-	w.memo[pair] = nil // a cycle cannot happen; this also stops one
-	da, db := w.a.Graph.Derivations[ha], w.b.Graph.Derivations[hb]
-	attr := w.b.key(hb)
-	var rs []*Reason
-	add := func(field, old, new string) {
-		rs = append(rs, &Reason{Attr: attr, Field: field, Old: old, New: new})
-	}
-	if da.IsFixedOutput() && db.IsFixedOutput() {
-		// A pinned source: its identity is its name and pin.
-		if da.OutputHash != db.OutputHash {
-			add("outputHash", da.OutputHash, db.OutputHash)
-		}
-		if da.Name != db.Name {
-			add("name", da.Name, db.Name)
-		}
-		diffMaps("attrs", da.Attrs, db.Attrs, add)
-		w.memo[pair] = rs
-		return rs
-	}
-	for _, f := range []struct{ name, old, new string }{
-		{"name", da.Name, db.Name}, {"version", da.Version, db.Version}, {"system", da.System, db.System},
-		{"builder", da.Builder, db.Builder}, {"outputHash", da.OutputHash, db.OutputHash},
-	} {
-		if f.old != f.new {
-			add(f.name, f.old, f.new)
-		}
-	}
-	diffLists("args", da.Args, db.Args, add)
-	diffStringMaps("env", da.Env, db.Env, add)
-	diffMaps("attrs", da.Attrs, db.Attrs, add)
-	for _, n := range unionKeys(da.Inputs, db.Inputs) {
-		ia, okA := da.Inputs[n]
-		ib, okB := db.Inputs[n]
-		switch {
-		case okA && okB && ia == ib:
-		case !okA:
-			add("inputs."+n, "", w.b.key(ib))
-		case !okB:
-			add("inputs."+n, w.a.key(ia), "")
-		default:
-			for _, r := range w.why(ia, ib) {
-				c := *r
-				c.Via = append([]string{"inputs." + n}, r.Via...)
-				rs = append(rs, &c)
-			}
-		}
-	}
-	rs = dedupeReasons(rs)
-	w.memo[pair] = rs
-	return rs
-}
-
-// dedupeReasons keeps one reason per field (the one reached through the
-// shortest chain of inputs): a change reached along several paths is one
-// cause.
-func dedupeReasons(rs []*Reason) []*Reason {
-	best := make(map[[2]string]int, len(rs))
-	var out []*Reason
-	for _, r := range rs {
-		k := [2]string{r.Attr, r.Field}
-		if i, ok := best[k]; ok {
-			if len(r.Via) < len(out[i].Via) {
-				out[i] = r
-			}
-			continue
-		}
-		best[k] = len(out)
-		out = append(out, r)
-	}
-	return out
-}
-
-func diffLists(field string, a, b []string, add func(field, old, new string)) {
-	n := max(len(a), len(b))
-	for i := 0; i < n; i++ {
-		var x, y string
-		if i < len(a) {
-			x = a[i]
-		}
-		if i < len(b) {
-			y = b[i]
-		}
-		if x != y || (i >= len(a)) != (i >= len(b)) {
-			add(field+"["+strconv.Itoa(i)+"]", x, y)
-		}
-	}
-}
-
-// unionKeys returns the keys of a and b, sorted, each once.
-func unionKeys[V any](a, b map[string]V) []string {
-	return slices.Compact(slices.Sorted(func(yield func(string) bool) {
-		for k := range a {
-			if !yield(k) {
-				return
-			}
-		}
-		for k := range b {
-			if !yield(k) {
-				return
-			}
-		}
-	}))
-}
-
-func diffStringMaps(field string, a, b map[string]string, add func(field, old, new string)) {
-	for _, k := range unionKeys(a, b) {
-		if a[k] != b[k] {
-			add(field+"."+k, a[k], b[k])
-		}
-	}
-}
-
-func diffMaps(field string, a, b map[string]any, add func(field, old, new string)) {
-	for _, k := range unionKeys(a, b) {
-		x, _ := store.AppendCanonicalJSON(nil, a[k])
-		y, _ := store.AppendCanonicalJSON(nil, b[k])
-		if _, ok := a[k]; !ok {
-			x = nil
-		}
-		if _, ok := b[k]; !ok {
-			y = nil
-		}
-		if string(x) != string(y) {
-			add(field+"."+k, string(x), string(y))
-		}
-	}
-}
-
 // initramfsField is the field of #Image (defs/) that holds its initramfs:
 // an initramfs written at IMAGE.initramfs is image IMAGE's.
 const initramfsField = "initramfs"
@@ -312,10 +226,11 @@ func services(d *store.Derivation) (map[string]any, bool) {
 }
 
 // diffServices compares the services of the initramfs builds on both
-// sides, by image and service name.
+// sides, by image and service name, and a service on both sides per
+// field.
 func diffServices(a, b *Side, ca, cb map[string]store.DrvHash) []*ServiceChange {
-	collect := func(s *Side, c map[string]store.DrvHash) map[[2]string]string {
-		out := map[[2]string]string{}
+	collect := func(s *Side, c map[string]store.DrvHash) map[[2]string]any {
+		out := map[[2]string]any{}
 		for k, h := range c {
 			m, ok := services(s.Graph.Derivations[h])
 			if !ok {
@@ -323,38 +238,40 @@ func diffServices(a, b *Side, ca, cb map[string]store.DrvHash) []*ServiceChange 
 			}
 			image := strings.TrimSuffix(k, "."+initramfsField)
 			for name, svc := range m {
-				j, _ := store.AppendCanonicalJSON(nil, svc)
-				out[[2]string{image, name}] = string(j)
+				out[[2]string{image, name}] = svc
 			}
 		}
 		return out
 	}
 	sa, sb := collect(a, ca), collect(b, cb)
-	var out []*ServiceChange
-	for _, k := range slices.Compact(slices.SortedFunc(func(yield func([2]string) bool) {
-		for k := range sa {
-			if !yield(k) {
-				return
+	out := []*ServiceChange{}
+	for _, k := range slices.Compact(slices.SortedFunc(union(sa, sb), func(x, y [2]string) int { return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1])) })) {
+		x, inA := sa[k]
+		y, inB := sb[k]
+		if !inA || !inB {
+			c := &ServiceChange{Image: k[0], Service: k[1]}
+			if inA {
+				c.Old = formatValue(x)
 			}
-		}
-		for k := range sb {
-			if !yield(k) {
-				return
+			if inB {
+				c.New = formatValue(y)
 			}
+			out = append(out, c)
+			continue
 		}
-	}, func(x, y [2]string) int { return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1])) })) {
-		if sa[k] != sb[k] {
-			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Old: sa[k], New: sb[k]})
-		}
+		diffValue("", x, y, true, true, func(field, old, new string) {
+			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Field: strings.TrimPrefix(field, "."), Old: old, New: new})
+		})
 	}
 	return out
 }
 
 // FromStore makes a side from what st recorded: the graph of the
 // derivations that built roots (and all their inputs), with where each was
-// last written, and the sizes of the outputs that are valid.
+// last written, and the sizes and references of the outputs that are
+// valid.
 func FromStore(ctx context.Context, st *store.Store, roots map[string]store.Path) (*Side, error) {
-	side := &Side{Roots: map[string]store.DrvHash{}, Sizes: map[store.Path]int64{}}
+	side := &Side{Roots: map[string]store.DrvHash{}}
 	var derivers []store.DrvHash
 	for _, attr := range slices.Sorted(maps.Keys(roots)) {
 		p := roots[attr]
@@ -379,11 +296,46 @@ func FromStore(ctx context.Context, st *store.Store, roots map[string]store.Path
 		return nil, err
 	}
 	side.Graph = g
-	for h, d := range g.Derivations {
-		p := store.Path{Hash: h, Name: d.Name}
-		if info, ok, err := st.QueryPathInfo(ctx, p); err == nil && ok {
-			side.Sizes[p] = info.Size
+	for h := range g.Derivations {
+		if err := side.Observe(ctx, st, g.PathOf(h)); err != nil {
+			return nil, err
 		}
 	}
 	return side, nil
+}
+
+// FromGeneration makes a side of a generation: FromStore's of its roots,
+// whose closure is that of its generation object top (what the
+// generation's closure size counts).
+func FromGeneration(ctx context.Context, st *store.Store, top store.Path, roots map[string]store.Path) (*Side, error) {
+	side, err := FromStore(ctx, st, roots)
+	if err != nil {
+		return nil, err
+	}
+	if err := side.Observe(ctx, st, top); err != nil {
+		return nil, err
+	}
+	side.Top = top
+	return side, nil
+}
+
+// Observe records the size and references of each of ps that is valid in
+// st.
+func (s *Side) Observe(ctx context.Context, st *store.Store, ps ...store.Path) error {
+	if s.Sizes == nil {
+		s.Sizes = map[store.Path]int64{}
+	}
+	if s.Refs == nil {
+		s.Refs = map[store.Path][]store.Path{}
+	}
+	for _, p := range ps {
+		info, ok, err := st.QueryPathInfo(ctx, p)
+		if err != nil {
+			return err
+		}
+		if ok {
+			s.Sizes[p], s.Refs[p] = info.Size, info.References
+		}
+	}
+	return nil
 }

@@ -99,7 +99,7 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, spec
 		if err != nil {
 			return nil, err
 		}
-		side, err := gendiff.FromStore(ctx, st, g.Roots)
+		side, err := gendiff.FromGeneration(ctx, st, g.Toplevel, g.Roots)
 		if err != nil {
 			return nil, err
 		}
@@ -121,10 +121,10 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, spec
 		if err != nil {
 			return nil, err
 		}
-		side := &gendiff.Side{Graph: pipeline.StoreGraph(g), Roots: g.Roots, Sizes: map[store.Path]int64{}}
+		side := &gendiff.Side{Graph: pipeline.StoreGraph(g), Roots: g.Roots}
 		for _, n := range g.Nodes {
-			if info, ok, err := st.QueryPathInfo(ctx, n.Path()); err == nil && ok {
-				side.Sizes[n.Path()] = info.Size
+			if err := side.Observe(ctx, st, n.Path()); err != nil {
+				return nil, err
 			}
 		}
 		ds := &diffSide{Side: side, label: spec}
@@ -152,8 +152,9 @@ func isConfigDir(p string) bool {
 }
 
 // placeReasons finds where each reason's field is written in the new
-// side's configuration. A #GoModule's outputHash is written as its sum,
-// its attrs as path and version.
+// side's configuration. A pinned source's outputHash is written as its sum
+// (#GoModule) or hash; an element of a list of inputs (inputs.deps.2) as
+// inputs.deps[2].
 func placeReasons(e *env, d *gendiff.Diff, side *diffSide) {
 	if !side.cfg.Exists() {
 		return
@@ -171,20 +172,17 @@ func placeReasons(e *env, d *gendiff.Diff, side *diffSide) {
 }
 
 func fieldCandidates(field string) []string {
-	switch field {
-	case "outputHash":
+	if field == "outputHash" {
 		return []string{"sum", "hash", "outputHash"}
-	case "attrs.version":
-		return []string{"version", "attrs.version"}
-	case "attrs.module":
-		return []string{"path", "attrs.module"}
-	case "attrs.file":
-		return []string{"file", "attrs.file"}
 	}
 	if rest, ok := strings.CutPrefix(field, "attrs."); ok {
 		return []string{rest, field}
 	}
-	if strings.HasPrefix(field, "inputs.") {
+	if rest, ok := strings.CutPrefix(field, "inputs."); ok {
+		list, i, isElem := strings.Cut(rest, ".")
+		if _, err := strconv.Atoi(i); isElem && err == nil {
+			return []string{"inputs." + list + "[" + i + "]", "inputs." + list, "inputs"}
+		}
 		return []string{field, "inputs"}
 	}
 	return []string{field}
@@ -194,7 +192,11 @@ func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 	c := colors(e)
 	w := e.stdout
 	fmt.Fprintf(w, "%s → %s\n", oldLabel, newLabel)
-	fmt.Fprintf(w, "closure: %s → %s (%s)\n", store.FormatSize(d.SizeBefore), store.FormatSize(d.SizeAfter), signedBytes(d.SizeAfter-d.SizeBefore))
+	// The closure is what generations and path-info --closure count: the
+	// outputs and what they refer to. With build inputs, every output the
+	// roots were built from that is in the store.
+	fmt.Fprintf(w, "closure: %s\n", sizeChange(d.ClosureBefore, d.ClosureAfter))
+	fmt.Fprintf(w, "with build inputs: %s\n", sizeChange(d.BuildBefore, d.BuildAfter))
 	if len(d.Added)+len(d.Removed)+len(d.Changed)+len(d.Services) == 0 {
 		fmt.Fprintln(w, "no changes")
 		return
@@ -207,7 +209,11 @@ func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 				ver = orNone(p.NewVersion) + ", same version, new hash"
 			}
 			fmt.Fprintf(w, "  %s%s%s  %s  %s → %s (%s)\n", c.yellow, p.Key, c.reset, ver, store.FormatSize(p.OldSize), store.FormatSize(p.NewSize), signedBytes(p.NewSize-p.OldSize))
-			for _, r := range p.Why {
+			for i, r := range p.Why {
+				if i == maxBecause && len(p.Why) > maxBecause+1 {
+					fmt.Fprintf(w, "    … and %d more causes (--json lists them)\n", len(p.Why)-i)
+					break
+				}
 				via := ""
 				if len(r.Via) > 0 {
 					via = " via " + strings.Join(r.Via, " → ")
@@ -236,15 +242,35 @@ func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 		fmt.Fprintf(w, "\nservices:\n")
 		for _, s := range d.Services {
 			switch {
+			case s.Field != "":
+				fmt.Fprintf(w, "  %s~ %s:%s services.%s.%s: %s → %s\n", c.yellow, s.Image, c.reset, s.Service, s.Field, orNone(s.Old), orNone(s.New))
 			case s.Old == "":
 				fmt.Fprintf(w, "  %s+ %s: %s%s %s\n", c.green, s.Image, s.Service, c.reset, s.New)
-			case s.New == "":
-				fmt.Fprintf(w, "  %s- %s: %s%s\n", c.red, s.Image, s.Service, c.reset)
 			default:
-				fmt.Fprintf(w, "  %s~ %s: %s%s %s → %s\n", c.yellow, s.Image, s.Service, c.reset, s.Old, s.New)
+				fmt.Fprintf(w, "  %s- %s: %s%s\n", c.red, s.Image, s.Service, c.reset)
 			}
 		}
 	}
+}
+
+// maxBecause is how many causes of one package's change are printed; the
+// rest are counted.
+const maxBecause = 4
+
+// sizeChange is "OLD → NEW (±DELTA)", either side possibly unknown (not
+// realized).
+func sizeChange(before, after int64) string {
+	size := func(n int64) string {
+		if n == gendiff.Unknown {
+			return "(not realized)"
+		}
+		return store.FormatSize(n)
+	}
+	s := size(before) + " → " + size(after)
+	if before != gendiff.Unknown && after != gendiff.Unknown {
+		s += " (" + signedBytes(after-before) + ")"
+	}
+	return s
 }
 
 type palette struct{ red, green, yellow, reset string }
