@@ -350,3 +350,26 @@ func schemaPos(p token.Pos) srcpos.Pos {
 	q.File = FormatSchemaFile(q.File)
 	return q
 }
+
+// JSONDiagnostic is a diagnostic as data, for a command's --json output:
+// the position's file (relative to the working directory, a schema file
+// named hephc.dev/heph/FILE.cue), line and column, absent when it has
+// none; the CUE path of the offending value; the message; the related
+// positions as Diagnostic.String says them.
+type JSONDiagnostic struct {
+	File    string   `json:"file,omitempty"`
+	Line    int      `json:"line,omitempty"`
+	Column  int      `json:"column,omitempty"`
+	Path    string   `json:"path,omitempty"`
+	Message string   `json:"message"`
+	Related []string `json:"related,omitempty"`
+}
+
+// JSON returns the diagnostics as data, never nil.
+func (ds Diagnostics) JSON() []JSONDiagnostic {
+	out := make([]JSONDiagnostic, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, JSONDiagnostic{File: d.Pos.File, Line: d.Pos.Line, Column: d.Pos.Col, Path: d.Path, Message: d.Msg, Related: d.Related})
+	}
+	return out
+}

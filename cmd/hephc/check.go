@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/store"
@@ -31,16 +32,30 @@ func init() {
 	})
 }
 
-// checkReport is check's --json output.
+// checkReport is check's --json output. Errors are what stopped the
+// check (the configuration does not evaluate, a policy does not load):
+// then nothing was checked.
 type checkReport struct {
 	Policies    []string               `json:"policies"`
 	Derivations int                    `json:"derivations"`
 	Violations  []policy.JSONViolation `json:"violations"`
+	Errors      []lang.JSONDiagnostic  `json:"errors,omitempty"`
 }
 
 func runCheck(e *env, fs *pflag.FlagSet, args []string) error {
-	attr, _ := fs.GetString("attr")
 	asJSON, _ := fs.GetBool("json")
+	err := check(e, fs, args, asJSON)
+	if err == nil || !asJSON {
+		return err
+	}
+	if _, ok := err.(silentError); ok {
+		return err
+	}
+	return failJSON(e, checkReport{Policies: []string{}, Violations: []policy.JSONViolation{}, Errors: lang.DiagnoseIn(e.cwd, err).JSON()})
+}
+
+func check(e *env, fs *pflag.FlagSet, args []string, asJSON bool) error {
+	attr, _ := fs.GetString("attr")
 	policyFiles, _ := fs.GetStringArray("policy")
 	// The cache would say only that the graph passed, not which policies
 	// it passed: check evaluates every time.

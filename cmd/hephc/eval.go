@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/srcpos"
@@ -34,6 +36,9 @@ func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 	noCache, _ := fs.GetBool("no-cache")
 	policyFiles, _ := fs.GetStringArray("policy")
 	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: !noCache})
+	if err != nil && asJSON {
+		return failJSON(e, jsonFailure{Errors: lang.DiagnoseIn(e.cwd, err).JSON()})
+	}
 	if err != nil {
 		return err
 	}
@@ -46,6 +51,24 @@ func runEval(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	return printSummary(e, g)
+}
+
+// jsonFailure is what a command's --json prints when it fails before it
+// has anything else to say: every error with its file, line, column,
+// path and message, as lang.Report prints them.
+type jsonFailure struct {
+	Errors []lang.JSONDiagnostic `json:"errors"`
+}
+
+// failJSON prints doc, a command's --json report of its errors, on
+// stdout; the command then fails (exit 1) with nothing more printed.
+func failJSON(e *env, doc any) error {
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", b)
+	return silentError{}
 }
 
 // evaluation is what evaluate is asked for.

@@ -16,7 +16,8 @@ var update = flag.Bool("update", false, "rewrite the expected output of golden c
 
 // TestGolden runs every testdata/golden/*.txtar case: the archive's files
 // are written to a fresh directory, hephc runs there with the arguments in
-// the file "args" (default: eval --json), and its exit code, stdout and
+// the file "args" (default: eval --json, or eval when the case expects a
+// failure, whose diagnostics are text), and its exit code, stdout and
 // stderr must equal the sections out/exit, out/stdout and out/stderr.
 // With -update (or HEPHC_UPDATE=1) the sections are rewritten instead.
 func TestGolden(t *testing.T) {
@@ -38,6 +39,11 @@ func TestGolden(t *testing.T) {
 			}
 			dir := t.TempDir()
 			args := []string{"eval", "--json"}
+			for _, f := range ar.Files {
+				if f.Name == "out/exit" && string(f.Data) != "0\n" {
+					args = []string{"eval"} // diagnostics as text (--json says them as JSON)
+				}
+			}
 			var kept []txtar.File
 			for _, f := range ar.Files {
 				switch {
