@@ -22,9 +22,11 @@ import (
 func init() {
 	register(&command{
 		name:    "boot",
-		args:    "[--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [TOPLEVEL]",
-		summary: "boot a system toplevel (default ./result) in QEMU on the terminal (Ctrl-A X quits)",
+		args:    "[--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [SYSTEM|PATH]",
+		summary: "boot a system of the profile's current generation (or generation N, or the toplevel at PATH) in QEMU on the terminal (Ctrl-A X quits)",
 		flags: func(fs *pflag.FlagSet) {
+			fs.String("profile", "system", "boot a system of this profile's generation")
+			fs.Int("generation", 0, "boot a system of generation `N` of the profile (default: the current one)")
 			fs.Var(new(durationFlag), "timeout", "stop QEMU after `DURATION`: 90s, 2m, or 60 for seconds (default: none; 5m with --expect)")
 			fs.String("expect", "", "for scripts: exit 0 as soon as a console line contains `LINE`, 1 if QEMU stops or time runs out first")
 			fs.String("memory", "512", "guest memory: `SIZE` in MiB, or with an M or G suffix")
@@ -54,18 +56,21 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	dry, _ := fs.GetBool("dry-run")
 	timeout := time.Duration(*fs.Lookup("timeout").Value.(*durationFlag))
 	if len(args) > 1 {
-		return usagef("want at most one toplevel, got %d", len(args))
+		return usagef("want at most one system or toplevel, got %d", len(args))
 	}
 	if !memorySize.MatchString(memory) {
 		return usagef("--memory wants a size like 512, 512M or 1G, got %q", memory)
 	}
-	toplevel := "./result"
-	if len(args) == 1 {
-		toplevel = args[0]
-	}
-	qargs, err := qemuArgs(absPath(e.cwd, toplevel), toplevel, memory, extra)
+	t, err := bootTarget(e, fs, args) // systems.go
 	if err != nil {
 		return err
+	}
+	qargs, err := qemuArgs(t.dir, t.name, memory, extra)
+	if err != nil {
+		return err
+	}
+	if t.note != "" {
+		fmt.Fprintln(e.stderr, t.note)
 	}
 	if dry {
 		fmt.Fprintln(e.stdout, shellQuote(append([]string{qemu}, qargs...)))
@@ -90,13 +95,7 @@ func qemuArgs(dir, name, memory, extra string) ([]string, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, f := range []string{"kernel", "initrd", "cmdline"} {
-		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || !fi.Mode().IsRegular() {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := toplevelMissing(dir); len(missing) > 0 {
 		return nil, fmt.Errorf("%s is not a system toplevel: it has no %s (it needs kernel, initrd and cmdline)", name, strings.Join(missing, ", "))
 	}
 	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))

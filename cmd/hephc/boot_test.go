@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,12 @@ func fakeToplevel(t *testing.T, dir string, files map[string]string) string {
 		t.Fatal(err)
 	}
 	return sys
+}
+
+// noDefaultStore keeps boot from finding a profile in the default store
+// (boot with no argument follows its generations): HOME is empty.
+func noDefaultStore(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
 }
 
 var toplevelFiles = map[string]string{"kernel": "vmlinuz", "initrd": "cpio", "cmdline": "console=ttyS0 panic=-1\n"}
@@ -78,6 +85,7 @@ func alive(t *testing.T, pidfile string) bool {
 }
 
 func TestBootCommandLine(t *testing.T) {
+	noDefaultStore(t)
 	dir := t.TempDir()
 	sys := fakeToplevel(t, dir, toplevelFiles)
 	sys, _ = filepath.EvalSymlinks(sys)
@@ -108,6 +116,7 @@ func TestBootCommandLine(t *testing.T) {
 }
 
 func TestBootMissingQEMU(t *testing.T) {
+	noDefaultStore(t)
 	dir := t.TempDir()
 	fakeToplevel(t, dir, toplevelFiles)
 	code, _, stderr := hephcIn(dir, "boot", "--qemu", "/nonexistent/qemu-system-x86_64")
@@ -124,6 +133,7 @@ func TestBootMissingQEMU(t *testing.T) {
 }
 
 func TestBootNotAToplevel(t *testing.T) {
+	noDefaultStore(t)
 	for _, tc := range []struct {
 		name  string
 		files map[string]string // nil: no ./result at all
@@ -147,6 +157,24 @@ func TestBootNotAToplevel(t *testing.T) {
 	}
 }
 
+// Systems are named by the last label of their attribute path, or the
+// whole path where two share it; link names are file names.
+func TestSystemNames(t *testing.T) {
+	for _, tc := range []struct {
+		attrs []string
+		want  map[string]string
+	}{
+		{[]string{"images.workstation", "images.server"}, map[string]string{"workstation": "images.workstation", "server": "images.server"}},
+		{[]string{"a.x", "b.x", "c.y"}, map[string]string{"a.x": "a.x", "b.x": "b.x", "y": "c.y"}},
+		{[]string{`images."my box/1"`, "top"}, map[string]string{"my_box_1": `images."my box/1"`, "top": "top"}},
+		{nil, map[string]string{}},
+	} {
+		if got := systemNames(tc.attrs); !maps.Equal(got, tc.want) {
+			t.Errorf("systemNames(%q) = %v, want %v", tc.attrs, got, tc.want)
+		}
+	}
+}
+
 func TestBootUsage(t *testing.T) {
 	dir := t.TempDir()
 	fakeToplevel(t, dir, toplevelFiles)
@@ -155,6 +183,7 @@ func TestBootUsage(t *testing.T) {
 		{"--timeout", "soon"},
 		{"--timeout", "-5s"},
 		{"sys", "sys"},
+		{"--generation", "-1"},
 	} {
 		code, _, stderr := hephcIn(dir, append([]string{"boot", "--dry-run"}, args...)...)
 		if code != 2 || !strings.Contains(stderr, "usage: hephc boot") {
@@ -170,6 +199,7 @@ func TestBootUsage(t *testing.T) {
 }
 
 func TestBootExpect(t *testing.T) {
+	noDefaultStore(t)
 	for _, tc := range []struct {
 		name    string
 		body    string // the fake QEMU's script
@@ -265,6 +295,7 @@ func TestBootSignal(t *testing.T) {
 			exe, pidfile, _ := fakeQEMU(t, "exec sleep 60")
 			cmd := exec.Command(hephc, "boot", "--qemu", exe, "--expect", "never")
 			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME=", "HEPHC_STORE=") // no profile: ./result
 			// A file, not a pipe: Wait must not wait for what holds it.
 			stderrFile := filepath.Join(dir, "stderr")
 			f, err := os.Create(stderrFile)
@@ -297,8 +328,9 @@ func TestBootSignal(t *testing.T) {
 }
 
 // bootAndExpect boots toplevel with hephc boot and fails t unless a
-// console line contains line within timeout. It returns how long that took.
-func bootAndExpect(t *testing.T, toplevel, line string, timeout time.Duration) time.Duration {
+// console line contains line within timeout, and the console before it
+// each of before. It returns how long that took.
+func bootAndExpect(t *testing.T, toplevel, line string, timeout time.Duration, before ...string) time.Duration {
 	t.Helper()
 	requireQEMU(t)
 	start := time.Now()
@@ -309,6 +341,11 @@ func bootAndExpect(t *testing.T, toplevel, line string, timeout time.Duration) t
 	}
 	if !strings.Contains(stdout, line) {
 		t.Errorf("the console copied to stdout lacks %q", line)
+	}
+	for _, l := range before {
+		if !strings.Contains(stdout, l) {
+			t.Errorf("%s: the console before %q lacks %q", toplevel, line, l)
+		}
 	}
 	return took
 }
@@ -511,4 +548,60 @@ func writeNewc(w io.Writer, records []cpioRecord) error {
 		}
 	}
 	return nil
+}
+
+// TestBootRealizedSystem follows the README: `hephc realize system.cue`
+// links a result-NAME per image and records a generation; `hephc boot`
+// asks which image, `hephc boot workstation` resolves to the linked
+// toplevel, and `hephc boot --generation N workstation` boots it (the one
+// real boot).
+func TestBootRealizedSystem(t *testing.T) {
+	storeDir, _, _ := systemStore(t)
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	hephc := func(dir string, args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		e := &env{stdout: &stdout, stderr: &stderr, cwd: dir, getenv: os.Getenv, store: storeDir}
+		code := run(e, append([]string{"--store", storeDir}, args...))
+		return code, stdout.String(), stderr.String()
+	}
+	code, _, stderr := hephc(repo, "realize", "-o", filepath.Join(work, "result"), "system.cue")
+	if code != 0 {
+		t.Fatalf("hephc realize system.cue: exit %d\n%s", code, stderr)
+	}
+	m := regexp.MustCompile(`generation (\d+) of profile system`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("realize recorded no generation:\n%s", stderr)
+	}
+	for _, name := range []string{"workstation", "server"} {
+		if _, err := os.Stat(filepath.Join(work, "result-"+name, "kernel")); err != nil {
+			t.Errorf("realize linked no toplevel as result-%s: %v\n%s", name, err, stderr)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(work, "result")); err == nil {
+		t.Errorf("realize of two images linked ./result")
+	}
+
+	gen := []string{"boot", "--generation", m[1]}
+	code, _, stderr = hephc(work, append(gen, "--dry-run")...)
+	if want := "has 2 systems: name one (hephc boot server, hephc boot workstation)"; code != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("boot with two images: exit %d, stderr %q; want exit 1 and %q", code, stderr, want)
+	}
+	top, err := filepath.EvalSymlinks(filepath.Join(work, "result-workstation"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := hephc(work, append(gen, "--dry-run", "workstation")...)
+	if code != 0 || !strings.Contains(stdout, " -kernel "+top+"/kernel ") {
+		t.Errorf("boot --dry-run workstation: exit %d, stdout %q; want the kernel of %s\n%s", code, stdout, top, stderr)
+	}
+
+	requireQEMU(t)
+	code, stdout, stderr = hephc(work, append(gen, "--timeout", "180s", "--expect", "HEPH-SELFTEST OK", "workstation")...)
+	if code != 0 || !strings.Contains(stdout, "HEPH-SELFTEST OK") {
+		t.Errorf("hephc boot workstation: exit %d\n%s", code, stderr)
+	}
 }

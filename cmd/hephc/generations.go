@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +19,7 @@ func init() {
 	register(&command{
 		name:    "generations",
 		args:    "[--profile NAME] [--json]",
-		summary: "list a profile's generations: number, date, generation object, closure size, configuration hash",
+		summary: "list a profile's generations: number, date, closure size, configuration hash and where it was, generation object",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("profile", "system", "the profile")
 			fs.Bool("json", false, "print JSON")
@@ -36,6 +38,11 @@ type jsonGeneration struct {
 	ClosureSize int64             `json:"closureSize"`
 	ConfigHash  string            `json:"configHash"`
 	Config      string            `json:"config"`
+	// ConfigDir and ConfigFiles (relative to it) are where the
+	// configuration was; absent for a generation recorded before they
+	// were kept.
+	ConfigDir   string   `json:"configDir,omitempty"`
+	ConfigFiles []string `json:"configFiles,omitempty"`
 }
 
 func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
@@ -57,7 +64,8 @@ func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
 		out := []jsonGeneration{}
 		for _, g := range gens {
 			j := jsonGeneration{Number: g.Number, Current: g.Current, Created: time.Unix(g.Created, 0).UTC().Format(time.RFC3339),
-				Toplevel: g.Toplevel.String(), Roots: map[string]string{}, ClosureSize: g.ClosureSize, ConfigHash: g.ConfigHash, Config: g.Config}
+				Toplevel: g.Toplevel.String(), Roots: map[string]string{}, ClosureSize: g.ClosureSize, ConfigHash: g.ConfigHash, Config: g.Config,
+				ConfigDir: g.ConfigDir, ConfigFiles: g.ConfigFiles}
 			for a, p := range g.Roots {
 				j.Roots[a] = p.String()
 			}
@@ -75,16 +83,31 @@ func runGenerations(e *env, fs *pflag.FlagSet, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GEN\tDATE\tROOTS\tCLOSURE\tCONFIG\tOBJECT")
+	fmt.Fprintln(tw, "GEN\tDATE\tROOTS\tCLOSURE\tCONFIG\tFROM\tOBJECT")
 	for _, g := range gens {
 		mark := ""
 		if g.Current {
 			mark = " (current)"
 		}
-		fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\n", g.Number, mark, time.Unix(g.Created, 0).UTC().Format("2006-01-02 15:04:05"),
-			len(g.Roots), store.FormatSize(g.ClosureSize), shortHash(g.ConfigHash), g.Toplevel)
+		fmt.Fprintf(tw, "%d%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Number, mark, time.Unix(g.Created, 0).UTC().Format("2006-01-02 15:04:05"),
+			len(g.Roots), store.FormatSize(g.ClosureSize), shortHash(g.ConfigHash), configFrom(g), g.Toplevel)
 	}
 	return tw.Flush()
+}
+
+// configFrom is where a generation's configuration was: its file, or its
+// directory and files; "-" when the generation did not record it.
+func configFrom(g *profile.Generation) string {
+	switch len(g.ConfigFiles) {
+	case 0:
+		if g.ConfigDir == "" {
+			return "-"
+		}
+		return g.ConfigDir + "/"
+	case 1:
+		return filepath.Join(g.ConfigDir, g.ConfigFiles[0])
+	}
+	return g.ConfigDir + "/{" + strings.Join(g.ConfigFiles, ",") + "}"
 }
 
 func shortHash(h string) string {

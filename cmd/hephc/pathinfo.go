@@ -30,9 +30,12 @@ func init() {
 	})
 }
 
-// jsonPathInfo is a path as `path-info --json` prints it.
+// jsonPathInfo is a path as `path-info --json` prints it. Location is
+// where the path is on this machine, in the store's directory (only
+// builds see /heph/store).
 type jsonPathInfo struct {
 	Path        string   `json:"path"`
+	Location    string   `json:"location"`
 	ContentHash string   `json:"contentHash"`
 	Size        int64    `json:"size"`
 	Files       int      `json:"files"`
@@ -68,7 +71,7 @@ func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 		out := make([]jsonPathInfo, len(infos))
 		for i, info := range infos {
 			j := jsonPathInfo{
-				Path: info.Path.String(), ContentHash: info.ContentHash.String(), Size: info.Size, Files: info.Files,
+				Path: info.Path.String(), Location: st.Physical(info.Path), ContentHash: info.ContentHash.String(), Size: info.Size, Files: info.Files,
 				Deriver: info.Deriver.String(), Registered: time.Unix(info.Registered, 0).UTC().Format(time.RFC3339),
 				CA: info.CA, References: []string{},
 			}
@@ -88,6 +91,7 @@ func runPathInfo(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, info := range infos {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", info.Path, store.FormatSize(info.Size), info.ContentHash)
 		if !closure {
+			fmt.Fprintf(tw, "  location\t%s\n", st.Physical(info.Path))
 			fmt.Fprintf(tw, "  deriver\t%s\n", info.Deriver)
 			fmt.Fprintf(tw, "  registered\t%s\n", time.Unix(info.Registered, 0).UTC().Format(time.RFC3339))
 			if info.CA != "" {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -15,7 +17,6 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/zeebo/blake3"
 
-	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/profile"
@@ -35,8 +36,8 @@ func init() {
 			fs.Bool("dry-run", false, "say what would be fetched and built; do nothing")
 			fs.IntP("jobs", "j", runtime.NumCPU(), "builds to run at once")
 			fs.BoolP("keep-going", "k", false, "after a failure, go on with what does not depend on it")
-			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one)")
-			fs.Bool("no-link", false, "do not create the result symlink")
+			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one; else LINK-NAME to each system, e.g. result-workstation)")
+			fs.Bool("no-link", false, "do not create the result symlinks")
 			fs.Duration("timeout", sandbox.DefaultTimeout, "time limit of each build")
 			fs.Bool("check", false, "rebuild the selected derivations (refetch fixed-output ones) and compare with the store's, never replacing them; exit 1 if one differs")
 			policyFlag(fs)
@@ -101,17 +102,43 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	for _, p := range res.Paths {
 		fmt.Fprintln(e.stdout, p)
 	}
-	if recordAlways || hasSystem(g) {
-		if err := recordGeneration(e, st, g, profile, args); err != nil {
+	rootPaths := make(map[string]store.Path, len(g.Roots))
+	for a, h := range g.Roots {
+		rootPaths[a] = g.Nodes[h].Path()
+	}
+	systems := systemsOf(rootPaths, st.Physical) // systems.go
+	if recordAlways || len(systems) > 0 {
+		if err := recordGeneration(e, st, rootPaths, profile, args); err != nil {
 			return err
 		}
 	}
-	if main, ok := mainOutput(g, attr); ok && !noLink && link != "" {
-		if err := st.LinkRoot(context.Background(), absPath(e.cwd, link), sg.PathOf(main)); err != nil {
+	links := map[string]store.Path{}
+	if !noLink && link != "" {
+		links = resultLinks(g, attr, link, systems)
+	}
+	for _, l := range slices.Sorted(maps.Keys(links)) {
+		if err := st.LinkRoot(context.Background(), absPath(e.cwd, l), links[l]); err != nil {
 			return err
 		}
+		fmt.Fprintf(e.stderr, "linked %s to %s\n", l, st.Physical(links[l]))
+	}
+	if len(links) == 0 && st.Dir != "/heph" {
+		fmt.Fprintf(e.stderr, "(store paths /heph/store/… are in %s on this machine)\n", filepath.Join(st.Dir, "store"))
 	}
 	return nil
+}
+
+// resultLinks are the links realize makes: link to the main output when
+// there is one, else link-NAME to each system (result-workstation).
+func resultLinks(g *eval.Graph, attr, link string, systems []system) map[string]store.Path {
+	if main, ok := mainOutput(g, attr); ok {
+		return map[string]store.Path{link: g.Nodes[main].Path()}
+	}
+	links := map[string]store.Path{}
+	for _, s := range systems {
+		links[link+"-"+s.name] = s.path
+	}
+	return links
 }
 
 // realizing is what realize and realize --check share: the evaluated
@@ -236,26 +263,15 @@ func configDir(e *env, args []string) string {
 	return filepath.Dir(p)
 }
 
-// hasSystem says whether a root of g is an image's toplevel: a
-// realization with one among its roots is a system, recorded as a
-// generation.
-func hasSystem(g *eval.Graph) bool {
-	for _, h := range g.Roots {
-		if g.Nodes[h].Drv.Builder == builtins.SystemToplevel {
-			return true
-		}
-	}
-	return false
-}
-
-// recordGeneration records the realized roots as a new generation.
-func recordGeneration(e *env, st *store.Store, g *eval.Graph, profileName string, args []string) error {
-	roots := make(map[string]store.Path, len(g.Roots))
-	for attr, h := range g.Roots {
-		roots[attr] = g.Nodes[h].Path()
-	}
+// recordGeneration records the realized roots as a new generation, with
+// the configuration's directory and files.
+func recordGeneration(e *env, st *store.Store, roots map[string]store.Path, profileName string, args []string) error {
 	hash, files := configHash(e, args)
-	gen, recorded, err := profile.Record(context.Background(), st, profileName, roots, hash, files)
+	from := profile.Origin{Hash: hash, Config: files, Dir: configDir(e, args), Files: []string{}}
+	for _, f := range configFiles(e, args) {
+		from.Files = append(from.Files, srcpos.RelPath(from.Dir, f))
+	}
+	gen, recorded, err := profile.RecordFrom(context.Background(), st, profileName, roots, from)
 	if err != nil {
 		return err
 	}
@@ -267,9 +283,8 @@ func recordGeneration(e *env, st *store.Store, g *eval.Graph, profileName string
 	return nil
 }
 
-// configHash is the blake3 of the configuration's .cue files (names and
-// contents, sorted), and the files as a list for people.
-func configHash(e *env, args []string) (string, string) {
+// configFiles are the configuration's .cue files, absolute, sorted.
+func configFiles(e *env, args []string) []string {
 	var files []string
 	if len(args) == 0 {
 		args = []string{"."}
@@ -284,9 +299,15 @@ func configHash(e *env, args []string) (string, string) {
 		}
 	}
 	sort.Strings(files)
+	return files
+}
+
+// configHash is the blake3 of the configuration's .cue files (names and
+// contents, sorted), and the files as a list for people.
+func configHash(e *env, args []string) (string, string) {
 	h := blake3.New()
 	var names []string
-	for _, f := range files {
+	for _, f := range configFiles(e, args) {
 		b, _ := os.ReadFile(f)
 		rel := srcpos.RelPath(e.cwd, f)
 		names = append(names, rel)

@@ -55,5 +55,18 @@ func runRollback(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "profile %s: generation %d is current (%s)\n", name, g.Number, g.Toplevel)
+	// boot follows the profile; ./result links stay what realize made.
+	systems := systemsOf(g.Roots, st.Physical) // systems.go
+	flag := ""
+	if name != "system" {
+		flag = " --profile " + name
+	}
+	switch len(systems) {
+	case 0:
+	case 1:
+		fmt.Fprintf(e.stderr, "hephc boot%s boots its system %s\n", flag, systems[0].name)
+	default:
+		fmt.Fprintf(e.stderr, "hephc boot%s NAME boots its system NAME: %s\n", flag, systemList(systems))
+	}
 	return nil
 }
