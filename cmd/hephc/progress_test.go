@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,5 +156,35 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(d); got != want {
 			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestProgressTickerStopsOnFinish runs the real ticker (under -race, with
+// events from several goroutines, as realize sends them): finish stops it
+// and leaves a clean line; nothing is written after.
+func TestProgressTickerStopsOnFinish(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgressTo(&buf, true, time.Now)
+	p.tickEvery = time.Millisecond
+	var wg sync.WaitGroup
+	for _, name := range []string{"a", "b", "c"} {
+		p.event(realize.Event{Kind: realize.EventPlanned, Path: progressPath(name)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.event(realize.Event{Kind: realize.EventStarted, Path: progressPath(name)})
+			time.Sleep(5 * time.Millisecond)
+			p.event(realize.Event{Kind: realize.EventBuilt, Path: progressPath(name)})
+		}()
+	}
+	wg.Wait()
+	p.finish()
+	out := buf.String()
+	if !strings.HasPrefix(out, "\r\033[K[") || !strings.HasSuffix(out, "\r\033[K") {
+		t.Errorf("got %q, want a status line, then cleared", out)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if buf.String() != out {
+		t.Errorf("written after finish: %q", buf.String()[len(out):])
 	}
 }
