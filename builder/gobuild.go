@@ -63,9 +63,10 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), cmdArgs...)
 	cmd.Dir = src.Path
 	cmd.Env = goEnv
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	goErr := &goStderr{}
+	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(stderr, goErr)
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build: %w", err)
+		return goBuildFailed(info, goErr, err) // gomissing.go
 	}
 	return writeSources(info)
 }
