@@ -20,6 +20,8 @@ const (
 	UrootBusybox    = Prefix + "uroot-busybox"
 	Uroot           = Prefix + "uroot"
 	SystemToplevel  = Prefix + "system-toplevel"
+	GoTest          = Prefix + "go-test"
+	RunTest         = Prefix + "run-test"
 )
 
 // Derived is one attr a builder reads and the field of its schema
@@ -46,6 +48,8 @@ var All = []Builder{
 	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}}},
 	{Uroot, "#Initramfs", "initramfs", []Derived{{"files", "files"}, {"services", "services"}}},
 	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"kernelFile", "kernelFile"}}},
+	{GoTest, "#GoTest", "goTest", []Derived{{"packages", "packages"}, {"run", "run"}}},
+	{RunTest, "#Test", "test", []Derived{{"program", "program"}, {"args", "arguments"}}},
 }
 
 // Lookup returns the built-in builder called name ("builtin:…").

@@ -31,7 +31,7 @@ type Cache struct {
 
 // cacheFormat changes whenever the entry format or the meaning of a graph
 // changes.
-const cacheFormat = "hephc-eval-cache-4"
+const cacheFormat = "hephc-eval-cache-5"
 
 // Request is what an evaluation was asked to do.
 type Request struct {

@@ -173,6 +173,7 @@ func (e *encoder) entry(c *cacheEntry) {
 		e.str(n.Meta.Homepage)
 		e.str(n.Meta.Channel)
 		e.strs(n.Meta.Provides)
+		e.bytes(n.Meta.Tests)
 		for _, v := range []int64{n.Limits.Memory, n.Limits.Pids, n.Limits.Tmp, n.Limits.Disk, int64(n.Limits.Timeout)} {
 			e.uint(uint64(v))
 		}
@@ -216,6 +217,9 @@ func (d *decoder) entry() *cacheEntry {
 		x.Meta.Homepage = d.str()
 		x.Meta.Channel = d.istr()
 		x.Meta.Provides = d.strs()
+		if b := d.raw(); len(b) > 0 {
+			x.Meta.Tests = append([]byte(nil), b...)
+		}
 		for _, v := range []*int64{&x.Limits.Memory, &x.Limits.Pids, &x.Limits.Tmp, &x.Limits.Disk, (*int64)(&x.Limits.Timeout)} {
 			*v = int64(d.uint())
 		}

@@ -8,6 +8,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/errors"
 
+	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/defs"
 	"hephc.dev/hephc/store"
 )
@@ -22,6 +23,8 @@ const (
 // the order decode reads them. Other fields of a derivation (a #GoModule's
 // sum, an #Image's cmdline) only feed these.
 var coreFields = []string{"name", "version", "system", "builder", "args", "env", "attrs", "outputHash", "meta"}
+
+var testsPath = cue.MakePath(cue.Str("tests"))
 
 var (
 	corePaths = func() []cue.Path {
@@ -134,6 +137,16 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 			} else {
 				ok = false
 			}
+		}
+	}
+	if t := v.LookupPath(testsPath); ok && d.Builder == builtins.GoBuild && t.Exists() {
+		if data, good := w.data(t, attr+".tests"); !good {
+			ok = false
+		} else if b, err := store.AppendCanonicalJSON(nil, data); err != nil {
+			w.fail(errorf(t, attr+".tests", "%v", err))
+			ok = false
+		} else {
+			meta.Tests = b
 		}
 	}
 	if d.Name == "" && ok {

@@ -6,6 +6,7 @@
 package eval
 
 import (
+	"encoding/json"
 	"sort"
 
 	"cuelang.org/go/cue"
@@ -22,6 +23,9 @@ type Meta struct {
 	Homepage    string   `json:"homepage,omitempty"`
 	Channel     string   `json:"channel,omitempty"`
 	Provides    []string `json:"provides,omitempty"`
+	// Tests are a #GoProgram's tests field (#GoTests) as canonical JSON,
+	// for the tests hephc makes from it (policy.Tests); never hashed.
+	Tests json.RawMessage `json:"-"`
 }
 
 // Node is one derivation of the graph.

@@ -203,4 +203,4 @@ func disjunction(v cue.Value, depth int) bool {
 }
 
 // graphRules are the fields of #Policy checked over the graph.
-var graphRules = []string{"licenses", "sources", "versions", "groups", "image", "images"}
+var graphRules = []string{"licenses", "sources", "versions", "groups", "image", "images", "tests"}

@@ -50,6 +50,7 @@ func (c *checker) graphRules() {
 	c.fetchers(nodes)
 	c.groups()
 	c.images(nodes)
+	c.testRules() // tests.go
 }
 
 // at returns where field of n (e.g. meta.license) is written, else where
