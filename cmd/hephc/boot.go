@@ -22,10 +22,10 @@ import (
 func init() {
 	register(&command{
 		name:    "boot",
-		args:    "[--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [SYSTEM|PATH]",
-		summary: "boot a system of the profile's current generation (or generation N, or the toplevel at PATH) in QEMU on the terminal (Ctrl-A X quits)",
+		args:    "[--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [NAME|PATH]",
+		summary: "boot a system in QEMU on the terminal (Ctrl-A X quits): its only or NAMEd system of the profile's current generation (or generation N), or the toplevel at PATH (./result when the profile has no generations)",
 		flags: func(fs *pflag.FlagSet) {
-			fs.String("profile", "system", "boot a system of this profile's generation")
+			fs.String("profile", "system", "boot a system of profile `NAME`")
 			fs.Int("generation", 0, "boot a system of generation `N` of the profile (default: the current one)")
 			fs.Var(new(durationFlag), "timeout", "stop QEMU after `DURATION`: 90s, 2m, or 60 for seconds (default: none; 5m with --expect)")
 			fs.String("expect", "", "for scripts: exit 0 as soon as a console line contains `LINE`, 1 if QEMU stops or time runs out first")

@@ -101,9 +101,9 @@ func systemList(systems []system) string {
 	return strings.Join(systemNamesOf(systems), ", ")
 }
 
-// bootTarget is what boot boots: a toplevel's physical directory, its
+// bootChoice is what boot boots: a toplevel's physical directory, its
 // name in messages, and a line saying which system it is.
-type bootTargetT struct {
+type bootChoice struct {
 	dir, name, note string
 }
 
@@ -113,7 +113,7 @@ type bootTargetT struct {
 // --generation N), a NAME is one of its systems. When the profile has no
 // generations (and neither --profile nor --generation is given), boot
 // takes the argument as a path, by default ./result.
-func bootTarget(e *env, fs *pflag.FlagSet, args []string) (*bootTargetT, error) {
+func bootTarget(e *env, fs *pflag.FlagSet, args []string) (*bootChoice, error) {
 	profileName, _ := fs.GetString("profile")
 	number, _ := fs.GetInt("generation")
 	if number < 0 {
@@ -170,8 +170,8 @@ func systemNamesOf(systems []system) []string {
 	return names
 }
 
-func (s system) target(which string) *bootTargetT {
-	return &bootTargetT{dir: s.dir, name: s.dir, note: fmt.Sprintf("booting %s (%s) of %s: %s", s.name, s.attr, which, s.dir)}
+func (s system) target(which string) *bootChoice {
+	return &bootChoice{dir: s.dir, name: s.dir, note: fmt.Sprintf("booting %s (%s) of %s: %s", s.name, s.attr, which, s.dir)}
 }
 
 // bootGeneration returns generation n (0: the current one) of the
@@ -214,15 +214,15 @@ func bootGeneration(e *env, profileName string, n int, must bool) (*profile.Gene
 
 // bootPath boots the toplevel at path, or the one system of the
 // generation object at path (such as the store's profiles/NAME).
-func bootPath(e *env, path string) (*bootTargetT, error) {
+func bootPath(e *env, path string) (*bootChoice, error) {
 	abs := absPath(e.cwd, path)
 	dir, err := filepath.EvalSymlinks(abs)
 	if err != nil || len(toplevelMissing(dir)) == 0 {
-		return &bootTargetT{dir: abs, name: path}, nil // qemuArgs says what is wrong
+		return &bootChoice{dir: abs, name: path}, nil // qemuArgs says what is wrong
 	}
 	obj, err := profile.ReadObject(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &bootTargetT{dir: abs, name: path}, nil
+		return &bootChoice{dir: abs, name: path}, nil
 	} else if err != nil {
 		return nil, err
 	}
