@@ -54,7 +54,7 @@ type Diff struct {
 	ClosureAfter  int64 `json:"closureAfter"`
 	// BuildBefore and BuildAfter add the build inputs: the outputs of
 	// every derivation the roots were built from (sources, toolchains),
-	// those that are valid.
+	// those that are valid; Unknown when none is.
 	BuildBefore int64            `json:"buildClosureBefore"`
 	BuildAfter  int64            `json:"buildClosureAfter"`
 	Services    []*ServiceChange `json:"services"`
@@ -69,9 +69,11 @@ type PackageChange struct {
 	NewVersion string     `json:"newVersion,omitempty"`
 	OldPath    store.Path `json:"-"`
 	NewPath    store.Path `json:"-"`
-	OldSize    int64      `json:"oldSize,omitempty"`
-	NewSize    int64      `json:"newSize,omitempty"`
-	Fixed      bool       `json:"fixed,omitempty"` // a pinned source
+	// OldSize and NewSize are the output's size, Unknown when it is not
+	// valid (a configuration not realized).
+	OldSize int64 `json:"oldSize,omitempty"`
+	NewSize int64 `json:"newSize,omitempty"`
+	Fixed   bool  `json:"fixed,omitempty"` // a pinned source
 	// Why lists the fields whose change made the hash change, traced
 	// through inputs to where they are written.
 	Why []*Reason `json:"why,omitempty"`
@@ -127,6 +129,26 @@ func (s *Side) closure() (map[string]store.DrvHash, error) {
 	return m, nil
 }
 
+// size is the size of h's output, or Unknown.
+func (s *Side) size(h store.DrvHash) int64 {
+	if n, ok := s.Sizes[s.Graph.PathOf(h)]; ok {
+		return n
+	}
+	return Unknown
+}
+
+// buildSize is the size of the outputs of c that are valid, Unknown when
+// none is.
+func (s *Side) buildSize(c map[string]store.DrvHash) int64 {
+	total := int64(Unknown)
+	for _, h := range c {
+		if n := s.size(h); n != Unknown {
+			total = max(total, 0) + n
+		}
+	}
+	return total
+}
+
 // runtimeSize is the size of the side's runtime closure (Top's, else the
 // roots' outputs'), or Unknown.
 func (s *Side) runtimeSize() int64 {
@@ -170,16 +192,11 @@ func Compare(a, b *Side) (*Diff, error) {
 	// Empty lists are lists ([] in JSON), not absent.
 	d := &Diff{Added: []*PackageChange{}, Removed: []*PackageChange{}, Changed: []*PackageChange{}}
 	d.ClosureBefore, d.ClosureAfter = a.runtimeSize(), b.runtimeSize()
-	for _, h := range ca {
-		d.BuildBefore += a.Sizes[a.Graph.PathOf(h)]
-	}
-	for _, h := range cb {
-		d.BuildAfter += b.Sizes[b.Graph.PathOf(h)]
-	}
+	d.BuildBefore, d.BuildAfter = a.buildSize(ca), b.buildSize(cb)
 	w := &whyWalker{a: a, b: b, memo: map[[2]store.DrvHash][]*Reason{}}
 	for k, hb := range cb {
 		db := b.Graph.Derivations[hb]
-		pc := &PackageChange{Key: k, Name: db.Name, NewVersion: db.Version, NewPath: b.Graph.PathOf(hb), NewSize: b.Sizes[b.Graph.PathOf(hb)], Fixed: db.IsFixedOutput()}
+		pc := &PackageChange{Key: k, Name: db.Name, NewVersion: db.Version, NewPath: b.Graph.PathOf(hb), NewSize: b.size(hb), Fixed: db.IsFixedOutput()}
 		ha, ok := ca[k]
 		if !ok {
 			d.Added = append(d.Added, pc)
@@ -189,14 +206,14 @@ func Compare(a, b *Side) (*Diff, error) {
 			continue
 		}
 		da := a.Graph.Derivations[ha]
-		pc.OldVersion, pc.OldPath, pc.OldSize = da.Version, a.Graph.PathOf(ha), a.Sizes[a.Graph.PathOf(ha)]
+		pc.OldVersion, pc.OldPath, pc.OldSize = da.Version, a.Graph.PathOf(ha), a.size(ha)
 		pc.Why = w.why(ha, hb)
 		d.Changed = append(d.Changed, pc)
 	}
 	for k, ha := range ca {
 		if _, ok := cb[k]; !ok {
 			da := a.Graph.Derivations[ha]
-			d.Removed = append(d.Removed, &PackageChange{Key: k, Name: da.Name, OldVersion: da.Version, OldPath: a.Graph.PathOf(ha), OldSize: a.Sizes[a.Graph.PathOf(ha)], Fixed: da.IsFixedOutput()})
+			d.Removed = append(d.Removed, &PackageChange{Key: k, Name: da.Name, OldVersion: da.Version, OldPath: a.Graph.PathOf(ha), OldSize: a.size(ha), Fixed: da.IsFixedOutput()})
 		}
 	}
 	for _, l := range [][]*PackageChange{d.Added, d.Removed, d.Changed} {

@@ -267,14 +267,14 @@ func TestDiffPairsListInputsByIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkWhy(t, d, map[string][]string{"base.age": {"base.age.inputs.deps.1:  → modules.new via []"}})
+	checkWhy(t, d, map[string][]string{"base.age": {"base.age.inputs.deps[1]:  → modules.new via []"}})
 	d, err = gendiff.Compare(side(false, false), side(true, true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkWhy(t, d, map[string][]string{"base.age": {
-		"base.age.inputs.deps.1:  → modules.new via []",
-		"modules.c_v2.version: v1.0.0 → v2.0.0 via [inputs.deps.3]",
+		"base.age.inputs.deps[1]:  → modules.new via []",
+		"modules.c_v2.version: v1.0.0 → v2.0.0 via [inputs.deps[3]]",
 	}})
 }
 

@@ -36,13 +36,13 @@ func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
 		for _, p := range pairInputs(w.a, w.b, da.Inputs, db.Inputs) {
 			switch {
 			case p.a == "":
-				own = append(own, &Reason{Attr: w.b.key(hb), Field: "inputs." + p.b, New: w.b.key(db.Inputs[p.b])})
+				own = append(own, &Reason{Attr: w.b.key(hb), Field: inputField(p.b), New: w.b.key(db.Inputs[p.b])})
 			case p.b == "":
-				own = append(own, &Reason{Attr: w.b.key(hb), Field: "inputs." + p.a, Old: w.a.key(da.Inputs[p.a])})
+				own = append(own, &Reason{Attr: w.b.key(hb), Field: inputField(p.a), Old: w.a.key(da.Inputs[p.a])})
 			default:
 				for _, r := range w.why(da.Inputs[p.a], db.Inputs[p.b]) {
 					c := *r
-					c.Via = append([]string{"inputs." + p.b}, r.Via...)
+					c.Via = append([]string{inputField(p.b)}, r.Via...)
 					via = append(via, &c)
 				}
 			}
@@ -240,6 +240,15 @@ func listName(n string) string {
 		return n
 	}
 	return n[:i]
+}
+
+// inputField is the input named n as a CUE path below the derivation:
+// inputs.deps[2] for the element eval names deps.2.
+func inputField(n string) string {
+	if l := listName(n); l != n {
+		return "inputs." + l + "[" + n[len(l)+1:] + "]"
+	}
+	return "inputs." + n
 }
 
 // compareIndex orders the elements of one list by index.

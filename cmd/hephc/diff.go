@@ -153,8 +153,8 @@ func isConfigDir(p string) bool {
 
 // placeReasons finds where each reason's field is written in the new
 // side's configuration. A pinned source's outputHash is written as its sum
-// (#GoModule) or hash; an element of a list of inputs (inputs.deps.2) as
-// inputs.deps[2].
+// (#GoModule) or hash; an element of a list of inputs where it is written
+// inputs.deps[2], else the list.
 func placeReasons(e *env, d *gendiff.Diff, side *diffSide) {
 	if !side.cfg.Exists() {
 		return
@@ -178,11 +178,10 @@ func fieldCandidates(field string) []string {
 	if rest, ok := strings.CutPrefix(field, "attrs."); ok {
 		return []string{rest, field}
 	}
-	if rest, ok := strings.CutPrefix(field, "inputs."); ok {
-		list, i, isElem := strings.Cut(rest, ".")
-		if _, err := strconv.Atoi(i); isElem && err == nil {
-			return []string{"inputs." + list + "[" + i + "]", "inputs." + list, "inputs"}
-		}
+	if list, _, ok := strings.Cut(field, "["); ok && strings.HasPrefix(field, "inputs.") {
+		return []string{field, list, "inputs"}
+	}
+	if strings.HasPrefix(field, "inputs.") {
 		return []string{field, "inputs"}
 	}
 	return []string{field}
@@ -205,10 +204,17 @@ func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 		fmt.Fprintf(w, "\n%schanged:%s\n", c.yellow, c.reset)
 		for _, p := range d.Changed {
 			ver := fmt.Sprintf("%s → %s", orNone(p.OldVersion), orNone(p.NewVersion))
-			if p.Rebuilt() {
-				ver = orNone(p.NewVersion) + ", same version, new hash"
+			switch {
+			case p.Rebuilt() && p.NewVersion == "":
+				ver = "new hash"
+			case p.Rebuilt():
+				ver = p.NewVersion + ", same version, new hash"
 			}
-			fmt.Fprintf(w, "  %s%s%s  %s  %s → %s (%s)\n", c.yellow, p.Key, c.reset, ver, store.FormatSize(p.OldSize), store.FormatSize(p.NewSize), signedBytes(p.NewSize-p.OldSize))
+			size := ""
+			if p.OldSize != gendiff.Unknown || p.NewSize != gendiff.Unknown {
+				size = "  " + sizeChange(p.OldSize, p.NewSize)
+			}
+			fmt.Fprintf(w, "  %s%s%s  %s%s\n", c.yellow, p.Key, c.reset, ver, size)
 			for i, r := range p.Why {
 				if i == maxBecause && len(p.Why) > maxBecause+1 {
 					fmt.Fprintf(w, "    … and %d more causes (--json lists them)\n", len(p.Why)-i)
@@ -229,13 +235,13 @@ func printDiff(e *env, oldLabel, newLabel string, d *gendiff.Diff) {
 	if len(d.Added) > 0 {
 		fmt.Fprintf(w, "\n%sadded:%s\n", c.green, c.reset)
 		for _, p := range d.Added {
-			fmt.Fprintf(w, "  %s+ %s%s  %s  %s\n", c.green, p.Key, c.reset, orNone(p.NewVersion), store.FormatSize(p.NewSize))
+			fmt.Fprintf(w, "  %s+ %s%s  %s%s\n", c.green, p.Key, c.reset, orNone(p.NewVersion), knownSize(p.NewSize))
 		}
 	}
 	if len(d.Removed) > 0 {
 		fmt.Fprintf(w, "\n%sremoved:%s\n", c.red, c.reset)
 		for _, p := range d.Removed {
-			fmt.Fprintf(w, "  %s- %s%s  %s  %s\n", c.red, p.Key, c.reset, orNone(p.OldVersion), store.FormatSize(p.OldSize))
+			fmt.Fprintf(w, "  %s- %s%s  %s%s\n", c.red, p.Key, c.reset, orNone(p.OldVersion), knownSize(p.OldSize))
 		}
 	}
 	if len(d.Services) > 0 {
@@ -271,6 +277,14 @@ func sizeChange(before, after int64) string {
 		s += " (" + signedBytes(after-before) + ")"
 	}
 	return s
+}
+
+// knownSize is "  SIZE", or nothing when the size is unknown.
+func knownSize(n int64) string {
+	if n == gendiff.Unknown {
+		return ""
+	}
+	return "  " + store.FormatSize(n)
 }
 
 type palette struct{ red, green, yellow, reset string }
