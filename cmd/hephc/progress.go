@@ -50,7 +50,8 @@ type progress struct {
 	failed   int
 	fetched  int64 // bytes of outputs fetched or substituted
 	running  map[store.Path]*job
-	shown    bool // the status line is on the screen
+	shown    bool   // the status line is on the screen
+	lastLine string // and says this
 	lastDraw time.Time
 	ticking  bool
 	done     bool          // finish was called
@@ -237,8 +238,12 @@ func (p *progress) status(now time.Time) string {
 
 func (p *progress) draw(now time.Time) {
 	p.lastDraw = now
-	p.shown = true
-	fmt.Fprintf(p.w, "\r\033[K%s", p.status(now))
+	line := p.status(now)
+	if p.shown && line == p.lastLine {
+		return
+	}
+	p.shown, p.lastLine = true, line
+	fmt.Fprintf(p.w, "\r\033[K%s", line)
 }
 
 // clearLine removes the status line, if it is shown, before a line is
