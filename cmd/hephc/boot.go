@@ -23,7 +23,7 @@ func init() {
 	register(&command{
 		name:    "boot",
 		args:    "[--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [NAME|PATH]",
-		summary: "boot a system in QEMU on the terminal (Ctrl-A X quits): its only or NAMEd system of the profile's current generation (or generation N), or the toplevel at PATH (./result when the profile has no generations)",
+		summary: "boot a system (NAME of the profile's current generation, or the toplevel at PATH) in QEMU on the terminal (Ctrl-A X quits)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("profile", "system", "boot a system of profile `NAME`")
 			fs.Int("generation", 0, "boot a system of generation `N` of the profile (default: the current one)")
