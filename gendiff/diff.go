@@ -86,11 +86,17 @@ func (c *PackageChange) Rebuilt() bool { return c.OldVersion == c.NewVersion }
 // went from Old to New. Via is the chain of inputs from the package to
 // that derivation.
 type Reason struct {
-	Attr  string   `json:"attr"`
-	Field string   `json:"field"`
-	Old   string   `json:"old"`
-	New   string   `json:"new"`
-	Via   []string `json:"via,omitempty"`
+	Attr  string `json:"attr"`
+	Field string `json:"field"`
+	// Old and New are the values as a person reads them: a derivation's
+	// own strings (name, version, args, env) as they are, an attr's value
+	// as CUE writes it ("/bin/a", {command: "/bin/a"}); "" when absent.
+	Old string `json:"old"`
+	New string `json:"new"`
+	// OldValue and NewValue are the values themselves (absent: omitted).
+	OldValue any      `json:"oldValue,omitempty"`
+	NewValue any      `json:"newValue,omitempty"`
+	Via      []string `json:"via,omitempty"`
 	// Pos is where the field is written, when known (set by the caller).
 	Pos string `json:"pos,omitempty"`
 }
@@ -100,11 +106,13 @@ type Reason struct {
 // service, e.g. command or args[1]). Old and New are written as CUE
 // writes them (strings quoted), "" when absent.
 type ServiceChange struct {
-	Image   string `json:"image"`
-	Service string `json:"service"`
-	Field   string `json:"field,omitempty"`
-	Old     string `json:"old"`
-	New     string `json:"new"`
+	Image    string `json:"image"`
+	Service  string `json:"service"`
+	Field    string `json:"field,omitempty"`
+	Old      string `json:"old"`
+	New      string `json:"new"`
+	OldValue any    `json:"oldValue,omitempty"` // the values themselves, as Reason's
+	NewValue any    `json:"newValue,omitempty"`
 }
 
 // key names a derivation across generations: the CUE path it is written
@@ -266,18 +274,12 @@ func diffServices(a, b *Side, ca, cb map[string]store.DrvHash) []*ServiceChange 
 		x, inA := sa[k]
 		y, inB := sb[k]
 		if !inA || !inB {
-			c := &ServiceChange{Image: k[0], Service: k[1]}
-			if inA {
-				c.Old = formatValue(x)
-			}
-			if inB {
-				c.New = formatValue(y)
-			}
-			out = append(out, c)
+			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Old: text(x, true), New: text(y, true), OldValue: x, NewValue: y})
 			continue
 		}
-		diffValue("", x, y, true, true, func(field, old, new string) {
-			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Field: strings.TrimPrefix(field, "."), Old: old, New: new})
+		diffValue("", x, y, true, true, func(field string, old, new any) {
+			out = append(out, &ServiceChange{Image: k[0], Service: k[1], Field: strings.TrimPrefix(field, "."),
+				Old: text(old, true), New: text(new, true), OldValue: old, NewValue: new})
 		})
 	}
 	return out

@@ -16,9 +16,13 @@ import (
 // person reads it: strings quoted as in Go or CUE ("line\n", never
 // \u000a), structs and lists in CUE's syntax.
 
+// adder takes one leaf that differs: its old and new values, nil when
+// absent.
+type adder func(field string, old, new any)
+
 // diffValue adds one change per leaf that differs between x and y (inX,
 // inY: whether each is present), at field and below.
-func diffValue(field string, x, y any, inX, inY bool, add func(field, old, new string)) {
+func diffValue(field string, x, y any, inX, inY bool, add adder) {
 	mx, okX := x.(map[string]any)
 	my, okY := y.(map[string]any)
 	switch {
@@ -33,27 +37,26 @@ func diffValue(field string, x, y any, inX, inY bool, add func(field, old, new s
 		lx, okX := x.([]any)
 		ly, okY := y.([]any)
 		if okX && okY {
-			diffList(field, lx, ly, strconv.Quote, add)
+			diffList(field, lx, ly, add)
 			return
 		}
 	}
-	var old, new string
-	if inX {
-		old = formatValue(x)
+	if !inX {
+		x = nil
 	}
-	if inY {
-		new = formatValue(y)
+	if !inY {
+		y = nil
 	}
-	if old != new || inX != inY {
-		add(field, old, new)
+	if inX != inY || formatValue(x) != formatValue(y) {
+		add(field, x, y)
 	}
 }
 
 // diffList adds the elements of a list that were changed, inserted or
 // removed, matching the elements the two lists share in order (a longest
 // common subsequence), so that inserting one element is one change.
-func diffList(field string, a, b []any, format func(string) string, add func(field, old, new string)) {
-	fa, fb := formatAll(a, format), formatAll(b, format)
+func diffList(field string, a, b []any, add adder) {
+	fa, fb := formatAll(a), formatAll(b)
 	// lcs[i][j] is the length of the longest common subsequence of
 	// fa[i:] and fb[j:].
 	lcs := make([][]int, len(fa)+1)
@@ -77,11 +80,11 @@ func diffList(field string, a, b []any, format func(string) string, add func(fie
 		for k := range max(len(dels), len(ins)) {
 			switch {
 			case k < len(dels) && k < len(ins):
-				add(at(ins[k]), fa[dels[k]], fb[ins[k]])
+				add(at(ins[k]), a[dels[k]], b[ins[k]])
 			case k < len(ins):
-				add(at(ins[k]), "", fb[ins[k]])
+				add(at(ins[k]), nil, b[ins[k]])
 			default:
-				add(at(dels[k]), fa[dels[k]], "")
+				add(at(dels[k]), a[dels[k]], nil)
 			}
 		}
 		dels, ins = dels[:0], ins[:0]
@@ -103,14 +106,10 @@ func diffList(field string, a, b []any, format func(string) string, add func(fie
 	flush()
 }
 
-func formatAll(l []any, format func(string) string) []string {
+func formatAll(l []any) []string {
 	out := make([]string, len(l))
 	for i, v := range l {
-		if s, ok := v.(string); ok {
-			out[i] = format(s)
-		} else {
-			out[i] = formatValue(v)
-		}
+		out[i] = formatValue(v)
 	}
 	return out
 }

@@ -36,9 +36,9 @@ func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
 		for _, p := range pairInputs(w.a, w.b, da.Inputs, db.Inputs) {
 			switch {
 			case p.a == "":
-				own = append(own, &Reason{Attr: w.b.key(hb), Field: inputField(p.b), New: w.b.key(db.Inputs[p.b])})
+				own = append(own, newReason(w.b.key(hb), inputField(p.b), nil, w.b.key(db.Inputs[p.b]), false))
 			case p.b == "":
-				own = append(own, &Reason{Attr: w.b.key(hb), Field: inputField(p.a), Old: w.a.key(da.Inputs[p.a])})
+				own = append(own, newReason(w.b.key(hb), inputField(p.a), w.a.key(da.Inputs[p.a]), nil, false))
 			default:
 				for _, r := range w.why(da.Inputs[p.a], db.Inputs[p.b]) {
 					c := *r
@@ -63,21 +63,28 @@ func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
 // from a field of its definition is named as that field.
 func ownReasons(attr string, da, db *store.Derivation) []*Reason {
 	var rs []*Reason
-	add := func(field, old, new string) {
-		rs = append(rs, &Reason{Attr: attr, Field: field, Old: old, New: new})
+	// The derivation's own strings (name, version, args, env) are
+	// written as they are; attrs as CUE writes values.
+	plain := func(field string, old, new any) { rs = append(rs, newReason(attr, field, old, new, false)) }
+	quoted := func(field string, old, new any) { rs = append(rs, newReason(attr, field, old, new, true)) }
+	str := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
 	}
 	for _, f := range []struct{ name, old, new string }{
 		{"name", da.Name, db.Name}, {"version", da.Version, db.Version}, {"system", da.System, db.System},
 		{"builder", da.Builder, db.Builder}, {"outputHash", da.OutputHash, db.OutputHash},
 	} {
 		if f.old != f.new {
-			add(f.name, f.old, f.new)
+			plain(f.name, str(f.old), str(f.new))
 		}
 	}
-	diffList("args", toAny(da.Args), toAny(db.Args), func(s string) string { return s }, add)
+	diffList("args", toAny(da.Args), toAny(db.Args), plain)
 	for _, k := range unionKeys(da.Env, db.Env) {
 		if da.Env[k] != db.Env[k] {
-			add("env"+selector(k), da.Env[k], db.Env[k])
+			plain("env"+selector(k), str(da.Env[k]), str(db.Env[k]))
 		}
 	}
 	written := map[string]string{}
@@ -93,9 +100,28 @@ func ownReasons(attr string, da, db *store.Derivation) []*Reason {
 		}
 		x, inA := da.Attrs[k]
 		y, inB := db.Attrs[k]
-		diffValue(field, x, y, inA, inB, add)
+		diffValue(field, x, y, inA, inB, quoted)
 	}
 	return rs
+}
+
+// newReason is a reason at attr whose values are old and new (nil when
+// absent), written as CUE writes them when quote, else strings as they
+// are.
+func newReason(attr, field string, old, new any, quote bool) *Reason {
+	return &Reason{Attr: attr, Field: field, Old: text(old, quote), New: text(new, quote), OldValue: old, NewValue: new}
+}
+
+// text is how a person reads v: "" for nothing, a string as it is unless
+// quote, anything else as CUE writes it.
+func text(v any, quote bool) string {
+	if v == nil {
+		return ""
+	}
+	if s, ok := v.(string); ok && !quote {
+		return s
+	}
+	return formatValue(v)
 }
 
 // foldOwn folds the fields that follow from others into them: the same
@@ -123,7 +149,8 @@ func foldOwn(da, db *store.Derivation, rs []*Reason) []*Reason {
 func derivedName(old, new string, others []*Reason) bool {
 	spell := strings.NewReplacer("/", "-", "~", "-")
 	for _, r := range others {
-		o, n := unquote(r.Old), unquote(r.New)
+		o, _ := r.OldValue.(string)
+		n, _ := r.NewValue.(string)
 		if o == "" || n == "" {
 			continue
 		}
@@ -134,14 +161,6 @@ func derivedName(old, new string, others []*Reason) bool {
 		}
 	}
 	return old == new
-}
-
-// unquote returns s without the quotes formatValue gives a string.
-func unquote(s string) string {
-	if u, err := strconv.Unquote(s); err == nil {
-		return u
-	}
-	return s
 }
 
 // dedupeReasons keeps one reason per field (the one reached through the
