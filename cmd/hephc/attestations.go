@@ -18,7 +18,7 @@ func init() {
 	register(&command{
 		name:    "attestations",
 		args:    "[--closure] [--json] [--policy FILE]… PATH…",
-		summary: "list who attested store paths: kind, signer, key, time, and whether the signature verifies under the trust policy",
+		summary: "list who attested store paths (kind, signer, key, time, and whether the signature verifies under the trust policy) and their test results (test, result, key, time)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.Bool("closure", false, "list the paths' closure too")
 			fs.Bool("json", false, "print JSON")
@@ -37,6 +37,10 @@ type jsonAttestation struct {
 	Time     string `json:"time"`
 	Status   string `json:"status"`
 	Envelope string `json:"envelope"`
+	// Test and Result are a test result's (kind test-result): the test's
+	// store path and PASSED or FAILED.
+	Test   string `json:"test,omitempty"`
+	Result string `json:"result,omitempty"`
 }
 
 func runAttestations(e *env, fs *pflag.FlagSet, args []string) error {
@@ -60,6 +64,11 @@ func runAttestations(e *env, fs *pflag.FlagSet, args []string) error {
 			return err
 		}
 		rows = append(rows, r...)
+		tr, err := testResultRows(st, p, policies)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, tr...)
 	}
 	if rows == nil {
 		rows = []jsonAttestation{}
@@ -83,7 +92,11 @@ func runAttestations(e *env, fs *pflag.FlagSet, args []string) error {
 		if signer == "" {
 			signer = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Path, r.Kind, signer, r.Key, r.Time, r.Status)
+		kind := r.Kind
+		if r.Test != "" {
+			kind += " " + storeName(r.Test) + " " + r.Result
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Path, kind, signer, r.Key, r.Time, r.Status)
 	}
 	return tw.Flush()
 }
@@ -147,4 +160,66 @@ func attestationRows(ctx context.Context, st *store.Store, p store.Path, policie
 		}
 	}
 	return rows, nil
+}
+
+// testResultRows lists the test results kept for p (hephc test): each
+// signature, or one row for a result nobody signed.
+func testResultRows(st *store.Store, p store.Path, policies []*trust.Policy) ([]jsonAttestation, error) {
+	envs, err := testResults(st).List(p.Base()) // test.go
+	if err != nil || len(envs) == 0 {
+		return nil, err
+	}
+	keys := trust.Keys{}
+	people := map[trust.KeyID]string{}
+	for _, pol := range policies {
+		for _, pe := range pol.People {
+			for _, k := range pe.Keys {
+				keys.Add(k.Public)
+				people[k.Public.ID()] = pe.Name
+			}
+		}
+	}
+	var rows []jsonAttestation
+	for _, env := range envs {
+		r, ids, err := trust.ReadTestResult(env)
+		if err != nil {
+			return nil, fmt.Errorf("test result %s of %s: %w", trust.EnvelopeDigest(env), p, err)
+		}
+		row := jsonAttestation{Path: p.String(), Kind: "test-result", Test: r.Test.Path, Result: r.Result,
+			Time: r.Time.UTC().Format(time.RFC3339), Envelope: trust.EnvelopeDigest(env)}
+		if len(ids) == 0 {
+			row.Key, row.Status = "-", "unsigned (the store's "+OwnerConfigFile+" names no signingKey)"
+			rows = append(rows, row)
+			continue
+		}
+		valid := map[trust.KeyID]bool{}
+		if len(policies) > 0 {
+			vs, err := trust.VerifyTestResult(env, keys)
+			if err != nil {
+				return nil, fmt.Errorf("test result %s of %s: %w", trust.EnvelopeDigest(env), p, err)
+			}
+			for _, id := range vs {
+				valid[id] = true
+			}
+		}
+		for _, id := range ids {
+			row.Key, row.Signer, row.Status = string(id), people[id], "unverified (no trust policy names keys)"
+			if len(policies) > 0 {
+				row.Status = "not signed by a key the policies name"
+				if valid[id] {
+					row.Status = "valid"
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows, nil
+}
+
+// storeName is the name part of a store path, for people.
+func storeName(path string) string {
+	if p, err := store.ParsePath(path); err == nil {
+		return p.Name
+	}
+	return path
 }

@@ -70,6 +70,11 @@ func check(e *env, fs *pflag.FlagSet, args []string, asJSON bool) error {
 		return err
 	}
 	vs = vs.Merge(sizes)
+	tests, err := checkTestResults(e, g) // test.go
+	if err != nil {
+		return err
+	}
+	vs = vs.Merge(tests)
 	if asJSON {
 		rep := checkReport{Violations: vs.JSON(e.cwd), Derivations: len(g.Nodes), Policies: set.Sources()}
 		b, err := json.MarshalIndent(rep, "", "  ")

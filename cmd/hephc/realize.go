@@ -85,6 +85,12 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	// a dry run): an image larger than the policy allows is neither
 	// recorded as a generation nor linked, nor printed.
 	sizeErr := checkSizes(st, g)
+	if !dry && sizeErr == nil {
+		// The tests the policy requires (test.go).
+		if err := requireTests(ctx, e, st, g, r.jobs, r.timeout, configDir(e, args)); err != nil {
+			return err
+		}
+	}
 	if dry {
 		if sizeErr != nil {
 			return sizeErr
