@@ -344,3 +344,21 @@ func TestDiffClosureSizes(t *testing.T) {
 		t.Errorf("got closures %d → %d; want the generation object's, 123, and unknown (app not valid)", d.ClosureBefore, d.ClosureAfter)
 	}
 }
+
+// Deps reordered, nothing else: the order is the cause.
+func TestDiffInputsReordered(t *testing.T) {
+	side := func(order ...string) *gendiff.Side {
+		g := newGraph(t)
+		var deps []store.DrvHash
+		for _, m := range order {
+			deps = append(deps, g.module("modules."+m, "example.com/"+m, "v1.0.0", "h1:"+m+"="))
+		}
+		g.program("base.age", g.module("base.age.inputs.src", "filippo.io/age", "v1.0.0", "h1:age="), deps...)
+		return g.side
+	}
+	d, err := gendiff.Compare(side("a", "b"), side("b", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWhy(t, d, map[string][]string{"base.age": {`base.age.inputs.deps: ["modules.a", "modules.b"] → ["modules.b", "modules.a"] via []`}})
+}

@@ -54,7 +54,32 @@ func (w *whyWalker) why(ha, hb store.DrvHash) []*Reason {
 		return slices.ContainsFunc(via, func(v *Reason) bool { return v.Old == r.Old && v.New == r.New })
 	})
 	rs := dedupeReasons(append(own, via...))
+	if len(rs) == 0 {
+		rs = w.reordered(w.b.key(hb), da.Inputs, db.Inputs)
+	}
 	w.memo[pair] = rs
+	return rs
+}
+
+// reordered names the lists of inputs whose elements are the same but in
+// another order: what changed a hash when nothing else did.
+func (w *whyWalker) reordered(attr string, ia, ib map[string]store.DrvHash) []*Reason {
+	order := func(s *Side, m map[string]store.DrvHash) map[string][]any {
+		out := map[string][]any{}
+		names := slices.Sorted(maps.Keys(m))
+		slices.SortStableFunc(names, compareIndex)
+		for _, n := range names {
+			out[listName(n)] = append(out[listName(n)], s.key(m[n]))
+		}
+		return out
+	}
+	oa, ob := order(w.a, ia), order(w.b, ib)
+	var rs []*Reason
+	for _, l := range unionKeys(oa, ob) {
+		if !slices.Equal(oa[l], ob[l]) {
+			rs = append(rs, newReason(attr, "inputs."+l, oa[l], ob[l], false))
+		}
+	}
 	return rs
 }
 

@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"hephc.dev/hephc/gendiff"
 )
 
 // TestDiffClosureIsGenerations realizes two generations and checks that
@@ -58,5 +62,30 @@ func TestDiffClosureIsGenerations(t *testing.T) {
 	}
 	if d.BuildClosureAfter <= d.ClosureAfter+1<<20 {
 		t.Errorf("with build inputs %d bytes, want the closure (%d) and the megabytes of the builder", d.BuildClosureAfter, d.ClosureAfter)
+	}
+}
+
+// TestDiffPrintsFewCauses: a package changed for many edits lists the
+// first few and counts the rest (--json has them all).
+func TestDiffPrintsFewCauses(t *testing.T) {
+	c := &gendiff.PackageChange{Key: "images.workstation", OldSize: 10, NewSize: 12}
+	for i := range 7 {
+		c.Why = append(c.Why, &gendiff.Reason{Attr: fmt.Sprintf("modules.m%d", i), Field: "version", Old: "v1.0.0", New: "v1.1.0"})
+	}
+	d := &gendiff.Diff{Changed: []*gendiff.PackageChange{c}, ClosureBefore: 100, ClosureAfter: 102, BuildBefore: gendiff.Unknown, BuildAfter: 5000}
+	var stdout bytes.Buffer
+	printDiff(&env{stdout: &stdout, getenv: func(string) string { return "" }}, "generation 1", "generation 2", d)
+	out := stdout.String()
+	if n := strings.Count(out, "because"); n != maxBecause {
+		t.Errorf("%d because lines, want %d:\n%s", n, maxBecause, out)
+	}
+	for _, want := range []string{
+		"\nclosure: 100 B → 102 B (+2 B)\n",
+		"\nwith build inputs: (not realized) → 4.9 KiB\n",
+		"\n    … and 3 more causes (--json lists them)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
 	}
 }
