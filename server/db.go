@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
@@ -135,12 +136,16 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 `
 
+// uriEscaper escapes what a "file:" URI would read otherwise: a data
+// directory may hold '?' or '#'.
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 func openDB(dir string) (*sql.DB, error) {
 	path := filepath.Join(dir, DBFile)
 	// As the store's database: WAL (readers never wait for the writer),
 	// a busy timeout, and write transactions that take the write lock
 	// when they begin, so two writers are serialized, never deadlocked.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=synchronous(FULL)&_txlock=immediate"
+	dsn := "file:" + uriEscaper.Replace(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening server database %s: %w", path, err)

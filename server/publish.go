@@ -165,24 +165,29 @@ func (s *Server) checkLayer(ctx context.Context, l v1.Descriptor, diffID v1.Hash
 	defer rc.Close()
 	compressed := sha256.New()
 	lr := &io.LimitedReader{R: rc, N: l.Size + 1}
-	zr, err := gzip.NewReader(io.TeeReader(lr, compressed))
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", l.Digest, err)
-	}
+	tee := io.TeeReader(lr, compressed)
 	un := sha256.New()
-	if _, err := io.Copy(un, zr); err != nil {
-		return fmt.Errorf("layer %s: %w", l.Digest, err)
+	zr, zerr := gzip.NewReader(tee)
+	if zerr == nil {
+		_, zerr = io.Copy(un, zr)
 	}
-	// The rest of the compressed stream (gzip's trailer, padding).
-	if _, err := io.Copy(io.Discard, io.TeeReader(lr, compressed)); err != nil {
+	// The rest of the stream (gzip's trailer, padding, or what follows
+	// a broken gzip stream): the digest is of every byte.
+	if _, err := io.Copy(io.Discard, tee); err != nil {
 		return fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
 	n := l.Size + 1 - lr.N
-	if n != l.Size {
+	if n > l.Size {
+		return fmt.Errorf("layer %s is more than the %d bytes the manifest says: tampered, refused", l.Digest, l.Size)
+	}
+	if n < l.Size {
 		return fmt.Errorf("layer %s is %d bytes, the manifest says %d: tampered, refused", l.Digest, n, l.Size)
 	}
 	if got := hex.EncodeToString(compressed.Sum(nil)); got != l.Digest.Hex {
 		return fmt.Errorf("layer %s hashes to sha256:%s: tampered, refused", l.Digest, got)
+	}
+	if zerr != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, zerr)
 	}
 	if got := hex.EncodeToString(un.Sum(nil)); got != diffID.Hex {
 		return fmt.Errorf("layer %s uncompressed hashes to sha256:%s, the manifest's diff id is %s: tampered, refused", l.Digest, got, diffID)

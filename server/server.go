@@ -366,10 +366,11 @@ func (s *Server) Refresh(ctx context.Context) error {
 // Tick evaluates the promotion rules and re-signs what needs it: what
 // Run does on its timer.
 func (s *Server) Tick(ctx context.Context) error {
-	if _, err := s.Evaluate(ctx); err != nil {
-		return err
-	}
-	return s.Refresh(ctx)
+	// Re-signing first and whatever the rules do: a failing evaluation
+	// must not let the timestamp expire.
+	rerr := s.Refresh(ctx)
+	_, eerr := s.Evaluate(ctx)
+	return errors.Join(rerr, eerr)
 }
 
 // Run calls Tick every Config.Tick until ctx is done; onErr (may be nil)
