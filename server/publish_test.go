@@ -119,7 +119,7 @@ func TestKillDuringPublishAndPromotion(t *testing.T) {
 		})
 	}
 	for _, step := range []string{"promote:decided", "move:stable", "move:testing"} {
-		t.Run(step, func(t *testing.T) {
+		t.Run("promotion "+step, func(t *testing.T) {
 			e := newEnv(t)
 			v := channel.NewVerifier(e.rootHash, e.clock.Now)
 			age := e.add("age", "v1")
