@@ -48,8 +48,9 @@ type Diff struct {
 	Changed []*PackageChange `json:"changed"`
 	// ClosureBefore and ClosureAfter are the sizes of the runtime
 	// closures: the roots' outputs and every path they refer to, directly
-	// or not — what a generation's closure size counts (store.ClosureSize
-	// of its generation object). Unknown when a path of it is not valid.
+	// or not. Between two generations, their generation objects' — what
+	// a generation's closure size counts (store.ClosureSize of it).
+	// Unknown when a path of it is not valid.
 	ClosureBefore int64 `json:"closureBefore"`
 	ClosureAfter  int64 `json:"closureAfter"`
 	// BuildBefore and BuildAfter add the build inputs: the outputs of
@@ -157,11 +158,11 @@ func (s *Side) buildSize(c map[string]store.DrvHash) int64 {
 	return total
 }
 
-// runtimeSize is the size of the side's runtime closure (Top's, else the
-// roots' outputs'), or Unknown.
-func (s *Side) runtimeSize() int64 {
+// runtimeSize is the size of the side's runtime closure (Top's when
+// withTop, else the roots' outputs'), or Unknown.
+func (s *Side) runtimeSize(withTop bool) int64 {
 	var stack []store.Path
-	if s.Top != (store.Path{}) {
+	if withTop {
 		stack = append(stack, s.Top)
 	} else {
 		for _, h := range s.Roots {
@@ -199,7 +200,10 @@ func Compare(a, b *Side) (*Diff, error) {
 	}
 	// Empty lists are lists ([] in JSON), not absent.
 	d := &Diff{Added: []*PackageChange{}, Removed: []*PackageChange{}, Changed: []*PackageChange{}}
-	d.ClosureBefore, d.ClosureAfter = a.runtimeSize(), b.runtimeSize()
+	// Two generations are measured as generations counts them, with their
+	// generation objects; a generation and anything else by their roots.
+	withTop := a.Top != (store.Path{}) && b.Top != (store.Path{})
+	d.ClosureBefore, d.ClosureAfter = a.runtimeSize(withTop), b.runtimeSize(withTop)
 	d.BuildBefore, d.BuildAfter = a.buildSize(ca), b.buildSize(cb)
 	w := &whyWalker{a: a, b: b, memo: map[[2]store.DrvHash][]*Reason{}}
 	for k, hb := range cb {

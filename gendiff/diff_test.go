@@ -335,13 +335,20 @@ func TestDiffClosureSizes(t *testing.T) {
 	t2 := *s
 	t2.Top, t2.Sizes, t2.Refs = top, maps.Clone(s.Sizes), maps.Clone(s.Refs)
 	t2.Sizes[top], t2.Refs[top] = 100, []store.Path{p(app)}
+	if d, err = gendiff.Compare(&t2, &t2); err != nil {
+		t.Fatal(err)
+	}
+	if d.ClosureBefore != 123 {
+		t.Errorf("got closure %d; want the generation object's, 123", d.ClosureBefore)
+	}
+	// A generation and something else: both by their roots.
 	u := *s
 	u.Sizes = map[store.Path]int64{p(tool): 1000}
 	if d, err = gendiff.Compare(&t2, &u); err != nil {
 		t.Fatal(err)
 	}
-	if d.ClosureBefore != 123 || d.ClosureAfter != gendiff.Unknown {
-		t.Errorf("got closures %d → %d; want the generation object's, 123, and unknown (app not valid)", d.ClosureBefore, d.ClosureAfter)
+	if d.ClosureBefore != 23 || d.ClosureAfter != gendiff.Unknown {
+		t.Errorf("got closures %d → %d; want the roots', 23, and unknown (app not valid)", d.ClosureBefore, d.ClosureAfter)
 	}
 }
 

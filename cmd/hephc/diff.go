@@ -21,10 +21,11 @@ import (
 func init() {
 	register(&command{
 		name:    "diff",
-		args:    "[--profile NAME] [--json] [OLD NEW]",
+		args:    "[--profile NAME] [-A ATTR] [--json] [OLD NEW]",
 		summary: "what changed between two generations (or store paths, or a generation and a .cue file) and why",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("profile", "system", "the profile whose generations are meant")
+			fs.StringP("attr", "A", "", "a configuration's side is only this attribute's graph (as realize -A made a generation)")
 			fs.Bool("json", false, "print JSON")
 		},
 		run: runDiff,
@@ -42,6 +43,7 @@ type diffSide struct {
 func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 	profileName, _ := fs.GetString("profile")
 	asJSON, _ := fs.GetBool("json")
+	attr, _ := fs.GetString("attr")
 	st, err := openStore(e)
 	if err != nil {
 		return err
@@ -66,7 +68,7 @@ func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	sides := make([]*diffSide, 2)
 	for i, spec := range specs {
-		if sides[i], err = resolveSide(ctx, e, st, profileName, spec); err != nil {
+		if sides[i], err = resolveSide(ctx, e, st, profileName, attr, spec); err != nil {
 			return err
 		}
 	}
@@ -92,8 +94,9 @@ func runDiff(e *env, fs *pflag.FlagSet, args []string) error {
 }
 
 // resolveSide turns a generation number, a store path (or ./result) or a
-// configuration (.cue file or directory) into a side.
-func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, spec string) (*diffSide, error) {
+// configuration (.cue file or directory; its attribute attr, when set)
+// into a side.
+func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, attr, spec string) (*diffSide, error) {
 	if n, err := strconv.Atoi(spec); err == nil {
 		g, err := profile.Get(ctx, st, profileName, n)
 		if err != nil {
@@ -117,7 +120,7 @@ func resolveSide(ctx context.Context, e *env, st *store.Store, profileName, spec
 		return ds, nil
 	}
 	if strings.HasSuffix(spec, ".cue") || isConfigDir(absPath(e.cwd, spec)) {
-		g, _, err := evaluate(e, evaluation{args: []string{spec}, useCache: true})
+		g, _, err := evaluate(e, evaluation{args: []string{spec}, attr: attr, useCache: true})
 		if err != nil {
 			return nil, err
 		}
