@@ -293,6 +293,26 @@ func hasFields(v cue.Value) bool {
 	return false
 }
 
+// holdsDerivations reports whether v, possibly an error, has a member (a
+// regular field or an element) that is a derivation, or, depth levels
+// down, an error that holds one.
+func holdsDerivations(v cue.Value, depth int) bool {
+	it, err := fields(v)
+	if err != nil || depth == 0 {
+		return false
+	}
+	for it.Next() {
+		s, m := it.Selector(), it.Value()
+		if s.LabelType() != cue.IndexLabel && !regular(s) {
+			continue
+		}
+		if isDerivation(m) || m.Err() != nil && holdsDerivations(m, depth-1) {
+			return true
+		}
+	}
+	return false
+}
+
 func regular(s cue.Selector) bool {
 	return !s.IsDefinition() && s.Type()&cue.HiddenLabel == 0
 }
@@ -468,11 +488,11 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 			for i := 0; lit.Next(); i++ {
 				one(name+"."+strconv.Itoa(i), lit.Value(), iattr+"["+strconv.Itoa(i)+"]")
 			}
-		case tv.IncompleteKind() == cue.StructKind || tv.Err() != nil && hasFields(tv):
-			// A struct or list CUE marks as an error (a field of one of
-			// its derivations is wrong, or they refer to each other) is
-			// followed all the same, as collect does: its derivations
-			// say what is wrong, where.
+		case tv.IncompleteKind() == cue.StructKind || tv.Err() != nil && holdsDerivations(tv, 3):
+			// A struct or list of derivations CUE marks as an error (a
+			// field of one of them is wrong, or they refer to each other)
+			// is followed all the same, as collect does: its derivations
+			// say what is wrong, where. (Any other error is the cause.)
 			sit, err := fields(tv)
 			if err != nil {
 				w.fail(cueErr(err))

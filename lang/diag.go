@@ -147,7 +147,7 @@ func explain(e errors.Error) Problem {
 	} else if msg == "" {
 		msg = e.Error() // e.g. a file that cannot be read
 	}
-	p := Problem{Msg: humanize(msg), Path: formatPath(e.Path()), Own: e.Position()}
+	p := Problem{Msg: humanize(msg) + didYouMean(e), Path: formatPath(e.Path()), Own: e.Position()}
 	if strings.HasPrefix(msg, "import failed") {
 		p.Path = "" // the path CUE gives is the importing module's
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/build"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
@@ -37,6 +38,8 @@ type Config struct {
 	// .cue files make up a loaded package. A cache keyed by their content
 	// is valid while they are unchanged.
 	Deps, Dirs []string
+	// syntax is the configuration's files as parsed, for Hint.
+	syntax []*ast.File
 }
 
 // Loader loads configurations. Its zero value is not usable; use NewLoader.
@@ -99,7 +102,7 @@ func (l *Loader) Load(args ...string) (*Config, error) {
 	// value and reports every one of them with its position; v.Err() would
 	// report only the first.
 	v := l.ctx.BuildInstance(inst)
-	c := &Config{Value: v, Dir: dir}
+	c := &Config{Value: v, Dir: dir, syntax: inst.Files}
 	for _, f := range inst.BuildFiles {
 		c.Files = append(c.Files, f.Filename)
 	}

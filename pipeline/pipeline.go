@@ -94,7 +94,7 @@ func Evaluate(ctx context.Context, req Request) (*Result, error) {
 	}
 	g, err := eval.Build(cfg.Value, eval.Options{Attr: req.Attr})
 	if err != nil {
-		return nil, err
+		return nil, cfg.Hint(err) // did you mean …?
 	}
 	lock, err := checkPins(cfg, g) // pinlock.go
 	if err != nil {
