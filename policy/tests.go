@@ -166,8 +166,7 @@ func anyList(ss []string) []any {
 // scope is kept as a deferred rule (a SizeLimit with Tests set) that
 // CheckTests checks.
 func (c *checker) testRules() {
-	r, ok := c.rule("tests")
-	if !ok {
+	if _, ok := c.rule("tests"); !ok {
 		return
 	}
 	type scope struct {
@@ -192,7 +191,7 @@ func (c *checker) testRules() {
 					scopes = append(scopes, scope{gr, c.g.Nodes[c.g.Roots[a]], "group " + gpath})
 				}
 			}
-			if !found && c.root.LookupPath(cue.ParsePath(gpath)).Exists() == false {
+			if !found && !c.root.LookupPath(cue.ParsePath(gpath)).Exists() {
 				c.add(gr.path, gpath, fmt.Sprintf("the configuration has no group %s, whose tests must pass", gpath), gr.pos(), srcpos.Pos{})
 			}
 		}
@@ -205,13 +204,15 @@ func (c *checker) testRules() {
 			}
 		}
 	}
-	_ = r
 	offSeen := map[string]bool{}
 	for _, s := range scopes {
 		ts, err := Tests(c.g, s.root.Hash)
 		if err != nil {
 			c.add(s.rule.path, s.root.Attr, err.Error(), s.rule.pos(), s.root.Pos)
 			continue
+		}
+		if strings.HasPrefix(s.label, "group ") && !s.root.Drv.IsFixedOutput() && !isTest(s.root) && !testsOf(ts, s.root.Hash) {
+			c.add(s.rule.path, s.root.Attr, fmt.Sprintf("%s has no tests, but %s's tests must pass (give it a #Test whose input subject is it)", s.root.Drv.Name, s.label), s.rule.pos(), s.root.Pos)
 		}
 		if len(ts) == 0 {
 			continue
@@ -237,6 +238,58 @@ type Passed func(store.Path) (bool, error)
 func CheckTests(g *eval.Graph, limits []SizeLimit, passed Passed) (Violations, []*Test, error) {
 	var vs Violations
 	var missing []*Test
+	req, err := RequiredTests(g, limits)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range req {
+		t, l := r.Test, r.Rule
+		ok, err := passed(t.Path())
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			continue
+		}
+		missing = append(missing, t)
+		vs = append(vs, Violation{
+			Rule: l.Rule, Attr: t.Attr, Policy: l.Policy, System: t.Pos,
+			Text: fmt.Sprintf("%s has no passing result (its tests must pass, for %s; run hephc test)", t.Drv.Name, l.Attr),
+		})
+	}
+	if vs == nil {
+		return nil, missing, nil
+	}
+	return vs.sorted(), missing, nil
+}
+
+// isTest says whether n is a test derivation.
+func isTest(n *eval.Node) bool {
+	return n.Drv.Builder == builtins.GoTest || n.Drv.Builder == builtins.RunTest
+}
+
+// testsOf says whether one of ts tests h itself.
+func testsOf(ts []*Test, h store.DrvHash) bool {
+	for _, t := range ts {
+		for _, o := range t.Of {
+			if o == h {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Required is a test the tests rule requires, and the rule's scope.
+type Required struct {
+	Test *Test
+	Rule SizeLimit
+}
+
+// RequiredTests returns the tests that the deferred tests rules of limits
+// require of g, each once (tests that are off are violations already).
+func RequiredTests(g *eval.Graph, limits []SizeLimit) ([]Required, error) {
+	var out []Required
 	seen := map[store.DrvHash]bool{}
 	for _, l := range limits {
 		if !l.Tests {
@@ -244,29 +297,15 @@ func CheckTests(g *eval.Graph, limits []SizeLimit, passed Passed) (Violations, [
 		}
 		ts, err := Tests(g, l.Image.Hash)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		for _, t := range ts {
 			if t.Off != "" || seen[t.Hash] {
 				continue
 			}
 			seen[t.Hash] = true
-			ok, err := passed(t.Path())
-			if err != nil {
-				return nil, nil, err
-			}
-			if ok {
-				continue
-			}
-			missing = append(missing, t)
-			vs = append(vs, Violation{
-				Rule: l.Rule, Attr: t.Attr, Policy: l.Policy, System: t.Pos,
-				Text: fmt.Sprintf("%s has no passing result (its tests must pass, for %s; run hephc test)", t.Drv.Name, l.Attr),
-			})
+			out = append(out, Required{t, l})
 		}
 	}
-	if vs == nil {
-		return nil, missing, nil
-	}
-	return vs.sorted(), missing, nil
+	return out, nil
 }

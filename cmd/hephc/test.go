@@ -400,7 +400,12 @@ func recordTestRun(ctx context.Context, st *store.Store, g *eval.Graph, t *polic
 	} else if ok {
 		run.Test.ContentHash = info.ContentHash.String()
 		if !ran {
-			return time.Unix(info.Registered, 0), nil
+			// Passed before: recorded then, unless realize built it as
+			// one of its roots (then it is recorded now, at that time).
+			run.Time = time.Unix(info.Registered, 0).UTC()
+			if envs, err := testResults(st).List(t.Path().Base()); err != nil || len(envs) > 0 {
+				return run.Time, err
+			}
 		}
 	}
 	var bases []string
@@ -441,8 +446,22 @@ func requireTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, j
 	if err != nil || len(ls) == 0 {
 		return err
 	}
+	req, err := policy.RequiredTests(g, ls)
+	if err != nil || len(req) == 0 {
+		return err
+	}
 	_, missing, err := policy.CheckTests(g, ls, passedIn(ctx, st))
-	if err != nil || len(missing) == 0 {
+	if err != nil {
+		return err
+	}
+	if len(missing) == 0 {
+		// Tests realize built as roots (a #Test written in the
+		// configuration): their results are recorded.
+		var all []*policy.Test
+		for _, r := range req {
+			all = append(all, r.Test)
+		}
+		_, err := runTests(ctx, e, st, g, all, testRunOptions{jobs: jobs, timeout: timeout, sourceDir: sourceDir})
 		return err
 	}
 	fmt.Fprintf(e.stderr, "running %s the policy requires\n", plural(len(missing), "test"))
