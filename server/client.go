@@ -88,6 +88,15 @@ func (c *Client) AddAttestations(ctx context.Context, path string, envs [][]byte
 	return out.Kept, err
 }
 
+// AddTestResults sends test-result attestations (a test run again).
+func (c *Client) AddTestResults(ctx context.Context, envs [][]byte) (int, error) {
+	var out struct {
+		Kept int `json:"kept"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/tests", TestsRequest{Envelopes: envs}, &out)
+	return out.Kept, err
+}
+
 // Channels returns the channels with the excuses of what waits.
 func (c *Client) Channels(ctx context.Context) ([]ChannelView, error) {
 	var out []ChannelView

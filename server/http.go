@@ -27,6 +27,7 @@ const maxBody = 64 << 20
 //	GET  /api/v1/issues[?attr=A&open=1]   GET /api/v1/issues/{id}   GET /api/v1/issues/stats
 //	POST /api/v1/publish                  publisher
 //	POST /api/v1/attestations             publisher
+//	POST /api/v1/tests                    publisher
 //	POST /api/v1/issues                   reporter
 //	POST /api/v1/issues/{id}/comments     reporter
 //	POST /api/v1/issues/{id}/close        reporter (its own), maintainer
@@ -79,6 +80,14 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		n, err := s.AddAttestations(r.Context(), who, req.Path, req.Envelopes)
+		reply(w, map[string]int{"kept": n}, err)
+	}))
+	mux.HandleFunc("POST /api/v1/tests", s.need(Publisher, "add test results", func(w http.ResponseWriter, r *http.Request, who string, _ Role) {
+		var req TestsRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		n, err := s.AddTestResults(r.Context(), who, req.Envelopes)
 		reply(w, map[string]int{"kept": n}, err)
 	}))
 	mux.HandleFunc("POST /api/v1/issues", s.need(Reporter, "open an issue", func(w http.ResponseWriter, r *http.Request, who string, _ Role) {
@@ -136,6 +145,9 @@ func (s *Server) Handler() http.Handler {
 type (
 	AttestationsRequest struct {
 		Path      string   `json:"path"`
+		Envelopes [][]byte `json:"envelopes"`
+	}
+	TestsRequest struct {
 		Envelopes [][]byte `json:"envelopes"`
 	}
 	IssueRequest struct {

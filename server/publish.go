@@ -51,6 +51,10 @@ type PublishRequest struct {
 	Attr    string          `json:"attr"`
 	Version string          `json:"version"`
 	Paths   []PublishedPath `json:"paths"`
+	// Tests are test-result attestations (DSSE envelopes of in-toto
+	// test-result statements) of its paths, kept when Config.Tests is
+	// the server's own.
+	Tests [][]byte `json:"tests,omitempty"`
 }
 
 // PublishedPath is one store path of a publish.
@@ -234,7 +238,27 @@ func (s *Server) Publish(ctx context.Context, who string, req PublishRequest) er
 		pkg.Paths = append(pkg.Paths, c.entry.Path)
 	}
 	slices.Sort(pkg.Paths)
-	results, err := s.cfg.Tests.Results(ctx, pkg)
+	runs, err := s.verifyTests(req.Tests)
+	if err != nil {
+		err := &RefusedError{What: what, Reasons: []string{err.Error()}}
+		s.audit(nil, who, "publish", req.Attr+" "+req.Version, "refused", err.Error())
+		return err
+	}
+	hashes := map[string]string{}
+	for _, c := range cs {
+		hashes[c.entry.Path] = c.entry.ContentHash
+	}
+	for _, r := range runs {
+		if !testsAny(r.run, hashes) {
+			reasons = append(reasons, fmt.Sprintf("test result %s tests none of the package's paths", r.digest))
+		}
+	}
+	var results []TestResult
+	if at, ok := s.cfg.Tests.(*attestedTests); ok {
+		results, err = at.resultsWith(ctx, pkg, runs, hashes)
+	} else {
+		results, err = s.cfg.Tests.Results(ctx, pkg)
+	}
 	if err != nil {
 		reasons = append(reasons, "tests unknown: "+err.Error())
 	}
@@ -271,6 +295,9 @@ func (s *Server) Publish(ctx context.Context, who string, req PublishRequest) er
 			if err := addEnvelopes(tx, c.entry.Path, c.counted, who, now); err != nil {
 				return err
 			}
+		}
+		if err := addTests(tx, runs, who, now); err != nil {
+			return err
 		}
 		if err := s.step("publish:rows"); err != nil {
 			return err

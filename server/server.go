@@ -45,7 +45,8 @@ type Config struct {
 	Trust []*trust.Policy
 	// Registry holds the packages' OCI artifacts.
 	Registry Registry
-	// Tests answers whether a package version's tests passed.
+	// Tests answers whether a package version's tests passed; nil: the
+	// test-result attestations the server was given (tests.go).
 	Tests TestResults
 	// Expiry of the channel metadata; zero fields take channel.DefaultExpiry's.
 	Expiry channel.Expiry
@@ -96,9 +97,6 @@ func (c *Config) fill() error {
 	}
 	if c.Registry == nil {
 		return errors.New("server: no registry for the packages' artifacts")
-	}
-	if c.Tests == nil {
-		return errors.New("server: nothing answers whether a package's tests passed (Config.Tests)")
 	}
 	return nil
 }
@@ -201,7 +199,11 @@ func Open(dir string, cfg Config, clock Clock) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{dir: dir, cfg: cfg, clock: clock, db: db, online: trustSigner{k}}, nil
+	s := &Server{dir: dir, cfg: cfg, clock: clock, db: db, online: trustSigner{k}}
+	if s.cfg.Tests == nil {
+		s.cfg.Tests = &attestedTests{s}
+	}
+	return s, nil
 }
 
 // Close closes the database.
