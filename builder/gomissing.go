@@ -93,7 +93,15 @@ func goBuildFailed(info *realize.BuildInfo, stderr *goStderr, err error) error {
 			fmt.Fprintf(&b, " (they have %s)", strings.Join(vs, ", "))
 		}
 	}
-	b.WriteString(": run `hephc update` to resolve the program's modules again with the pinned toolchain and pin what it needs (or pin each as a heph.#GoModule in its inputs.deps)")
+	// As pins.CheckLock says for deps changed by hand: moving the main
+	// module to its own version resolves the program's modules again.
+	update := "hephc update"
+	src := info.Inputs["src"]
+	if p, _ := src.Attrs["module"].(string); p != "" {
+		v, _ := src.Attrs["version"].(string)
+		update += " " + p + "@" + v
+	}
+	fmt.Fprintf(&b, ": run `%s` to resolve the program's modules again with the pinned toolchain and pin what it needs (or pin each as a heph.#GoModule in its inputs.deps)", update)
 	// On a line of its own, the last of the build log: the end of the
 	// log is what a failed realize shows.
 	return fmt.Errorf("go build: %w\n%s", err, b.String())

@@ -58,6 +58,7 @@ func TestGoBuildFailedNamesTheModule(t *testing.T) {
 	info := &realize.BuildInfo{
 		Derivation: &store.Derivation{Name: "age", Version: "v1.3.2"},
 		Inputs: map[string]realize.InputInfo{
+			"src":    {Attrs: map[string]any{"module": "filippo.io/age", "version": "v1.3.2"}},
 			"deps.0": {Attrs: map[string]any{"module": "golang.org/x/sys", "version": "v0.29.0"}},
 			"deps.1": {Attrs: map[string]any{"module": "filippo.io/edwards25519", "version": "v1.1.0"}},
 		},
@@ -69,7 +70,7 @@ func TestGoBuildFailedNamesTheModule(t *testing.T) {
 	}
 	lines := strings.Split(err.Error(), "\n")
 	last := lines[len(lines)-1]
-	for _, want := range []string{"age v1.3.2 needs a module its inputs.deps do not have: golang.org/x/sys v0.30.0 (they have v0.29.0)", "hephc update"} {
+	for _, want := range []string{"age v1.3.2 needs a module its inputs.deps do not have: golang.org/x/sys v0.30.0 (they have v0.29.0)", "run `hephc update filippo.io/age@v1.3.2`"} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last line %q does not say %q", last, want)
 		}
