@@ -58,6 +58,11 @@ var rules = []struct {
 	{"pins", []string{"sandbox", "builder", "realize", "profile", "gendiff", "policy"}},
 	{"cuepatch", []string{hephc}},
 	{"modfetch", []string{hephc, cue}},
+	// The package server's channels are TUF documents: nothing of hephc.
+	// The server judges with trust and reads artifacts as the archive
+	// writes them; it never evaluates, builds or realizes.
+	{"channel", []string{hephc, cue}},
+	{"server", []string{cue, "eval", "lang", "defs", "policy", "pipeline", "realize", "sandbox", "builder", "profile", "gendiff"}},
 }
 
 // only says which packages of hephc a package may import, directly or
