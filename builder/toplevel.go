@@ -50,7 +50,8 @@ type Package struct {
 // InitramfsManifest is $out/manifest.json of a builtins.UrootBusybox or
 // builtins.Uroot output: the u-root commands; for an initramfs, the
 // packages whose programs it holds (the busybox among them, each with its
-// own pins), the services and the files; the u-root command that built
+// own pins), the services, the files and whether the console has a shell
+// (attrs.consoleShell); the u-root command that built
 // it; and the pins of its own build (for a busybox u-root, its modules,
 // the toolchain).
 type InitramfsManifest struct {
@@ -60,8 +61,11 @@ type InitramfsManifest struct {
 	Packages []Package               `json:"packages,omitempty"`
 	Services map[string]imageService `json:"services,omitempty"`
 	Files    []string                `json:"files,omitempty"`
-	BuiltBy  *Package                `json:"builtBy,omitempty"`
-	Pins     []Pin                   `json:"pins"`
+	// ConsoleShell is the #Image's consoleShell: a root shell on the
+	// console.
+	ConsoleShell bool     `json:"consoleShell,omitempty"`
+	BuiltBy      *Package `json:"builtBy,omitempty"`
+	Pins         []Pin    `json:"pins"`
 }
 
 // Manifest is a system toplevel's manifest.json: what generations diff.
@@ -81,6 +85,9 @@ type Manifest struct {
 	Commands []string                `json:"commands"`
 	Services map[string]imageService `json:"services"`
 	Files    []string                `json:"files"`
+	// ConsoleShell says whether the console has a root shell with no
+	// login (the #Image's consoleShell).
+	ConsoleShell bool `json:"consoleShell"`
 	// Pins are every pinned source the system was built from, sorted.
 	Pins []Pin `json:"pins"`
 }
@@ -89,7 +96,8 @@ type Manifest struct {
 // module holding the kernel image attrs.kernelFile, default vmlinuz) and
 // input initrd (a builtins.Uroot output): $out/kernel and $out/initrd are
 // copies, $out/cmdline is attrs.cmdline and a newline, and
-// $out/manifest.json says what the system is made of.
+// $out/manifest.json says what the system is made of. attrs.consoleShell,
+// when set, must be the initramfs's.
 func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	info, err := readBuildInfo()
 	if err != nil {
@@ -119,6 +127,15 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	if err := readJSON(filepath.Join(initrd.Path, InitramfsManifestFile), &im); err != nil {
 		return fmt.Errorf("system-toplevel: input initrd is not an initramfs (a %s output): %w", builtins.Uroot, err)
 	}
+	if _, set := info.Derivation.Attrs["consoleShell"]; set {
+		shell, err := consoleShell(info.Derivation.Attrs)
+		if err != nil {
+			return fmt.Errorf("system-toplevel: %w", err)
+		}
+		if shell != im.ConsoleShell {
+			return fmt.Errorf("system-toplevel: attrs.consoleShell is %v, but input initrd's console shell is %v (an #Image sets its initramfs's)", shell, im.ConsoleShell)
+		}
+	}
 
 	if err := os.Mkdir(info.Out, 0o755); err != nil {
 		return err
@@ -146,16 +163,17 @@ func systemToplevel(args, env []string, stdout, stderr io.Writer) error {
 	// Its own build's sources: those of the u-root command.
 	ipkg.Pins = mergePins(ipkg.Pins, im.Pins)
 	m := Manifest{
-		Name:     info.Derivation.Name,
-		Version:  info.Derivation.Version,
-		System:   info.Derivation.System,
-		Cmdline:  cmdline,
-		Kernel:   kpkg,
-		Initrd:   ipkg,
-		Packages: append([]Package{kpkg, ipkg}, im.Packages...),
-		Commands: im.Commands,
-		Services: im.Services,
-		Files:    im.Files,
+		Name:         info.Derivation.Name,
+		Version:      info.Derivation.Version,
+		System:       info.Derivation.System,
+		Cmdline:      cmdline,
+		Kernel:       kpkg,
+		Initrd:       ipkg,
+		Packages:     append([]Package{kpkg, ipkg}, im.Packages...),
+		Commands:     im.Commands,
+		Services:     im.Services,
+		Files:        im.Files,
+		ConsoleShell: im.ConsoleShell,
 	}
 	sort.SliceStable(m.Packages, func(i, j int) bool {
 		a, b := m.Packages[i], m.Packages[j]

@@ -18,8 +18,9 @@ import (
 // TestSystemToplevel assembles a toplevel from a kernel module and an
 // initramfs (both stand-ins served as modules): copies of the kernel and
 // the archive, the command line, and a manifest that names every package
-// with the content hash and size the store recorded, the services and
-// every pin once.
+// with the content hash and size the store recorded, the services, the
+// console shell and every pin once; an image whose consoleShell is not
+// its initramfs's fails.
 func TestSystemToplevel(t *testing.T) {
 	proxy := t.TempDir()
 	kernelSum := proxyModule(t, proxy, "example.com/kernel", "v1.0.0", map[string]string{
@@ -29,11 +30,12 @@ func TestSystemToplevel(t *testing.T) {
 	agePin := builder.Pin{Name: "filippo.io-age-v1.3.2", Module: "filippo.io/age", Version: "v1.3.2", Hash: "h1:r6RSZLFSMm6rzKepZ7ZAYkKCu14f3/Me8c7uKYh7C8c="}
 	toolchainPin := builder.Pin{Name: "toolchain", Module: "golang.org/toolchain", Version: "v0.0.1-go1.26.8.linux-amd64", Hash: "h1:ZOmGe1OnfREDMIdb1Qi4G9JSuDPBLGExZMQ4nis1RXM="}
 	im := builder.InitramfsManifest{
-		Name:     "initramfs",
-		Commands: []string{"core"},
-		Packages: []builder.Package{{Name: "age", Version: "v1.3.2", Path: "/heph/store/x-age", Files: []string{"/bin/age"}, Pins: []builder.Pin{agePin, toolchainPin}}},
-		Files:    []string{"/etc/hostname"},
-		Pins:     []builder.Pin{toolchainPin},
+		Name:         "initramfs",
+		Commands:     []string{"core"},
+		Packages:     []builder.Package{{Name: "age", Version: "v1.3.2", Path: "/heph/store/x-age", Files: []string{"/bin/age"}, Pins: []builder.Pin{agePin, toolchainPin}}},
+		Files:        []string{"/etc/hostname"},
+		ConsoleShell: true,
+		Pins:         []builder.Pin{toolchainPin},
 	}
 	// The services as the initramfs builder writes them (their type is
 	// the builder's own).
@@ -55,11 +57,20 @@ func TestSystemToplevel(t *testing.T) {
 		Attrs: map[string]any{"module": "example.com/initramfs", "version": "v1.0.0"}, OutputHash: initrdSum})
 	top := g.add(t, &store.Derivation{Name: "workstation", Builder: "builtin:system-toplevel",
 		Inputs: map[string]store.DrvHash{"kernel": kernel, "initrd": initrd},
-		Attrs:  map[string]any{"cmdline": "console=ttyS0 panic=-1", "kernelFile": "boot/vmlinuz"}})
+		Attrs:  map[string]any{"cmdline": "console=ttyS0 panic=-1", "kernelFile": "boot/vmlinuz", "consoleShell": true}})
+	// An image whose consoleShell is not its initramfs's is refused.
+	mismatch := g.add(t, &store.Derivation{Name: "server", Builder: "builtin:system-toplevel",
+		Inputs: map[string]store.DrvHash{"kernel": kernel, "initrd": initrd},
+		Attrs:  map[string]any{"cmdline": "console=ttyS0 panic=-1", "kernelFile": "boot/vmlinuz", "consoleShell": false}})
 	st := openStore(t)
 	ctx := context.Background()
 	if _, err := realize.Realize(ctx, st, g.g, []store.DrvHash{top}, realize.Options{Getenv: proxyEnv(proxy)}); err != nil {
 		t.Fatal(err)
+	}
+	_, err := realize.Realize(ctx, st, g.g, []store.DrvHash{mismatch}, realize.Options{Getenv: proxyEnv(proxy)})
+	var be *realize.BuildError
+	if !errors.As(err, &be) || !strings.Contains(strings.Join(be.LogTail, "\n"), "attrs.consoleShell is false, but input initrd's console shell is true") {
+		t.Errorf("got %v, want a build error saying the console shells differ", err)
 	}
 	out := st.Physical(g.g.PathOf(top))
 	for file, want := range map[string]string{
@@ -73,15 +84,15 @@ func TestSystemToplevel(t *testing.T) {
 	}
 
 	var m builder.Manifest
-	b, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	b, err = os.ReadFile(filepath.Join(out, "manifest.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Name != "workstation" || m.Cmdline != "console=ttyS0 panic=-1" || m.System != "x86_64-linux" {
-		t.Errorf("got name %q, cmdline %q, system %q", m.Name, m.Cmdline, m.System)
+	if m.Name != "workstation" || m.Cmdline != "console=ttyS0 panic=-1" || m.System != "x86_64-linux" || !m.ConsoleShell {
+		t.Errorf("got name %q, cmdline %q, system %q, console shell %v", m.Name, m.Cmdline, m.System, m.ConsoleShell)
 	}
 	for _, c := range []struct {
 		got  builder.Package

@@ -37,6 +37,7 @@ const (
 const (
 	imageServicesFile = "etc/heph/services.json"
 	imageProgramsFile = "etc/heph/programs.json"
+	imageConsoleFile  = "etc/heph/console.json"
 	// uinit is what u-root's init runs once the system is up: heph's
 	// service starter, from input init.
 	uinitProgram = "bin/hephinit"
@@ -89,9 +90,9 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 // uroot assembles a bootable initramfs with the u-root command of input
 // tool, compiling nothing: the archive of input busybox (a
 // builtins.UrootBusybox output), the programs (bin/*) of input init and of
-// the inputs bin.NAME in /bin, attrs.files, and /etc/heph/services.json
-// and /etc/heph/programs.json for heph's init, which u-root's init runs as
-// /bin/uinit. $out/initrd is the archive (u-root writes its records
+// the inputs bin.NAME in /bin, attrs.files, and /etc/heph/services.json,
+// /etc/heph/programs.json and /etc/heph/console.json (attrs.consoleShell)
+// for heph's init, which u-root's init runs as /bin/uinit. $out/initrd is the archive (u-root writes its records
 // sorted, with zero mtimes, owners and inode numbers), $out/manifest.json
 // what went into it.
 func uroot(args, env []string, stdout, stderr io.Writer) error {
@@ -117,7 +118,11 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("uroot: attrs.services: %w", err)
 	}
-	st, err := stageImage(info, files, services, "/build/image")
+	shell, err := consoleShell(info.Derivation.Attrs)
+	if err != nil {
+		return fmt.Errorf("uroot: %w", err)
+	}
+	st, err := stageImage(info, files, services, imageConsole{Shell: shell}, "/build/image")
 	if err != nil {
 		return fmt.Errorf("uroot: %w", err)
 	}
@@ -153,14 +158,15 @@ func uroot(args, env []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("uroot: input tool: %w", err)
 	}
 	man := InitramfsManifest{
-		Name:     info.Derivation.Name,
-		Version:  info.Derivation.Version,
-		Commands: base.Commands,
-		Packages: append([]Package{bpkg}, st.packages...),
-		Services: services,
-		Files:    slices.Sorted(maps.Keys(files)),
-		BuiltBy:  &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
-		Pins:     toolPins,
+		Name:         info.Derivation.Name,
+		Version:      info.Derivation.Version,
+		Commands:     base.Commands,
+		Packages:     append([]Package{bpkg}, st.packages...),
+		Services:     services,
+		Files:        slices.Sorted(maps.Keys(files)),
+		ConsoleShell: shell,
+		BuiltBy:      &Package{Name: tool.Name, Version: tool.Version, Pins: toolPins},
+		Pins:         toolPins,
 	}
 	return writeManifest(info.Out, man, start, stdout)
 }
@@ -238,7 +244,7 @@ type staged struct {
 // stageImage gathers the programs of the init and bin inputs, the files of
 // attrs.files (written below dir) and the files for heph's init and
 // self-test.
-func stageImage(info *realize.BuildInfo, files map[string]imageFile, services map[string]imageService, dir string) (*staged, error) {
+func stageImage(info *realize.BuildInfo, files map[string]imageFile, services map[string]imageService, console imageConsole, dir string) (*staged, error) {
 	st := &staged{img: newImageTree()}
 	var programs []imageProgram
 	pkgInputs := inputsWithPrefix(info, "bin.")
@@ -274,7 +280,7 @@ func stageImage(info *realize.BuildInfo, files map[string]imageFile, services ma
 	for _, gen := range []struct {
 		path string
 		v    any
-	}{{imageServicesFile, services}, {imageProgramsFile, programs}} {
+	}{{imageServicesFile, services}, {imageProgramsFile, programs}, {imageConsoleFile, console}} {
 		b, err := json.MarshalIndent(gen.v, "", "  ")
 		if err != nil {
 			return nil, err
@@ -302,6 +308,24 @@ type imageService struct {
 	Command string   `json:"command"`
 	Args    []string `json:"args"`
 	Restart string   `json:"restart"`
+}
+
+// imageConsole is /etc/heph/console.json: what heph's init does with the
+// console (system/hephinit/internal/image.Console).
+type imageConsole struct {
+	Shell bool `json:"shell"`
+}
+
+// consoleShell decodes attrs.consoleShell, false when not set.
+func consoleShell(attrs map[string]any) (bool, error) {
+	switch v := attrs["consoleShell"].(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return v, nil
+	default:
+		return false, fmt.Errorf("attrs.consoleShell: want a bool, got %v", v)
+	}
 }
 
 // imageFile is an entry of attrs.files.

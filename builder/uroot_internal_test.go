@@ -75,6 +75,20 @@ func TestImageFilesAndServices(t *testing.T) {
 	}
 }
 
+func TestConsoleShellAttr(t *testing.T) {
+	for _, c := range []struct {
+		attrs map[string]any
+		want  bool
+	}{{map[string]any{}, false}, {map[string]any{"consoleShell": false}, false}, {map[string]any{"consoleShell": true}, true}} {
+		if got, err := consoleShell(c.attrs); err != nil || got != c.want {
+			t.Errorf("consoleShell(%v): got %v, %v; want %v", c.attrs, got, err, c.want)
+		}
+	}
+	if _, err := consoleShell(map[string]any{"consoleShell": "yes"}); err == nil || !strings.Contains(err.Error(), "want a bool") {
+		t.Errorf("a string: got %v, want an error asking for a bool", err)
+	}
+}
+
 func TestInputsWithPrefixSortsNumerically(t *testing.T) {
 	info := &realize.BuildInfo{Inputs: map[string]realize.InputInfo{"deps.10": {}, "deps.9": {}, "deps.0": {}, "src": {}, "bin.b": {}, "bin.a": {}}}
 	if got := inputsWithPrefix(info, "deps."); !reflect.DeepEqual(got, []string{"deps.0", "deps.9", "deps.10"}) {

@@ -31,7 +31,7 @@ import (
 // more to build) from nothing in two fresh stores and checks that the
 // busybox, the initramfs and the whole toplevel are bit-identical, that
 // the archive is what heph's init needs (sorted records, no times or
-// owners, uinit, the services and programs files),
+// owners, uinit, the services, programs and console files),
 // and that realizing again does nothing. Both stores fetch through one
 // caching proxy, so the sources come from the network once.
 func TestImageIsReproducible(t *testing.T) {
@@ -207,6 +207,11 @@ func checkArchive(t *testing.T, b []byte) {
 	var progs []struct{ Path, Package string }
 	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 5 {
 		t.Errorf("etc/heph/programs.json: got %+v (%v), want 5 programs", progs, err)
+	}
+	// The server has no console shell (system.cue): heph's init reads so.
+	var console struct{ Shell *bool }
+	if err := json.Unmarshal(byName["etc/heph/console.json"].data, &console); err != nil || console.Shell == nil || *console.Shell {
+		t.Errorf("etc/heph/console.json: got %q (%v), want shell false", byName["etc/heph/console.json"].data, err)
 	}
 	if got := string(byName["etc/hostname"].data); got != "server\n" {
 		t.Errorf("etc/hostname: got %q", got)

@@ -46,8 +46,8 @@ var All = []Builder{
 	{FetchGoModGraph, "#GoModFiles", "goModFiles", nil},
 	{GoBuild, "#GoProgram", "goProgram", []Derived{{"packages", "packages"}, {"ldflags", "ldflags"}}},
 	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}}},
-	{Uroot, "#Initramfs", "initramfs", []Derived{{"files", "files"}, {"services", "services"}}},
-	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"kernelFile", "kernelFile"}}},
+	{Uroot, "#Initramfs", "initramfs", []Derived{{"consoleShell", "consoleShell"}, {"files", "files"}, {"services", "services"}}},
+	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"consoleShell", "consoleShell"}, {"kernelFile", "kernelFile"}}},
 	{GoTest, "#GoTest", "goTest", []Derived{{"packages", "packages"}, {"run", "run"}}},
 	{RunTest, "#Test", "test", []Derived{{"program", "program"}, {"args", "arguments"}}},
 }

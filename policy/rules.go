@@ -302,6 +302,16 @@ func (c *checker) imageRules(prefix string, img *eval.Node, closure []*eval.Node
 		max, _ := r.v.Int64()
 		c.limits = append(c.limits, SizeLimit{Image: img.Path(), Attr: img.Attr, Max: max, Rule: r.path, Policy: r.pos(), System: img.Pos})
 	}
+	if r, ok := c.rule(prefix + ".consoleShell"); ok {
+		want, _ := r.v.Bool()
+		if got, _ := img.Drv.Attrs["consoleShell"].(bool); got != want {
+			msg := fmt.Sprintf("image %s has a root shell on its console (consoleShell: true), which the policy forbids", img.Drv.Name)
+			if want {
+				msg = fmt.Sprintf("image %s has no shell on its console (consoleShell: false); the policy requires one", img.Drv.Name)
+			}
+			c.add(r.path, img.Attr+".consoleShell", msg, r.pos(), at(img, "consoleShell"))
+		}
+	}
 	if r, ok := c.rule(prefix + ".maxDerivations"); ok {
 		max, _ := r.v.Int64()
 		if int64(len(closure)) > max {

@@ -16,7 +16,9 @@ import (
 
 // The test binary doubles as a service: HEPHINIT_TEST_SERVICE=exit:N
 // prints a line and exits with status N; count:FILE:N appends a line to
-// FILE and fails until FILE has N lines.
+// FILE and fails until FILE has N lines; tty (a console shell) says
+// whether its standard input is its controlling terminal and it leads
+// its session, and exits with status 3.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("HEPHINIT_TEST_SERVICE"); spec != "" {
 		os.Exit(service(spec))
@@ -40,6 +42,9 @@ func service(spec string) int {
 			return 1
 		}
 		return 0
+	case "tty":
+		ttyReport(os.Stdout)
+		return 3
 	}
 	return 3
 }

@@ -1,5 +1,6 @@
 // Package image reads what hephc's initramfs builder writes into an image
-// about itself: the services to start and the programs it carries.
+// about itself: the services to start, the programs it carries and what
+// its console offers.
 package image
 
 import (
@@ -13,6 +14,7 @@ import (
 const (
 	ServicesFile = "/etc/heph/services.json"
 	ProgramsFile = "/etc/heph/programs.json"
+	ConsoleFile  = "/etc/heph/console.json"
 )
 
 // Restart policies.
@@ -35,6 +37,19 @@ type Program struct {
 	Path    string `json:"path"`
 	Package string `json:"package"`
 	Version string `json:"version,omitempty"`
+}
+
+// Console is what the image offers on its console: Shell is the image's
+// consoleShell, a root shell with no login.
+type Console struct {
+	Shell bool `json:"shell"`
+}
+
+// ReadConsole reads a console file: a JSON object {"shell": BOOL}.
+func ReadConsole(file string) (Console, error) {
+	var c Console
+	err := readJSON(file, &c)
+	return c, err
 }
 
 // ReadServices reads a services file: a JSON object of services by name.
