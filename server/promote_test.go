@@ -227,6 +227,14 @@ func TestTwoPromotionsAtOnce(t *testing.T) {
 	e.publish("gopls", "0.9", gopls)
 	e.at(8 * day)
 	v0, _, _ := content(ctx, e.srv.db, channel.Stable)
+	// A second server on the same data directory, as a second process
+	// would be: only SQLite's write lock serializes the two.
+	second, err := Open(e.dir, e.cfg, e.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	servers := []*Server{e.srv, second}
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i, p := range []string{"age", "age", "gopls", "gopls"} {
@@ -234,7 +242,7 @@ func TestTwoPromotionsAtOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			ver := map[string]string{"age": "1.0", "gopls": "0.9"}[p]
-			_, errs[i] = e.srv.Promote(ctx, "maint", p, ver, "")
+			_, errs[i] = servers[i%2].Promote(ctx, "maint", p, ver, "")
 		}()
 	}
 	wg.Wait()
