@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,10 +117,19 @@ func TestVerifyRefusesLowerVersion(t *testing.T) {
 		t.Fatalf("rollback accepted: %v", err)
 	}
 	// Kept between runs.
+	seen := filepath.Join(t.TempDir(), "seen.json")
+	if err := v.SaveSeen(seen); err != nil {
+		t.Fatal(err)
+	}
 	v2 := NewVerifier(RootHash(r.Root), clockAt(&now))
-	v2.SetSeen(v.Seen())
+	if err := v2.LoadSeen(seen); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := v2.Verify(r); err == nil {
-		t.Fatal("rollback accepted after SetSeen")
+		t.Fatal("rollback accepted after LoadSeen")
+	}
+	if err := NewVerifier("", clockAt(&now)).LoadSeen(seen + ".missing"); err != nil {
+		t.Fatal(err)
 	}
 }
 

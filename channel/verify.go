@@ -2,8 +2,13 @@ package channel
 
 import (
 	"crypto/subtle"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -123,4 +128,52 @@ func (vd *Verified) Admit(ch, p, manifest string) (Entry, error) {
 		return e, nil
 	}
 	return Entry{}, fmt.Errorf("%s is not in channel %s", p, ch)
+}
+
+// LoadSeen restores the versions SaveSeen wrote to path; a missing file
+// is a verifier that has seen nothing yet.
+func (v *Verifier) LoadSeen(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	seen := map[string]int64{}
+	if err := json.Unmarshal(b, &seen); err != nil {
+		return fmt.Errorf("channel versions seen: %s: %w", path, err)
+	}
+	v.SetSeen(seen)
+	return nil
+}
+
+// SaveSeen writes the versions accepted so far to path, atomically (a
+// temporary file beside it, synced, renamed): a crash leaves the old
+// file or the new one.
+func (v *Verifier) SaveSeen(path string) error {
+	b, err := json.Marshal(v.Seen()) // map keys sorted
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".seen-*")
+	if err != nil {
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("channel versions seen: %w", err)
+	}
+	return nil
 }

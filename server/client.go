@@ -183,6 +183,12 @@ func (c *Client) Rollback(ctx context.Context, ch, reason string) (int64, error)
 	return out.Version, err
 }
 
+// Audit returns the audit log (maintainer).
+func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
+	var out []AuditEntry
+	return out, c.do(ctx, http.MethodGet, "/api/v1/audit", nil, &out)
+}
+
 // Health returns the server's health.
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	var out Health

@@ -24,6 +24,7 @@ const maxBody = 64 << 20
 //	GET  /api/v1/metadata                 every signed document at once (channel.Repo)
 //	GET  /api/v1/channels                 channels, entries, excuses of what waits
 //	GET  /api/v1/history
+//	GET  /api/v1/audit                    maintainer
 //	GET  /api/v1/issues[?attr=A&open=1]   GET /api/v1/issues/{id}   GET /api/v1/issues/stats
 //	POST /api/v1/publish                  publisher
 //	POST /api/v1/attestations             publisher
@@ -65,6 +66,10 @@ func (s *Server) Handler() http.Handler {
 		}
 		is, err := getIssue(r.Context(), s.db, id)
 		reply(w, is, err)
+	}))
+	mux.HandleFunc("GET /api/v1/audit", s.need(Maintainer, "read the audit log", func(w http.ResponseWriter, r *http.Request, _ string, _ Role) {
+		a, err := s.Audit(r.Context())
+		reply(w, a, err)
 	}))
 	mux.HandleFunc("POST /api/v1/publish", s.need(Publisher, "publish", func(w http.ResponseWriter, r *http.Request, who string, _ Role) {
 		var req PublishRequest

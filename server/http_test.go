@@ -165,6 +165,15 @@ func TestAPI(t *testing.T) {
 	if err != nil || st.Closed != 1 {
 		t.Fatal(st, err)
 	}
+	if _, err := rep.Audit(ctx); status(err) != http.StatusForbidden {
+		t.Fatalf("reporter reads the audit log: %v", err)
+	}
+	if a, err := maint.Audit(ctx); err != nil || len(a) == 0 || a[0].Action != "token create" {
+		t.Fatalf("audit %v %v", a, err)
+	}
+	if h, err := e.srv.RootHash(ctx); err != nil || h != e.rootHash {
+		t.Fatal(h, err)
+	}
 	health, err := rep.Health(ctx)
 	if err != nil || !health.OK || health.Versions["stable"] != ver {
 		t.Fatal(health, err)

@@ -175,6 +175,10 @@ func Init(dir string, rootKeys []channel.Signer, threshold int, clock Clock) (st
 	return channel.RootHash(repo.Root), nil
 }
 
+// Signer returns a channel.Signer over a hephc secret key (trust's key
+// files): how the root keys given to Init are read.
+func Signer(k *trust.SecretKey) channel.Signer { return trustSigner{k} }
+
 // trustSigner signs with a hephc secret key.
 type trustSigner struct{ k *trust.SecretKey }
 
@@ -271,6 +275,15 @@ func loadRepo(ctx context.Context, q querier) (*channel.Repo, error) {
 		return nil, errors.New("server database: the channel metadata is missing")
 	}
 	return r, nil
+}
+
+// RootHash returns the hash of the root clients pin.
+func (s *Server) RootHash(ctx context.Context) (string, error) {
+	m, err := s.Metadata(ctx)
+	if err != nil {
+		return "", err
+	}
+	return channel.RootHash(m.Root), nil
 }
 
 // Metadata returns the current signed channel metadata.
