@@ -32,7 +32,13 @@ func (c *Config) Hint(err error) error {
 	}
 	var out errors.Error
 	changed := false
-	for _, one := range errors.Errors(e) {
+	for i, one := range errors.Errors(e) {
+		// Each hint may walk the syntax: the first maxHints errors are
+		// enough for a person to see what was meant.
+		if i >= maxHints {
+			out = errors.Append(out, one)
+			continue
+		}
 		if meant := c.meant(one); meant != "" {
 			one, changed = &hinted{cause: one, meant: meant}, true
 		}
@@ -43,6 +49,8 @@ func (c *Config) Hint(err error) error {
 	}
 	return out
 }
+
+const maxHints = 100
 
 // hinted is a CUE error and the name that was probably meant.
 type hinted struct {
