@@ -113,7 +113,13 @@ func rootKeys() []channel.Signer {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, dir: filepath.Join(t.TempDir(), "server"), clock: &fakeClock{t: day0},
+	return newEnvAt(t, filepath.Join(t.TempDir(), "server"))
+}
+
+// newEnvAt is newEnv with the server's data directory at dir.
+func newEnvAt(t *testing.T, dir string) *env {
+	t.Helper()
+	e := &env{t: t, dir: dir, clock: &fakeClock{t: day0},
 		reg: &memRegistry{blobs: map[string][]byte{}}, tests: &fakeTests{results: map[string][]TestResult{}},
 		store: pathtest.NewStore(t), pkgs: map[string]*archive.Entry{}}
 	var err error
