@@ -65,6 +65,15 @@ func (s *Server) judge(ctx context.Context, q querier, k pkgKey, es []channel.En
 	} else {
 		d.Held = append(d.Held, "in testing "+span(in, after))
 	}
+	// Once in stable, never promoted again (a rollback may bring a
+	// version back into testing).
+	var before int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM promotions WHERE attr = ? AND version = ? AND to_channel = ?`, k.attr, k.version, channel.Stable).Scan(&before); err != nil {
+		return nil, err
+	}
+	if before > 0 {
+		d.Excuses = append(d.Excuses, "promoted to stable before: never promoted again")
+	}
 	// Issues.
 	rows, err := q.QueryContext(ctx, `SELECT id, title FROM issues WHERE attr = ? AND version = ? AND closed_at = 0 ORDER BY id`, k.attr, k.version)
 	if err != nil {
@@ -368,6 +377,23 @@ func (s *Server) Rollback(ctx context.Context, who, ch, reason string) (int64, e
 		if from == 0 {
 			return &RefusedError{What: "rolling back " + ch, Reasons: []string{"it has had no other content"}}
 		}
+		// An entry that moved on to another channel since stays there:
+		// a path is in one channel at a time. Rolling stable back takes
+		// back what its replacement deprecated.
+		elsewhere := map[string]bool{}
+		for _, other := range channel.Names {
+			if other == ch || ch == channel.Stable && other == channel.Deprecated {
+				continue
+			}
+			_, es, err := content(ctx, tx, other)
+			if err != nil {
+				return err
+			}
+			for _, e := range es {
+				elsewhere[e.Path] = true
+			}
+		}
+		prev = slices.DeleteFunc(prev, func(e channel.Entry) bool { return elsewhere[e.Path] })
 		changes := map[string][]channel.Entry{ch: prev}
 		if ch == channel.Stable {
 			back := map[string]bool{}

@@ -211,6 +211,22 @@ func TestChannelRollback(t *testing.T) {
 	if _, err := after.Admit(channel.Stable, a2.Path.String(), a2.Manifest.Digest.String()); err == nil {
 		t.Fatal("1.1 still in stable")
 	}
+	// Rolling testing back brings 1.1 back there, but never to stable.
+	if _, err := e.srv.Rollback(ctx, "maint", channel.Testing, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.channel(channel.Testing); !slices.Equal(got, []string{"age 1.1"}) {
+		t.Fatalf("testing %v after its rollback", got)
+	}
+	e.at(30 * day)
+	wantExcuses(t, e.evaluate("age", "1.1"), "promoted to stable before: never promoted again")
+	if got := e.channel(channel.Stable); !slices.Equal(got, []string{"age 1.0"}) {
+		t.Fatalf("stable %v", got)
+	}
+	if err := e.srv.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.verify(v)
 	if _, err := e.srv.Rollback(ctx, "maint", "unstable", ""); err == nil || !strings.Contains(err.Error(), `"unstable" is not a channel`) {
 		t.Fatal(err)
 	}

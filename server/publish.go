@@ -284,12 +284,16 @@ func (s *Server) Publish(ctx context.Context, who string, req PublishRequest) er
 			return err
 		}
 		for _, c := range cs {
+			var a, v string
+			switch err := tx.QueryRow(`SELECT attr, version FROM paths WHERE path = ?`, c.entry.Path).Scan(&a, &v); {
+			case err == nil:
+				return &RefusedError{What: what, Reasons: []string{c.entry.Path + " was published before, in " + a + " " + v}}
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
 			sub, _ := json.Marshal(c.subject)
 			if _, err := tx.Exec(`INSERT INTO paths(path, attr, version, manifest, manifest_size, content_hash, subject) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				c.entry.Path, req.Attr, req.Version, c.entry.Manifest, c.entry.ManifestSize, c.entry.ContentHash, string(sub)); err != nil {
-				if strings.Contains(err.Error(), "UNIQUE") {
-					return &RefusedError{What: what, Reasons: []string{c.entry.Path + " was published before, in another package version"}}
-				}
 				return err
 			}
 			if err := addEnvelopes(tx, c.entry.Path, c.counted, who, now); err != nil {
