@@ -463,8 +463,11 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 		}
 		d.Inputs[name] = h
 	}
-	one := func(name string, iv cue.Value, iattr string) {
-		tv, target := w.resolve(iv, iattr)
+	// one follows a member of a list or struct input: iattr is where the
+	// input names it, at where it is defined (below the container a
+	// reference led to), which keys its visit.
+	one := func(name string, iv cue.Value, iattr, at string) {
+		tv, target := w.resolve(iv, at)
 		resolved(name, iv, tv, target, iattr)
 	}
 	for it.Next() {
@@ -486,7 +489,8 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 				continue
 			}
 			for i := 0; lit.Next(); i++ {
-				one(name+"."+strconv.Itoa(i), lit.Value(), iattr+"["+strconv.Itoa(i)+"]")
+				idx := "[" + strconv.Itoa(i) + "]"
+				one(name+"."+strconv.Itoa(i), lit.Value(), iattr+idx, target+idx)
 			}
 		case tv.IncompleteKind() == cue.StructKind || tv.Err() != nil && holdsDerivations(tv, 3):
 			// A struct or list of derivations CUE marks as an error (a
@@ -503,9 +507,9 @@ func (w *walker) inputs(v cue.Value, attr string, d *store.Derivation, f *frame)
 				switch sel := sit.Selector(); {
 				case sel.LabelType() == cue.IndexLabel: // a list CUE marks as an error
 					i := strconv.Itoa(sel.Index())
-					one(name+"."+i, sit.Value(), iattr+"["+i+"]")
+					one(name+"."+i, sit.Value(), iattr+"["+i+"]", target+"["+i+"]")
 				case regular(sel):
-					one(name+"."+sel.Unquoted(), sit.Value(), iattr+"."+sel.String())
+					one(name+"."+sel.Unquoted(), sit.Value(), iattr+"."+sel.String(), target+"."+sel.String())
 				}
 			}
 		default:
