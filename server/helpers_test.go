@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,5 +250,3 @@ func wantExcuses(t *testing.T, d *Decision, want ...string) {
 		}
 	}
 }
-
-var _ = httptest.NewServer

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -204,7 +203,6 @@ func TestBackupWhileServing(t *testing.T) {
 	if _, err := loadRepo(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	var _ *sql.DB = db
 }
 
 func TestOpenRefuses(t *testing.T) {
