@@ -60,6 +60,9 @@ func TestVerifyAcceptsAndAdmits(t *testing.T) {
 	if _, err := got.Admit(Testing, e.Path, entry("other").Manifest); err == nil || !strings.Contains(err.Error(), "holds manifest") {
 		t.Fatalf("admitted other bytes: %v", err)
 	}
+	if m := got.Manifests(Testing); len(m) != 1 || m[e.Path] != e.Manifest || len(got.Manifests(Stable)) != 0 {
+		t.Fatalf("manifests %v", m)
+	}
 	if g := got.Channels[Testing][0]; g != e {
 		t.Fatalf("entry %+v, want %+v", g, e)
 	}

@@ -177,3 +177,13 @@ func (v *Verifier) SaveSeen(path string) error {
 	}
 	return nil
 }
+
+// Manifests returns what channel ch holds as store path → manifest
+// digest: the table a substituter filters the registry's answers by.
+func (vd *Verified) Manifests(ch string) map[string]string {
+	m := map[string]string{}
+	for _, e := range vd.Channels[ch] {
+		m[e.Path] = e.Manifest
+	}
+	return m
+}
