@@ -64,7 +64,7 @@ func (s *Server) OpenIssue(ctx context.Context, who, attr, version, title string
 	if err != nil {
 		return 0, err
 	}
-	_, err = s.Evaluate(ctx)
+	err = s.afterEvent(ctx)
 	return id, err
 }
 
@@ -125,7 +125,7 @@ func (s *Server) CloseIssue(ctx context.Context, who string, maintainer bool, id
 		}
 		return err
 	}
-	_, err = s.Evaluate(ctx)
+	err = s.afterEvent(ctx)
 	return err
 }
 

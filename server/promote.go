@@ -202,6 +202,16 @@ func (s *Server) Evaluate(ctx context.Context) ([]*Decision, error) {
 	return out, err
 }
 
+// afterEvent evaluates the rules after an event that is already
+// committed: an error says the evaluation failed, not the event (the
+// timer evaluates again).
+func (s *Server) afterEvent(ctx context.Context) error {
+	if _, err := s.Evaluate(ctx); err != nil {
+		return fmt.Errorf("done; evaluating the promotion rules after it: %w", err)
+	}
+	return nil
+}
+
 func recordDecision(tx *sql.Tx, d *Decision) error {
 	if _, err := tx.Exec(`DELETE FROM decisions WHERE attr = ? AND version = ?`, d.Attr, d.Version); err != nil {
 		return err

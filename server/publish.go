@@ -328,7 +328,7 @@ func (s *Server) Publish(ctx context.Context, who string, req PublishRequest) er
 		}
 		return err
 	}
-	_, err = s.Evaluate(ctx)
+	err = s.afterEvent(ctx)
 	return err
 }
 
@@ -379,6 +379,6 @@ func (s *Server) AddAttestations(ctx context.Context, who, path string, envs [][
 	if err != nil {
 		return 0, err
 	}
-	_, err = s.Evaluate(ctx)
+	err = s.afterEvent(ctx)
 	return len(j.Counted), err
 }

@@ -200,6 +200,6 @@ func (s *Server) AddTestResults(ctx context.Context, who string, envs [][]byte) 
 	if err != nil {
 		return 0, err
 	}
-	_, err = s.Evaluate(ctx)
+	err = s.afterEvent(ctx)
 	return len(runs), err
 }
