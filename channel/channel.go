@@ -113,7 +113,11 @@ func (t tufSigner) SignMessage(r io.Reader, _ ...signature.SignOption) ([]byte, 
 // Repo is the current signed metadata of a server: each document as the
 // bytes served (go-tuf's JSON, not indented).
 type Repo struct {
+	// Root is the current root; Roots the versions before it, oldest
+	// first, for clients that pinned an older one (each version is
+	// signed by its predecessor's threshold and its own).
 	Root      []byte            `json:"root"`
+	Roots     [][]byte          `json:"roots,omitempty"`
 	Targets   []byte            `json:"targets"`
 	Snapshot  []byte            `json:"snapshot"`
 	Timestamp []byte            `json:"timestamp"`
@@ -225,6 +229,7 @@ func Init(rootKeys []Signer, threshold int, online Signer, now time.Time, exp Ex
 // Clone returns a copy of r that shares no map with it.
 func (r *Repo) Clone() *Repo {
 	c := *r
+	c.Roots = slices.Clone(r.Roots)
 	c.Channels = map[string][]byte{}
 	for k, v := range r.Channels {
 		c.Channels[k] = v
@@ -340,6 +345,54 @@ func (r *Repo) Refresh(online Signer, now time.Time, exp Expiry) (*Repo, bool, e
 		return nil, false, err
 	}
 	return out, true, nil
+}
+
+// Resign is the offline keys' work: a new version of the root (the same
+// keys and thresholds) and of the top-level targets (the same
+// delegations), both valid for their full term again from now, signed
+// by rootKeys — at least the threshold of the current root's keys — and
+// a new snapshot and timestamp by online. Clients that pinned an older
+// root follow the chain (Roots). r is unchanged.
+func (r *Repo) Resign(rootKeys []Signer, online Signer, now time.Time, exp Expiry) (*Repo, error) {
+	now = now.UTC().Truncate(time.Second)
+	old, err := metadata.Root().FromBytes(r.Root)
+	if err != nil {
+		return nil, fmt.Errorf("channel metadata: root: %w", err)
+	}
+	root, err := metadata.Root().FromBytes(r.Root)
+	if err != nil {
+		return nil, err
+	}
+	root.Signed.Version++
+	root.Signed.Expires = now.Add(exp.Root)
+	out := r.Clone()
+	if out.Root, err = sign(root, rootKeys...); err != nil {
+		return nil, fmt.Errorf("channel metadata: signing root: %w", err)
+	}
+	signed, _ := metadata.Root().FromBytes(out.Root)
+	if err := old.VerifyDelegate(metadata.ROOT, signed); err != nil {
+		return nil, fmt.Errorf("channel metadata: the new root needs %d of the current root keys: %w", old.Signed.Roles[metadata.ROOT].Threshold, err)
+	}
+	out.Roots = append(out.Roots, r.Root)
+	targets, err := metadata.Targets().FromBytes(r.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("channel metadata: targets: %w", err)
+	}
+	targets.Signed.Version++
+	targets.Signed.Expires = now.Add(exp.Targets)
+	if out.Targets, err = sign(targets, rootKeys...); err != nil {
+		return nil, fmt.Errorf("channel metadata: signing targets: %w", err)
+	}
+	st, _ := metadata.Targets().FromBytes(out.Targets)
+	if err := signed.VerifyDelegate(metadata.TARGETS, st); err != nil {
+		return nil, fmt.Errorf("channel metadata: the new targets need %d of the root keys: %w", signed.Signed.Roles[metadata.TARGETS].Threshold, err)
+	}
+	snap, err := metadata.Snapshot().FromBytes(r.Snapshot)
+	if err != nil {
+		return nil, fmt.Errorf("channel metadata: snapshot: %w", err)
+	}
+	snap.Signed.Meta["targets.json"] = metadata.MetaFile(targets.Signed.Version)
+	return out.bump(online, snap, now, exp)
 }
 
 // Expiring returns the offline documents (root, targets) that expire

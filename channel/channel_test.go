@@ -193,3 +193,59 @@ func TestUpdateDeterministic(t *testing.T) {
 		t.Fatal("same content, different documents")
 	}
 }
+
+// Before the year of the root and targets runs out, k of the offline keys
+// sign new versions; a client that pinned the first root follows the
+// chain.
+func TestResignOffline(t *testing.T) {
+	r, online := initRepo(t)
+	pinned := RootHash(r.Root)
+	if got := r.Expiring(t0.Add(340*24*time.Hour), 30*24*time.Hour); len(got) != 2 {
+		t.Fatalf("expiring %v", got)
+	}
+	if _, err := r.Resign([]Signer{key(1)}, online, t0, DefaultExpiry); err == nil || !strings.Contains(err.Error(), "needs 2 of the current root keys") {
+		t.Fatalf("one root key: %v", err)
+	}
+	if _, err := r.Resign([]Signer{key(1), key(7)}, online, t0, DefaultExpiry); err == nil {
+		t.Fatal("a key that is not a root key counted")
+	}
+	at := t0.Add(300 * 24 * time.Hour)
+	r2, err := r.Resign([]Signer{key(1), key(3)}, online, at, DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(400 * 24 * time.Hour) // the first root has expired
+	r3, _, err := r2.Refresh(online, now, DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(pinned, clockAt(&now))
+	got, err := v.Verify(r3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Versions["root"] != 2 || got.Versions["targets"] != 2 {
+		t.Fatalf("versions %v", got.Versions)
+	}
+	if len(r3.Expiring(now, 30*24*time.Hour)) != 0 {
+		t.Fatal("still expiring")
+	}
+	// The chain without its first link does not reach the pin.
+	r4 := r3.Clone()
+	r4.Roots = nil
+	if _, err := NewVerifier(pinned, clockAt(&now)).Verify(r4); err == nil || !strings.Contains(err.Error(), "not the pinned") {
+		t.Fatalf("broken chain: %v", err)
+	}
+	// A forged next root, signed by a non-root key, is refused.
+	forged, err := r.Resign([]Signer{key(1), key(2)}, online, at, DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := Init([]Signer{key(5), key(6)}, 1, online, at, DefaultExpiry)
+	forged.Root = bytes.Replace(f.Root, []byte(`"version":1`), []byte(`"version":2`), 1)
+	if _, err := NewVerifier(pinned, clockAt(&at)).Verify(forged); err == nil {
+		t.Fatal("forged root accepted")
+	} else {
+		t.Log(err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,12 +65,26 @@ type Verified struct {
 // document is at a lower version than one accepted before. On success it
 // remembers the versions and returns the channels' entries.
 func (v *Verifier) Verify(r *Repo) (*Verified, error) {
-	if got := RootHash(r.Root); subtle.ConstantTimeCompare([]byte(got), []byte(v.rootHash)) != 1 {
-		return nil, fmt.Errorf("channel metadata: the root hashes to %s, not the pinned %s", got, v.rootHash)
+	// The pinned root, then each later version, each signed by the
+	// threshold of the one before and its own.
+	chain := append(slices.Clone(r.Roots), r.Root)
+	start := -1
+	for i, b := range chain {
+		if subtle.ConstantTimeCompare([]byte(RootHash(b)), []byte(v.rootHash)) == 1 {
+			start = i
+		}
 	}
-	tm, err := trustedmetadata.New(r.Root)
+	if start < 0 {
+		return nil, fmt.Errorf("channel metadata: the root hashes to %s, not the pinned %s, and no earlier root the server gives does", RootHash(r.Root), v.rootHash)
+	}
+	tm, err := trustedmetadata.New(chain[start])
 	if err != nil {
 		return nil, fmt.Errorf("channel metadata: root: %w", err)
+	}
+	for _, b := range chain[start+1:] {
+		if _, err := tm.UpdateRoot(b); err != nil {
+			return nil, fmt.Errorf("channel metadata: root version %d: %w", tm.Root.Signed.Version+1, err)
+		}
 	}
 	now := v.now().UTC()
 	tm.RefTime = now

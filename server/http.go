@@ -20,7 +20,7 @@ const maxBody = 64 << 20
 // answered 403 and written in the audit log. Routes (docs/server.md):
 //
 //	GET  /health
-//	GET  /tuf/{role}.json                 root, targets, snapshot, timestamp, testing, stable, deprecated
+//	GET  /tuf/{role}.json                 root, N.root, targets, snapshot, timestamp, testing, stable, deprecated
 //	GET  /api/v1/metadata                 every signed document at once (channel.Repo)
 //	GET  /api/v1/channels                 channels, entries, excuses of what waits
 //	GET  /api/v1/history
@@ -205,6 +205,16 @@ func (s *Server) tufDoc(w http.ResponseWriter, r *http.Request, _ string) {
 	case !ok:
 	case role == "root":
 		b = m.Root
+	case strings.HasSuffix(role, ".root"):
+		// N.root.json, as TUF clients fetch each root version.
+		n, err := strconv.Atoi(strings.TrimSuffix(role, ".root"))
+		switch {
+		case err != nil || n < 1:
+		case n <= len(m.Roots):
+			b = m.Roots[n-1]
+		case n == len(m.Roots)+1:
+			b = m.Root
+		}
 	case role == "targets":
 		b = m.Targets
 	case role == "snapshot":

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,5 +219,52 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	if _, err := Init(e.dir, rootKeys(), 2, e.clock); err == nil || !strings.Contains(err.Error(), "already holds a server") {
 		t.Fatal(err)
+	}
+}
+
+// A year on, the administrators re-sign the root and targets offline;
+// a client that pinned the first root verifies the new documents.
+func TestResignOffline(t *testing.T) {
+	e := newEnv(t)
+	v := channel.NewVerifier(e.rootHash, e.clock.Now)
+	e.verify(v)
+	e.at(340 * day)
+	if err := e.srv.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ts := e.serve()
+	h, err := (&Client{Base: ts.URL}).Health(ctx)
+	if err != nil || len(h.Expiring) != 2 {
+		t.Fatalf("health %+v %v", h, err)
+	}
+	if err := e.srv.ResignOffline(ctx, "admin", rootKeys()[:1]); err == nil || !strings.Contains(err.Error(), "needs 2 of the current root keys") {
+		t.Fatalf("one key: %v", err)
+	}
+	if err := e.srv.ResignOffline(ctx, "admin", rootKeys()[1:]); err != nil {
+		t.Fatal(err)
+	}
+	e.at(400 * day)
+	if err := e.srv.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vd := e.verify(v)
+	if vd.Versions["root"] != 2 {
+		t.Fatalf("versions %v", vd.Versions)
+	}
+	root, _ := os.ReadFile(filepath.Join(e.dir, RootFile))
+	m, _ := e.srv.Metadata(ctx)
+	if !bytes.Equal(root, m.Root) || len(m.Roots) != 1 || channel.RootHash(m.Roots[0]) != e.rootHash {
+		t.Fatal("root.json or the chain is not the new root's")
+	}
+	for n, want := range map[string][]byte{"1": m.Roots[0], "2": m.Root, "3": nil} {
+		resp, err := http.Get(ts.URL + "/tuf/" + n + ".root.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want == nil && resp.StatusCode != http.StatusNotFound || want != nil && !bytes.Equal(b, want) {
+			t.Fatalf("/tuf/%s.root.json: %s %.80s", n, resp.Status, b)
+		}
 	}
 }

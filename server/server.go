@@ -222,7 +222,11 @@ func (s *Server) step(name string) error {
 
 // saveRepo writes every document of r.
 func saveRepo(tx *sql.Tx, r *channel.Repo) error {
-	docs := map[string][]byte{"root": r.Root, "targets": r.Targets, "snapshot": r.Snapshot, "timestamp": r.Timestamp}
+	roots, err := json.Marshal(r.Roots)
+	if err != nil {
+		return err
+	}
+	docs := map[string][]byte{"root": r.Root, "roots": roots, "targets": r.Targets, "snapshot": r.Snapshot, "timestamp": r.Timestamp}
 	for ch, b := range r.Channels {
 		docs[ch] = b
 	}
@@ -258,6 +262,10 @@ func loadRepo(ctx context.Context, q querier) (*channel.Repo, error) {
 		switch role {
 		case "root":
 			r.Root = []byte(doc)
+		case "roots":
+			if err := json.Unmarshal([]byte(doc), &r.Roots); err != nil {
+				return nil, fmt.Errorf("server database: the earlier roots: %w", err)
+			}
 		case "targets":
 			r.Targets = []byte(doc)
 		case "snapshot":
@@ -376,6 +384,38 @@ func (s *Server) Refresh(ctx context.Context) error {
 		}
 		return saveRepo(tx, next)
 	})
+}
+
+// ResignOffline has the offline root keys (at least the root's
+// threshold of them) sign new versions of the root and the top-level
+// targets, valid for their full term again: what the administrators do
+// before Health says they expire. It writes RootFile anew; clients
+// that pinned an older root follow the chain.
+func (s *Server) ResignOffline(ctx context.Context, who string, rootKeys []channel.Signer) error {
+	var root []byte
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		repo, err := loadRepo(ctx, tx)
+		if err != nil {
+			return err
+		}
+		next, err := repo.Resign(rootKeys, s.online, s.clock.Now(), s.cfg.Expiry)
+		if err != nil {
+			return err
+		}
+		if err := saveRepo(tx, next); err != nil {
+			return err
+		}
+		root = next.Root
+		v, _ := next.Versions()
+		return s.audit(tx, who, "resign offline", "root, targets", "ok", fmt.Sprintf("root version %d, targets version %d", v["root"], v["targets"]))
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, RootFile), root, 0o644); err != nil {
+		return fmt.Errorf("resigned, but writing %s: %w", RootFile, err)
+	}
+	return nil
 }
 
 // Tick evaluates the promotion rules and re-signs what needs it: what
