@@ -268,3 +268,13 @@ func TestResignOffline(t *testing.T) {
 		}
 	}
 }
+
+// The schema stays plain SQL that PostgreSQL accepts: no SQLite-only
+// types or clauses.
+func TestSchemaPortable(t *testing.T) {
+	for _, bad := range []string{"AUTOINCREMENT", "WITHOUT ROWID", "INTEGER PRIMARY KEY", "BLOB", "DATETIME", "INSERT OR", "REPLACE INTO", "STRICT"} {
+		if strings.Contains(strings.ToUpper(schema+testsSchema), bad) {
+			t.Errorf("the schema uses %s", bad)
+		}
+	}
+}
