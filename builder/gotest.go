@@ -39,7 +39,7 @@ type TestResult struct {
 	Skipped []string `json:"skipped"`
 }
 
-// goTest runs go test of attrs.packages (with -run attrs.run, if any) of
+// goTest runs go test of attrs.packages (with -run attrs.run and -skip attrs.skip, if any) of
 // the module in input src, set up as goBuild sets up a build (the same
 // module cache, toolchain and environment, offline), and records which
 // tests passed, failed and were skipped in $out/result.json, the output
@@ -73,6 +73,9 @@ func goTest(args, env []string, stdout, stderr io.Writer) error {
 	cmdArgs := []string{"test", "-json", "-trimpath", "-buildvcs=false"}
 	if run, _ := info.Derivation.Attrs["run"].(string); run != "" {
 		cmdArgs = append(cmdArgs, "-run", run)
+	}
+	if skip, _ := info.Derivation.Attrs["skip"].(string); skip != "" {
+		cmdArgs = append(cmdArgs, "-skip", skip)
 	}
 	cmdArgs = append(cmdArgs, packages...)
 	fmt.Fprintf(stdout, "go %s\n", strings.Join(cmdArgs, " "))

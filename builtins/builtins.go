@@ -48,7 +48,7 @@ var All = []Builder{
 	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}}},
 	{Uroot, "#Initramfs", "initramfs", []Derived{{"consoleShell", "consoleShell"}, {"files", "files"}, {"services", "services"}}},
 	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"consoleShell", "consoleShell"}, {"kernelFile", "kernelFile"}}},
-	{GoTest, "#GoTest", "goTest", []Derived{{"packages", "packages"}, {"run", "run"}}},
+	{GoTest, "#GoTest", "goTest", []Derived{{"packages", "packages"}, {"run", "run"}, {"skip", "skip"}}},
 	{RunTest, "#Test", "test", []Derived{{"program", "program"}, {"args", "arguments"}}},
 }
 

@@ -45,6 +45,7 @@ type goTests struct {
 	Go struct {
 		Packages []string `json:"packages"`
 		Run      string   `json:"run"`
+		Skip     string   `json:"skip"`
 		Off      string   `json:"off"`
 		Deps     []struct {
 			Name       string         `json:"name"`
@@ -113,7 +114,7 @@ func goTestOf(g *eval.Graph, n *eval.Node) (*Test, error) {
 		Name: n.Drv.Name + "-test", Version: n.Drv.Version, System: n.Drv.System,
 		Builder: builtins.GoTest, Args: []string{}, Env: map[string]string{},
 		Inputs: map[string]store.DrvHash{},
-		Attrs:  map[string]any{"packages": anyList(spec.Go.Packages), "run": spec.Go.Run},
+		Attrs:  map[string]any{"packages": anyList(spec.Go.Packages), "run": spec.Go.Run, "skip": spec.Go.Skip},
 	}
 	for k, v := range n.Drv.Env {
 		d.Env[k] = v
@@ -228,39 +229,48 @@ func (c *checker) testRules() {
 	}
 }
 
-// Passed says whether a test's result is in the store (only a passing
-// test's output is ever valid).
-type Passed func(store.Path) (bool, error)
+// TestStatus says whether a test has a passing result in the store (only
+// a passing test's output is ever valid), and whether a path it tests is
+// built.
+type TestStatus func(*Test) (passed, built bool, err error)
 
 // CheckTests checks the deferred tests rules of limits on g: every test
-// of each scope must have a passing result. It returns the violations and
-// the tests that have none (what realize runs), each once.
-func CheckTests(g *eval.Graph, limits []SizeLimit, passed Passed) (Violations, []*Test, error) {
+// of each scope must have a passing result. A test without one is a
+// violation when what it tests is built (a path without a passing
+// result); else it waits, as a size limit waits for its image. It returns
+// the violations, the tests that have no result (what realize runs),
+// each once, and how many wait.
+func CheckTests(g *eval.Graph, limits []SizeLimit, status TestStatus) (Violations, []*Test, int, error) {
 	var vs Violations
 	var missing []*Test
+	waiting := 0
 	req, err := RequiredTests(g, limits)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	for _, r := range req {
 		t, l := r.Test, r.Rule
-		ok, err := passed(t.Path())
+		ok, built, err := status(t)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		if ok {
 			continue
 		}
 		missing = append(missing, t)
+		if !built {
+			waiting++
+			continue
+		}
 		vs = append(vs, Violation{
 			Rule: l.Rule, Attr: t.Attr, Policy: l.Policy, System: t.Pos,
 			Text: fmt.Sprintf("%s has no passing result (its tests must pass, for %s; run hephc test)", t.Drv.Name, l.Attr),
 		})
 	}
 	if vs == nil {
-		return nil, missing, nil
+		return nil, missing, waiting, nil
 	}
-	return vs.sorted(), missing, nil
+	return vs.sorted(), missing, waiting, nil
 }
 
 // isTest says whether n is a test derivation.

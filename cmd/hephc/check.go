@@ -70,7 +70,7 @@ func check(e *env, fs *pflag.FlagSet, args []string, asJSON bool) error {
 		return err
 	}
 	vs = vs.Merge(sizes)
-	tests, err := checkTestResults(e, g) // test.go
+	tests, untested, err := checkTestResults(e, g) // test.go
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,13 @@ func check(e *env, fs *pflag.FlagSet, args []string, asJSON bool) error {
 	if len(vs) > 0 {
 		return vs
 	}
-	return printCheck(e, g, set, unbuilt)
+	if err := printCheck(e, g, set, unbuilt); err != nil {
+		return err
+	}
+	if untested > 0 {
+		fmt.Fprintf(e.stdout, "tests: %s wait for what they test to be built (realize runs them)\n", plural(untested, "required test"))
+	}
+	return nil
 }
 
 // checkBuiltSizes checks the size limits of the images already in the

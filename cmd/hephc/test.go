@@ -58,7 +58,7 @@ type testOutcome struct {
 	Name     string   `json:"name"`
 	Path     string   `json:"path,omitempty"`
 	Tested   []string `json:"tested"`
-	Result   string   `json:"result"` // pass, fail, skipped (a dependency failed), off
+	Result   string   `json:"result"` // pass, fail, skip (something it needs failed), off
 	Cached   bool     `json:"cached"` // passed before: not rerun
 	Seconds  float64  `json:"seconds"`
 	Passed   int      `json:"passed"`
@@ -160,7 +160,7 @@ func printTestOutcomes(e *env, outs []testOutcome, took time.Duration) {
 			ran++
 			what = fmt.Sprintf("%.1fs", o.Seconds)
 		}
-		if o.Result == "fail" || o.Result == "skipped" {
+		if o.Result == "fail" || o.Result == "skip" {
 			failed++
 		}
 		checks := ""
@@ -302,7 +302,7 @@ func runTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests
 			}
 			errs = append(errs, failures[t.Hash])
 		case skipped[t.Hash] != nil:
-			o.Result = "skipped"
+			o.Result = "skip"
 			errs = append(errs, skipped[t.Hash])
 			outs = append(outs, o)
 			continue
@@ -450,7 +450,7 @@ func requireTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, j
 	if err != nil || len(req) == 0 {
 		return err
 	}
-	_, missing, err := policy.CheckTests(g, ls, passedIn(ctx, st))
+	_, missing, _, err := policy.CheckTests(g, ls, testStatus(ctx, st, g))
 	if err != nil {
 		return err
 	}
@@ -475,35 +475,49 @@ func requireTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, j
 	return nil
 }
 
-// checkTestResults is check's part of the tests rule: the tests that
-// have no passing result in the store (all of them when there is none).
-func checkTestResults(e *env, g *eval.Graph) (policy.Violations, error) {
+// checkTestResults is check's part of the tests rule: the built paths
+// whose tests have no passing result in the store, and how many tests
+// wait for what they test to be built.
+func checkTestResults(e *env, g *eval.Graph) (policy.Violations, int, error) {
 	ls, err := pipeline.SizeLimits(g)
 	if err != nil || len(ls) == 0 {
-		return nil, err
+		return nil, 0, err
 	}
-	passed := func(store.Path) (bool, error) { return false, nil }
+	status := func(*policy.Test) (bool, bool, error) { return false, false, nil }
 	dir, err := storeDir(e)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err == nil {
 		st, err := openStore(e)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		defer st.Close()
-		passed = passedIn(context.Background(), st)
+		status = testStatus(context.Background(), st, g)
 	}
-	vs, _, err := policy.CheckTests(g, ls, passed)
-	return vs, err
+	vs, _, waiting, err := policy.CheckTests(g, ls, status)
+	return vs, waiting, err
 }
 
-// passedIn says whether a test has a passing result in st: its output is
-// valid.
-func passedIn(ctx context.Context, st *store.Store) policy.Passed {
-	return func(p store.Path) (bool, error) {
-		v, err := st.ValidPaths(ctx, []store.Path{p})
-		return v[p], err
+// testStatus says whether a test has a passing result in st (its output
+// is valid) and whether a path it tests (a derivation of g) is built.
+func testStatus(ctx context.Context, st *store.Store, g *eval.Graph) policy.TestStatus {
+	return func(t *policy.Test) (bool, bool, error) {
+		ps := []store.Path{t.Path()}
+		for _, h := range t.Of {
+			if n := g.Nodes[h]; n != nil {
+				ps = append(ps, n.Path())
+			}
+		}
+		v, err := st.ValidPaths(ctx, ps)
+		if err != nil {
+			return false, false, err
+		}
+		built := false
+		for _, p := range ps[1:] {
+			built = built || v[p]
+		}
+		return v[t.Path()], built, nil
 	}
 }
