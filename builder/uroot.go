@@ -92,9 +92,9 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 // builtins.UrootBusybox output), the programs (bin/*) of input init and of
 // the inputs bin.NAME in /bin, attrs.files, and /etc/heph/services.json,
 // /etc/heph/programs.json and /etc/heph/console.json (attrs.consoleShell)
-// for heph's init, which u-root's init runs as /bin/uinit. $out/initrd is the archive (u-root writes its records
-// sorted, with zero mtimes, owners and inode numbers), $out/manifest.json
-// what went into it.
+// for heph's init, which u-root's init runs as /bin/uinit. $out/initrd is
+// the archive (u-root writes its records sorted, with zero mtimes, owners
+// and inode numbers), $out/manifest.json what went into it.
 func uroot(args, env []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	info, err := readBuildInfo()
