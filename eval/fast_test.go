@@ -1,0 +1,200 @@
+package eval_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/txtar"
+
+	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/internal/benchconfig"
+	"hephc.dev/hephc/lang"
+)
+
+// fastBoth evaluates the configuration in dir with CUE (lang.Load, Build)
+// and on the fast path, and fails t when the fast path gives a graph that
+// is not CUE's exactly, or a graph where CUE gives an error. It reports
+// whether the fast path handled the configuration.
+func fastBoth(t testing.TB, dir string) bool {
+	t.Helper()
+	var want *eval.Graph
+	var werr error
+	cfg, err := lang.NewLoader(dir).Load(dir)
+	if err != nil {
+		werr = err
+	} else {
+		want, werr = eval.Build(cfg.Value, eval.Options{})
+	}
+	got, ok := fastEval(dir, &eval.Fast{}, &lang.ParseCache{})
+	if !ok {
+		return false
+	}
+	if werr != nil {
+		t.Fatalf("%s: the fast path gave a graph, CUE an error: %v", dir, werr)
+	}
+	if d := graphDiff(want, got); d != "" {
+		t.Fatalf("%s: the fast path's graph is not CUE's: %s", dir, d)
+	}
+	return true
+}
+
+func fastEval(dir string, f *eval.Fast, pc *lang.ParseCache) (*eval.Graph, bool) {
+	_, files, ok := lang.NewLoader(dir).Simple(dir)
+	if !ok {
+		return nil, false
+	}
+	parsed, ok := pc.Parse(files)
+	if !ok {
+		return nil, false
+	}
+	fs := make([]eval.File, len(parsed))
+	for i, p := range parsed {
+		fs[i] = eval.File{Name: p.Name, Sum: p.Sum, Syntax: p.File}
+	}
+	return f.Build(fs, eval.Options{})
+}
+
+// graphDiff says how two graphs differ ("" when they do not), comparing
+// everything but the nodes' CUE values.
+func graphDiff(a, b *eval.Graph) string {
+	if a.Decoded != b.Decoded {
+		return fmt.Sprintf("decoded %d, fast %d", a.Decoded, b.Decoded)
+	}
+	if !reflect.DeepEqual(a.Roots, b.Roots) {
+		return fmt.Sprintf("roots %v, fast %v", a.Roots, b.Roots)
+	}
+	if len(a.Nodes) != len(b.Nodes) {
+		return fmt.Sprintf("%d nodes, fast %d", len(a.Nodes), len(b.Nodes))
+	}
+	for h, n := range a.Nodes {
+		m := b.Nodes[h]
+		if m == nil {
+			return fmt.Sprintf("node %s (%s) missing", n.Attr, h)
+		}
+		if !reflect.DeepEqual(n.Drv, m.Drv) {
+			return fmt.Sprintf("%s: derivation %+v, fast %+v", n.Attr, n.Drv, m.Drv)
+		}
+		if !reflect.DeepEqual(n.Meta, m.Meta) || n.Limits != m.Limits || n.Attr != m.Attr || n.Pos != m.Pos {
+			return fmt.Sprintf("%s: meta %+v limits %+v attr %s pos %v; fast %+v %+v %s %v", n.Attr, n.Meta, n.Limits, n.Attr, n.Pos, m.Meta, m.Limits, m.Attr, m.Pos)
+		}
+	}
+	return ""
+}
+
+// writeArchive writes the files of a txtar archive (not out/ and args)
+// under dir and returns the directories holding .cue files.
+func writeArchive(t testing.TB, file, dir string) []string {
+	ar, err := txtar.ParseFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var dirs []string
+	for _, f := range ar.Files {
+		if strings.HasPrefix(f.Name, "out/") || f.Name == "args" || strings.HasPrefix(f.Name, "/") || strings.Contains(f.Name, "$") {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if d := filepath.Dir(p); strings.HasSuffix(p, ".cue") && !seen[d] && !strings.Contains(p, "cue.mod") {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+// TestFastDifferential evaluates every golden case, the CLI's script
+// cases, system.cue's directory and the benchmark's configuration both
+// ways: wherever the fast path gives a graph it must be CUE's.
+func TestFastDifferential(t *testing.T) {
+	var cases []string
+	for _, g := range []string{"../testdata/golden/*.txtar", "../cmd/hephc/testdata/script/*.txtar"} {
+		m, err := filepath.Glob(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, m...)
+	}
+	if len(cases) < 100 {
+		t.Fatalf("found only %d cases", len(cases))
+	}
+	handled := 0
+	for _, c := range cases {
+		for _, d := range writeArchive(t, c, t.TempDir()) {
+			if fastBoth(t, d) {
+				handled++
+			}
+		}
+	}
+	t.Logf("the fast path handled %d of the cases' configurations", handled)
+	// system.cue's directory: the fast path refuses it today (helpers,
+	// policy); whatever it does must be CUE's.
+	fastBoth(t, "..")
+	dir := t.TempDir()
+	benchconfig.Write(t, dir, 1500)
+	if !fastBoth(t, dir) {
+		t.Fatal("the fast path refused the benchmark's configuration")
+	}
+}
+
+// TestFastEdit evaluates a configuration, edits one package and evaluates
+// it again with the same caches: the graph must be CUE's for the edit.
+func TestFastEdit(t *testing.T) {
+	dir := t.TempDir()
+	benchconfig.Write(t, dir, 2100)
+	f, pc := &eval.Fast{}, &lang.ParseCache{}
+	if _, ok := fastEval(dir, f, pc); !ok {
+		t.Fatal("refused")
+	}
+	editPackage(t, dir, 1234, 1)
+	got, ok := fastEval(dir, f, pc)
+	if !ok {
+		t.Fatal("refused after the edit")
+	}
+	cfg, err := lang.NewLoader(dir).Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := eval.Build(cfg.Value, eval.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := graphDiff(want, got); d != "" {
+		t.Fatal(d)
+	}
+}
+
+// editPackage changes package i of a benchconfig configuration in dir (its
+// version, so its hash and every dependent's change); k makes each edit
+// different.
+func editPackage(t testing.TB, dir string, i, k int) {
+	t.Helper()
+	p := filepath.Join(dir, fmt.Sprintf("pkgs%03d.cue", i/1000))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf("name: \"p%d\"\n\tversion: \"", i)
+	s := string(b)
+	at := strings.Index(s, old)
+	if at < 0 {
+		t.Fatalf("package %d not found", i)
+	}
+	end := at + len(old) + strings.Index(s[at+len(old):], "\"")
+	s = s[:end] + fmt.Sprintf("-e%d", k) + s[end:]
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
