@@ -66,6 +66,10 @@ type SubstituteOptions struct {
 	Limits archive.LayerLimits
 	// Events receives progress, one event at a time; nil discards it.
 	Events func(Event)
+	// Admit, when not nil, says whether a path may come from the manifest
+	// with this digest (realize --server: what a verified channel holds);
+	// an error refuses that copy, with the error as its reason.
+	Admit func(p store.Path, manifest string) error
 }
 
 // EventKind says what happened to a path.
@@ -283,6 +287,12 @@ func (s *substitution) lookup(ctx context.Context, w Want, scratch string) *offe
 		}
 		if !ok {
 			continue
+		}
+		if s.opts.Admit != nil {
+			if err := s.opts.Admit(w.Path, f.entry.Manifest.Digest.String()); err != nil {
+				o.reasons = append(o.reasons, fmt.Sprintf("%s: %v", ref, err))
+				continue
+			}
 		}
 		counted, why := s.admit(f, w)
 		if why != "" {

@@ -181,6 +181,8 @@ type Health struct {
 	// Expiring are the offline documents that expire within 30 days:
 	// the root keys' holders must re-sign them.
 	Expiring []string `json:"expiring,omitempty"`
+	// Registry is where the packages' OCI artifacts are (Config.RegistryName).
+	Registry string `json:"registry,omitempty"`
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +192,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := m.Versions()
-	reply(w, &Health{OK: err == nil, Versions: v, Expiring: m.Expiring(s.clock.Now(), 30*24*60*60*1e9)}, err)
+	reply(w, &Health{OK: err == nil, Versions: v, Expiring: m.Expiring(s.clock.Now(), 30*24*60*60*1e9), Registry: s.cfg.RegistryName}, err)
 }
 
 func (s *Server) tufDoc(w http.ResponseWriter, r *http.Request, _ string) {

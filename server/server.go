@@ -56,6 +56,9 @@ type Config struct {
 	// PrivateReads makes reading (channels, issues, metadata) need a
 	// token of the reader role; health stays open.
 	PrivateReads bool
+	// RegistryName is where publishers push and clients substitute from
+	// (oci://HOST/REPOSITORY), said in GET /health.
+	RegistryName string
 }
 
 // Promotion are the rules a package version in testing must meet to

@@ -45,6 +45,14 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	if dry, _ := fs.GetBool("dry-run"); dry {
 		return nil
 	}
+	// realize --server: only what the channel holds (channels.go).
+	from, err := channelSource(ctx, e, fs, st, args)
+	if err != nil {
+		return err
+	}
+	if from != nil {
+		off, only = false, true
+	}
 	if off && only {
 		return usagef("--no-substitute and --substitute-only: choose one")
 	}
@@ -84,6 +92,9 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	if err != nil {
 		return err
 	}
+	if from != nil {
+		caches = from.caches
+	}
 	if len(caches) == 0 {
 		if only {
 			return fmt.Errorf("--substitute-only: no binary cache to substitute from (give --substituter oci://HOST/REPOSITORY, set %s, or list substituters in the configuration)", SubstitutersEnv)
@@ -119,6 +130,7 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 		Now:           time.Now(),
 		Attestations:  trust.StoreDir(st.Dir),
 		Events:        sp.event,
+		Admit:         from.admitFunc(),
 	})
 	sp.finish()
 	if err != nil {
