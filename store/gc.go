@@ -23,6 +23,11 @@ type GCOptions struct {
 	// Waiting, if not nil, is called once if GC has to wait for running
 	// realizations to end.
 	Waiting func()
+	// Background makes GC return as soon as the garbage is unregistered
+	// (durably): its files are removed by a goroutine that holds the GC
+	// lock, exclusive, until they are gone, so that nothing realizes or
+	// collects meanwhile. GCResult.Wait waits for it, and so does Close.
+	Background bool
 }
 
 // GCResult says what GC deleted (or would delete, in a dry run).
@@ -46,6 +51,19 @@ type GCResult struct {
 	// StaleLocks are the lock files in Dir/locks of paths that are not
 	// valid (failed builds, a killed GC), removed; sorted.
 	StaleLocks []string
+
+	removal *gcRemoval
+}
+
+// Wait waits until the files of what GC deleted are removed, and returns
+// the first error removing them. Without GCOptions.Background, GC has
+// waited already.
+func (r *GCResult) Wait() error {
+	if r == nil || r.removal == nil {
+		return nil
+	}
+	<-r.removal.done
+	return r.removal.err
 }
 
 // DeletedPath is a path GC deleted and its size.
@@ -66,27 +84,29 @@ type collector struct {
 	db *sql.Conn
 }
 
-// gcBatch is how many paths one transaction unregisters.
-const gcBatch = 5000
-
 // GC deletes every valid path that no root keeps alive, and what killed
 // builds and collections left behind. The roots are every generation of
 // every profile, the indirect roots whose links still point at a valid
 // path, and, through the GC lock, whatever running realizations use; a
 // root keeps its whole closure.
 //
-// Deleting is crash-safe: paths are unregistered (many per transaction)
-// before their directories are touched, referrers before what they refer
-// to, so at every moment every registered path is complete and refers
-// only to registered paths; whatever a killed GC leaves (unregistered
-// trees, half removed), the next one removes.
+// Deleting is crash-safe: paths are unregistered (all in one transaction,
+// made durable) before their directories are touched, so at every moment
+// every registered path is complete and refers only to registered paths;
+// whatever a killed GC leaves (unregistered trees, half removed), the next
+// one removes.
 func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error) {
 	defer s.annotate(&err)
 	lock, err := s.lockGC(ctx, true, opts.Waiting)
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Unlock()
+	// Unless the removal of files takes it over.
+	defer func() {
+		if lock != nil {
+			lock.Unlock()
+		}
+	}()
 
 	// One connection, with a page cache and a memory map big enough for
 	// the whole database: GC reads all of it and deletes much.
@@ -128,8 +148,15 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error)
 	if err := c.forgetRoots(ctx, res.Generations, res.StaleRoots); err != nil {
 		return nil, err
 	}
-	if err := c.deleteGarbage(ctx, g, order, slices.Concat(res.Leftovers, res.StaleLocks)); err != nil {
+	if err := c.unregisterDurably(ctx, g, order); err != nil {
 		return nil, err
+	}
+	res.removal = s.removeInBackground(ctx, g, order, slices.Concat(res.Leftovers, res.StaleLocks), lock)
+	lock = nil
+	if !opts.Background {
+		if err := res.Wait(); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -417,11 +419,54 @@ func gcWorker() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if _, err := st.GC(context.Background(), store.GCOptions{}); err != nil {
+	// In the background, as the CLI collects: killed while removing
+	// files with GC returned, too.
+	res, err := st.GC(context.Background(), store.GCOptions{Background: true})
+	if err == nil {
+		err = res.Wait()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// TestGCInBackground: GC returns with the garbage unregistered while its
+// files are still being removed, and the GC lock stays held until they
+// are gone: nothing can realize (take it shared) in between.
+func TestGCInBackground(t *testing.T) {
+	dir := tempStoreDir(t)
+	syn := synthStore(t, dir, 3000, 2000, 7)
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := st.GC(context.Background(), store.GCOptions{Background: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Deleted) != len(syn.garbage) || res.Live != len(syn.live) {
+		t.Fatalf("deleted %d and kept %d paths, want %d and %d", len(res.Deleted), res.Live, len(syn.garbage), len(syn.live))
+	}
+	if v := storetest.Valid(t, st, syn.garbage...); len(v) != 0 {
+		t.Fatalf("%d garbage paths are still valid once GC returned", len(v))
+	}
+	lock, err := st.LockGC(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range syn.garbage {
+		if _, err := os.Lstat(st.Physical(p)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s is still there once the GC lock is free: %v", p, err)
+		}
+	}
+	lock.Unlock()
+	if err := res.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, st, true)
 }
 
 // TestGCSurvivesSIGKILL kills a collecting process at 30 different

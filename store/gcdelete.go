@@ -10,71 +10,129 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"hephc.dev/hephc/fstree"
 )
 
-// deleteGarbage unregisters the paths of order (referrers first), gcBatch
-// per transaction, and after each transaction has workers remove their
-// trees (and lock files); then the leftovers go the same way. Removing is
-// the slow part (file system metadata, in the kernel), so it runs while
-// the next batch is unregistered, with more workers than cores.
+// removeInBackground removes the files of the paths of order, which are
+// unregistered (unregisterDurably), and the leftovers: for each path its
+// record first, then its tree, its lock file and its attestations. It
+// runs on a goroutine of its own that holds lock, the GC lock taken
+// exclusive, until it is done, and releases it then; the result says when.
 //
 // A tree is removed where it is, not moved aside first: once its path is
 // unregistered nothing trusts it, and what a killed GC leaves half
 // removed, the next GC removes (or a realization, before it builds the
-// path again). On a slow disk a rename per path costs as much again as
-// everything else GC does (BenchmarkGC).
-func (c *collector) deleteGarbage(ctx context.Context, g *refGraph, order []int32, leftovers []string) error {
-	rm := fstree.NewRemover(4 * runtime.GOMAXPROCS(0))
-	err := c.unregisterAndRemove(ctx, g, order, leftovers, rm)
-	// On an error, what was unregistered is removed all the same.
-	if werr := rm.Wait(); err == nil && werr != nil {
-		err = fmt.Errorf("collecting garbage: %w", werr)
-	}
-	return err
+// path again: it can only start once the GC lock is free). On a slow disk
+// a rename per path costs as much again as everything else GC does
+// (BenchmarkGC).
+func (s *Store) removeInBackground(ctx context.Context, g *refGraph, order []int32, leftovers []string, lock *Lock) *gcRemoval {
+	r := &gcRemoval{done: make(chan struct{})}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		defer close(r.done)
+		defer lock.Unlock()
+		r.err = s.removeGarbage(ctx, g, order, leftovers)
+	}()
+	return r
 }
 
-func (c *collector) unregisterAndRemove(ctx context.Context, g *refGraph, order []int32, leftovers []string, rm *fstree.Remover) error {
-	storeDir := filepath.Join(c.s.Dir, "store")
-	locks := filepath.Join(c.s.Dir, "locks")
-	infos := filepath.Join(c.s.Dir, infoDir)
-	for start := 0; start < len(order); start += gcBatch {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		batch := order[start:min(start+gcBatch, len(order))]
-		if err := c.unregister(ctx, g, batch); err != nil {
-			return err
-		}
-		// The unregistration is durable before any file goes: after a
-		// power loss the database may lose its last transactions, and
-		// must not list a path whose files are gone.
-		if err := c.s.sync(); err != nil {
-			return fmt.Errorf("collecting garbage: %w", err)
-		}
-		for _, i := range batch {
-			base := g.paths[i][len(Dir)+1:]
-			// The record first, here: a tree half removed never has one.
-			if err := os.Remove(filepath.Join(infos, base[:HashStringLen]+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("collecting garbage: %w", err)
-			}
-			rm.Remove(filepath.Join(storeDir, base))
-			// Nobody holds or waits for a per-output lock now.
-			rm.Remove(filepath.Join(locks, base[:HashStringLen]+".lock"))
-			// Its attestations (package trust keeps them in this
-			// directory, trust.DirName) vouch for nothing any more.
-			rm.Remove(filepath.Join(c.s.Dir, "attestations", base))
-		}
+// gcRemoval is a GC's removal of files, running or done.
+type gcRemoval struct {
+	done chan struct{}
+	err  error
+}
+
+// unregisterDurably unregisters order in one transaction, then syncs the
+// store's file system: after a power loss the database may lose its last
+// transactions, and must not list a path whose files are gone.
+func (c *collector) unregisterDurably(ctx context.Context, g *refGraph, order []int32) error {
+	if len(order) == 0 {
+		return nil
 	}
-	for _, path := range leftovers {
-		rm.Remove(path)
+	if err := c.unregister(ctx, g, order); err != nil {
+		return err
+	}
+	if err := c.s.sync(); err != nil {
+		return fmt.Errorf("collecting garbage: %w", err)
 	}
 	return nil
 }
 
+// removeGarbage removes the files of the unregistered paths of order and
+// the leftovers, with 4 workers a core: unlink and rmdir, in the kernel,
+// are the slow part, and run best with more workers than cores. It stops queueing when ctx ends;
+// what it leaves, the next GC removes.
+func (s *Store) removeGarbage(ctx context.Context, g *refGraph, order []int32, leftovers []string) error {
+	storeDir := filepath.Join(s.Dir, "store")
+	locks := filepath.Join(s.Dir, "locks")
+	infos := filepath.Join(s.Dir, infoDir)
+	attestations := filepath.Join(s.Dir, "attestations")
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = fmt.Errorf("collecting garbage: %w", err)
+		}
+		mu.Unlock()
+	}
+	jobs := make(chan int, 1024)
+	for range 4 * runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				if k >= len(order) {
+					if err := fstree.RemoveTree(leftovers[k-len(order)]); err != nil {
+						fail(err)
+					}
+					continue
+				}
+				base := g.paths[order[k]][len(Dir)+1:]
+				hash := base[:HashStringLen]
+				// The record first: a tree half removed never has one.
+				if err := os.Remove(filepath.Join(infos, hash+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					fail(err)
+					continue
+				}
+				if err := fstree.RemoveTree(filepath.Join(storeDir, base)); err != nil {
+					fail(err)
+				}
+				// Nobody holds or waits for a per-output lock now.
+				if err := os.Remove(filepath.Join(locks, hash+".lock")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					fail(err)
+				}
+				// Its attestations (package trust keeps them in this
+				// directory, trust.DirName) vouch for nothing any more.
+				if err := fstree.RemoveTree(filepath.Join(attestations, base)); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	var err error
+	for k := range len(order) + len(leftovers) {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		jobs <- k
+	}
+	close(jobs)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return err
+}
+
 // unregister deletes the rows of batch, which no path outside it that
-// remains valid refers to, in one transaction.
+// remains valid refers to, in one transaction: GC's whole garbage at once.
 //
 // It does what the foreign keys of refs would do (cascade from the
 // referrer, refuse to delete a path still referred to), but for the batch

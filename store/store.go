@@ -50,6 +50,9 @@ type Store struct {
 	owner int
 	// staleBuilds removes the build directories of killed builds once.
 	staleBuilds sync.Once
+	// background counts GC's removals of files still running
+	// (GCOptions.Background).
+	background sync.WaitGroup
 }
 
 // DefaultDir is the store directory when none is given: $XDG_DATA_HOME/hephc,
@@ -115,8 +118,12 @@ func ownerOf(fi os.FileInfo) int {
 // (Dir/store): every entry of every path belongs to it.
 func (s *Store) Owner() int { return s.owner }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close waits for GC's removals of files still running
+// (GCOptions.Background), then closes the database.
+func (s *Store) Close() error {
+	s.background.Wait()
+	return s.db.Close()
+}
 
 // Physical returns where p's content lives on this machine.
 func (s *Store) Physical(p Path) string { return filepath.Join(s.Dir, "store", p.Base()) }

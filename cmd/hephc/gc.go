@@ -88,12 +88,16 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 	if opts.Expire, err = profile.Expired(ctx, st, keep, olderThan); err != nil {
 		return err
 	}
+	opts.Background = true // the report is printed while the files go (res.Wait)
 	res, err := st.GC(ctx, opts)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		return printGCJSON(e, res, opts.DryRun)
+		if err := printGCJSON(e, res, opts.DryRun); err != nil {
+			return err
+		}
+		return res.Wait()
 	}
 	if opts.DryRun {
 		printGCDryRun(e, res)
@@ -115,7 +119,7 @@ func runGC(e *env, fs *pflag.FlagSet, args []string) error {
 		fmt.Fprintln(e.stdout, d.Path)
 	}
 	fmt.Fprintf(e.stderr, "deleted %d paths, freed %s; %d paths are live\n", len(res.Deleted), store.FormatSize(res.Freed), res.Live)
-	return nil
+	return res.Wait()
 }
 
 func printGCDryRun(e *env, res *store.GCResult) {
