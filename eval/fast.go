@@ -12,6 +12,7 @@ import (
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/literal"
+	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 
 	"hephc.dev/hephc/builtins"
@@ -36,15 +37,14 @@ import (
 // FuzzFastDifferential evaluate configurations both ways and require
 // identical graphs.
 
-// File is one parsed file of a configuration, for Fast.
+// File is one file of a configuration, for Fast.
 type File struct {
 	// Name is the file's absolute path, as CUE's loader names it.
 	Name string
 	// Sum identifies the file's content; Fast keeps what it extracted
-	// from a file by name and Sum.
+	// from a file by name and Sum, and parses only a file it has not.
 	Sum [32]byte
-	// Syntax is the file as parsed by cue/parser (with comments).
-	Syntax *ast.File
+	Src []byte
 }
 
 // Fast evaluates configurations on the fast path, keeping what it
@@ -52,6 +52,7 @@ type File struct {
 // files are read again; resolving inputs and hashing is done for the whole
 // graph. Its zero value is ready to use; it is safe for concurrent use.
 type Fast struct {
+	link  sync.Mutex // held by link, which reuses what declarations made before
 	mu    sync.Mutex
 	files map[string]*fastFile // by file name
 }
@@ -76,6 +77,12 @@ type fastDecl struct {
 	drv    store.Derivation
 	meta   Meta
 	inputs []fastInput
+	// last is the derivation this declaration made the last time it was
+	// linked, with its inputs' hashes in the order they were visited:
+	// the same inputs make the same derivation, not hashed again.
+	last     *store.Derivation
+	lastIns  []store.DrvHash
+	lastHash store.DrvHash
 }
 
 // fastInput is one field of inputs: a reference, a list of references or
@@ -102,6 +109,8 @@ func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
 		}
 		pkg = ff.pkg
 	}
+	f.link.Lock()
+	defer f.link.Unlock()
 	return link(ffs)
 }
 
@@ -146,13 +155,16 @@ func (f *Fast) extract(files []File) []*fastFile {
 	return out
 }
 
-// extractFile reads one file's declarations; ok=false when any of them is
+// extractFile parses one file and reads its declarations; ok=false when any of them is
 // not a shape the fast path handles.
 func extractFile(fl File) *fastFile {
 	ff := &fastFile{sum: fl.Sum}
-	x := fl.Syntax
-	if x == nil || defs.IsSchemaFile(fl.Name) {
+	if defs.IsSchemaFile(fl.Name) {
 		return ff
+	}
+	x, err := parser.ParseFile(fl.Name, fl.Src)
+	if err != nil {
+		return ff // CUE says what is wrong
 	}
 	imported, used := false, false
 	for _, d := range x.Decls {
@@ -580,33 +592,46 @@ func link(ffs []*fastFile) (*Graph, bool) {
 		}
 		n.state = visiting
 		d := n.decl
-		drv := d.drv
-		drv.Inputs = make(map[string]store.DrvHash, len(d.inputs))
+		ins := make([]store.DrvHash, 0, len(d.inputs))
 		for _, in := range d.inputs {
-			for i, r := range in.refs {
+			for _, r := range in.refs {
 				t := lookup(r)
 				if t == nil || !visit(t) {
 					n.state = failed
 					return false
 				}
-				name := in.label
-				switch in.kind {
-				case 'l':
-					name += "." + strconv.Itoa(i)
-				case 's':
-					name += "." + in.keys[i]
-				}
-				drv.Inputs[name] = t.hash
+				ins = append(ins, t.hash)
 			}
 		}
-		if len(drv.Validate()) > 0 {
-			n.state = failed
-			return false
-		}
-		h, err := drv.Hash()
-		if err != nil {
-			n.state = failed
-			return false
+		drv, h := d.last, d.lastHash
+		if drv == nil || !slices.Equal(ins, d.lastIns) {
+			dc := d.drv
+			dc.Inputs = make(map[string]store.DrvHash, len(ins))
+			k := 0
+			for _, in := range d.inputs {
+				for i := range in.refs {
+					name := in.label
+					switch in.kind {
+					case 'l':
+						name += "." + strconv.Itoa(i)
+					case 's':
+						name += "." + in.keys[i]
+					}
+					dc.Inputs[name] = ins[k]
+					k++
+				}
+			}
+			if len(dc.Validate()) > 0 {
+				n.state = failed
+				return false
+			}
+			var err error
+			if h, err = dc.Hash(); err != nil {
+				n.state = failed
+				return false
+			}
+			drv = &dc
+			d.last, d.lastIns, d.lastHash = drv, ins, h
 		}
 		n.state, n.hash = done, h
 		g.Decoded++
@@ -620,8 +645,7 @@ func link(ffs []*fastFile) (*Graph, bool) {
 				prev.Attr, prev.Pos = n.attr, pos
 			}
 		} else {
-			dc := drv
-			g.Nodes[h] = &Node{Hash: h, Drv: &dc, Meta: d.meta, Attr: n.attr, Pos: pos}
+			g.Nodes[h] = &Node{Hash: h, Drv: drv, Meta: d.meta, Attr: n.attr, Pos: pos}
 		}
 		return true
 	}

@@ -30,7 +30,7 @@ func fastBoth(t testing.TB, dir string) bool {
 	} else {
 		want, werr = eval.Build(cfg.Value, eval.Options{})
 	}
-	got, ok := fastEval(dir, &eval.Fast{}, &lang.ParseCache{})
+	got, ok := fastEval(dir, &eval.Fast{})
 	if !ok {
 		return false
 	}
@@ -43,18 +43,18 @@ func fastBoth(t testing.TB, dir string) bool {
 	return true
 }
 
-func fastEval(dir string, f *eval.Fast, pc *lang.ParseCache) (*eval.Graph, bool) {
+func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) {
 	_, files, ok := lang.NewLoader(dir).Simple(dir)
 	if !ok {
 		return nil, false
 	}
-	parsed, ok := pc.Parse(files)
+	srcs, ok := lang.ReadSources(files)
 	if !ok {
 		return nil, false
 	}
-	fs := make([]eval.File, len(parsed))
-	for i, p := range parsed {
-		fs[i] = eval.File{Name: p.Name, Sum: p.Sum, Syntax: p.File}
+	fs := make([]eval.File, len(srcs))
+	for i, s := range srcs {
+		fs[i] = eval.File{Name: s.Name, Sum: s.Sum, Src: s.Src}
 	}
 	return f.Build(fs, eval.Options{})
 }
@@ -154,12 +154,12 @@ func TestFastDifferential(t *testing.T) {
 func TestFastEdit(t *testing.T) {
 	dir := t.TempDir()
 	benchconfig.Write(t, dir, 2100)
-	f, pc := &eval.Fast{}, &lang.ParseCache{}
-	if _, ok := fastEval(dir, f, pc); !ok {
+	f := &eval.Fast{}
+	if _, ok := fastEval(dir, f); !ok {
 		t.Fatal("refused")
 	}
 	editPackage(t, dir, 1234, 1)
-	got, ok := fastEval(dir, f, pc)
+	got, ok := fastEval(dir, f)
 	if !ok {
 		t.Fatal("refused after the edit")
 	}
