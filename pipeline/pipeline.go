@@ -58,6 +58,9 @@ type Result struct {
 	Policies *policy.Set
 	// FromCache says that the graph was read from the evaluation cache.
 	FromCache bool
+	// Fast says that the graph was made on the fast path (eval.Fast), not
+	// by CUE's evaluator: its nodes have no CUE values.
+	Fast bool
 	// Warnings are problems that did not stop the evaluation, e.g. a
 	// cache that could not be written (which only costs time).
 	Warnings []error
@@ -87,50 +90,111 @@ func Evaluate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	started := time.Now()
-	l := lang.NewLoader(req.Dir)
-	cfg, err := l.Load(req.Args...)
-	if err != nil {
-		return nil, err
-	}
-	g, err := eval.Build(cfg.Value, eval.Options{Attr: req.Attr})
-	if err != nil {
-		return nil, cfg.Hint(err) // did you mean …?
-	}
-	lock, err := checkPins(cfg, g) // pinlock.go
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Graph: g}
-	deps, dirs := union(cfg.Deps, lock), cfg.Dirs
-	if req.Policy {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		res.Policies, err = policy.Load(l, cfg, policy.Files(cfg, key.PolicyFiles))
+	var res *Result
+	var deps, dirs []string
+	if g, cfg, ok := evaluateFast(req, key); ok {
+		lock, err := checkPins(cfg, g)
 		if err != nil {
 			return nil, err
 		}
-		checked, err := policy.Check(cfg.Value, g, res.Policies)
-		if err != nil {
-			return nil, err
+		res = &Result{Graph: g, Fast: true}
+		if req.Policy {
+			res.Policies = &policy.Set{} // evaluateFast made sure there is none
 		}
-		if len(checked.Limits) > 0 {
-			if g.Deferred, err = json.Marshal(checked.Limits); err != nil {
-				return nil, fmt.Errorf("keeping the policy's size limits: %w", err)
-			}
+		deps, dirs = union(cfg.Deps, lock), cfg.Dirs
+	} else {
+		var err error
+		if res, deps, dirs, err = evaluateCUE(ctx, req, key); err != nil {
+			return res, err
 		}
-		if checked.Violations != nil {
-			return res, checked.Violations // not cached: only a graph that passed is
-		}
-		deps, dirs = union(deps, res.Policies.Deps), union(dirs, res.Policies.Dirs)
 	}
 	if cache == nil || eval.ChangedSince(started, deps, dirs) {
 		return res, nil // edited while it was read: not cached
 	}
-	if err := cache.Put(key, deps, dirs, g); err != nil {
+	if err := cache.Put(key, deps, dirs, res.Graph); err != nil {
 		res.Warnings = append(res.Warnings, err)
 	}
 	return res, nil
+}
+
+// fast is the fast path's cache of the files it has read (by content) and
+// the derivations they made, for the life of the process: a server or a
+// watcher evaluating a configuration again after an edit reads and hashes
+// again only what the edit changed.
+var fast eval.Fast
+
+// evaluateFast evaluates req on the fast path (eval.Fast) when it can:
+// the whole configuration, files that are all there is to it
+// (lang.Loader.Simple), and no policy to enforce (policies read the
+// derivations' CUE values, which only CUE's evaluation has). ok=false
+// means CUE evaluates it (evaluateCUE), which is also what gives every
+// diagnostic: the fast path refuses any configuration with an error.
+func evaluateFast(req Request, key eval.Request) (*eval.Graph, *lang.Config, bool) {
+	if req.Attr != "" {
+		return nil, nil, false
+	}
+	dir, files, ok := lang.NewLoader(req.Dir).Simple(req.Args...)
+	if !ok {
+		return nil, nil, false
+	}
+	cfg := &lang.Config{Dir: dir, Files: files, Deps: files, Dirs: []string{dir}}
+	if req.Policy && len(policy.Files(cfg, key.PolicyFiles)) > 0 {
+		return nil, nil, false
+	}
+	srcs, ok := lang.ReadSources(files)
+	if !ok {
+		return nil, nil, false
+	}
+	fs := make([]eval.File, len(srcs))
+	for i, s := range srcs {
+		fs[i] = eval.File{Name: s.Name, Sum: s.Sum, Src: s.Src}
+	}
+	g, ok := fast.Build(fs, eval.Options{Attr: req.Attr})
+	return g, cfg, ok
+}
+
+// evaluateCUE loads the configuration with CUE, walks it into the graph
+// and enforces its policies; it returns the files and directories the
+// result depends on.
+func evaluateCUE(ctx context.Context, req Request, key eval.Request) (res *Result, deps, dirs []string, err error) {
+	l := lang.NewLoader(req.Dir)
+	cfg, err := l.Load(req.Args...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	g, err := eval.Build(cfg.Value, eval.Options{Attr: req.Attr})
+	if err != nil {
+		return nil, nil, nil, cfg.Hint(err) // did you mean …?
+	}
+	lock, err := checkPins(cfg, g) // pinlock.go
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	res = &Result{Graph: g}
+	deps, dirs = union(cfg.Deps, lock), cfg.Dirs
+	if req.Policy {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, err
+		}
+		res.Policies, err = policy.Load(l, cfg, policy.Files(cfg, key.PolicyFiles))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		checked, err := policy.Check(cfg.Value, g, res.Policies)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(checked.Limits) > 0 {
+			if g.Deferred, err = json.Marshal(checked.Limits); err != nil {
+				return nil, nil, nil, fmt.Errorf("keeping the policy's size limits: %w", err)
+			}
+		}
+		if checked.Violations != nil {
+			return res, nil, nil, checked.Violations // not cached: only a graph that passed is
+		}
+		deps, dirs = union(deps, res.Policies.Deps), union(dirs, res.Policies.Dirs)
+	}
+	return res, deps, dirs, nil
 }
 
 // cacheRequest is the evaluation cache's key for req: its arguments and

@@ -231,3 +231,36 @@ func TestSizeLimits(t *testing.T) {
 		t.Error("damaged size limits were read")
 	}
 }
+
+// TestEvaluateFastPath: a configuration of plain derivations with no
+// policy takes the fast path; with a policy beside it, or -A, CUE
+// evaluates it, and the graphs are the same.
+func TestEvaluateFastPath(t *testing.T) {
+	dir := writeConfig(t, map[string]string{"system.cue": config})
+	fast, err := pipeline.Evaluate(context.Background(), pipeline.Request{Dir: dir, Policy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fast.Fast || fast.Policies == nil {
+		t.Fatalf("fast %v, policies %v: want the fast path with no policies", fast.Fast, fast.Policies)
+	}
+	both := writeConfig(t, map[string]string{"system.cue": config, "extra.cue": "package system\n\npolicy: {}\n"})
+	for _, req := range []pipeline.Request{
+		{Dir: dir, Policy: true, PolicyFiles: []string{filepath.Join(both, "extra.cue")}},
+		{Dir: dir, Attr: "app"},
+		{Dir: dir, Args: []string{"system.cue"}, Policy: false},
+	} {
+		res, err := pipeline.Evaluate(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := len(req.Args) > 0; res.Fast != want {
+			t.Errorf("%+v: fast %v, want %v", req, res.Fast, want)
+		}
+		for attr, h := range res.Graph.Roots {
+			if fast.Graph.Roots[attr] != h {
+				t.Errorf("%+v: %s is %s, on the fast path %s", req, attr, h, fast.Graph.Roots[attr])
+			}
+		}
+	}
+}
