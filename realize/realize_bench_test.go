@@ -7,6 +7,7 @@ import (
 
 	"hephc.dev/hephc/internal/storetest"
 	"hephc.dev/hephc/realize"
+	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 )
 
@@ -20,9 +21,12 @@ func trivialGraph(b *testing.B, f *storetest.Fixture, n int) []store.DrvHash {
 }
 
 // BenchmarkRealizeTrivial builds 200 tiny sandboxed exec derivations with
-// -j 2 into a fresh store: one op is all 200.
+// -j 2 into a fresh store: one op is all 200. The sandbox's init is its
+// small helper once built (sandbox/helper.go; HEPHC_SANDBOX_INIT=self:
+// this executable, as before).
 func BenchmarkRealizeTrivial(b *testing.B) {
 	const n = 200
+	sandbox.WaitInitHelper()
 	b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()

@@ -35,9 +35,13 @@ func setup(is *initSpec) ([]string, error) {
 	if s.Builtin != "" {
 		// /proc/self/exe leads to a mount in the host's namespace, which
 		// cannot be bind-mounted here: go by its path.
-		exe, err := os.Readlink("/proc/self/exe")
-		if err != nil {
-			return nil, fmt.Errorf("sandbox: finding this executable: %w", err)
+		// The init may be the helper (helper.go): then the parent said.
+		exe := is.Exe
+		if exe == "" {
+			var err error
+			if exe, err = os.Readlink("/proc/self/exe"); err != nil {
+				return nil, fmt.Errorf("sandbox: finding this executable: %w", err)
+			}
 		}
 		if err := o.add(exe, ExePath, "", true, false, false); err != nil {
 			return nil, err

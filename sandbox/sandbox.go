@@ -75,6 +75,9 @@ const (
 type initSpec struct {
 	Spec    specJSON
 	ExeLibs []string // host paths of the loader and libraries ExePath needs
+	// Exe is the host path of the executable mounted at ExePath, when
+	// the init is not that executable but the helper (helper.go).
+	Exe string `json:",omitempty"`
 	// BuildIDs: the build has host ids of its own (the caller is root),
 	// which own its writable mounts; it may drop supplementary groups.
 	BuildIDs bool
@@ -278,6 +281,12 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	defer statusR.Close()
 
 	cmd := initCmd(s, r.ids, specR, statusW)
+	if helper := initProgram(); helper != "" {
+		// A small init (helper.go); builtins still run this executable.
+		if r.is.Exe, err = selfExe(); err == nil {
+			cmd.Path = helper
+		}
+	}
 	// Pdeathsig fires when the thread that started the child exits; keep
 	// this goroutine on one thread until the init has exited.
 	runtime.LockOSThread()
