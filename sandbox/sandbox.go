@@ -1,9 +1,11 @@
 // Package sandbox runs one build in fresh Linux namespaces, with only its
 // inputs visible, no network, a cleared environment and bounded resources.
 //
-// Run re-executes the current executable (/proc/self/exe) as the sandbox's
-// init: the first process of new user, mount, pid, uts, ipc and (unless
-// Spec.Network) network namespaces. The init builds a new root on a tmpfs,
+// Run starts the sandbox's init: the first process of new user, mount,
+// pid, uts, ipc and (unless Spec.Network) network namespaces. The init is
+// a small static program built from this package's own source
+// (helper.go), or, until that is built or where it cannot be, the current
+// executable (/proc/self/exe) re-executed. The init builds a new root on a tmpfs,
 // pivots into it, starts the build as uid 1000 without capabilities and
 // under a seccomp filter, reaps every process, and exits with the build's
 // status. Every program that uses this package must therefore call Init
