@@ -49,7 +49,7 @@ func (s *Server) OpenIssue(ctx context.Context, who, attr, version, title string
 			return err
 		}
 		if n == 0 {
-			return fmt.Errorf("opening an issue: %s %s was never published", attr, version)
+			return &NotFoundError{What: fmt.Sprintf("package %s %s (never published)", attr, version)}
 		}
 		var err error
 		if id, err = nextID(tx, "issues"); err != nil {
