@@ -440,7 +440,7 @@ func fastMeta(e ast.Expr, m *Meta) bool {
 			}
 			m.Channel = v
 		case "provides":
-			if m.Provides, ok = strList(f.Value); !ok || len(m.Provides) == 0 {
+			if m.Provides, ok = strList(f.Value); !ok {
 				return false
 			}
 		default:

@@ -198,3 +198,32 @@ func editPackage(t testing.TB, dir string, i, k int) {
 		t.Fatal(err)
 	}
 }
+
+// TestFastCases are shapes the fast path must handle, each with CUE's
+// graph.
+func TestFastCases(t *testing.T) {
+	for name, src := range map[string]string{
+		"empty provides": `a: heph.#Derivation & {name: "a", builder: "builtin:exec", meta: provides: []}`,
+		"comments and struct inputs": `// a comment
+a: heph.#Derivation & {name: "a", builder: "builtin:exec"} // after
+b: heph.#Derivation & {
+	// inside
+	name: "b"
+	builder: "@{bin.x}/bin/b"
+	inputs: {bin: {x: a, y: c.d}, l: [a, c.d]}
+}
+c: d: heph.#Derivation & {name: "d", builder: "builtin:exec", version: "2", system: "aarch64-linux", env: {Z: "\t", A_1: "é"}}`,
+		"same derivation twice": `x: heph.#Derivation & {name: "a", builder: "builtin:exec"}
+a: heph.#Derivation & {name: "a", builder: "builtin:exec"}`,
+		"a fixed output": `src: heph.#Derivation & {name: "src", builder: "builtin:fetch-url", args: ["u"], outputHash: "blake3:` + strings.Repeat("0", 64) + `"}
+u: heph.#Derivation & {name: "u", builder: "builtin:exec", inputs: s: src, meta: {license: "(MIT OR Apache-2.0) AND BSD-3-Clause", homepage: "h", channel: "deprecated"}}`,
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "c.cue"), []byte("package c\n\nimport \"hephc.dev/heph\"\n\n"+src+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !fastBoth(t, dir) {
+			t.Errorf("%s: refused", name)
+		}
+	}
+}
