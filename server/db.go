@@ -150,7 +150,7 @@ func openDB(dir string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening server database %s: %w", path, err)
 	}
-	if _, err := db.Exec(schema + testsSchema); err != nil {
+	if _, err := db.Exec(schema + testsSchema + threatSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating server database %s: %w", path, err)
 	}

@@ -143,6 +143,7 @@ func (s *Server) Handler() http.Handler {
 		v, err := s.Rollback(r.Context(), who, req.Channel, req.Reason)
 		reply(w, map[string]any{"channel": req.Channel, "version": v}, err)
 	}))
+	s.pageRoutes(mux) // page.go, threat.go: the web page, threat reports
 	return mux
 }
 

@@ -56,6 +56,9 @@ type Config struct {
 	// PrivateReads makes reading (channels, issues, metadata) need a
 	// token of the reader role; health stays open.
 	PrivateReads bool
+	// PublicPage lets anyone read the web page (page.go); by default it
+	// needs a reader token, as PrivateReads reads do.
+	PublicPage bool
 	// RegistryName is where publishers push and clients substitute from
 	// (oci://HOST/REPOSITORY), said in GET /health.
 	RegistryName string
