@@ -1,0 +1,92 @@
+#!/bin/sh
+# compare.sh: hephc's evaluation beside Nix 2.8's (Debian's nix-bin) on the
+# same graph shapes (bench/gen), runs alternating, medians printed as the
+# table of issue 20 with the load during the run. Not part of CI.
+#
+#   bench/compare.sh [ROUNDS]        (from the repository's root; default 3)
+#
+# Rows: cold evaluation of 10k and 30k packages (hephc with an empty
+# evaluation cache, Nix with its .drv files already valid, as
+# nix-instantiate leaves them); an unchanged 10k configuration again
+# (hephc's evaluation cache vs nix-instantiate --readonly-mode); one
+# package of 10k edited, evaluated again by a new process (the CLI; a
+# long-lived process keeps eval.Fast's per-file cache: BenchmarkEvalEdit).
+# Without nix-instantiate on PATH the Nix column says so. The realize and
+# GC rows of the issue are measured by their own benchmarks (./realize,
+# ./store).
+set -eu
+rounds=${1:-3}
+root=$(pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/hephc" ./cmd/hephc
+for n in 10000 30000; do
+	go run ./bench/gen -n $n -hephc "$work/h$n" -nix "$work/n$n.nix"
+done
+have_nix=0
+if command -v nix-instantiate >/dev/null 2>&1; then
+	have_nix=1
+	for n in 10000 30000; do nix-instantiate "$work/n$n.nix" >/dev/null; done # .drv files valid
+fi
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# run NAME CMD...: one timed run, appended to $work/NAME as "seconds KiB".
+run() {
+	name=$1
+	shift
+	/usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || {
+		cat "$work/err" >&2
+		exit 1
+	}
+	cat "$work/t" >>"$work/$name"
+}
+
+i=0
+while [ $i -lt "$rounds" ]; do
+	i=$((i + 1))
+	for n in 10000 30000; do
+		cache=$(mktemp -d)
+		run "hephc-cold-$n" env HEPHC_CACHE="$cache" "$work/hephc" eval --no-cache "$work/h$n"
+		if [ $n = 10000 ]; then
+			run hephc-warm env HEPHC_CACHE="$cache" "$work/hephc" eval "$work/h$n"
+			# one package edited: its version, so it and its dependents change
+			sed -i "s/version: \"1.5000[^\"]*\"/version: \"1.5000-e$i\"/" "$work/h$n/pkgs005.cue"
+			run hephc-edit env HEPHC_CACHE="$cache" "$work/hephc" eval "$work/h$n"
+		fi
+		rm -rf "$cache"
+		if [ $have_nix = 1 ]; then
+			run "nix-cold-$n" nix-instantiate "$work/n$n.nix"
+			[ $n = 10000 ] && run nix-warm nix-instantiate --readonly-mode "$work/n$n.nix"
+		fi
+	done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# median NAME: "seconds s, MiB MiB" of the runs' medians.
+median() {
+	[ -f "$work/$1" ] || {
+		echo "—"
+		return
+	}
+	s=$(cut -d' ' -f1 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	k=$(cut -d' ' -f2 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	echo "$s s, $((k / 1024)) MiB"
+}
+ratio() {
+	[ -f "$work/$1" ] && [ -f "$work/$2" ] || {
+		echo "—"
+		return
+	}
+	a=$(cut -d' ' -f1 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	b=$(cut -d' ' -f1 "$work/$2" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "—" }'
+}
+nixver=$( [ $have_nix = 1 ] && nix-instantiate --version | awk '{print $NF}' || echo "not installed")
+echo "hephc $(git -C "$root" rev-parse --short HEAD) vs Nix $nixver; $rounds rounds alternating; medians; load $load0 → $load1 ($(nproc) cores)"
+echo
+echo "| work | hephc | Nix | ratio |"
+echo "|---|---|---|---|"
+echo "| evaluate 10k packages, cold vs Nix with its .drv files valid | $(median hephc-cold-10000) | $(median nix-cold-10000) | $(ratio hephc-cold-10000 nix-cold-10000) |"
+echo "| evaluate 30k packages, same | $(median hephc-cold-30000) | $(median nix-cold-30000) | $(ratio hephc-cold-30000 nix-cold-30000) |"
+echo "| evaluate 10k, hephc's cache warm vs nix-instantiate --readonly-mode | $(median hephc-warm) | $(median nix-warm) | $(ratio hephc-warm nix-warm) |"
+echo "| 10k, one package edited, a new process (Nix: everything again) | $(median hephc-edit) | $(median nix-cold-10000) | $(ratio hephc-edit nix-cold-10000) |"
