@@ -22,7 +22,7 @@ import (
 // tb lets benchconfig.Write, written for tests, run here.
 type tb struct{ testing.TB }
 
-func (tb) Helper()            {}
+func (tb) Helper()           {}
 func (tb) Fatal(args ...any) { log.Fatal(args...) }
 
 func main() {
