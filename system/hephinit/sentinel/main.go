@@ -11,7 +11,10 @@
 //	HEPH-SENTINEL ALERT: removed /etc/heph/services.json
 //	HEPH-SENTINEL ALERT: new listener tcp 0.0.0.0:23
 //
-// It is passive: it changes nothing, blocks nothing and needs no network.
+// It is passive: it changes nothing and blocks nothing. Given a package
+// server (-server, -server-cert, from the image's configuration) and a
+// reporter token handed over at boot (report.go), it also posts each
+// alert to the server, which shows them per machine and per day.
 // A change of contents that keeps the size is seen through the change time
 // (which no write can avoid updating, and no program can set back).
 package main
@@ -39,6 +42,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	interval := fset.Duration("interval", 30*time.Second, "how often to look again")
 	proc := fset.String("proc", "/proc", "where /proc is (for the listening ports)")
 	rounds := fset.Int("rounds", 0, "stop after this many looks (0: never)")
+	server := fset.String("server", "", "the package server to report alerts to (https://HOST:PORT); the kernel command line's heph.server= overrides it")
+	serverCert := fset.String("server-cert", "", "the sha256:HEX fingerprint of the server's TLS certificate; heph.server_cert= overrides it")
+	node := fset.String("node", "", "this machine's name in reports (default: /etc/hostname)")
+	fwcfg := fset.String("fw-cfg", fwCfgToken, "where QEMU's fw_cfg gives the reporter token")
+	cmdline := fset.String("cmdline", "/proc/cmdline", "the kernel command line (heph.reporter_token=, heph.server=, heph.server_cert=)")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
@@ -49,11 +57,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s := &sentinel{roots: strings.Split(*dirs, ","), proc: *proc}
 	base := s.look()
 	fmt.Fprintf(stdout, "HEPH-SENTINEL: watching %d files in %s, and %d listeners\n", len(base.files), strings.Join(s.roots, ", "), len(base.listeners))
+	var rep *reporter
+	if b, err := os.ReadFile(*cmdline); err == nil {
+		p := bootParams(string(b))
+		if v := p["heph.server"]; v != "" {
+			*server = v
+		}
+		if v := p["heph.server_cert"]; v != "" {
+			*serverCert = v
+		}
+	}
+	if *server != "" {
+		tok, from := bootToken(*fwcfg, *cmdline)
+		if *node == "" {
+			*node = hostname("/etc/hostname")
+		}
+		var err error
+		switch {
+		case tok == "":
+			fmt.Fprintf(stdout, "HEPH-SENTINEL: no reporter token was given at boot: alerts stay on the console\n")
+		default:
+			if rep, err = newReporter(*server, *serverCert, *node, tok, stdout); err != nil {
+				fmt.Fprintf(stdout, "HEPH-SENTINEL: cannot report: %v\n", err)
+			} else {
+				fmt.Fprintf(stdout, "HEPH-SENTINEL: reporting to %s as %s (token from %s)\n", *server, *node, from)
+			}
+		}
+	}
 	for i := 0; *rounds == 0 || i < *rounds; i++ {
 		time.Sleep(*interval)
 		now := s.look()
-		for _, alert := range compare(base, now) {
+		alerts := compare(base, now)
+		for _, alert := range alerts {
 			fmt.Fprintf(stdout, "HEPH-SENTINEL ALERT: %s\n", alert)
+		}
+		if rep != nil && (len(alerts) > 0 || len(rep.pending) > 0) {
+			rep.report(alerts)
 		}
 		base = now
 	}
@@ -157,6 +196,9 @@ func compare(a, b state) []string {
 		if !b.listeners[l] {
 			out = append(out, "listener gone "+l)
 		}
+	}
+	for i := range out {
+		out[i] = clean(out[i])
 	}
 	sort.Strings(out)
 	return out
