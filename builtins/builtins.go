@@ -22,6 +22,8 @@ const (
 	SystemToplevel  = Prefix + "system-toplevel"
 	GoTest          = Prefix + "go-test"
 	RunTest         = Prefix + "run-test"
+	FetchDeb        = Prefix + "fetch-deb"
+	DiskImage       = Prefix + "disk-image"
 )
 
 // Derived is one attr a builder reads and the field of its schema
@@ -41,11 +43,13 @@ func (b Builder) Short() string { return strings.TrimPrefix(b.Name, Prefix) }
 
 // All lists the built-in builders in the schema's order.
 var All = []Builder{
+	{FetchDeb, "#DebianPackage", "debianPackage", []Derived{{"package", "name"}, {"version", "version"}, {"architecture", "architecture"}, {"sha256", "sha256"}, {"source", "source"}, {"component", "component"}}},
+	{DiskImage, "#DiskImage", "diskImage", []Derived{{"espMiB", "espMiB"}, {"dataMiB", "dataMiB"}, {"tries", "tries"}, {"loaderFile", "loaderFile"}}},
 	{FetchGoMod, "#GoModule", "goModule", []Derived{{"module", "path"}, {"version", "version"}}},
 	{FetchFile, "#LocalFile", "localFile", []Derived{{"file", "file"}}},
 	{FetchGoModGraph, "#GoModFiles", "goModFiles", nil},
 	{GoBuild, "#GoProgram", "goProgram", []Derived{{"packages", "packages"}, {"ldflags", "ldflags"}}},
-	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}}},
+	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}, {"tags", "tags"}}},
 	{Uroot, "#Initramfs", "initramfs", []Derived{{"consoleShell", "consoleShell"}, {"files", "files"}, {"services", "services"}}},
 	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"consoleShell", "consoleShell"}, {"kernelFile", "kernelFile"}}},
 	{GoTest, "#GoTest", "goTest", []Derived{{"packages", "packages"}, {"run", "run"}, {"skip", "skip"}}},

@@ -254,6 +254,10 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 	if d.IsFixedOutput() {
 		spec.Mounts = append(spec.Mounts, fileProxyMounts(opts.Getenv)...)
 	}
+	if _, err := os.Stat(aptDir); err == nil && d.Builder == builtins.FetchDeb {
+		// fetch-deb reads the archive the host's apt is configured for.
+		spec.Mounts = append(spec.Mounts, sandbox.Mount{Source: aptDir, Target: aptDir})
+	}
 	if d.Builder == builtins.FetchFile {
 		file, _ := d.Attrs["file"].(string)
 		if !filepath.IsLocal(file) || opts.SourceDir == "" {
@@ -278,6 +282,9 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 	}
 	return spec, nil
 }
+
+// aptDir is the host's apt configuration, which fetch-deb reads.
+const aptDir = "/etc/apt"
 
 // maxLocalBytes bounds a local source unless the build's environment sets
 // fetchLimitEnv (builder.DefaultMaxLocalBytes, builder.FetchLimitEnv).
@@ -330,7 +337,7 @@ func stringsAttr(attrs map[string]any, key string) ([]string, error) {
 // localhost is common).
 func ownFetcher(builder string) bool {
 	switch builder {
-	case builtins.FetchGoMod, builtins.FetchFile, builtins.FetchGoModGraph:
+	case builtins.FetchGoMod, builtins.FetchFile, builtins.FetchGoModGraph, builtins.FetchDeb:
 		return true
 	}
 	return false

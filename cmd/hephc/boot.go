@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name:    "boot",
-		args:    "[--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [NAME|PATH]",
+		args:    "[--disk FILE] [--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [NAME|PATH]",
 		summary: "boot a system (NAME of the profile's current generation, or the toplevel at PATH) in QEMU on the terminal (Ctrl-A X quits)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("profile", "system", "boot a system of profile `NAME`")
@@ -33,6 +33,7 @@ func init() {
 			fs.String("append", "", "kernel `ARGS` to add to the toplevel's cmdline")
 			fs.String("qemu", "qemu-system-x86_64", "the QEMU to run: a `PATH` or a command on $PATH")
 			fs.Bool("dry-run", false, "print the QEMU command line and run nothing")
+			fs.String("disk", "", "boot the heph disk image `FILE` (hephc image --disk) under UEFI firmware (OVMF), as a machine boots its drive")
 		},
 		run: runBoot,
 	})
@@ -60,6 +61,9 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	if !memorySize.MatchString(memory) {
 		return usagef("--memory wants a size like 512, 512M or 1G, got %q", memory)
+	}
+	if disk, _ := fs.GetString("disk"); disk != "" {
+		return bootDisk(e, fs, disk, args) // deploy.go
 	}
 	t, err := bootTarget(e, fs, args) // systems.go
 	if err != nil {

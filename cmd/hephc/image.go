@@ -24,8 +24,8 @@ import (
 func init() {
 	register(&command{
 		name:    "image",
-		args:    "(-A ATTR [FILE.cue…|DIR] | PATH) (--to oci://HOST/REPOSITORY:TAG | --oci-layout DIR | --docker-archive FILE)",
-		summary: "make a package's OCI image (its closure's paths as layers) for a registry, a layout or a docker archive",
+		args:    "(-A ATTR [FILE.cue…|DIR] | PATH) (--to oci://HOST/REPOSITORY:TAG | --oci-layout DIR | --docker-archive FILE) | --disk -A ATTR [FILE.cue…|DIR] -o FILE",
+		summary: "make a package's OCI image (its closure's paths as layers) for a registry, a layout or a docker archive; or a system's bootable disk image (--disk)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringP("attr", "A", "", "the package, e.g. base.packages.age: realized first")
 			fs.String("to", "", "push the image to oci://HOST[:PORT]/REPOSITORY:TAG")
@@ -34,12 +34,17 @@ func init() {
 			fs.String("docker-archive", "", "write the image as a docker archive (docker load, skopeo's docker-archive:) `FILE`")
 			fs.String("tag", "", "the image's tag in a layout or archive (default: the package's version, else latest)")
 			fs.Int("max-layers", pkgimage.MaxLayers, "the most layers: past it, the largest paths keep a layer each and the others share one")
+			fs.Bool("disk", false, "write the raw GPT disk image (UEFI, systemd-boot, slots A and B) of the system -A names (images.NAME, or its disks.NAME) to -o")
+			fs.StringP("output", "o", "", "with --disk: the disk image `FILE` to write")
 		},
 		run: runImage,
 	})
 }
 
 func runImage(e *env, fs *pflag.FlagSet, args []string) error {
+	if disk, _ := fs.GetBool("disk"); disk {
+		return runDiskImage(e, fs, args) // deploy.go
+	}
 	attr, _ := fs.GetString("attr")
 	to, _ := fs.GetString("to")
 	layoutDir, _ := fs.GetString("oci-layout")

@@ -46,6 +46,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "HEPH-SELFTEST OK")
+	// Booted from a heph disk: the loader entry is good now (bless.go).
+	if err := markGood(stdout); err != nil {
+		fmt.Fprintf(stdout, "heph-boot: marking the boot entry good: %v\n", err)
+		return 1
+	}
 	return 0
 }
 
