@@ -44,8 +44,8 @@ const (
 )
 
 // urootBusybox compiles u-root's commands attrs.commands (templates of
-// u-root's .mkuimage.yaml such as "core" or "minimal", or package paths)
-// into one busybox binary with the u-root command of input tool, in the
+// u-root's .mkuimage.yaml such as "core" or "minimal", or package paths),
+// with the Go build tags attrs.tags, into one busybox binary with the u-root command of input tool, in the
 // u-root module of input src, with the toolchain of input go, offline:
 // the module cache is laid out from inputs deps.N and modfiles as for
 // go-build. $out/initrd is the archive (/bbin, /init, /bin/sh and
@@ -65,12 +65,20 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil || len(commands) == 0 {
 		return fmt.Errorf("uroot-busybox: attrs.commands: want a non-empty list of strings")
 	}
+	tags, err := stringList(info.Derivation.Attrs["tags"])
+	if err != nil {
+		return fmt.Errorf("uroot-busybox: attrs.tags: %w", err)
+	}
+	uArgs := []string{"-go-mod=readonly"}
+	for _, tag := range tags {
+		uArgs = append(uArgs, "-go-build-tags="+tag)
+	}
 	const modcache = "/build/gomodcache"
 	if err := layoutModuleCache(info, modcache, stdout); err != nil {
 		return fmt.Errorf("uroot-busybox: %w", err)
 	}
 	urootEnv := append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1")
-	if err := runURoot(tool, src.Path, info.Out, urootEnv, append([]string{"-go-mod=readonly"}, commands...), stdout, stderr); err != nil {
+	if err := runURoot(tool, src.Path, info.Out, urootEnv, append(uArgs, commands...), stdout, stderr); err != nil {
 		return err
 	}
 	toolPins, err := readSources(tool.Path)

@@ -29,12 +29,12 @@ func TestConsoleShell(t *testing.T) {
 
 	con := bootOnTerminal(t, workstation)
 	con.expect(t, regexp.QuoteMeta("heph: console shell on /dev/ttyS0"), 4*time.Minute)
-	con.expect(t, `(?m)^> `, 2*time.Minute) // gosh's prompt
+	con.expect(t, `(?m)^\$ `, 2*time.Minute) // gosh's prompt
 	con.send(t, "age-keygen\r")
 	// Generous: QEMU emulates the CPU, on a host that runs other tests.
 	con.expect(t, `# public key: age1[0-9a-z]{58}`, 3*time.Minute)
 	con.expect(t, `AGE-SECRET-KEY-1[0-9A-Z]{58}`, time.Minute)
-	con.expect(t, `(?m)^> `, time.Minute) // the shell is back
+	con.expect(t, `(?m)^\$ `, time.Minute) // the shell is back
 	con.quit(t)
 
 	con = bootOnTerminal(t, server)
@@ -150,8 +150,8 @@ func (c *terminal) copy() {
 	}
 }
 
-// escapes are the terminal's control sequences (CSI and OSC) that gosh's
-// line editor writes around its text.
+// escapes are the terminal's control sequences (CSI and OSC), which a
+// console may carry around its text.
 var escapes = regexp.MustCompile("\x1b\\[[0-9;?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(\x07|\x1b\\\\)|\r")
 
 func (c *terminal) plain() string {

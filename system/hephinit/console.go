@@ -28,7 +28,10 @@ import (
 // opened as /dev/console are not hung up: the services' output goes on.)
 //
 // So hephinit never returns to init: it keeps the console itself, as a
-// getty would. With the image's consoleShell on it runs u-root's shell on
+// getty would. With the image's consoleShell on it runs u-root's shell
+// (gosh, built with the goshsmall tag: a "$ " prompt, lines the terminal
+// edits; its own line editor floods a serial console with escape
+// sequences and now and then hangs as it returns the terminal) on
 // the console's own device (the one /dev/console writes to, as busybox's
 // cttyhack finds it), opened afresh for each shell, which becomes the
 // shell's controlling terminal; another starts when it exits. Off, it
