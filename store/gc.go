@@ -126,8 +126,10 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error)
 	if res.Generations, err = c.expired(ctx, opts.Expire); err != nil {
 		return nil, err
 	}
+	listed := s.listGCDirs()
 	g, err := c.loadRefGraph(ctx)
 	if err != nil {
+		<-listed
 		return nil, err
 	}
 	roots, stale, err := c.gcRoots(ctx, g, res.Generations)
@@ -138,7 +140,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error)
 	live := g.mark(roots)
 	order := g.garbageOrder(live)
 	res.Live = len(g.paths) - len(order)
-	if res.Leftovers, res.StaleLocks, err = s.leftovers(g); err != nil {
+	if res.Leftovers, res.StaleLocks, err = s.leftovers(g, <-listed); err != nil {
 		return nil, err
 	}
 	res.Deleted, res.Freed, err = g.deleted(order)
@@ -283,39 +285,31 @@ func (c *collector) gcRoots(ctx context.Context, g *refGraph, expired []Generati
 // records in Dir/info of paths that are not valid (and records half
 // written), the temporary directories in Dir/tmp that only a process
 // holding the GC lock makes, and the lock files of paths that are not
-// valid. None is in use: a process makes or takes them only while it
-// holds the GC lock shared, and GC holds it exclusive.
-func (s *Store) leftovers(g *refGraph) (leftovers, locks []string, err error) {
+// valid, from the directories' names as listed. None is in use: a process
+// makes or takes them only while it holds the GC lock shared, and GC
+// holds it exclusive.
+func (s *Store) leftovers(g *refGraph, names gcDirNames) (leftovers, locks []string, err error) {
+	if names.err != nil {
+		return nil, nil, names.err
+	}
 	validHash := make(map[string]bool, len(g.paths))
 	for _, p := range g.paths {
 		validHash[p[len(Dir)+1:][:HashStringLen]] = true
 	}
 	storeDir := filepath.Join(s.Dir, "store")
-	names, err := readDirNames(storeDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing the store: %w", err)
-	}
-	for _, name := range names {
+	for _, name := range names.store {
 		if _, ok := g.index[Dir+"/"+name]; !ok {
 			leftovers = append(leftovers, filepath.Join(storeDir, name))
 		}
 	}
 	info := filepath.Join(s.Dir, infoDir)
-	names, err = readDirNames(info)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing %s: %w", info, err)
-	}
-	for _, name := range names {
+	for _, name := range names.info {
 		if h, ok := strings.CutSuffix(name, ".json"); !ok || !validHash[h] {
 			leftovers = append(leftovers, filepath.Join(info, name))
 		}
 	}
 	tmpDir := filepath.Join(s.Dir, "tmp")
-	names, err = readDirNames(tmpDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing %s: %w", tmpDir, err)
-	}
-	for _, name := range names {
+	for _, name := range names.tmp {
 		for _, prefix := range lockedTempPrefixes {
 			if strings.HasPrefix(name, prefix) {
 				leftovers = append(leftovers, filepath.Join(tmpDir, name))
@@ -324,11 +318,7 @@ func (s *Store) leftovers(g *refGraph) (leftovers, locks []string, err error) {
 		}
 	}
 	lockDir := filepath.Join(s.Dir, "locks")
-	names, err = readDirNames(lockDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing %s: %w", lockDir, err)
-	}
-	for _, name := range names {
+	for _, name := range names.locks {
 		if h, ok := strings.CutSuffix(name, ".lock"); ok && !validHash[h] {
 			locks = append(locks, filepath.Join(lockDir, name))
 		}
@@ -336,6 +326,34 @@ func (s *Store) leftovers(g *refGraph) (leftovers, locks []string, err error) {
 	slices.Sort(leftovers)
 	slices.Sort(locks)
 	return leftovers, locks, nil
+}
+
+// gcDirNames are the names in the directories GC looks for leftovers in.
+type gcDirNames struct {
+	store, info, tmp, locks []string
+	err                     error
+}
+
+// listGCDirs lists the directories GC looks for leftovers in, on a
+// goroutine of its own: it runs while the database is read (nothing adds
+// to them while GC holds its lock).
+func (s *Store) listGCDirs() <-chan gcDirNames {
+	out := make(chan gcDirNames, 1)
+	go func() {
+		var n gcDirNames
+		for _, d := range []struct {
+			dir  string
+			into *[]string
+		}{{"store", &n.store}, {infoDir, &n.info}, {"tmp", &n.tmp}, {"locks", &n.locks}} {
+			p := filepath.Join(s.Dir, d.dir)
+			if *d.into, n.err = readDirNames(p); n.err != nil {
+				n.err = fmt.Errorf("listing %s: %w", p, n.err)
+				break
+			}
+		}
+		out <- n
+	}()
+	return out
 }
 
 func readDirNames(dir string) ([]string, error) {
