@@ -68,11 +68,7 @@ type fastFile struct {
 // fastDecl is one derivation literal: where it is (labels from the top),
 // its derivation without inputs, its meta and its inputs' references.
 type fastDecl struct {
-	path []string
-	// shadow are the labels of the literal structs around the
-	// derivation's inputs (below the package's top level): a reference
-	// whose first identifier is one of them is not to the top level.
-	shadow map[string]bool
+	path   []string
 	pos    token.Pos
 	drv    store.Derivation
 	meta   Meta
@@ -183,7 +179,7 @@ func extractFile(fl File) *fastFile {
 			}
 		case *ast.CommentGroup:
 		case *ast.Field:
-			if !fastContainer(d, nil, map[string]bool{}, ff, &used) {
+			if !fastContainer(d, nil, nil, ff, &used) {
 				return ff
 			}
 		default:
@@ -244,23 +240,41 @@ func plainFields(e ast.Expr) ([]*ast.Field, []string, bool) {
 	return fs, ls, true
 }
 
-// within returns shadow with labels added.
-func within(shadow map[string]bool, labels []string) map[string]bool {
-	inner := make(map[string]bool, len(shadow)+len(labels))
-	for k := range shadow {
-		inner[k] = true
+// scope is the labels of the literal structs around an expression, below
+// the package's top level, innermost first: a reference whose first
+// identifier is one of them is not to the top level.
+type scope struct {
+	labels []string
+	set    map[string]bool // of a long struct's labels
+	up     *scope
+}
+
+// within returns the scope of a struct literal with labels inside s.
+func within(s *scope, labels []string) *scope {
+	in := &scope{labels: labels, up: s}
+	if len(labels) > 16 {
+		in.set = make(map[string]bool, len(labels))
+		for _, l := range labels {
+			in.set[l] = true
+		}
 	}
-	for _, l := range labels {
-		inner[l] = true
+	return in
+}
+
+func (s *scope) has(name string) bool {
+	for ; s != nil; s = s.up {
+		if s.set != nil && s.set[name] || s.set == nil && slices.Contains(s.labels, name) {
+			return true
+		}
 	}
-	return inner
+	return false
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
 // fastContainer handles a field of a struct holding derivations: its value
 // is a derivation literal or a struct literal of such fields.
-func fastContainer(fd *ast.Field, path []string, shadow map[string]bool, ff *fastFile, used *bool) bool {
+func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, used *bool) bool {
 	label, ok := plainLabel(fd)
 	if !ok || len(path) == 0 && label == "policy" {
 		return false
@@ -303,7 +317,7 @@ var (
 // fastDerivation decodes heph.#Derivation & {…} whose fields are name,
 // builder (required), version, system, args, env, meta, outputHash (string
 // literals and lists and structs of them) and inputs (references).
-func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow map[string]bool) (*fastDecl, bool) {
+func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scope) (*fastDecl, bool) {
 	if e.Op != token.AND {
 		return nil, false
 	}
@@ -311,7 +325,7 @@ func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow map[s
 	if !ok {
 		return nil, false
 	}
-	if id, ok := sel.X.(*ast.Ident); !ok || id.Name != "heph" || shadow["heph"] {
+	if id, ok := sel.X.(*ast.Ident); !ok || id.Name != "heph" || shadow.has("heph") {
 		return nil, false
 	}
 	if def, ok := sel.Sel.(*ast.Ident); !ok || def.Name != "#Derivation" {
@@ -452,7 +466,7 @@ func fastMeta(e ast.Expr, m *Meta) bool {
 
 // fastInputs reads inputs: each field a reference, a list literal of
 // references or a struct literal of references.
-func fastInputs(e ast.Expr, shadow map[string]bool) ([]fastInput, bool) {
+func fastInputs(e ast.Expr, shadow *scope) ([]fastInput, bool) {
 	fields, labels, ok := plainFields(e)
 	if !ok {
 		return nil, false
@@ -501,7 +515,7 @@ func fastInputs(e ast.Expr, shadow map[string]bool) ([]fastInput, bool) {
 
 // ref reads a reference a.b.c whose first identifier is not one of
 // shadow's (so that it names a field of the package's top level).
-func ref(e ast.Expr, shadow map[string]bool) ([]string, bool) {
+func ref(e ast.Expr, shadow *scope) ([]string, bool) {
 	var rev []string
 	for {
 		switch x := e.(type) {
@@ -514,7 +528,7 @@ func ref(e ast.Expr, shadow map[string]bool) ([]string, bool) {
 			e = x.X
 			continue
 		case *ast.Ident:
-			if !identRE.MatchString(x.Name) || reserved[x.Name] || shadow[x.Name] {
+			if !identRE.MatchString(x.Name) || reserved[x.Name] || shadow.has(x.Name) {
 				return nil, false
 			}
 			rev = append(rev, x.Name)
