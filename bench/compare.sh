@@ -30,11 +30,13 @@ if command -v nix-instantiate >/dev/null 2>&1; then
 fi
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# run NAME CMD...: one timed run, appended to $work/NAME as "seconds KiB".
+# run NAME CMD...: one timed run, appended to $work/NAME as "wall KiB
+# user system" (seconds; CPU time says more than wall time on a loaded
+# machine).
 run() {
 	name=$1
 	shift
-	/usr/bin/time -f '%e %M' -o "$work/t" "$@" >/dev/null 2>"$work/err" || {
+	/usr/bin/time -f '%e %M %U %S' -o "$work/t" "$@" >/dev/null 2>"$work/err" || {
 		cat "$work/err" >&2
 		exit 1
 	}
@@ -62,7 +64,7 @@ while [ $i -lt "$rounds" ]; do
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# median NAME: "seconds s, MiB MiB" of the runs' medians.
+# median NAME: "wall s (CPU s), MiB" of the runs' medians.
 median() {
 	[ -f "$work/$1" ] || {
 		echo "—"
@@ -70,7 +72,8 @@ median() {
 	}
 	s=$(cut -d' ' -f1 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 	k=$(cut -d' ' -f2 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	echo "$s s, $((k / 1024)) MiB"
+	c=$(awk '{print $3 + $4}' "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	echo "$s s ($c s CPU), $((k / 1024)) MiB"
 }
 ratio() {
 	[ -f "$work/$1" ] && [ -f "$work/$2" ] || {
@@ -79,7 +82,9 @@ ratio() {
 	}
 	a=$(cut -d' ' -f1 "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 	b=$(cut -d' ' -f1 "$work/$2" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-	awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "—" }'
+	c=$(awk '{print $3 + $4}' "$work/$1" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	d=$(awk '{print $3 + $4}' "$work/$2" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+	awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN { if (b > 0 && d > 0) printf "%.2f (CPU %.2f)\n", a / b, c / d; else print "—" }'
 }
 nixver=$( [ $have_nix = 1 ] && nix-instantiate --version | awk '{print $NF}' || echo "not installed")
 echo "hephc $(git -C "$root" rev-parse --short HEAD) vs Nix $nixver; $rounds rounds alternating; medians; load $load0 → $load1 ($(nproc) cores)"
