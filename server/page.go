@@ -234,8 +234,10 @@ const pageVersions = 100
 // publish or promotion is seen whole or not at all.
 func (s *Server) PageData(ctx context.Context) (*Page, error) {
 	now := s.clock.Now().UTC()
-	p := &Page{Now: now, After: span(0, s.cfg.Promotion.After)}
-	p.After = p.After[strings.Index(p.After, " of ")+4:]
+	p := &Page{Now: now, After: s.cfg.Promotion.After.String()}
+	if d := s.cfg.Promotion.After; d%(24*time.Hour) == 0 {
+		p.After = fmt.Sprintf("%d days", d/(24*time.Hour))
+	}
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
@@ -252,7 +254,8 @@ func (s *Server) PageData(ctx context.Context) (*Page, error) {
 		openBy[k] = append(openBy[k], is)
 	}
 	where := map[pkgKey]string{}
-	for _, ch := range channel.Names {
+	// As a package moves: testing, stable, deprecated.
+	for _, ch := range []string{channel.Testing, channel.Stable, channel.Deprecated} {
 		v, es, err := content(ctx, tx, ch)
 		if err != nil {
 			return nil, err

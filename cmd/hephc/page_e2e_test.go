@@ -1,10 +1,34 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
+
+	"hephc.dev/hephc/archive"
+	"hephc.dev/hephc/internal/pathtest"
+	"hephc.dev/hephc/registry"
+	"hephc.dev/hephc/server"
+	"hephc.dev/hephc/store"
 )
 
 const bootTestToken = "heph_BOOTtokenBOOTtokenBOOTtokenBOOTtokenBOOTtok"
@@ -58,5 +82,174 @@ func TestBootReporterToken(t *testing.T) {
 	code, stdout, stderr = hephcIn(dir, "boot", "--dry-run", "--reporter-token-file", tokFile)
 	if code == 0 || strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stderr, "not a package server token") {
 		t.Fatalf("a bad token: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// pageServer is a real hephc serve on 127.0.0.1 whose registry is an
+// in-process one, with one package published by alice into testing and a
+// threat report: its URL, a client of it (the certificate pinned) and
+// the tokens by role.
+type pageServer struct {
+	url, cert string
+	http      *http.Client
+	tokens    map[string]string
+	reg       string // oci+http://HOST/heph
+	store     *store.Store
+	dir       string
+}
+
+func startPageServer(t *testing.T) *pageServer {
+	t.Helper()
+	work := t.TempDir()
+	regSrv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(regSrv.Close)
+	ps := &pageServer{dir: work, tokens: map[string]string{}, reg: "oci+http://" + strings.TrimPrefix(regSrv.URL, "http://") + "/heph"}
+	pub := pathtest.Key(t, "alice").Public().String()
+	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten: \"127.0.0.1:0\"\n\tchannels: {testing: {}, stable: {}, deprecated: {}}\n}\n" +
+		"policy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" + pub + "\"}]\n\trules: [{signatures: 1}]\n}}\n"
+	if err := os.WriteFile(filepath.Join(work, "server.cue"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(work, "data")
+	code, out, errOut := hephcIn(work, "serve", "init", "--data", data, "--root-keys", "3", "--threshold", "2", "--offline-dir", filepath.Join(work, "offline"), "server.cue")
+	pins := regexp.MustCompile(`certificate:\s+"(sha256:[0-9a-f]{64})"`).FindStringSubmatch(out)
+	if code != 0 || pins == nil {
+		t.Fatalf("serve init: exit %d\n%s%s", code, out, errOut)
+	}
+	ps.cert = pins[1]
+	for name, role := range map[string]string{"rita": "reader", "ws-sentinel": "reporter", "pia": "publisher", "max": "maintainer"} {
+		code, out, errOut := hephcIn(work, "serve", "token", "--data", data, "--role", role, name)
+		if code != 0 {
+			t.Fatalf("serve token: %s%s", out, errOut)
+		}
+		ps.tokens[role] = strings.TrimSpace(out)
+	}
+	ps.url = serve(t, work, "", "--data", data, "--registry", ps.reg, "server.cue")
+	want := strings.TrimPrefix(ps.cert, "sha256:")
+	ps.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{
+		InsecureSkipVerify: true, // the pinned certificate is checked below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if sum := sha256.Sum256(raw[0]); hex.EncodeToString(sum[:]) != want {
+				return errors.New("not the pinned certificate")
+			}
+			return nil
+		}}}}
+	ps.store = pathtest.NewStore(t)
+	ps.publish(t, "age", "1.0", "v1")
+	rep := ps.client("reporter")
+	if _, err := rep.ReportThreats(context.Background(), server.ThreatReport{Node: "workstation", Alerts: []string{"added /bin/nc"}}); err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+func (ps *pageServer) client(role string) *server.Client {
+	return &server.Client{Base: ps.url, Token: ps.tokens[role], HTTP: ps.http}
+}
+
+// publish installs a path with content, pushes it and publishes it as
+// attr version, built by alice.
+func (ps *pageServer) publish(t testing.TB, attr, version, content string) *archive.Entry {
+	t.Helper()
+	p := pathtest.Install(t, ps.store, attr+"-"+version, map[string]string{"bin/" + attr + "*": content, "share/" + content: strings.Repeat(content, 4096)})
+	ref, err := registry.ParseRef(ps.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := (&registry.Client{}).Push(context.Background(), ps.store, []store.Path{p}, ref, registry.PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent := res.Pushed[0]
+	env := pathtest.Attest(t, nil, p, ent.Subject(), "alice", time.Now())
+	req := server.PublishRequest{Attr: attr, Version: version, Paths: []server.PublishedPath{{Path: p.String(), Manifest: ent.Manifest.Digest.String(), Envelopes: [][]byte{env}}}}
+	if err := ps.client("publisher").Publish(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	return ent
+}
+
+// readerProxy serves the page over plain HTTP on 127.0.0.1 with the
+// reader token added, as an authenticating proxy would: a browser on the
+// command line sets no header.
+func (ps *pageServer) readerProxy(t *testing.T) string {
+	u, _ := url.Parse(ps.url)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = ps.http.Transport
+	inner := rp.Director
+	rp.Director = func(r *http.Request) {
+		inner(r)
+		r.Host = u.Host
+		r.Header.Set("Authorization", "Bearer "+ps.tokens["reader"])
+	}
+	ts := httptest.NewServer(rp)
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
+// chromiumFlags run Debian's chromium headless, with nothing of a
+// profile, network service or update.
+func chromiumFlags(profile string) []string {
+	return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + profile}
+}
+
+// TestPageInChromium loads the page of a real hephc serve, with a package
+// published and a threat reported, in headless Chromium: the DOM it
+// renders (no JavaScript is needed, and the page has none) holds the
+// channel table, the excuse and the threat report; a screenshot is kept
+// among the test's artifacts (go test -artifacts).
+func TestPageInChromium(t *testing.T) {
+	e2e(t, "a hephc serve and headless Chromium")
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found (apt-get install chromium; .ci/apt-packages)")
+	}
+	noDefaultStore(t)
+	ps := startPageServer(t)
+	page := ps.readerProxy(t) + "/"
+	if _, err := ps.client("reporter").OpenIssue(context.Background(), "age", "1.0", "age-keygen -y crashes on an empty file"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, chromium, append(chromiumFlags(t.TempDir()), args...)...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		cmd.WaitDelay = 5 * time.Second
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+	start := time.Now()
+	dom := run("--dump-dom", page)
+	t.Logf("chromium --dump-dom: %d bytes in %v", len(dom), time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{
+		`<table id="channel-testing" class="channel">`,
+		`<caption>testing (version 2): 1 package</caption>`,
+		`<th scope="row">age</th><td>1.0</td>`,
+		"<li>in testing 0 days of 7</li>",
+		"<li>issue #1 open: age-keygen -y crashes on an empty file</li>",
+		`<td>workstation</td><td><code>added /bin/nc</code></td>`,
+		"Signed in as <strong>rita</strong>",
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page as Chromium renders it lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("DOM:\n%s", dom)
+	}
+	shot := filepath.Join(t.ArtifactDir(), "page.png")
+	run("--screenshot="+shot, "--window-size=1280,1600", "--hide-scrollbars", page)
+	b, err := os.ReadFile(shot)
+	if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("screenshot %s: %v", shot, err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(b))
+	if dst := os.Getenv("HEPHC_PAGE_SCREENSHOT"); dst != "" {
+		os.WriteFile(dst, b, 0o644)
 	}
 }
