@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -251,5 +252,101 @@ func TestPageInChromium(t *testing.T) {
 	t.Logf("screenshot: %s (%d bytes)", shot, len(b))
 	if dst := os.Getenv("HEPHC_PAGE_SCREENSHOT"); dst != "" {
 		os.WriteFile(dst, b, 0o644)
+	}
+}
+
+// tokenLike is a package server token: heph_ and 43 base64url characters.
+var tokenLike = regexp.MustCompile(`heph_[A-Za-z0-9_-]{43}`)
+
+// TestNoTokenInStore: the realized example system — every image, the
+// sentinel in each, their configurations — holds no package server
+// token in any store path (content, file name or link target): the
+// reporter token is handed to a machine at boot (hephc boot
+// --reporter-token-file), never built in.
+func TestNoTokenInStore(t *testing.T) {
+	e2e(t, "scans the realized example system's store")
+	dir, _, _ := systemStore(t)
+	start := time.Now()
+	var files, size int64
+	root := filepath.Join(dir, "store")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if tokenLike.MatchString(d.Name()) {
+			t.Errorf("%s: a token in a file name", p)
+		}
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if tokenLike.MatchString(target) {
+				t.Errorf("%s: a token in a link target", p)
+			}
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			n, found, err := scanForToken(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if found != "" {
+				t.Errorf("%s: holds a token (%s…)", p, found[:9])
+			}
+			files++
+			size += n
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatal("the store holds no files")
+	}
+	t.Logf("no token in %d files, %.1f MiB of the store, in %v", files, float64(size)/(1<<20), time.Since(start).Round(time.Millisecond))
+}
+
+// scanForToken reads r in blocks, overlapping by a token's length, and
+// returns the first token-like string in it.
+func scanForToken(r io.Reader) (int64, string, error) {
+	const tokLen = len("heph_") + 43
+	buf := make([]byte, 1<<20+tokLen)
+	keep, total := 0, int64(0)
+	for {
+		n, err := io.ReadFull(r, buf[keep:])
+		total += int64(n)
+		chunk := buf[:keep+n]
+		if i := bytes.Index(chunk, []byte("heph_")); i >= 0 {
+			if m := tokenLike.Find(chunk); m != nil {
+				return total, string(m), nil
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, "", nil
+		}
+		if err != nil {
+			return total, "", err
+		}
+		keep = copy(buf, chunk[len(chunk)-tokLen:])
+	}
+}
+
+func TestScanForToken(t *testing.T) {
+	tok := "heph_" + strings.Repeat("x", 43)
+	for _, at := range []int{0, 1<<20 - 20, 1 << 20, 3<<20 + 7} {
+		b := bytes.Repeat([]byte{'a'}, 4<<20)
+		copy(b[at:], tok)
+		if n, got, err := scanForToken(bytes.NewReader(b)); err != nil || got != tok {
+			t.Errorf("a token at %d: %q, %v (read %d)", at, got, err, n)
+		}
+	}
+	if n, got, _ := scanForToken(bytes.NewReader(bytes.Repeat([]byte("heph_short "), 1<<18))); got != "" || n != 11<<18 {
+		t.Errorf("found %q in no token (read %d)", got, n)
 	}
 }
