@@ -233,12 +233,27 @@ func WriteSlot(fs filesystem.FileSystem, st *DiskState, slot string, gen int, to
 	if err != nil {
 		return err
 	}
+	id := EntryID(gen, slot)
+	file := id + ".conf"
+	if tries > 0 {
+		file = fmt.Sprintf("%s+%d.conf", id, tries)
+	}
+	// The slot's old entry is renamed to the new one and rewritten (and
+	// files are truncated, not removed: go-diskfs v1.9.4's Remove leaves
+	// a FAT that goes wrong when the space is used again). It boots
+	// nothing until its slot's files are written, then it boots them.
+	renamed := false
 	for _, e := range entries {
-		if strings.HasSuffix(e.ID, "-"+slot) {
-			if err := fs.Remove("/loader/entries/" + e.File); err != nil {
-				return fmt.Errorf("removing the old entry %s: %w", e.File, err)
-			}
+		if !strings.HasSuffix(e.ID, "-"+slot) {
+			continue
 		}
+		if renamed {
+			return fmt.Errorf("slot %s has two loader entries (%s): not a disk hephc wrote", slot, e.File)
+		}
+		if err := fs.Rename("/loader/entries/"+e.File, "/loader/entries/"+file); err != nil {
+			return fmt.Errorf("renaming the old entry %s: %w", e.File, err)
+		}
+		renamed = true
 	}
 	delete(st.Slots, slot)
 	for _, f := range []string{"kernel", "initrd", "cmdline"} {
@@ -254,13 +269,8 @@ func WriteSlot(fs filesystem.FileSystem, st *DiskState, slot string, gen int, to
 	if err != nil {
 		return err
 	}
-	id := EntryID(gen, slot)
 	entry := fmt.Sprintf("title heph %s (generation %d, slot %s)\nversion %d\nlinux /heph/%s/kernel\ninitrd /heph/%s/initrd\noptions %s heph.entry=%s\n",
 		st.Name, gen, slot, gen, slot, slot, strings.TrimSpace(string(cmdline)), id)
-	file := id + ".conf"
-	if tries > 0 {
-		file = fmt.Sprintf("%s+%d.conf", id, tries)
-	}
 	if err := writeFAT(fs, "/loader/entries/"+file, []byte(entry)); err != nil {
 		return err
 	}
@@ -277,14 +287,9 @@ func WriteState(fs filesystem.FileSystem, st *DiskState) error {
 	return writeFAT(fs, StateFile, append(b, '\n'))
 }
 
-// writeFAT writes b as the file name of fs, replacing it.
+// writeFAT writes b as the file name of fs, replacing its content.
 func writeFAT(fs filesystem.FileSystem, name string, b []byte) error {
-	if _, err := fs.Stat(name); err == nil {
-		if err := fs.Remove(name); err != nil {
-			return fmt.Errorf("ESP %s: %w", name, err)
-		}
-	}
-	f, err := fs.OpenFile(name, os.O_CREATE|os.O_RDWR)
+	f, err := fs.OpenFile(name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("ESP %s: %w", name, err)
 	}
