@@ -462,9 +462,15 @@ type ChannelView struct {
 // Channels returns every channel, with the excuses of what waits in
 // testing.
 func (s *Server) Channels(ctx context.Context) ([]ChannelView, error) {
+	// One read transaction: a promotion is seen whole or not at all.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
 	var out []ChannelView
 	for _, ch := range channel.Names {
-		v, es, err := content(ctx, s.db, ch)
+		v, es, err := content(ctx, tx, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -473,7 +479,7 @@ func (s *Server) Channels(ctx context.Context) ([]ChannelView, error) {
 		}
 		cv := ChannelView{Name: ch, Version: v, Entries: es}
 		if ch == channel.Testing {
-			rows, err := s.db.QueryContext(ctx, `SELECT attr, version, at, excuses FROM decisions ORDER BY attr, version`)
+			rows, err := tx.QueryContext(ctx, `SELECT attr, version, at, excuses FROM decisions ORDER BY attr, version`)
 			if err != nil {
 				return nil, err
 			}
