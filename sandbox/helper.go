@@ -170,10 +170,10 @@ func helperKey() (dir, key string, err error) {
 }
 
 // trusted says whether the helper at exe may be run: a regular executable
-// file, it and its directory owned by this user or root and writable by
-// nobody else.
+// file, it, its directory and the directory of helpers owned by this user
+// or root and writable by nobody else.
 func trusted(exe string) bool {
-	for _, p := range []string{exe, filepath.Dir(exe)} {
+	for _, p := range []string{exe, filepath.Dir(exe), filepath.Dir(filepath.Dir(exe))} {
 		var st unix.Stat_t
 		if unix.Lstat(p, &st) != nil {
 			return false
