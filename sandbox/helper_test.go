@@ -46,3 +46,19 @@ func TestHelperBuildsAndRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHelperGoneFallsBack: a helper removed after it was found (a cleaned
+// cache) makes Run start this executable as the init instead.
+func TestHelperGoneFallsBack(t *testing.T) {
+	requireNamespaces(t)
+	exe := WaitInitHelper()
+	if exe == "" {
+		t.Skipf("no helper: %v", helperErr)
+	}
+	gone := exe + ".gone"
+	helperReady.Store(&gone)
+	defer helperReady.Store(&exe)
+	if err := Run(t.Context(), &Spec{Builtin: "true"}); err != nil {
+		t.Fatal(err)
+	}
+}

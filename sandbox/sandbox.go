@@ -294,6 +294,11 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	err = cmd.Start()
+	if err != nil && cmd.Path != "/proc/self/exe" {
+		// The helper is gone (a cleaned cache): this executable, then.
+		cmd = initCmd(s, r.ids, specR, statusW)
+		err = cmd.Start()
+	}
 	specR.Close()
 	statusW.Close()
 	if err != nil {
