@@ -99,14 +99,14 @@ type pageServer struct {
 	dir       string
 }
 
-func startPageServer(t *testing.T) *pageServer {
+func startPageServer(t *testing.T, serverCUE ...string) *pageServer {
 	t.Helper()
 	work := t.TempDir()
 	regSrv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(regSrv.Close)
 	ps := &pageServer{dir: work, tokens: map[string]string{}, reg: "oci+http://" + strings.TrimPrefix(regSrv.URL, "http://") + "/heph"}
 	pub := pathtest.Key(t, "alice").Public().String()
-	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten: \"127.0.0.1:0\"\n\tchannels: {testing: {}, stable: {}, deprecated: {}}\n}\n" +
+	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten: \"127.0.0.1:0\"\n\tchannels: {testing: {}, stable: {}, deprecated: {}}\n" + strings.Join(serverCUE, "\n") + "\n}\n" +
 		"policy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" + pub + "\"}]\n\trules: [{signatures: 1}]\n}}\n"
 	if err := os.WriteFile(filepath.Join(work, "server.cue"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -348,5 +348,30 @@ func TestScanForToken(t *testing.T) {
 	}
 	if n, got, _ := scanForToken(bytes.NewReader(bytes.Repeat([]byte("heph_short "), 1<<18))); got != "" || n != 11<<18 {
 		t.Errorf("found %q in no token (read %d)", got, n)
+	}
+}
+
+// The page needs a reader token unless the configuration's server says
+// page: public: true.
+func TestPagePublicByConfiguration(t *testing.T) {
+	noDefaultStore(t)
+	for _, public := range []bool{false, true} {
+		var ps *pageServer
+		if public {
+			ps = startPageServer(t, "\tpage: public: true")
+		} else {
+			ps = startPageServer(t)
+		}
+		resp, err := ps.http.Get(ps.url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		anonymous := resp.StatusCode == 200 && strings.Contains(string(b), "in testing 0 days of 7")
+		if anonymous != public || !public && (resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(b), "1.0")) {
+			t.Errorf("page: public: %v: anonymous GET / answered %d\n%s", public, resp.StatusCode, b)
+		}
+		stopServer(t)
 	}
 }

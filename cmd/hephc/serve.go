@@ -211,6 +211,9 @@ type serverSpec struct {
 			Reproductions int `json:"reproductions"`
 		} `json:"quorum"`
 	} `json:"promotion"`
+	Page struct {
+		Public bool `json:"public"`
+	} `json:"page"`
 
 	diag  lang.Diagnostic // where server: is written, for errors
 	trust []*trust.Policy // the configuration's trust policies (and --policy's)
@@ -267,7 +270,7 @@ func loadServerSpec(e *env, fs *pflag.FlagSet, args []string) (*serverSpec, erro
 // quorum for stable over the trust policies' people), the trust
 // policies a publish must meet, the registry.
 func (s *serverSpec) config(e *env, fs *pflag.FlagSet) (*server.Config, error) {
-	cfg := &server.Config{Trust: s.trust}
+	cfg := &server.Config{Trust: s.trust, PublicPage: s.Page.Public}
 	if len(s.trust) == 0 {
 		return nil, s.errorf("the server admits nothing without a trust policy: give the configuration's policy a trust: field (heph.#TrustPolicy), or --policy FILE")
 	}
