@@ -94,7 +94,16 @@ type fastInput struct {
 // evaluate the CUE value they make, when it can prove it does so exactly;
 // ok=false means the caller must evaluate them with CUE.
 func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
-	if opts.Attr != "" || len(files) == 0 {
+	var at []string // the attribute's labels
+	if opts.Attr != "" {
+		at = strings.Split(opts.Attr, ".")
+		for _, l := range at {
+			if !identRE.MatchString(l) || reserved[l] {
+				return nil, false
+			}
+		}
+	}
+	if len(files) == 0 {
 		return nil, false
 	}
 	ffs := f.extract(files)
@@ -107,7 +116,7 @@ func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
 	}
 	f.link.Lock()
 	defer f.link.Unlock()
-	return link(ffs)
+	return link(ffs, at)
 }
 
 // extract returns what each file declares, from the cache when the file
@@ -555,7 +564,10 @@ type fastNode struct {
 // link merges the files' declarations into one tree (CUE unifies fields of
 // one name; the fast path only merges structs), resolves the inputs and
 // hashes each derivation after its inputs.
-func link(ffs []*fastFile) (*Graph, bool) {
+//
+// With at, only the derivations at or below the attribute with those
+// labels are roots (what they depend on is in the graph all the same).
+func link(ffs []*fastFile, at []string) (*Graph, bool) {
 	root := &fastNode{fields: make(map[string]*fastNode)}
 	var leaves []*fastNode
 	for _, ff := range ffs {
@@ -668,6 +680,19 @@ func link(ffs []*fastFile) (*Graph, bool) {
 	}
 	// Visit in the order of the attributes, as a CUE walk would, so that
 	// the graph does not depend on the order of the files.
+	if at != nil {
+		prefix := strings.Join(at, ".")
+		var under []*fastNode
+		for _, n := range leaves {
+			if n.attr == prefix || strings.HasPrefix(n.attr, prefix+".") {
+				under = append(under, n)
+			}
+		}
+		if len(under) == 0 {
+			return nil, false // not there, or nothing there: CUE says which
+		}
+		leaves = under
+	}
 	sort.Slice(leaves, func(i, j int) bool { return leaves[i].attr < leaves[j].attr })
 	for _, n := range leaves {
 		if !visit(n) {

@@ -20,7 +20,29 @@ import (
 // and on the fast path, and fails t when the fast path gives a graph that
 // is not CUE's exactly, or a graph where CUE gives an error. It reports
 // whether the fast path handled the configuration.
+// With the whole configuration handled, it does the same for each
+// top-level field and each root as the attribute (-A) to evaluate, and
+// for an attribute that is not there.
 func fastBoth(t testing.TB, dir string) bool {
+	t.Helper()
+	if !fastBothAt(t, dir, "") {
+		return false
+	}
+	g, _ := fastEval(dir, &eval.Fast{})
+	attrs := map[string]bool{"nothing.here": true}
+	for _, a := range g.RootNames() {
+		if len(attrs) < 12 { // CUE evaluates the whole configuration for each
+			attrs[a] = true
+		}
+		attrs[strings.Split(a, ".")[0]] = true
+	}
+	for a := range attrs {
+		fastBothAt(t, dir, a)
+	}
+	return true
+}
+
+func fastBothAt(t testing.TB, dir, attr string) bool {
 	t.Helper()
 	var want *eval.Graph
 	var werr error
@@ -28,22 +50,24 @@ func fastBoth(t testing.TB, dir string) bool {
 	if err != nil {
 		werr = err
 	} else {
-		want, werr = eval.Build(cfg.Value, eval.Options{})
+		want, werr = eval.Build(cfg.Value, eval.Options{Attr: attr})
 	}
-	got, ok := fastEval(dir, &eval.Fast{})
+	got, ok := fastEvalAt(dir, &eval.Fast{}, attr)
 	if !ok {
 		return false
 	}
 	if werr != nil {
-		t.Fatalf("%s: the fast path gave a graph, CUE an error: %v", dir, werr)
+		t.Fatalf("%s -A %q: the fast path gave a graph, CUE an error: %v", dir, attr, werr)
 	}
 	if d := graphDiff(want, got); d != "" {
-		t.Fatalf("%s: the fast path's graph is not CUE's: %s", dir, d)
+		t.Fatalf("%s -A %q: the fast path's graph is not CUE's: %s", dir, attr, d)
 	}
 	return true
 }
 
-func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) {
+func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) { return fastEvalAt(dir, f, "") }
+
+func fastEvalAt(dir string, f *eval.Fast, attr string) (*eval.Graph, bool) {
 	_, files, ok := lang.NewLoader(dir).Simple(dir)
 	if !ok {
 		return nil, false
@@ -56,7 +80,7 @@ func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) {
 	for i, s := range srcs {
 		fs[i] = eval.File{Name: s.Name, Sum: s.Sum, Src: s.Src}
 	}
-	return f.Build(fs, eval.Options{})
+	return f.Build(fs, eval.Options{Attr: attr})
 }
 
 // graphDiff says how two graphs differ ("" when they do not), comparing

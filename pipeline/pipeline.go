@@ -124,15 +124,12 @@ func Evaluate(ctx context.Context, req Request) (*Result, error) {
 var fast eval.Fast
 
 // evaluateFast evaluates req on the fast path (eval.Fast) when it can:
-// the whole configuration, files that are all there is to it
+// files that are all there is to the configuration
 // (lang.Loader.Simple), and no policy to enforce (policies read the
 // derivations' CUE values, which only CUE's evaluation has). ok=false
 // means CUE evaluates it (evaluateCUE), which is also what gives every
 // diagnostic: the fast path refuses any configuration with an error.
 func evaluateFast(req Request, key eval.Request) (*eval.Graph, *lang.Config, bool) {
-	if req.Attr != "" {
-		return nil, nil, false
-	}
 	dir, files, ok := lang.NewLoader(req.Dir).Simple(req.Args...)
 	if !ok {
 		return nil, nil, false
