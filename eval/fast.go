@@ -22,20 +22,32 @@ import (
 
 // The fast path: a configuration whose every declaration is a plain
 // derivation literal (heph.#Derivation & {…} of string literals, inputs
-// that are references to other such declarations) is evaluated from its
-// syntax alone, without CUE's evaluator, which is quadratic in the number
-// of top-level packages (docs/design.md, "Measured traps").
+// that are references to other such declarations, or lists or structs of
+// them) is evaluated from its syntax alone, without CUE's evaluator, which
+// is quadratic in the number of top-level packages (docs/design.md,
+// "Measured traps"). Each file is parsed (in parallel) and its
+// declarations decoded once per content; inputs are resolved through the
+// merged tree of fields and each derivation hashed after its inputs; a
+// declaration whose inputs hash as before keeps its hash.
 //
 // The fast path proves, declaration by declaration, that it handles the
 // configuration exactly as Build does after CUE: it accepts only the
-// shapes listed in fastDerivation and checks every constraint the schema
-// (#Derivation, #Meta, #Name, #Ident, #SPDX, #OutputHash) puts on them. Anything
-// else, and any configuration that has an error at all, is refused
-// (ok=false): the caller then evaluates it with CUE, which gives the
-// diagnostics. So a graph from the fast path has no error to report, and
-// every diagnostic is CUE's, with its positions. TestFastDifferential and
-// FuzzFastDifferential evaluate configurations both ways and require
-// identical graphs.
+// shapes fastDerivation lists, references only where CUE's scoping makes
+// them the package's top-level fields, and checks every constraint the
+// schema (#Derivation, #Meta, #Name, #Ident, #SPDX, #OutputHash) puts on
+// them. Anything else — the schema's helpers (#GoProgram, …),
+// interpolation, attrs, limits, a field defined twice, a policy field —
+// and any configuration with an error at all is refused (ok=false): the
+// caller then evaluates it with CUE, which gives the diagnostics. So a
+// graph from the fast path has no error to report, and every diagnostic
+// is CUE's, with its positions and wording. TestFastDifferential (the
+// golden cases, the CLI's scripts, system.cue, the benchmark's shape) and
+// FuzzFastDifferential (generated configurations) evaluate both ways and
+// require identical graphs.
+//
+// Its nodes have no CUE values (Node.Value), as a graph from the
+// evaluation cache has none: pipeline takes the fast path only when no
+// policy is to be enforced (policy reads the values).
 
 // File is one file of a configuration, for Fast.
 type File struct {
