@@ -404,10 +404,11 @@ func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scop
 	return d, true
 }
 
-// str decodes a string literal (no interpolation, no bytes, no raw #"…"#).
+// str decodes a one-line string literal (no interpolation, no bytes, no
+// raw #"…"#, no multi-line """ with its indentation rules).
 func str(e ast.Expr) (string, bool) {
 	lit, ok := e.(*ast.BasicLit)
-	if !ok || lit.Kind != token.STRING || !strings.HasPrefix(lit.Value, `"`) {
+	if !ok || lit.Kind != token.STRING || !strings.HasPrefix(lit.Value, `"`) || strings.HasPrefix(lit.Value, `"""`) {
 		return "", false
 	}
 	s, err := literal.Unquote(lit.Value)
