@@ -187,11 +187,7 @@ func genConfig(b []byte) map[string]string {
 // a normal test.
 func FuzzFastDifferential(f *testing.F) {
 	for i := range 40 {
-		seed := make([]byte, 64)
-		for k := range seed {
-			seed[k] = byte((i*131 + k*k*7 + i*k*13) % 251)
-		}
-		f.Add(seed)
+		f.Add(seed(i))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{9, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1})
@@ -211,12 +207,8 @@ func FuzzFastDifferential(f *testing.F) {
 func TestGenConfigReachesBothPaths(t *testing.T) {
 	handled, refused := 0, 0
 	for i := range 40 {
-		seed := make([]byte, 64)
-		for k := range seed {
-			seed[k] = byte((i*131 + k*k*7 + i*k*13) % 251)
-		}
 		dir := t.TempDir()
-		for name, src := range genConfig(seed) {
+		for name, src := range genConfig(seed(i)) {
 			if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -230,11 +222,7 @@ func TestGenConfigReachesBothPaths(t *testing.T) {
 	t.Logf("%d handled, %d refused", handled, refused)
 	if os.Getenv("GENCONFIG_DEBUG") != "" {
 		for i := range 40 {
-			seed := make([]byte, 64)
-			for k := range seed {
-				seed[k] = byte((i*131 + k*k*7 + i*k*13) % 251)
-			}
-			for name, src := range genConfig(seed) {
+			for name, src := range genConfig(seed(i)) {
 				t.Logf("seed %d %s:\n%s", i, name, src)
 			}
 		}
@@ -242,4 +230,13 @@ func TestGenConfigReachesBothPaths(t *testing.T) {
 	if handled < 5 || refused < 5 {
 		t.Errorf("%d handled, %d refused: the seeds should exercise both", handled, refused)
 	}
+}
+
+// seed is the fuzz test's i-th seed.
+func seed(i int) []byte {
+	b := make([]byte, 64)
+	for k := range b {
+		b[k] = byte((i*131 + k*k*7 + i*k*13) % 251)
+	}
+	return b
 }
