@@ -80,6 +80,7 @@ func BenchmarkEvalGraphCUE(b *testing.B) {
 			benchconfig.Write(b, dir, n)
 			benchconfig.ResetPeakRSS()
 			defer benchconfig.ReportPeakRSS(b)
+			defer reportCPU(b, cpuTime())
 			b.ResetTimer()
 			for b.Loop() {
 				cfg, err := lang.NewLoader(dir).Load(dir)
