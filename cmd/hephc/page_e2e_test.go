@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -373,5 +374,168 @@ func TestPagePublicByConfiguration(t *testing.T) {
 			t.Errorf("page: public: %v: anonymous GET / answered %d\n%s", public, resp.StatusCode, b)
 		}
 		stopServer(t)
+	}
+}
+
+// bootInit is the init of TestSentinelReportsAtBoot's small initramfs:
+// it mounts /proc and /sys, starts the sentinel, and once the sentinel
+// watches, plants a file in /bin as an intruder would.
+const bootInit = `package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	syscall.Mount("proc", "/proc", "proc", 0, "")
+	syscall.Mount("sysfs", "/sys", "sysfs", 0, "")
+	syscall.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
+	cmd := exec.Command("/bin/sentinel", "-watch", "/bin", "-interval", "2s", "-node", "workstation", "-server", "https://configured.invalid:1")
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stdout
+	if err := cmd.Start(); err != nil {
+		fmt.Println("BOOT-INIT: sentinel:", err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		fmt.Println(sc.Text())
+		if strings.HasPrefix(sc.Text(), "HEPH-SENTINEL: reporting to") {
+			go func() {
+				time.Sleep(3 * time.Second)
+				os.WriteFile("/bin/planted", []byte("#!/bin/sh\n"), 0o755)
+				fmt.Println("BOOT-INIT: planted /bin/planted")
+			}()
+		}
+	}
+	cmd.Wait()
+	fmt.Println("BOOT-INIT: the sentinel exited")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+`
+
+// cpioEntry is one entry of a newc cpio archive.
+type cpioEntry struct {
+	name       string
+	mode       uint32 // with the type bits
+	data       []byte
+	rmaj, rmin uint32
+}
+
+func writeCpio(w io.Writer, es []cpioEntry) {
+	pad := func(n int) { w.Write(make([]byte, (4-n%4)%4)) }
+	for i, e := range append(es, cpioEntry{name: "TRAILER!!!"}) {
+		hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+			i+1, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, e.rmaj, e.rmin, len(e.name)+1, 0)
+		io.WriteString(w, hdr+e.name+"\x00")
+		pad(len(hdr) + len(e.name) + 1)
+		w.Write(e.data)
+		pad(len(e.data))
+	}
+}
+
+// TestSentinelReportsAtBoot boots the pinned kernel in QEMU with a small
+// initramfs (the sentinel built from system/hephinit, and an init that
+// plants /bin/planted once the sentinel watches), the reporter token
+// handed over by hephc boot --reporter-token-file, the guest's network
+// from the kernel's own DHCP (ip=dhcp, QEMU's user network) and the
+// server named for this boot (heph.server=https://10.0.2.2:PORT, the
+// host's 127.0.0.1): the alert reaches a real hephc serve and its page,
+// and the console never shows the token.
+func TestSentinelReportsAtBoot(t *testing.T) {
+	e2e(t, "boots QEMU")
+	requireQEMU(t)
+	noDefaultStore(t)
+	kernel := os.Getenv("HEPHC_TEST_KERNEL")
+	if kernel == "" {
+		dir, _, _ := systemStore(t)
+		ks, _ := filepath.Glob(filepath.Join(dir, "store", "*-github.com-gokrazy-kernel.amd64-*", "vmlinuz"))
+		if len(ks) == 0 {
+			t.Fatal("no gokrazy kernel in the shared store")
+		}
+		kernel = ks[0]
+	}
+	work := t.TempDir()
+	build := func(out, dir string, args ...string) []byte {
+		cmd := exec.Command("go", append([]string{"build", "-trimpath", "-o", out}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", out, err, b)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	repo, _ := filepath.Abs("../..")
+	sentinel := build(filepath.Join(work, "sentinel"), filepath.Join(repo, "system", "hephinit"), "./sentinel")
+	initDir := filepath.Join(work, "init")
+	os.MkdirAll(initDir, 0o755)
+	os.WriteFile(filepath.Join(initDir, "go.mod"), []byte("module bootinit\n\ngo 1.22\n"), 0o644)
+	os.WriteFile(filepath.Join(initDir, "main.go"), []byte(bootInit), 0o644)
+	initBin := build(filepath.Join(work, "init.bin"), initDir, ".")
+	var initrd bytes.Buffer
+	writeCpio(&initrd, []cpioEntry{
+		{name: "dev", mode: 0o40755}, {name: "dev/console", mode: 0o20600, rmaj: 5, rmin: 1},
+		{name: "proc", mode: 0o40755}, {name: "sys", mode: 0o40755}, {name: "etc", mode: 0o40755}, {name: "bin", mode: 0o40755},
+		{name: "init", mode: 0o100755, data: initBin}, {name: "bin/sentinel", mode: 0o100755, data: sentinel},
+	})
+	k, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := fakeToplevel(t, work, map[string]string{"kernel": string(k), "initrd": initrd.String(), "cmdline": "console=ttyS0 panic=-1 ip=dhcp"})
+
+	ps := startPageServer(t)
+	tokFile := filepath.Join(work, "reporter.token")
+	os.WriteFile(tokFile, []byte(ps.tokens["reporter"]+"\n"), 0o600)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(ps.url, "https://"))
+	start := time.Now()
+	code, stdout, stderr := hephcIn(work, "boot", "--memory", "256", "--reporter-token-file", tokFile,
+		"--append", "heph.server=https://10.0.2.2:"+port+" heph.server_cert="+ps.cert,
+		"--expect", "HEPH-SENTINEL: reported", "--timeout", "180s", top)
+	t.Logf("boot: exit %d in %v", code, time.Since(start).Round(time.Second))
+	if code != 0 {
+		t.Fatalf("boot: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if strings.Contains(stdout+stderr, ps.tokens["reporter"]) {
+		t.Fatalf("the console showed the token:\n%s", stdout)
+	}
+	th, err := ps.client("reader").Threats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range th.Recent {
+		if r.Node == "workstation" && r.Alert == "added /bin/planted" && r.ReportedBy == "ws-sentinel" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the server holds %+v\nconsole:\n%s", th.Recent, stdout)
+	}
+	_, page := func() (int, string) {
+		req, _ := http.NewRequest("GET", ps.url+"/", nil)
+		req.Header.Set("Authorization", "Bearer "+ps.tokens["reader"])
+		resp, err := ps.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}()
+	if !strings.Contains(page, "<code>added /bin/planted</code>") {
+		t.Fatal("the page does not show the alert")
 	}
 }
