@@ -64,6 +64,9 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	if !memorySize.MatchString(memory) {
 		return usagef("--memory wants a size like 512, 512M or 1G, got %q", memory)
 	}
+	if tf, _ := fs.GetString("reporter-token-file"); tf != "" && fs.Changed("disk") {
+		return usagef("--reporter-token-file hands the token over on a toplevel's kernel command line; a disk image's is its boot loader's")
+	}
 	if disk, _ := fs.GetString("disk"); disk != "" {
 		return bootDisk(e, fs, disk, args) // deploy.go
 	}
