@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 const testToken = "heph_TESTTOKENtesttokenTESTTOKENtesttokenTEST"
@@ -35,6 +34,23 @@ func TestBootToken(t *testing.T) {
 	if p := bootParams("heph.reporter-token=x heph.server=https://h:1"); p["heph.reporter_token"] != "x" || p["heph.server"] != "https://h:1" {
 		t.Fatalf("%v", p)
 	}
+}
+
+// plantAfterBaseline is the sentinel's output; it calls plant once, when
+// the sentinel says it has taken its baseline.
+type plantAfterBaseline struct {
+	bytes.Buffer
+	plant   func()
+	planted bool
+}
+
+func (w *plantAfterBaseline) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	if !w.planted && strings.Contains(w.Buffer.String(), "HEPH-SENTINEL: watching") {
+		w.planted = true
+		w.plant()
+	}
+	return n, err
 }
 
 type fakeServer struct {
@@ -66,13 +82,14 @@ func TestRunReportsToServer(t *testing.T) {
 	dir, watch := t.TempDir(), t.TempDir()
 	cmd := filepath.Join(dir, "cmdline")
 	os.WriteFile(cmd, []byte("console=ttyS0 heph.reporter_token="+testToken+" heph.server="+ts.URL+" heph.server_cert="+pin(ts)), 0o644)
-	go func() {
-		time.Sleep(150 * time.Millisecond)
+	// The file is planted as the baseline is announced, so the next look
+	// finds it however slowly this machine runs (no sleep to race).
+	var errOut bytes.Buffer
+	out := &plantAfterBaseline{plant: func() {
 		os.WriteFile(filepath.Join(watch, "nc"), []byte("x"), 0o755)
-	}()
-	var out, errOut bytes.Buffer
+	}}
 	code := run([]string{"-watch", watch, "-proc", dir, "-interval", "50ms", "-rounds", "8", "-cmdline", cmd,
-		"-fw-cfg", filepath.Join(dir, "none"), "-node", "workstation", "-server", "https://configured.example:1"}, &out, &errOut)
+		"-fw-cfg", filepath.Join(dir, "none"), "-node", "workstation", "-server", "https://configured.example:1"}, out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
