@@ -45,6 +45,12 @@ const (
 	fatEpoch = "315532800"
 )
 
+// fatTimes makes every FAT entry go-diskfs writes from now on carry
+// fatEpoch: go-diskfs takes a file's times from SOURCE_DATE_EPOCH, else
+// the clock. Every writer of a heph disk calls it first (the builtin, a
+// test, hephc deploy), so the bytes never depend on when they were made.
+func fatTimes() { os.Setenv("SOURCE_DATE_EPOCH", fatEpoch) }
+
 // Slots are the two slots of a heph disk.
 var Slots = []string{"A", "B"}
 
@@ -76,7 +82,6 @@ func diskImage(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	os.Setenv("SOURCE_DATE_EPOCH", fatEpoch)
 	num := func(key string) (int, error) {
 		v, ok := info.Derivation.Attrs[key]
 		if !ok {
@@ -157,6 +162,7 @@ func guid(seed, what string) string {
 
 // WriteDisk writes a heph disk image of spec at file, which must not exist.
 func WriteDisk(file string, spec DiskSpec) error {
+	fatTimes()
 	loader, err := os.ReadFile(spec.Loader)
 	if err != nil {
 		return fmt.Errorf("the loader: %w", err)
@@ -226,6 +232,7 @@ func slotMissing(toplevel string) string {
 // path) into slot of the ESP fs as generation gen, its loader entry with tries boots (0: good, no
 // counting), and the state file; it first removes the slot's old entry.
 func WriteSlot(fs filesystem.FileSystem, st *DiskState, slot string, gen int, toplevel, record string, tries int) error {
+	fatTimes()
 	if missing := slotMissing(toplevel); missing != "" {
 		return fmt.Errorf("%s is not a system toplevel: it has no %s", toplevel, missing)
 	}
@@ -280,6 +287,7 @@ func WriteSlot(fs filesystem.FileSystem, st *DiskState, slot string, gen int, to
 
 // WriteState writes st as the ESP's state file.
 func WriteState(fs filesystem.FileSystem, st *DiskState) error {
+	fatTimes()
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err

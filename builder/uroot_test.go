@@ -205,8 +205,8 @@ func checkArchive(t *testing.T, b []byte) {
 		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest and sentinel services", svcs, err)
 	}
 	var progs []struct{ Path, Package string }
-	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 5 {
-		t.Errorf("etc/heph/programs.json: got %+v (%v), want 5 programs", progs, err)
+	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 6 {
+		t.Errorf("etc/heph/programs.json: got %+v (%v), want 6 programs (attest-tool, gocryptfs, hephinit, selftest, sentinel, wireguard)", progs, err)
 	}
 	// The server has no console shell (system.cue): heph's init reads so.
 	var console struct{ Shell *bool }
