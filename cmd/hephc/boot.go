@@ -52,12 +52,9 @@ const (
 var memorySize = regexp.MustCompile(`^[1-9][0-9]*[MmGg]?$`)
 
 func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
-	expect, _ := fs.GetString("expect")
 	memory, _ := fs.GetString("memory")
 	extra, _ := fs.GetString("append")
-	qemu, _ := fs.GetString("qemu")
 	dry, _ := fs.GetBool("dry-run")
-	timeout := time.Duration(*fs.Lookup("timeout").Value.(*durationFlag))
 	if len(args) > 1 {
 		return usagef("want at most one system or toplevel, got %d", len(args))
 	}
@@ -89,7 +86,16 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	if t.note != "" {
 		fmt.Fprintln(e.stderr, t.note)
 	}
-	if dry {
+	return runQEMU(e, fs, qargs, shown)
+}
+
+// runQEMU prints QEMU's command line (--dry-run, with shown's arguments,
+// which hide a secret) or boots it with --expect and --timeout.
+func runQEMU(e *env, fs *pflag.FlagSet, qargs, shown []string) error {
+	expect, _ := fs.GetString("expect")
+	qemu, _ := fs.GetString("qemu")
+	timeout := time.Duration(*fs.Lookup("timeout").Value.(*durationFlag))
+	if dry, _ := fs.GetBool("dry-run"); dry {
 		fmt.Fprintln(e.stdout, shellQuote(append([]string{qemu}, shown...)))
 		return nil
 	}

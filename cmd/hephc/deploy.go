@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -571,11 +570,7 @@ func bootDisk(e *env, fs *pflag.FlagSet, disk string, args []string) error {
 	if len(args) > 0 || fs.Changed("profile") || fs.Changed("generation") || fs.Changed("append") {
 		return usagef("--disk boots the disk image alone: no system, --profile, --generation or --append (the loader entry has the command line)")
 	}
-	expect, _ := fs.GetString("expect")
 	memory, _ := fs.GetString("memory")
-	qemu, _ := fs.GetString("qemu")
-	dry, _ := fs.GetBool("dry-run")
-	timeout := time.Duration(*fs.Lookup("timeout").Value.(*durationFlag))
 	tmp, err := os.MkdirTemp("", "hephc-boot-")
 	if err != nil {
 		return err
@@ -585,18 +580,7 @@ func bootDisk(e *env, fs *pflag.FlagSet, disk string, args []string) error {
 	if err != nil {
 		return err
 	}
-	if dry {
-		fmt.Fprintln(e.stdout, shellQuote(append([]string{qemu}, qargs...)))
-		return nil
-	}
-	exe, err := exec.LookPath(qemu)
-	if err != nil {
-		return fmt.Errorf("%s not found: %s", qemu, qemuHint)
-	}
-	if expect != "" && !fs.Changed("timeout") {
-		timeout = expectTimeout
-	}
-	return boot(context.Background(), e, exe, qargs, expect, timeout)
+	return runQEMU(e, fs, qargs, qargs) // boot.go
 }
 
 // runDiskImage is hephc image --disk -A ATTR -o FILE: the #DiskImage that
