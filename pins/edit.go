@@ -351,7 +351,12 @@ func (c *Config) consumersOutsideDeps(m *Module) bool {
 			if h != m.Hash {
 				continue
 			}
-			if strings.HasPrefix(name, "deps.") && (n.Drv.Builder == builtins.GoBuild || n.Drv.Builder == builtins.UrootBusybox) {
+			// The deps of a program update re-resolves (one built from a
+			// pinned module) or of a busybox are planned anew; a program
+			// built from a local source (system/gocryptfs) keeps its deps
+			// as written, so what it lists stays.
+			tracked := n.Drv.Builder == builtins.UrootBusybox || n.Drv.Builder == builtins.GoBuild && c.byHash[n.Drv.Inputs["src"]] != nil
+			if strings.HasPrefix(name, "deps.") && tracked {
 				continue
 			}
 			return true
