@@ -29,6 +29,11 @@ func TestUpdateAndAddOnTheRealizedSystem(t *testing.T) {
 	requireQEMU(t)
 	t.Logf("the shared store: system.cue realized from nothing in %v (once per test binary)", took.Round(time.Second))
 	dir := copyExampleSystem(t)
+	// hephc update does not move test-only modules yet (issue 17): age
+	// v1.3.0's tests need another go-internal and CCTV than the ones pinned
+	// for v1.3.2, so this copy's policy does not require the base group's
+	// tests (what this test checks is update, diff, add and boot).
+	editFile(t, filepath.Join(dir, "policy.cue"), "tests: groups: [\"base\"]", "")
 	cache := t.TempDir() // the toolchain comes from the store
 	getenv := func(k string) string {
 		if k == "HEPHC_CACHE" {
@@ -61,11 +66,11 @@ func TestUpdateAndAddOnTheRealizedSystem(t *testing.T) {
 	if !strings.HasPrefix(out, "base.packages.age: filippo.io/age v1.3.2 → v1.3.0; deps: ") {
 		t.Errorf("update filippo.io/age@v1.3.0 printed\n%s", out)
 	}
-	// Only age and the workstation image (its initramfs and toplevel) are
-	// built; the server image does not carry age.
+	// Only age and the workstation (its initramfs, toplevel and disk
+	// image) are built; the server image does not carry age.
 	_, errOut = hephc(0, "realize", "--no-link", "--profile", profile, ".")
-	if !strings.Contains(errOut, ", built 3\n") {
-		t.Errorf("realize after moving age built other than age, the workstation's initramfs and toplevel:\n%s", errOut)
+	if !strings.Contains(errOut, "] built age in ") || strings.Contains(errOut, "server") || !strings.Contains(errOut, ", built 4\n") {
+		t.Errorf("realize after moving age built other than age and the workstation's initramfs, toplevel and disk:\n%s", errOut)
 	}
 	out, _ = hephc(0, "diff", "--profile", profile)
 	for _, want := range []string{"\n  base.packages.age  v1.3.2 → v1.3.0  ", "\n  images.workstation  "} {
