@@ -39,6 +39,11 @@ func systemStore(t *testing.T) (dir, firstStderr string, took time.Duration) {
 		if shared.err != nil {
 			return
 		}
+		if seed := os.Getenv(seedEnv); seed != "" {
+			if shared.err = seedSharedStore(shared.dir, seed); shared.err != nil {
+				return
+			}
+		}
 		repo, err := filepath.Abs("../..")
 		if err != nil {
 			shared.err = err
@@ -57,6 +62,51 @@ func systemStore(t *testing.T) (dir, firstStderr string, took time.Duration) {
 		t.Fatalf("realizing system.cue into the shared store: %v", shared.err)
 	}
 	return shared.dir, shared.stderr, shared.took
+}
+
+// seedEnv names a store a developer already realized system.cue into: the
+// shared store starts as a copy of its valid paths and test results, so
+// a run of one e2e test builds only what changed. CI never sets it (its
+// realize is cold, as a fresh machine's).
+const seedEnv = "HEPHC_TEST_SEED_STORE"
+
+// seedSharedStore copies every valid path of the store at seed, and its
+// test results, into the empty store at dir.
+func seedSharedStore(dir, seed string) error {
+	src, err := store.Open(seed)
+	if err != nil {
+		return fmt.Errorf("%s=%s: %w", seedEnv, seed, err)
+	}
+	defer src.Close()
+	st, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	paths, err := src.ValidPathList(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := realize.Substitute(ctx, st, src, nil, paths...); err != nil {
+		return fmt.Errorf("seeding from %s: %w", seed, err)
+	}
+	results, _ := filepath.Glob(filepath.Join(seed, "test-results", "*"))
+	if len(results) > 0 {
+		if err := os.MkdirAll(filepath.Join(dir, "test-results"), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, r := range results {
+		b, err := os.ReadFile(r)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "test-results", filepath.Base(r)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type realizeError struct {
