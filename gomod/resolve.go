@@ -200,12 +200,12 @@ func (r *Resolver) goEnv(tc *Toolchain, modcache, proxy string) []string {
 	)
 }
 
-// goList runs go list -e -deps -json over packages in src and returns
+// goList runs go list -e -deps -json (and flags) over packages in src and returns
 // what it printed; a failure of the go command itself is an error, and so
 // is a package's, but for an optional package that the build constraints
 // leave out for linux/amd64 (as u-root's busybox skips such commands).
-func (r *Resolver) goList(ctx context.Context, tc *Toolchain, src *Source, packages []string, optional map[string]bool, env []string) ([]listedPackage, error) {
-	args := append([]string{"list", "-e", "-deps", "-json=" + listFields}, packages...)
+func (r *Resolver) goList(ctx context.Context, tc *Toolchain, src *Source, packages []string, optional map[string]bool, env []string, flags ...string) ([]listedPackage, error) {
+	args := append(append([]string{"list", "-e", "-deps", "-json=" + listFields}, flags...), packages...)
 	cmd := exec.CommandContext(ctx, filepath.Join(tc.GOROOT, "bin", "go"), args...)
 	cmd.Dir = src.Dir
 	cmd.Env = env

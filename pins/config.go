@@ -63,6 +63,7 @@ type Program struct {
 	DepsList *List
 	ModFiles *ModFiles  // its modfiles input, if any
 	Pos      srcpos.Pos // where it is written
+	Tests    *Tests     // its go test; nil when it has none
 }
 
 // Busybox is u-root's busybox (#Busybox): it compiles commands in the
@@ -194,6 +195,7 @@ func (c *Config) program(n *eval.Node) *Program {
 	if deps.Exists() {
 		p.DepsList = c.list(deps)
 	}
+	p.Tests = c.tests(n)
 	return p
 }
 

@@ -12,6 +12,7 @@ import (
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/cuepatch"
 	"hephc.dev/hephc/gomod"
+	"hephc.dev/hephc/srcpos"
 )
 
 // edits is what is planned beyond the files' own edits: new table
@@ -24,21 +25,26 @@ type edits struct {
 	renders    []func() error
 	finalDeps  map[*Program][]*Module // programs whose deps were set (nil for a new entry)
 	setDeps    map[*Program]bool
-	newFiles   map[string]*cuepatch.File
-	imported   map[*cuepatch.File]bool // files given the schema's import
-	corrected  []*Module               // pins whose sum a go.sum corrected
-	expected   *expectations
+	// finalTestDeps and setTestDeps are the same for tests.go.deps.
+	finalTestDeps map[*Program][]*Module
+	setTestDeps   map[*Program]bool
+	newFiles      map[string]*cuepatch.File
+	imported      map[*cuepatch.File]bool // files given the schema's import
+	corrected     []*Module               // pins whose sum a go.sum corrected
+	expected      *expectations
 }
 
 func (c *Config) plan() *edits {
 	if c.edits == nil {
 		c.edits = &edits{
-			pending:    make(map[string]gomod.Module),
-			newEntries: make(map[string]gomod.Module),
-			newKeys:    make(map[string]string),
-			finalDeps:  make(map[*Program][]*Module),
-			setDeps:    make(map[*Program]bool),
-			newFiles:   make(map[string]*cuepatch.File),
+			pending:       make(map[string]gomod.Module),
+			newEntries:    make(map[string]gomod.Module),
+			newKeys:       make(map[string]string),
+			finalDeps:     make(map[*Program][]*Module),
+			setDeps:       make(map[*Program]bool),
+			finalTestDeps: make(map[*Program][]*Module),
+			setTestDeps:   make(map[*Program]bool),
+			newFiles:      make(map[string]*cuepatch.File),
 		}
 	}
 	return c.edits
@@ -116,54 +122,92 @@ func (c *Config) SetHash(attr string, l *Lit, hash string) error {
 // hold) and to new entries of the modules table otherwise.
 func (c *Config) SetDeps(p *Program, deps []gomod.Module) error {
 	e := c.plan()
-	if p.DepsList == nil {
-		if len(p.Deps) == 0 && len(deps) == 0 {
-			return nil
-		}
-		if sameModules(p.Deps, deps) {
-			e.setDeps[p], e.finalDeps[p] = true, p.Deps
-			e.expect().deps[p] = deps
-			return nil
-		}
-		return fmt.Errorf("%s: its deps are not a list literal of the configuration's files (at %s); write them as one", p.Attr, c.rel(p.Pos))
+	final, err := c.setList(p.Attr, "deps", p.Deps, p.DepsList, p.Pos, deps)
+	if err != nil || final == nil && len(deps) == 0 && len(p.Deps) == 0 {
+		return err
 	}
-	f := c.Files[p.DepsList.File]
-	ll, _ := f.NodeAt(p.DepsList.Offset, isList).(*ast.ListLit)
+	e.setDeps[p], e.finalDeps[p] = true, final
+	e.expect().deps[p] = deps
+	return nil
+}
+
+// SetTestDeps makes the list of modules only p's tests read (its
+// tests.go.deps) exactly deps, as SetDeps does for its deps.
+func (c *Config) SetTestDeps(p *Program, deps []gomod.Module) error {
+	t := p.Tests
+	if t == nil || t.Off {
+		return nil
+	}
+	e := c.plan()
+	if t.DepsList == nil && len(deps) > 0 && !sameModules(t.Deps, deps) {
+		return fmt.Errorf("%s.tests.go: its tests read %s, which its build does not: write its tests as tests: go: {packages: [...], deps: []} (at %s) for hephc to fill deps", p.Attr, modulesList(deps), c.rel(p.Pos))
+	}
+	final, err := c.setList(p.Attr+".tests.go", "deps", t.Deps, t.DepsList, p.Pos, deps)
+	if err != nil {
+		return err
+	}
+	e.setTestDeps[p], e.finalTestDeps[p] = true, final
+	e.expect().testDeps[p] = deps
+	return nil
+}
+
+func modulesList(ms []gomod.Module) string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+// setList plans the list literal at list (the field what of attr, whose
+// pins are have) to hold exactly deps and returns the pins it ends up
+// referring to (nil for a new entry).
+func (c *Config) setList(attr, what string, have []*Module, list *List, pos srcpos.Pos, deps []gomod.Module) ([]*Module, error) {
+	e := c.plan()
+	if list == nil {
+		if len(have) == 0 && len(deps) == 0 {
+			return nil, nil
+		}
+		if sameModules(have, deps) {
+			return have, nil
+		}
+		return nil, fmt.Errorf("%s: its %s are not a list literal of the configuration's files (at %s); write them as one", attr, what, c.rel(pos))
+	}
+	f := c.Files[list.File]
+	ll, _ := f.NodeAt(list.Offset, isList).(*ast.ListLit)
 	if ll == nil {
-		return fmt.Errorf("%s: no list at %s", p.Attr, c.rel(p.DepsList.Pos))
+		return nil, fmt.Errorf("%s: no list at %s", attr, c.rel(list.Pos))
 	}
-	kept := make([]string, len(p.Deps))
-	if len(ll.Elts) == len(p.Deps) {
+	kept := make([]string, len(have))
+	if len(ll.Elts) == len(have) {
 		for i, el := range ll.Elts {
 			switch el.(type) {
 			case *ast.Comprehension, *ast.Ellipsis:
-				kept = make([]string, len(p.Deps))
+				kept = make([]string, len(have))
 			default:
 				kept[i] = string(f.Source()[el.Pos().Offset():el.End().Offset()])
 			}
 		}
 	}
 	var refs []ref
-	var final []*Module
+	final := []*Module{}
 	for _, d := range deps {
 		var r ref
 		var target *Module
-		for i, pd := range p.Deps {
+		for i, pd := range have {
 			if pd != nil && pd.Module == d && kept[i] != "" {
 				r, target = ref{text: kept[i]}, pd
 			}
 		}
 		if r.text == "" {
 			var err error
-			if r, target, err = c.refFor(p.Attr, d); err != nil {
-				return err
+			if r, target, err = c.refFor(attr, d); err != nil {
+				return nil, err
 			}
 		}
 		refs = append(refs, r)
 		final = append(final, target)
 	}
-	e.setDeps[p], e.finalDeps[p] = true, final
-	e.expect().deps[p] = deps
 	var old []string
 	for _, el := range ll.Elts {
 		old = append(old, string(f.Source()[el.Pos().Offset():el.End().Offset()]))
@@ -175,7 +219,7 @@ func (c *Config) SetDeps(p *Program, deps []gomod.Module) error {
 		}
 		return f.Replace(ll, formatList(f, ll, texts))
 	})
-	return nil
+	return final, nil
 }
 
 // refFor is the reference from the inputs of the program at attr to the

@@ -59,7 +59,7 @@ func (c *Config) Output(tableFile string) (map[string][]byte, []string, error) {
 // here referred to and that nothing refers to any more.
 func (c *Config) unused() []string {
 	e := c.plan()
-	if c.tableStruct() == nil || len(e.setDeps) == 0 {
+	if c.tableStruct() == nil || len(e.setDeps) == 0 && len(e.setTestDeps) == 0 {
 		return nil
 	}
 	var unused []string
@@ -67,15 +67,21 @@ func (c *Config) unused() []string {
 		m := c.table.entries[key]
 		wasDep, usedNow := false, false
 		for _, p := range c.Programs {
-			if slices.Contains(p.Deps, m) && e.setDeps[p] {
-				wasDep = true
+			lists := []depList{{p.Deps, e.finalDeps[p], e.setDeps[p]}}
+			if p.Tests != nil {
+				lists = append(lists, depList{p.Tests.Deps, e.finalTestDeps[p], e.setTestDeps[p]})
 			}
-			deps := p.Deps
-			if e.setDeps[p] {
-				deps = e.finalDeps[p]
-			}
-			if slices.Contains(deps, m) {
-				usedNow = true
+			for _, l := range lists {
+				if slices.Contains(l.have, m) && l.set {
+					wasDep = true
+				}
+				deps := l.have
+				if l.set {
+					deps = l.final
+				}
+				if slices.Contains(deps, m) {
+					usedNow = true
+				}
 			}
 		}
 		if !wasDep || usedNow || c.consumersOutsideDeps(m) || c.sourceOf(m) {
@@ -84,6 +90,13 @@ func (c *Config) unused() []string {
 		unused = append(unused, key)
 	}
 	return unused
+}
+
+// depList is a list of pins a program has (its deps or its tests'), what
+// it ends up with, and whether that was planned.
+type depList struct {
+	have, final []*Module
+	set         bool
 }
 
 // dropOrReuse deletes the unused entries, but for those whose key a new

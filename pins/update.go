@@ -271,6 +271,9 @@ func (u *Updater) resolve(ctx context.Context, p *Program) error {
 	if text := describe(p.Src.Module, src.Module, modulesOf(p.Deps), res.Deps); text != "" {
 		u.Changes = append(u.Changes, Change{p.Attr, text})
 	}
+	if err := u.resolveTests(ctx, p, src, tc, res); err != nil {
+		return err
+	}
 	switch {
 	case p.ModFiles != nil:
 		mf := res.ModFiles
@@ -282,6 +285,28 @@ func (u *Updater) resolve(ctx context.Context, p *Program) error {
 		return u.setModFiles(p.ModFiles, mf.Hash)
 	case res.ModFiles != nil:
 		return fmt.Errorf("%s: %s needs the go.mod files of its module graph to build offline: give it an input modfiles, a #GoModFiles of its source (hash %s)", p.Attr, src.Module, res.ModFiles.Hash)
+	}
+	return nil
+}
+
+// resolveTests resolves the modules only p's tests read and plans its
+// tests.go.deps.
+func (u *Updater) resolveTests(ctx context.Context, p *Program, src *gomod.Source, tc *gomod.Toolchain, res *gomod.Resolution) error {
+	if p.Tests == nil || p.Tests.Off {
+		return nil
+	}
+	deps, err := u.R.ResolveTests(ctx, src, tc, res, p.Tests.Packages)
+	if err != nil {
+		return fmt.Errorf("%s.tests.go: %w", p.Attr, err)
+	}
+	if err := u.C.SetTestDeps(p, deps); err != nil {
+		return err
+	}
+	for _, d := range deps {
+		u.verified[d] = true // by the main module's go.sum
+	}
+	if text := describeDeps(modulesOf(p.Tests.Deps), deps); text != "" {
+		u.Changes = append(u.Changes, Change{p.Attr + ".tests.go", "deps: " + text})
 	}
 	return nil
 }
@@ -377,7 +402,7 @@ func (u *Updater) Complete(ctx context.Context, lock *Lock) error {
 func (u *Updater) usedOnlyByResolved(m *Module) bool {
 	used := false
 	for _, p := range u.C.Programs {
-		if slices.Contains(p.Deps, m) {
+		if slices.Contains(p.Deps, m) || p.Tests != nil && slices.Contains(p.Tests.Deps, m) {
 			if !u.resolved[p] {
 				return false
 			}
@@ -441,6 +466,15 @@ func describe(oldSrc, newSrc gomod.Module, oldDeps, newDeps []gomod.Module) stri
 	case oldSrc.Sum != newSrc.Sum:
 		parts = append(parts, oldSrc.Path+" "+oldSrc.Version+" sum "+oldSrc.Sum+" → "+newSrc.Sum+" (the checksum database's)")
 	}
+	if deps := describeDeps(oldDeps, newDeps); deps != "" {
+		parts = append(parts, "deps: "+deps)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// describeDeps says how a list of modules changes: "golang.org/x/crypto
+// v0.55.0 → v0.45.0, +c2sp.org/CCTV/age v0.0.0-…"; "" when it does not.
+func describeDeps(oldDeps, newDeps []gomod.Module) string {
 	versions := func(ds []gomod.Module) map[string][]string {
 		m := make(map[string][]string)
 		for _, d := range ds {
@@ -472,8 +506,5 @@ func describe(oldSrc, newSrc gomod.Module, oldDeps, newDeps []gomod.Module) stri
 			deps = append(deps, p+" "+o+" → "+n)
 		}
 	}
-	if len(deps) > 0 {
-		parts = append(parts, "deps: "+strings.Join(deps, ", "))
-	}
-	return strings.Join(parts, "; ")
+	return strings.Join(deps, ", ")
 }

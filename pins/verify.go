@@ -16,6 +16,7 @@ import (
 type expectations struct {
 	modules  map[*Module]gomod.Module
 	deps     map[*Program][]gomod.Module
+	testDeps map[*Program][]gomod.Module
 	hashes   map[string]string // attr → blake3 pin
 	programs map[string]string // new programs: attr → summary
 	dropped  map[string]bool   // attrs of removed table entries
@@ -26,6 +27,7 @@ func (e *edits) expect() *expectations {
 		e.expected = &expectations{
 			modules:  make(map[*Module]gomod.Module),
 			deps:     make(map[*Program][]gomod.Module),
+			testDeps: make(map[*Program][]gomod.Module),
 			hashes:   make(map[string]string),
 			programs: make(map[string]string),
 			dropped:  make(map[string]bool),
@@ -48,6 +50,9 @@ func (c *Config) summaries() map[string]string {
 	}
 	for _, p := range c.Programs {
 		s[p.Attr] = programSummary(p.Src.Module, modulesOf(p.Deps), p.ModFiles)
+		if p.Tests != nil && !p.Tests.Off {
+			s[p.Attr+".tests.go.deps"] = testsSummary(modulesOf(p.Tests.Deps))
+		}
 	}
 	for _, b := range c.Busyboxes {
 		if b.Shares != nil {
@@ -78,6 +83,16 @@ func programSummary(src gomod.Module, deps []gomod.Module, mf *ModFiles) string 
 		h = " modfiles " + mf.Hash
 	}
 	return "program " + src.String() + " " + src.Sum + " deps " + strings.Join(ds, ", ") + h
+}
+
+// testsSummary describes the modules only a program's tests read.
+func testsSummary(deps []gomod.Module) string {
+	var ds []string
+	for _, d := range deps {
+		ds = append(ds, d.String()+" "+d.Sum)
+	}
+	slices.Sort(ds)
+	return "tests deps " + strings.Join(slices.Compact(ds), ", ")
 }
 
 // expected is what summaries must say once the edits are applied.
@@ -123,6 +138,17 @@ func (c *Config) expected() map[string]string {
 			mf = &ModFiles{Hash: hash(p.ModFiles.Attr, p.ModFiles.Hash)}
 		}
 		s[p.Attr] = programSummary(mod(p.Src), deps, mf)
+		if p.Tests != nil && !p.Tests.Off {
+			tdeps, ok := x.testDeps[p]
+			if !ok {
+				for _, d := range p.Tests.Deps {
+					if d != nil {
+						tdeps = append(tdeps, mod(d))
+					}
+				}
+			}
+			s[p.Attr+".tests.go.deps"] = testsSummary(tdeps)
+		}
 	}
 	for _, b := range c.Busyboxes {
 		if b.Shares != nil {
