@@ -103,6 +103,27 @@ func TestPromotionRefusedWithoutQuorum(t *testing.T) {
 	}
 }
 
+// The one k: stable needs k people who built it and k who reproduced
+// it; k builders with k−1 reproducers wait.
+func TestPromotionNeedsKBuiltAndKReproduced(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Close()
+	e.cfg.Promotion.Stable = []*trust.Policy{policy(t, trust.Rule{Builds: 2, Reproductions: 2})}
+	e.open()
+	age := e.add("age", "v1")
+	if err := e.publish("age", "1.0", age, e.sign(age, trust.Built, "alice"), e.sign(age, trust.Built, "bob"), e.sign(age, trust.Reproduced, "carol")); err != nil {
+		t.Fatal(err)
+	}
+	e.at(8 * day)
+	wantExcuses(t, e.evaluate("age", "1.0"), "quorum: "+age.Path.String()+": 1 of 2 reproductions: carol reproduced it; missing any 1 of alice, bob, dave")
+	if n, err := e.srv.AddAttestations(ctx, "pub", age.Path.String(), [][]byte{e.sign(age, trust.Reproduced, "dave")}); err != nil || n != 1 {
+		t.Fatal(n, err)
+	}
+	if got := e.channel(channel.Stable); !slices.Equal(got, []string{"age 1.0"}) {
+		t.Fatalf("stable %v with 2 builders and 2 reproducers", got)
+	}
+}
+
 func TestPromotionGrantedOnDay8(t *testing.T) {
 	e := newEnv(t)
 	v := channel.NewVerifier(e.rootHash, e.clock.Now)

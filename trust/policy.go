@@ -49,9 +49,12 @@ type Revocation struct {
 }
 
 // Rule says how many distinct people must have attested the paths it
-// applies to: Signatures who built or reproduced it, Reproductions who
-// reproduced it, each counted among From (everyone in the policy when
-// empty). A rule applies to a path written at one of Groups (an attribute
+// applies to: Signatures who built or reproduced it, Builds who built it
+// (a provenance of their own build), Reproductions who reproduced it,
+// each counted among From (everyone in the policy when empty). Builds and
+// Reproductions together say "k built it and k reproduced it" (the
+// package server's quorum for stable), which Signatures cannot: a
+// reproduction counts as a signature. A rule applies to a path written at one of Groups (an attribute
 // path: "base" is base and everything below it) or whose store name
 // matches one of Names (path.Match patterns); a rule with neither applies
 // to every path.
@@ -59,6 +62,7 @@ type Rule struct {
 	Groups        []string
 	Names         []string
 	Signatures    int
+	Builds        int
 	Reproductions int
 	From          []string
 	Pos           srcpos.Pos
@@ -89,8 +93,8 @@ func (p *Policy) Check() error {
 		}
 	}
 	for _, r := range p.Rules {
-		if r.Signatures < 0 || r.Reproductions < 0 {
-			return policyErrorf(r.Pos, "a rule's signatures and reproductions are counts, 0 or more")
+		if r.Signatures < 0 || r.Builds < 0 || r.Reproductions < 0 {
+			return policyErrorf(r.Pos, "a rule's signatures, builds and reproductions are counts, 0 or more")
 		}
 		for _, n := range r.From {
 			if !people[n] {
@@ -106,7 +110,7 @@ func (p *Policy) Check() error {
 		if pool == 0 {
 			pool = len(p.People)
 		}
-		if need := max(r.Signatures, r.Reproductions); need > pool {
+		if need := max(r.Signatures, r.Builds, r.Reproductions); need > pool {
 			return policyErrorf(r.Pos, "the rule needs %d people but counts only %d: no path could meet it", need, pool)
 		}
 	}
@@ -255,7 +259,7 @@ func (p *Policy) Evaluate(c Candidate, atts []Attestation, now time.Time) *Decis
 	for _, r := range p.Revoked {
 		revoked[r.Key] = r
 	}
-	built, reproduced := map[string]bool{}, map[string]bool{}
+	built, ownBuild, reproduced := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, a := range atts {
 		pe, ok := owner[a.Key]
 		switch {
@@ -269,7 +273,10 @@ func (p *Policy) Evaluate(c Candidate, atts []Attestation, now time.Time) *Decis
 			d.Ignored = append(d.Ignored, fmt.Sprintf("%s by %s's key %s: expired on %s", a.Kind, pe.Name, a.Key, key[a.Key].Expires.UTC().Format(time.RFC3339)))
 		default:
 			built[pe.Name] = true
-			if a.Kind == Reproduced {
+			switch a.Kind {
+			case Built:
+				ownBuild[pe.Name] = true
+			case Reproduced:
 				reproduced[pe.Name] = true
 			}
 		}
@@ -294,6 +301,9 @@ func (p *Policy) Evaluate(c Candidate, atts []Attestation, now time.Time) *Decis
 			}
 		}
 		if v := count(r.Signatures, "signatures", "built or reproduced it", pool, built); v != "" {
+			d.Violations = append(d.Violations, &Violation{Path: c.Subject.Path, Policy: p.Source, Rule: r, Message: v})
+		}
+		if v := count(r.Builds, "builds", "built it", pool, ownBuild); v != "" {
 			d.Violations = append(d.Violations, &Violation{Path: c.Subject.Path, Policy: p.Source, Rule: r, Message: v})
 		}
 		if v := count(r.Reproductions, "reproductions", "reproduced it", pool, reproduced); v != "" {

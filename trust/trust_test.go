@@ -501,3 +501,34 @@ func TestKeyStatus(t *testing.T) {
 		}
 	}
 }
+
+// Builds and Reproductions say "k built it and k reproduced it": a
+// reproduction is not a build, and one person's build is one.
+func TestBuildsAndReproductions(t *testing.T) {
+	p := testPolicy(t, Rule{Builds: 2, Reproductions: 2})
+	s := testSubject("a")
+	att := func(kind Kind, who string) []Attestation {
+		return attestations(t, p, sign(t, kind, s, testKey(t, who)))
+	}
+	// Two reproductions: they count as signatures, never as builds.
+	atts := append(att(Reproduced, "bob"), att(Reproduced, "carol")...)
+	d := p.Evaluate(Candidate{Subject: s}, atts, testNow)
+	if len(d.Violations) != 1 || !strings.Contains(d.Violations[0].Message, "0 of 2 builds: nobody built it; missing any 2 of alice, bob, carol") {
+		t.Fatalf("two reproductions, no build: %v", d.Violations)
+	}
+	// Two builders (alice's two keys count once) and one reproducer: k−1.
+	atts = append(att(Built, "alice"), att(Built, "alice2")...)
+	atts = append(atts, att(Built, "bob")...)
+	atts = append(atts, att(Reproduced, "carol")...)
+	d = p.Evaluate(Candidate{Subject: s}, atts, testNow)
+	if len(d.Violations) != 1 || !strings.Contains(d.Violations[0].Message, "1 of 2 reproductions: carol reproduced it") {
+		t.Fatalf("k builders, k−1 reproducers: %v", d.Violations)
+	}
+	atts = append(atts, att(Reproduced, "alice")...)
+	if d := p.Evaluate(Candidate{Subject: s}, atts, testNow); !d.Admitted() {
+		t.Fatalf("k builders and k reproducers: %v", d.Violations)
+	}
+	if err := (&Policy{People: p.People, Rules: []Rule{{Builds: 4}}}).Check(); err == nil || !strings.Contains(err.Error(), "needs 4 people but counts only 3") {
+		t.Fatalf("builds: 4 of 3 people: %v", err)
+	}
+}

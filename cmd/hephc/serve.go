@@ -21,7 +21,6 @@ import (
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/policy"
-	"hephc.dev/hephc/registry"
 	"hephc.dev/hephc/server"
 	"hephc.dev/hephc/trust"
 )
@@ -86,6 +85,15 @@ func runServe(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg, _ := fs.GetString("registry")
+	if reg == "" {
+		reg = spec.Registry
+	}
+	embedded, closeReg, err := spec.openRegistry(context.Background(), reg, dir, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeReg()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
 	if err != nil {
 		return fmt.Errorf("serve: the TLS certificate (hephc serve init makes it): %w", err)
@@ -114,9 +122,9 @@ func runServe(e *env, fs *pflag.FlagSet, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	fmt.Fprintf(e.stderr, "serving https://%s (root %s, certificate %s), packages in %s, data in %s\n",
-		ln.Addr(), rootHash, certFingerprint(cert.Certificate[0]), cfg.RegistryName, dir)
+		ln.Addr(), rootHash, certFingerprint(cert.Certificate[0]), registryDesc(cfg.RegistryName), dir)
 	srv := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           handler(s, embedded),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(e.stderr, "hephc serve: ", 0),
@@ -187,7 +195,7 @@ type serverSpec struct {
 	Promotion   struct {
 		After  string `json:"after"`
 		Quorum struct {
-			Signatures    int `json:"signatures"`
+			Builds        int `json:"builds"`
 			Reproductions int `json:"reproductions"`
 		} `json:"quorum"`
 	} `json:"promotion"`
@@ -260,25 +268,13 @@ func (s *serverSpec) config(e *env, fs *pflag.FlagSet) (*server.Config, error) {
 	}
 	cfg.Promotion.After = after
 	// One k: the quorum for stable is each trust policy's people with
-	// promotion.quorum's counts.
+	// promotion.quorum's counts, k who built each path and k who
+	// reproduced it.
 	for _, p := range s.trust {
 		q := *p
 		q.Source = p.Source + " (server.promotion.quorum)"
-		q.Rules = []trust.Rule{{Signatures: s.Promotion.Quorum.Signatures, Reproductions: s.Promotion.Quorum.Reproductions, Pos: s.diag.Pos}}
+		q.Rules = []trust.Rule{{Builds: s.Promotion.Quorum.Builds, Reproductions: s.Promotion.Quorum.Reproductions, Pos: s.diag.Pos}}
 		cfg.Promotion.Stable = append(cfg.Promotion.Stable, &q)
 	}
-	reg, _ := fs.GetString("registry")
-	if reg == "" {
-		reg = s.Registry
-	}
-	if reg == "" {
-		return nil, s.errorf("no registry for the packages: name one (registry: \"oci://HOST/REPOSITORY\", or --registry); hephc embeds none (docs/server.md)")
-	}
-	ref, err := registry.ParseRef(reg)
-	if err != nil {
-		return nil, s.errorf("%v", err)
-	}
-	cfg.Registry = &server.RemoteRegistry{Repo: ref.Repo}
-	cfg.RegistryName = ref.String()
 	return cfg, nil
 }
