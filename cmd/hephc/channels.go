@@ -229,6 +229,7 @@ func channelFlags(fs *pflag.FlagSet) {
 // registry, admitting only what the verified channel holds.
 type channelFrom struct {
 	caches []registry.Ref
+	client *registry.Client // reaches the server's registry
 	name   string
 	vd     *channel.Verified
 }
@@ -308,11 +309,11 @@ func channelSource(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Sto
 	if h.Registry == "" {
 		return nil, fmt.Errorf("%s names no registry to substitute from", c.Base)
 	}
-	ref, err := registry.ParseRef(h.Registry)
+	ref, rc, err := serverRegistry(c, h.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Base, err)
 	}
 	fmt.Fprintf(e.stderr, "verified %s's channels (root %s): %s version %d holds %d paths; installing only those, from %s\n",
 		c.Base, rootHash, name, vd.Versions[name], len(vd.Manifests(name)), ref)
-	return &channelFrom{caches: []registry.Ref{ref}, name: name, vd: vd}, nil
+	return &channelFrom{caches: []registry.Ref{ref}, client: rc, name: name, vd: vd}, nil
 }

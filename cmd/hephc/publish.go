@@ -27,7 +27,7 @@ func init() {
 			clientFlags(fs)
 			fs.StringP("attr", "A", "", "with a configuration: only what this attribute needs; the package's name on the server (default: the first path's name, or the configuration's file)")
 			fs.String("version", "", "the package version (default: the first 12 characters of the first path's hash, or of the configuration's hash)")
-			fs.String("registry", "", "push to this repository, oci://HOST/REPOSITORY, instead of the one the server names")
+			fs.String("registry", "", "push to this repository, oci://HOST/REPOSITORY, instead of the one the server names (its embedded one, at its own address, by default)")
 			fs.Bool("only", false, "publish only the paths given, not their closure")
 			fs.IntP("jobs", "j", 4, "uploads at once")
 		},
@@ -128,13 +128,13 @@ func runPublish(e *env, fs *pflag.FlagSet, args []string) error {
 	if reg == "" {
 		return fmt.Errorf("%s names no registry: give --registry oci://HOST/REPOSITORY", c.Base)
 	}
-	ref, err := registry.ParseRef(reg)
+	ref, rc, err := serverRegistry(c, reg)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	atts := trust.StoreDir(st.Dir)
-	res, err := (&registry.Client{}).Push(ctx, st, todo, ref, registry.PushOptions{Jobs: jobs, Attestations: atts})
+	res, err := rc.Push(ctx, st, todo, ref, registry.PushOptions{Jobs: jobs, Attestations: atts})
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,9 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	start := time.Now()
 	sp := &substProgress{e: e, live: newProgress(e).live}
 	c := &registry.Client{}
+	if from != nil {
+		c = from.client
+	}
 	res, err := c.Substitute(ctx, st, wants, registry.SubstituteOptions{
 		Caches:        caches,
 		OwnerPolicies: owner.Trust,
