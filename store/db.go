@@ -139,11 +139,15 @@ func (s *Store) holdsPaths() bool {
 	return false
 }
 
+// uriEscaper escapes what a "file:" URI would read otherwise: the store's
+// directory may hold '?' or '#', which would end its path.
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 func openDB(dir string) (*sql.DB, error) {
 	path := filepath.Join(dir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock when it
 	// begins, so two processes never deadlock upgrading read locks.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := "file:" + uriEscaper.Replace(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening store database %s: %w", path, err)
