@@ -98,4 +98,7 @@ func TestConcurrentRealizeReportsAnotherProcessBuild(t *testing.T) {
 	if len(firstRes.Built) != 1 || len(secondRes.Built) != 0 {
 		t.Errorf("Result.Built: the first %v, the second %v; want the path once, in the first", firstRes.Built, secondRes.Built)
 	}
+	if len(firstRes.Others) != 0 || len(secondRes.Others) != 1 || secondRes.Others[0] != f.G.PathOf(h) {
+		t.Errorf("Result.Others: the first %v, the second %v; want the path in the second", firstRes.Others, secondRes.Others)
+	}
 }

@@ -117,7 +117,10 @@ type Result struct {
 	// Substituted those copied from Options.Substitutes; WouldBuild and
 	// WouldFetch what a dry run would do.
 	Built, Fetched, Substituted []store.Path
-	WouldBuild, WouldFetch      []store.Path
+	// Others are the paths another process built or fetched while this
+	// one waited for them (EventValid).
+	Others                 []store.Path
+	WouldBuild, WouldFetch []store.Path
 }
 
 // BuildError is a failed build: which derivation, where it is written,
@@ -296,6 +299,9 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 				return
 			}
 			if how == EventValid {
+				mu.Lock()
+				res.Others = append(res.Others, p)
+				mu.Unlock()
 				safeEmit(Event{Kind: EventValid, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
 				return
 			}
@@ -316,6 +322,7 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 	sortPaths(res.Built)
 	sortPaths(res.Fetched)
 	sortPaths(res.Substituted)
+	sortPaths(res.Others)
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return res, errors.Join(errs...)

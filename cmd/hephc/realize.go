@@ -70,7 +70,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := substitute(ctx, e, fs, st, sg, roots, args); err != nil {
+	if err := substitute(ctx, e, fs, st, g, sg, roots, args); err != nil {
 		return err
 	}
 	prog := newProgress(e)
@@ -99,11 +99,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 		return printDryRun(e, res)
 	}
-	if len(res.Built)+len(res.Fetched) == 0 {
-		fmt.Fprintf(e.stderr, "nothing to do: all %d paths are valid\n", len(res.Paths))
-	} else {
-		fmt.Fprintf(e.stderr, "fetched %d, built %d\n", len(res.Fetched), len(res.Built))
-	}
+	fmt.Fprintln(e.stderr, summary(res))
 	if sizeErr != nil {
 		return sizeErr
 	}
@@ -202,6 +198,22 @@ func startRealizing(e *env, fs *pflag.FlagSet, args []string) (*realizing, error
 			st.Close()
 		},
 	}, nil
+}
+
+// summary says what a realization did: what it built and fetched, and
+// what another process built (or fetched) while it waited.
+func summary(res *realize.Result) string {
+	did := len(res.Built)+len(res.Fetched) > 0
+	others := plural(len(res.Others), "path") + " built by another process"
+	switch {
+	case did && len(res.Others) > 0:
+		return fmt.Sprintf("fetched %d, built %d; %s", len(res.Fetched), len(res.Built), others)
+	case did:
+		return fmt.Sprintf("fetched %d, built %d", len(res.Fetched), len(res.Built))
+	case len(res.Others) > 0:
+		return "nothing left to do: " + others
+	}
+	return fmt.Sprintf("nothing to do: all %d paths are valid", len(res.Paths))
 }
 
 func printDryRun(e *env, res *realize.Result) error {
