@@ -53,6 +53,7 @@ func init() {
 			fs.StringArray("host", nil, "init: a name or address the TLS certificate is for, beside server.url's and server.listen's (repeatable)")
 			fs.String("role", "", "token: the token's role: reader, reporter, publisher or maintainer")
 			fs.String("revoke", "", "token: revoke the token of this name")
+			serveHostFlags(fs) // servehost.go
 		},
 		run: runServe,
 	})
@@ -71,6 +72,9 @@ func runServe(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	dir, err := serverDataDir(e, fs)
 	if err != nil {
+		return err
+	}
+	if err := serveInitIfNew(e, fs, dir, args); err != nil {
 		return err
 	}
 	spec, err := loadServerSpec(e, fs, args)
@@ -105,6 +109,9 @@ func runServe(e *env, fs *pflag.FlagSet, args []string) error {
 	defer s.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := adoptBootTokens(ctx, e, fs, s); err != nil {
+		return err
+	}
 	rootHash, err := s.RootHash(ctx)
 	if err != nil {
 		return err
