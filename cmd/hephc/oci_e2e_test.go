@@ -37,20 +37,8 @@ func TestBinaryCacheSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	hephc := func(store string, args ...string) (code int, stdout, stderr string) {
-		var o, e bytes.Buffer
-		en := &env{stdout: &o, stderr: &e, cwd: repo, getenv: os.Getenv, store: store}
-		code = run(en, append([]string{"--store", store}, args...))
-		return code, o.String(), e.String()
-	}
-	must := func(store string, args ...string) (stdout, stderr string) {
-		t.Helper()
-		code, o, e := hephc(store, args...)
-		if code != 0 {
-			t.Fatalf("hephc %s: exit %d\n%s", strings.Join(args, " "), code, e)
-		}
-		return o, e
-	}
+	cli := &inProcess{t: t, cwd: repo}
+	hephc, must := cli.run, cli.must
 
 	// Keys, and store A's signatures of every path it built (the pinned
 	// sources are admitted on their pins).

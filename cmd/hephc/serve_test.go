@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -29,35 +28,18 @@ func TestServeBadInput(t *testing.T) {
 	t.Cleanup(reg.Close)
 	dir := t.TempDir()
 	st := pathtest.NewStore(t)
+	cli := &inProcess{t: t, cwd: dir, env: map[string]string{TokenEnv: "", ServerCertificateEnv: "", ServerDataEnv: "", ServerClockEnv: ""}}
 	hephc := func(vars map[string]string, args ...string) (int, string, string) {
-		var o, e bytes.Buffer
-		getenv := func(k string) string {
-			if v, ok := vars[k]; ok {
-				return v
-			}
-			if k == TokenEnv || k == ServerCertificateEnv || k == ServerDataEnv || k == ServerClockEnv {
-				return ""
-			}
-			return os.Getenv(k)
-		}
-		en := &env{stdout: &o, stderr: &e, cwd: dir, getenv: getenv, store: st.Dir}
-		code := run(en, append([]string{"--store", st.Dir}, args...))
-		return code, o.String(), e.String()
+		return cli.with(vars).run(st.Dir, args...)
 	}
-	must := func(env map[string]string, args ...string) string {
+	must := func(vars map[string]string, args ...string) string {
 		t.Helper()
-		code, o, e := hephc(env, args...)
-		if code != 0 {
-			t.Fatalf("hephc %s: exit %d\n%s", strings.Join(args, " "), code, e)
-		}
+		o, _ := cli.with(vars).must(st.Dir, args...)
 		return o
 	}
-	refused := func(env map[string]string, want string, args ...string) {
+	refused := func(vars map[string]string, want string, args ...string) {
 		t.Helper()
-		code, _, e := hephc(env, args...)
-		if code == 0 || !strings.Contains(e, want) {
-			t.Errorf("hephc %s: exit %d, want an error saying %q:\n%s", strings.Join(args, " "), code, want, e)
-		}
+		cli.with(vars).refused(st.Dir, want, args...)
 	}
 
 	must(nil, "key", "generate", "--name", "alice", "--dir", dir)

@@ -41,27 +41,9 @@ func TestServerSystem(t *testing.T) {
 	}
 	work := t.TempDir()
 	data := filepath.Join(work, "data")
-	extraEnv := map[string]string{}
-	hephc := func(store string, args ...string) (code int, stdout, stderr string) {
-		var o, e bytes.Buffer
-		getenv := func(k string) string {
-			if v, ok := extraEnv[k]; ok {
-				return v
-			}
-			return os.Getenv(k)
-		}
-		en := &env{stdout: &o, stderr: &e, cwd: repo, getenv: getenv, store: store}
-		code = run(en, append([]string{"--store", store}, args...))
-		return code, o.String(), e.String()
-	}
-	must := func(store string, args ...string) (stdout, stderr string) {
-		t.Helper()
-		code, o, e := hephc(store, args...)
-		if code != 0 {
-			t.Fatalf("hephc %s: exit %d\n%s", strings.Join(args, " "), code, e)
-		}
-		return o, e
-	}
+	cli := &inProcess{t: t, cwd: repo, env: map[string]string{}}
+	extraEnv := cli.env
+	hephc, must := cli.run, cli.must
 	start := time.Now()
 
 	// alice signs every path system.cue needs; the trust policy asks her
