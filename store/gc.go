@@ -88,7 +88,8 @@ type collector struct {
 // builds and collections left behind. The roots are every generation of
 // every profile, the indirect roots whose links still point at a valid
 // path, and, through the GC lock, whatever running realizations use; a
-// root keeps its whole closure.
+// root keeps its whole closure. A test's output (its result) lives while
+// a path it tests does (gctests.go).
 //
 // Deleting is crash-safe: paths are unregistered (all in one transaction,
 // made durable) before their directories are touched, so at every moment
@@ -138,6 +139,11 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (_ *GCResult, err error)
 	}
 	res.StaleRoots = stale
 	live := g.mark(roots)
+	tests, err := s.testEdges(g)
+	if err != nil {
+		return nil, fmt.Errorf("reading test results: %w", err)
+	}
+	g.keepTestResults(live, tests)
 	order := g.garbageOrder(live)
 	res.Live = len(g.paths) - len(order)
 	if res.Leftovers, res.StaleLocks, err = s.leftovers(g, <-listed); err != nil {

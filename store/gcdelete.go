@@ -70,6 +70,7 @@ func (s *Store) removeGarbage(ctx context.Context, g *refGraph, order []int32, l
 	locks := filepath.Join(s.Dir, "locks")
 	infos := filepath.Join(s.Dir, infoDir)
 	attestations := filepath.Join(s.Dir, "attestations")
+	testResults := filepath.Join(s.Dir, TestResultsDir)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
@@ -111,6 +112,11 @@ func (s *Store) removeGarbage(ctx context.Context, g *refGraph, order []int32, l
 				// Its attestations (package trust keeps them in this
 				// directory, trust.DirName) vouch for nothing any more.
 				if err := fstree.RemoveTree(filepath.Join(attestations, base)); err != nil {
+					fail(err)
+				}
+				// And so do the test results about it (a tested path goes
+				// only once no other tested path keeps the test's output).
+				if err := fstree.RemoveTree(filepath.Join(testResults, base)); err != nil {
 					fail(err)
 				}
 			}

@@ -122,6 +122,12 @@ func (g *refGraph) refs(i int32) []int32 { return g.out[g.start[i]:g.start[i+1]]
 // mark returns which paths the roots keep alive.
 func (g *refGraph) mark(roots []int32) []bool {
 	live := make([]bool, len(g.ids))
+	g.markFrom(live, roots)
+	return live
+}
+
+// markFrom marks live the closures of roots.
+func (g *refGraph) markFrom(live []bool, roots []int32) {
 	stack := append([]int32(nil), roots...)
 	for len(stack) > 0 {
 		i := stack[len(stack)-1]
@@ -136,7 +142,6 @@ func (g *refGraph) mark(roots []int32) []bool {
 			}
 		}
 	}
-	return live
 }
 
 // garbageOrder returns the paths not live, each before every path it
