@@ -84,8 +84,8 @@ type terminal struct {
 
 // bootOnTerminal runs `hephc boot toplevel` (this test binary is hephc
 // when called so) in a session of its own whose controlling terminal is
-// a new pseudo-terminal, 80x24, as a shell would.
-func bootOnTerminal(t *testing.T, toplevel string) *terminal {
+// a new pseudo-terminal, 80x24, as a shell would; flags are boot's.
+func bootOnTerminal(t *testing.T, toplevel string, flags ...string) *terminal {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
@@ -111,7 +111,7 @@ func bootOnTerminal(t *testing.T, toplevel string) *terminal {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := &exec.Cmd{Path: self, Args: []string{"hephc", "boot", toplevel}, Dir: t.TempDir()}
+	cmd := &exec.Cmd{Path: self, Args: append(append([]string{"hephc", "boot"}, flags...), toplevel), Dir: t.TempDir()}
 	cmd.Env = append(os.Environ(), "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
