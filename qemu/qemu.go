@@ -4,7 +4,8 @@
 //
 // A Config describes the machine: a system toplevel's kernel, initramfs
 // and command line, or a heph disk image under UEFI firmware (OVMF); its
-// memory. Config.Args is QEMU's command line.
+// memory; host ports forwarded to the guest (QEMU's user network, from
+// 127.0.0.1 only). Config.Args is QEMU's command line.
 //
 // Two ways to run it:
 //
@@ -49,6 +50,11 @@ type Config struct {
 	OVMFCode          string // the firmware, read-only
 	OVMFVars          string // a writable copy of its variables
 	Memory            string // QEMU's -m: 512, 512M, 1G
+	// Forwards are host ports on 127.0.0.1 forwarded to guest ports: the
+	// guest gets a NIC (NIC) on QEMU's user network; its kernel command
+	// line wants DHCPKernelArg to configure it. With none, QEMU's default
+	// network stays.
+	Forwards []Forward
 }
 
 // Args are QEMU's arguments for c.
@@ -70,5 +76,5 @@ func (c Config) Args() []string {
 	} else {
 		args = append(args, "-kernel", c.Kernel, "-initrd", c.Initramfs, "-append", c.Cmdline)
 	}
-	return args
+	return append(args, c.netArgs()...)
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 func init() {
 	register(&command{
 		name:    "boot",
-		args:    "[--disk FILE] [--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--qemu PATH] [--dry-run] [NAME|PATH]",
+		args:    "[--disk FILE] [--profile NAME] [--generation N] [--expect LINE] [--timeout DURATION] [--memory SIZE] [--append ARGS] [--forward tcp:127.0.0.1:HOSTPORT-:GUESTPORT]… [--qemu PATH] [--dry-run] [NAME|PATH]",
 		summary: "boot a system (NAME of the profile's current generation, or the toplevel at PATH) in QEMU on the terminal (Ctrl-A X quits)",
 		flags: func(fs *pflag.FlagSet) {
 			fs.String("profile", "system", "boot a system of profile `NAME`")
@@ -29,6 +30,7 @@ func init() {
 			fs.String("expect", "", "for scripts: exit 0 as soon as a console line contains `LINE`, 1 if QEMU stops or time runs out first")
 			fs.String("memory", "512", "guest memory: `SIZE` in MiB, or with an M or G suffix")
 			fs.String("append", "", "kernel `ARGS` to add to the toplevel's cmdline")
+			fs.StringArray("forward", nil, "forward a host port to the guest: `SPEC` is tcp:127.0.0.1:HOSTPORT-:GUESTPORT (repeatable), on a virtio NIC the kernel configures by DHCP (ip=dhcp); the host side is 127.0.0.1 only")
 			fs.String("qemu", "qemu-system-x86_64", "the QEMU to run: a `PATH` or a command on $PATH")
 			fs.String("reporter-token-file", "", "hand the sentinel the package server's reporter token in `FILE` at boot (QEMU's fw_cfg and the kernel command line; never in the store or the image)")
 			fs.Bool("dry-run", false, "print the QEMU command line and run nothing")
@@ -59,8 +61,15 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	if tf, _ := fs.GetString("reporter-token-file"); tf != "" && fs.Changed("disk") {
 		return usagef("--reporter-token-file hands the token over on a toplevel's kernel command line; a disk image's is its boot loader's")
 	}
+	forwards, err := parseForwards(fs)
+	if err != nil {
+		return err
+	}
 	if disk, _ := fs.GetString("disk"); disk != "" {
-		return bootDisk(e, fs, disk, args) // deploy.go
+		if len(forwards) > 0 {
+			return usagef("--forward needs the guest's network configured at boot (ip=dhcp on the kernel command line); a disk image's command line is its boot loader's: boot its toplevel instead")
+		}
+		return bootDisk(e, fs, disk, args) // diskboot.go
 	}
 	t, err := bootTarget(e, fs, args) // systems.go
 	if err != nil {
@@ -69,6 +78,12 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	cfg, err := toplevelConfig(t.dir, t.name, memory, extra)
 	if err != nil {
 		return err
+	}
+	if len(forwards) > 0 {
+		cfg.Forwards = forwards
+		if !slices.ContainsFunc(strings.Fields(cfg.Cmdline), func(a string) bool { return strings.HasPrefix(a, "ip=") }) {
+			cfg.Cmdline += " " + qemu.DHCPKernelArg
+		}
 	}
 	qargs := cfg.Args()
 	shown := qargs
@@ -83,6 +98,23 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 		fmt.Fprintln(e.stderr, t.note)
 	}
 	return runQEMU(e, fs, qargs, shown)
+}
+
+// parseForwards reads the --forward flags.
+func parseForwards(fs *pflag.FlagSet) ([]qemu.Forward, error) {
+	specs, _ := fs.GetStringArray("forward")
+	var forwards []qemu.Forward
+	for _, s := range specs {
+		f, err := qemu.ParseForward(s)
+		if err != nil {
+			return nil, usagef("--%v", err)
+		}
+		forwards = append(forwards, f)
+	}
+	if err := qemu.CheckForwards(forwards); err != nil {
+		return nil, usagef("--%v", err)
+	}
+	return forwards, nil
 }
 
 // runQEMU prints QEMU's command line (--dry-run, with shown's arguments,

@@ -605,3 +605,35 @@ func TestBootRealizedSystem(t *testing.T) {
 		t.Errorf("hephc boot workstation: exit %d\n%s", code, stderr)
 	}
 }
+
+// hephc boot --forward gives the guest a virtio NIC with the forwards and
+// ip=dhcp (unless the cmdline configures ip= itself); a host side other
+// than 127.0.0.1 is refused, as is --forward with --disk.
+func TestBootForward(t *testing.T) {
+	noDefaultStore(t)
+	dir := t.TempDir()
+	sys := fakeToplevel(t, dir, toplevelFiles)
+	sys, _ = filepath.EvalSymlinks(sys)
+	code, stdout, stderr := hephcIn(dir, "boot", "--dry-run", "--forward", "tcp:127.0.0.1:18080-:9100", "--forward", "udp:127.0.0.1:5000-:51820")
+	want := "qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -kernel " + sys + "/kernel -initrd " + sys + "/initrd -append 'console=ttyS0 panic=-1 no_timer_check ip=dhcp' -nic user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:18080-:9100,hostfwd=udp:127.0.0.1:5000-:51820\n"
+	if code != 0 || stdout != want {
+		t.Errorf("boot --dry-run --forward: exit %d, stdout\n%s\nwant\n%s\nstderr: %s", code, stdout, want, stderr)
+	}
+	code, stdout, _ = hephcIn(dir, "boot", "--dry-run", "--forward", "tcp:127.0.0.1:18080-:9100", "--append", "ip=10.0.2.15::10.0.2.2:255.255.255.0")
+	if code != 0 || strings.Contains(stdout, "ip=dhcp") {
+		t.Errorf("an ip= of the user's own: exit %d, %s", code, stdout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--forward", "tcp:0.0.0.0:18080-:9100"}, `the host address is "0.0.0.0": only 127.0.0.1 is allowed`},
+		{[]string{"--forward", "tcp:127.0.0.1:1-:2", "--forward", "tcp:127.0.0.1:1-:3"}, "host port tcp 1 is forwarded twice"},
+		{[]string{"--forward", "tcp:127.0.0.1:1-:2", "--disk", "x.img"}, "a disk image's command line is its boot loader's"},
+	} {
+		code, _, stderr := hephcIn(dir, append([]string{"boot", "--dry-run"}, tc.args...)...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("boot %q: exit %d, stderr %s; want exit 2 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
