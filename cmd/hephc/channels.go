@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/channel"
+	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/registry"
 	"hephc.dev/hephc/server"
 	"hephc.dev/hephc/store"
@@ -221,26 +222,77 @@ func runChannelRollback(e *env, fs *pflag.FlagSet, args []string) error {
 // server's channel.
 func channelFlags(fs *pflag.FlagSet) {
 	clientFlags(fs)
-	fs.String("channel", channel.Stable, "with --server: the channel to install from")
+	fs.String("channel", "", "with --server: install only from this channel (by default each path from the channel its derivation's meta.channel names, stable when not set)")
 	fs.String("root-hash", "", "with --server: the root of its channel metadata, sha256:HEX, instead of server.rootHash")
 }
 
 // channelFrom is what realize --server substitutes from: the server's
-// registry, admitting only what the verified channel holds.
+// registry, admitting each path only from the verified channel its
+// derivation names.
 type channelFrom struct {
 	caches []registry.Ref
 	client *registry.Client // reaches the server's registry
-	name   string
+	only   string           // --channel: every path from it, or none
 	vd     *channel.Verified
+	// of is each missing path's channel: its derivation's meta.channel
+	// (stable when not set), and the derivation.
+	of map[store.Path]drvChannel
 }
 
+type drvChannel struct{ channel, drv string }
+
+// channelsOf records the channel each of hs names, for admitFunc.
+func (c *channelFrom) channelsOf(cwd string, g *eval.Graph, sg *store.Graph, hs []store.DrvHash) {
+	c.of = map[store.Path]drvChannel{}
+	for _, h := range hs {
+		ch := eval.DefaultChannel
+		if n := g.Nodes[h]; n != nil && n.Meta.Channel != "" {
+			ch = n.Meta.Channel
+		}
+		p, o := sg.PathOf(h), sg.Origins[h]
+		drv := p.String()
+		if o.Attr != "" {
+			drv += " (" + o.Attr
+			if o.Pos.IsValid() {
+				drv += ", " + o.Pos.RelTo(cwd).String()
+			}
+			drv += ")"
+		}
+		c.of[p] = drvChannel{ch, drv}
+	}
+}
+
+// admitFunc admits a path only with the manifest the channel its
+// derivation names holds.
 func (c *channelFrom) admitFunc() func(store.Path, string) error {
 	if c == nil {
 		return nil
 	}
 	return func(p store.Path, manifest string) error {
-		_, err := c.vd.Admit(c.name, p.String(), manifest)
-		return err
+		want, ok := c.of[p]
+		if !ok {
+			return fmt.Errorf("%s is not a path of the configuration", p)
+		}
+		ch := want.channel
+		if c.only != "" && ch != c.only {
+			return fmt.Errorf("%s says meta.channel: %q, not --channel %s: not installed", want.drv, ch, c.only)
+		}
+		if _, held := c.vd.Manifests(ch)[p.String()]; held {
+			_, err := c.vd.Admit(ch, p.String(), manifest)
+			return err
+		}
+		var in []string
+		for _, other := range channel.Names {
+			if _, held := c.vd.Manifests(other)[p.String()]; held {
+				in = append(in, fmt.Sprintf("%s (version %d)", other, c.vd.Versions[other]))
+			}
+		}
+		where := "no channel holds it"
+		if len(in) > 0 {
+			where = "it is in " + strings.Join(in, ", ")
+		}
+		return fmt.Errorf("%s is installed from channel %s only (its meta.channel), and %s (version %d) does not hold it; %s",
+			want.drv, ch, ch, c.vd.Versions[ch], where)
 	}
 }
 
@@ -265,7 +317,7 @@ func channelSource(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Sto
 		return nil, usagef("--server installs only what the channel holds: not with --no-substitute")
 	}
 	name, _ := fs.GetString("channel")
-	if !channel.Valid(name) {
+	if name != "" && !channel.Valid(name) {
 		return nil, usagef("--channel %q: want testing, stable or deprecated", name)
 	}
 	spec, err := loadServerSpec(e, nil, args)
@@ -313,7 +365,15 @@ func channelSource(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Sto
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", c.Base, err)
 	}
-	fmt.Fprintf(e.stderr, "verified %s's channels (root %s): %s version %d holds %d paths; installing only those, from %s\n",
-		c.Base, rootHash, name, vd.Versions[name], len(vd.Manifests(name)), ref)
-	return &channelFrom{caches: []registry.Ref{ref}, client: rc, name: name, vd: vd}, nil
+	var held []string
+	for _, ch := range channel.Names {
+		held = append(held, fmt.Sprintf("%s version %d holds %d paths", ch, vd.Versions[ch], len(vd.Manifests(ch))))
+	}
+	only := "each path only from the channel its derivation names (meta.channel, stable when not set)"
+	if name != "" {
+		only = "only what " + name + " holds, for derivations whose meta.channel is " + name
+	}
+	fmt.Fprintf(e.stderr, "verified %s's channels (root %s): %s; installing %s, from %s\n",
+		c.Base, rootHash, strings.Join(held, ", "), only, ref)
+	return &channelFrom{caches: []registry.Ref{ref}, client: rc, only: name, vd: vd}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"cuelang.org/go/cue"
 	"github.com/spf13/pflag"
 
+	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/lang"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/registry"
@@ -37,7 +38,7 @@ func substituteFlags(fs *pflag.FlagSet) {
 // anything is built. It says once why each path a cache has was not
 // admitted. With --substitute-only a path left missing is an error; else
 // it is built.
-func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store, g *store.Graph, roots []store.DrvHash, args []string) error {
+func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store, eg *eval.Graph, g *store.Graph, roots []store.DrvHash, args []string) error {
 	off, _ := fs.GetBool("no-substitute")
 	only, _ := fs.GetBool("substitute-only")
 	flags, _ := fs.GetStringArray("substituter")
@@ -94,6 +95,7 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	}
 	if from != nil {
 		caches = from.caches
+		from.channelsOf(e.cwd, eg, g, missing)
 	}
 	if len(caches) == 0 {
 		if only {

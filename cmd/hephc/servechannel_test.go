@@ -1,0 +1,95 @@
+package main
+
+import (
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
+	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/internal/pathtest"
+	"hephc.dev/hephc/pipeline"
+)
+
+// TestChannelFromMeta: a derivation's meta.channel is the channel it is
+// installed from. Two files are published into testing (hephc serve on
+// 127.0.0.1, go-containerregistry's registry in this process); realize
+// --server --channel testing into an empty store installs the one whose
+// derivation names no channel, and refuses the one that says
+// meta.channel: "stable", naming it and both channels.
+func TestChannelFromMeta(t *testing.T) {
+	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	dir := t.TempDir()
+	storeA, storeB := pathtest.NewStore(t).Dir, pathtest.NewStore(t).Dir
+	cli := &inProcess{t: t, cwd: dir, env: map[string]string{TokenEnv: "", ServerCertificateEnv: "", ServerDataEnv: "", ServerClockEnv: ""}}
+
+	cli.must(storeA, "key", "generate", "--name", "alice", "--dir", dir)
+	pub, err := os.ReadFile(filepath.Join(dir, "alice.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashes := map[string]string{}
+	for _, f := range []string{"hello.txt", "greet.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tree, err := fstree.HashTree(filepath.Join(dir, f), fstree.HashOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes[f] = tree.Hash.String()
+	}
+	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten:   \"127.0.0.1:0\"\n\tregistry: \"oci://" +
+		strings.TrimPrefix(reg.URL, "http://") + "/heph\"\n}\n\npolicy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" +
+		strings.TrimSpace(string(pub)) + "\"}]\n\trules: [{signatures: 1}]\n}}\n\n" +
+		"hello: heph.#LocalFile & {file: \"hello.txt\", hash: \"" + hashes["hello.txt"] + "\", meta: channel: \"testing\"}\n" +
+		"greet: heph.#LocalFile & {file: \"greet.txt\", hash: \"" + hashes["greet.txt"] + "\", meta: channel: \"stable\"}\n"
+	if err := os.WriteFile(filepath.Join(dir, "system.cue"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Store A makes both, alice signs them, pia publishes them.
+	cli.must(storeA, "realize", "--no-link", "system.cue")
+	e := &env{stdout: io.Discard, stderr: io.Discard, cwd: dir, getenv: cli.getenv, store: storeA}
+	g, _, err := evaluate(e, evaluation{args: []string{"system.cue"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := pipeline.StoreGraph(g)
+	paths := map[string]string{}
+	for _, attr := range []string{"hello", "greet"} {
+		paths[attr] = sg.PathOf(g.Roots[attr]).String()
+	}
+	cli.must(storeA, "sign", "--only", "--key", filepath.Join(dir, "alice.key"), paths["hello"], paths["greet"])
+	out, _ := cli.must(storeA, "serve", "init", "--data", "data", "system.cue")
+	rootHash := strings.Split(strings.Split(out, "\n")[0], "\"")[1]
+	cert := strings.Split(strings.Split(out, "\n")[1], "\"")[1]
+	token, _ := cli.must(storeA, "serve", "token", "--data", "data", "--role", "publisher", "pia")
+	url := serve(t, dir, "", "--data", filepath.Join(dir, "data"), "system.cue")
+	client := []string{"--server", url, "--certificate", cert}
+	cli.with(map[string]string{TokenEnv: strings.TrimSpace(token)}).must(storeA, append(append([]string{"publish"}, client...), "system.cue")...)
+
+	// hello says meta.channel: "testing": installed from testing, but
+	// not with --channel stable; greet says "stable": refused, it is in
+	// testing.
+	realize := append(append([]string{"realize", "--no-link", "--root-hash", rootHash}, client...), "--attr")
+	cli.refused(storeB, `hello.txt (hello, system.cue:15:1) says meta.channel: "testing", not --channel stable: not installed`, append(realize, "hello", "--channel", "stable", "system.cue")...)
+	_, errOut := cli.must(storeB, append(realize, "hello", "system.cue")...)
+	if !strings.Contains(errOut, "substituted 1 of 1 paths") {
+		t.Fatalf("realize --channel testing of hello:\n%s", errOut)
+	}
+	errOut = cli.refused(storeB, "--substitute-only: 1 paths not substituted (1 not admitted", append(realize, "greet", "system.cue")...)
+	want := paths["greet"] + " (greet, system.cue:"
+	for _, w := range []string{want, `is installed from channel stable only (its meta.channel), and stable (version 1) does not hold it; it is in testing (version 2)`} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("realize --channel testing of greet does not say %q:\n%s", w, errOut)
+		}
+	}
+	t.Logf("refused: %s", strings.TrimSpace(errOut))
+}
