@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -30,25 +29,25 @@ type capabilityCheck struct {
 }
 
 // checkCapabilities runs the capability checks of the programs progs,
-// once per capability, in the order of capabilityChecks, printing a line
-// for each; it returns the failures.
-func checkCapabilities(progs []image.Program, stdout io.Writer) []string {
-	var problems []string
+// once per capability, in the order of capabilityChecks, each result with
+// its line.
+func checkCapabilities(progs []image.Program) []result {
+	var results []result
 	for _, c := range capabilityChecks {
 		for _, p := range progs {
 			if filepath.Base(p.Path) != c.program {
 				continue
 			}
+			r := result{name: "capability " + c.name, line: fmt.Sprintf("selftest: %s: ok", c.name)}
 			if err := c.run(p.Path); err != nil {
-				fmt.Fprintf(stdout, "selftest: %s: FAIL: %v\n", c.name, err)
-				problems = append(problems, fmt.Sprintf("%s (%s): %v", c.name, p.Path, err))
-			} else {
-				fmt.Fprintf(stdout, "selftest: %s: ok\n", c.name)
+				r.line = fmt.Sprintf("selftest: %s: FAIL: %v", c.name, err)
+				r.problem = fmt.Sprintf("%s (%s): %v", c.name, p.Path, err)
 			}
+			results = append(results, r)
 			break
 		}
 	}
-	return problems
+	return results
 }
 
 var capabilityChecks = []capabilityCheck{

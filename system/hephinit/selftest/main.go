@@ -12,9 +12,16 @@
 // or HEPH-SELFTEST FAIL: followed by every problem found, and it exits 1
 // if anything is wrong. (Homeworld's idea: the integration test is also the
 // health check.)
+//
+// With -interval it keeps watching: it checks again every interval and
+// prints the result when it changes (so a failure, and the recovery, each
+// show once on the console), and with -health ADDR serves the last
+// results as JSON at GET /health (monitor.go): 200 when all pass, 503
+// when one fails, each check with its last result and when it ran.
 package main
 
 import (
+	"context"
 	"debug/elf"
 	"errors"
 	"flag"
@@ -26,6 +33,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"hephc.dev/hephc/system/hephinit/internal/image"
 )
@@ -37,54 +45,113 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fset.SetOutput(stderr)
 	programs := fset.String("programs", image.ProgramsFile, "the programs file")
 	services := fset.String("services", image.ServicesFile, "the services file")
+	interval := fset.Duration("interval", 0, "check again every `DURATION` (at least 1s), printing the result when it changes; 0: check once and exit")
+	health := fset.String("health", "", "serve the results as JSON at GET /health on `ADDR` (e.g. :9100); needs -interval")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
-	problems := check(*programs, *services, stdout)
-	if len(problems) > 0 {
-		fmt.Fprintf(stdout, "HEPH-SELFTEST FAIL: %s\n", strings.Join(problems, "; "))
-		return 1
+	if fset.NArg() > 0 || (*interval != 0 && *interval < time.Second) || (*health != "" && *interval == 0) {
+		fmt.Fprintln(stderr, "selftest: usage: selftest [-programs FILE] [-services FILE] [-interval DURATION (>= 1s) [-health ADDR]]")
+		return 2
 	}
-	fmt.Fprintln(stdout, "HEPH-SELFTEST OK")
-	// Booted from a heph disk: the loader entry is good now (bless.go).
-	if err := markGood(stdout); err != nil {
-		fmt.Fprintf(stdout, "heph-boot: marking the boot entry good: %v\n", err)
-		return 1
+	c := checker{programs: *programs, services: *services}
+	if *interval == 0 {
+		results := c.check()
+		fmt.Fprint(stdout, report(results))
+		if len(problems(results)) > 0 {
+			return 1
+		}
+		// Booted from a heph disk: the loader entry is good now (bless.go).
+		if err := markGood(stdout); err != nil {
+			fmt.Fprintf(stdout, "heph-boot: marking the boot entry good: %v\n", err)
+			return 1
+		}
+		return 0
 	}
+	m := newMonitor(c, *interval, stdout)
+	if *health != "" {
+		if err := m.serve(*health); err != nil {
+			fmt.Fprintf(stderr, "selftest: %v\n", err)
+			return 1
+		}
+	}
+	m.loop(context.Background())
 	return 0
 }
 
-// check returns what is wrong with the image, or nothing; the capability
-// checks print their lines to stdout.
-func check(programsFile, servicesFile string, stdout io.Writer) []string {
-	var problems []string
-	progs, err := image.ReadPrograms(programsFile)
-	if err != nil {
-		problems = append(problems, "reading the program list: "+err.Error())
-	}
-	if err == nil && len(progs) == 0 {
-		problems = append(problems, "the image lists no programs")
+// result is one check's outcome: its name (what /health shows), and what
+// is wrong, if anything, as the FAIL line says it. A capability check
+// also has a line of its own ("selftest: NAME: ok").
+type result struct {
+	name, problem, line string
+}
+
+// checker checks the image its programs and services files describe.
+type checker struct {
+	programs, services string
+}
+
+// check checks the image: the programs (each present, executable, and
+// starting), the capabilities, the services' commands.
+func (c checker) check() []result {
+	var results []result
+	progs, err := image.ReadPrograms(c.programs)
+	switch {
+	case err != nil:
+		results = append(results, result{name: "programs", problem: "reading the program list: " + err.Error()})
+	case len(progs) == 0:
+		results = append(results, result{name: "programs", problem: "the image lists no programs"})
 	}
 	for _, p := range progs {
+		r := result{name: "program " + p.Path}
 		if err := checkExecutable(p.Path); err != nil {
-			problems = append(problems, fmt.Sprintf("program %s of package %s: %v", p.Path, p.Package, err))
-			continue
+			r.problem = fmt.Sprintf("program %s of package %s: %v", p.Path, p.Package, err)
+		} else if err := tryStart(p.Path); err != nil {
+			r.problem = fmt.Sprintf("program %s of package %s does not start: %v", p.Path, p.Package, err)
 		}
-		if err := tryStart(p.Path); err != nil {
-			problems = append(problems, fmt.Sprintf("program %s of package %s does not start: %v", p.Path, p.Package, err))
-		}
+		results = append(results, r)
 	}
-	problems = append(problems, checkCapabilities(progs, stdout)...)
-	svcs, err := image.ReadServices(servicesFile)
+	results = append(results, checkCapabilities(progs)...)
+	svcs, err := image.ReadServices(c.services)
 	if err != nil {
-		problems = append(problems, "reading the services: "+err.Error())
+		results = append(results, result{name: "services", problem: "reading the services: " + err.Error()})
 	}
 	for _, name := range image.Names(svcs) {
+		r := result{name: "service " + name}
 		if err := checkExecutable(svcs[name].Command); err != nil {
-			problems = append(problems, fmt.Sprintf("service %s: %v", name, err))
+			r.problem = fmt.Sprintf("service %s: %v", name, err)
+		}
+		results = append(results, r)
+	}
+	return results
+}
+
+// problems are what is wrong, in the order checked.
+func problems(results []result) []string {
+	var ps []string
+	for _, r := range results {
+		if r.problem != "" {
+			ps = append(ps, r.problem)
 		}
 	}
-	return problems
+	return ps
+}
+
+// report is what a run prints: the capability lines, then HEPH-SELFTEST
+// OK or HEPH-SELFTEST FAIL: and every problem.
+func report(results []result) string {
+	var b strings.Builder
+	for _, r := range results {
+		if r.line != "" {
+			b.WriteString(r.line + "\n")
+		}
+	}
+	if ps := problems(results); len(ps) > 0 {
+		fmt.Fprintf(&b, "HEPH-SELFTEST FAIL: %s\n", strings.Join(ps, "; "))
+	} else {
+		b.WriteString("HEPH-SELFTEST OK\n")
+	}
+	return b.String()
 }
 
 // machines maps GOARCH to the ELF machine of its programs.
