@@ -140,7 +140,7 @@ func (c *Config) SetTestDeps(p *Program, deps []gomod.Module) error {
 	}
 	e := c.plan()
 	if t.DepsList == nil && len(deps) > 0 && !sameModules(t.Deps, deps) {
-		return fmt.Errorf("%s.tests.go: its tests read %s, which its build does not: write its tests as tests: go: {packages: [...], deps: []} (at %s) for hephc to fill deps", p.Attr, modulesList(deps), c.rel(p.Pos))
+		return fmt.Errorf("%s.tests.go: its tests read %s, which its build does not: write its tests as tests: go: {packages: [...], deps: []} (at %s) for hephc to fill deps", p.Attr, modulesList(deps), t.Pos)
 	}
 	final, err := c.setList(p.Attr+".tests.go", "deps", t.Deps, t.DepsList, p.Pos, deps)
 	if err != nil {

@@ -19,6 +19,7 @@ type Tests struct {
 	// DepsList is where tests.go.deps is written; nil when it is not a
 	// list literal of the configuration's files (or not written).
 	DepsList *List
+	Pos      string // where tests.go is written, file:line:col
 }
 
 // goTestsSpec is the JSON of #GoTests (eval.Meta.Tests).
@@ -58,6 +59,7 @@ func (c *Config) tests(n *eval.Node) *Tests {
 		}
 		t.Deps = append(t.Deps, c.byHash[h]) // nil for one the configuration does not pin
 	}
+	t.Pos = c.rel(posOf(fieldPos(n.Value().LookupPath(cue.ParsePath("tests.go")))))
 	if deps := n.Value().LookupPath(cue.ParsePath("tests.go.deps")); deps.Exists() {
 		t.DepsList = c.list(deps)
 	}
