@@ -124,6 +124,13 @@ func confirm(e *env, question string) bool {
 	return strings.TrimSpace(line) == "yes"
 }
 
+// Where checkDeviceFree looks; tests point them at a made-up system.
+var (
+	sysDevBlock   = "/sys/dev/block"
+	sysClassBlock = "/sys/class/block"
+	mountInfo     = "/proc/self/mountinfo"
+)
+
 // checkDeviceFree refuses the block device dev when it, or a partition of
 // it, is mounted or holds /.
 func checkDeviceFree(dev string) error {
@@ -131,9 +138,14 @@ func checkDeviceFree(dev string) error {
 	if err := unix.Stat(dev, &st); err != nil {
 		return err
 	}
-	major, minor := unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	return deviceFree(dev, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+}
+
+// deviceFree refuses the block device dev, numbered major:minor, when it
+// or a partition of it (in sysfs) is mounted (in mountinfo).
+func deviceFree(dev string, major, minor uint32) error {
 	name := ""
-	if b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", major, minor)); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("%s/%d:%d/uevent", sysDevBlock, major, minor)); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			if v, ok := strings.CutPrefix(l, "DEVNAME="); ok {
 				name = v
@@ -142,14 +154,14 @@ func checkDeviceFree(dev string) error {
 	}
 	devs := map[string]bool{fmt.Sprintf("%d:%d", major, minor): true}
 	if name != "" {
-		ents, _ := os.ReadDir("/sys/class/block/" + name)
+		ents, _ := os.ReadDir(filepath.Join(sysClassBlock, name))
 		for _, en := range ents {
-			if b, err := os.ReadFile(filepath.Join("/sys/class/block", name, en.Name(), "dev")); err == nil {
+			if b, err := os.ReadFile(filepath.Join(sysClassBlock, name, en.Name(), "dev")); err == nil {
 				devs[strings.TrimSpace(string(b))] = true
 			}
 		}
 	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	mi, err := os.ReadFile(mountInfo)
 	if err != nil {
 		return err
 	}
