@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver, "sqlite"
@@ -143,6 +145,28 @@ func (s *Store) holdsPaths() bool {
 // directory may hold '?' or '#', which would end its path.
 var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
+// schemaObjects are the tables and indexes schema makes.
+var schemaObjects = func() []any {
+	var names []any
+	for _, m := range regexp.MustCompile(`(?:TABLE|INDEX) IF NOT EXISTS (\w+)`).FindAllStringSubmatch(schema, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}()
+
+// createSchema makes what of schema the database lacks. Parsing and
+// running schema costs more than opening the database; a store that has
+// it all, the usual case, only counts its objects.
+func createSchema(db *sql.DB) error {
+	var n int
+	err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name IN (?`+strings.Repeat(",?", len(schemaObjects)-1)+`)`, schemaObjects...).Scan(&n)
+	if err == nil && n == len(schemaObjects) {
+		return nil
+	}
+	_, err = db.Exec(schema)
+	return err
+}
+
 func openDB(dir string) (*sql.DB, error) {
 	path := filepath.Join(dir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock when it
@@ -152,7 +176,7 @@ func openDB(dir string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening store database %s: %w", path, err)
 	}
-	if _, err := db.Exec(schema); err != nil {
+	if err := createSchema(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating store database %s: %w", path, err)
 	}
@@ -197,7 +221,11 @@ func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok b
 		deriver string
 	)
 	info = &PathInfo{Path: p}
-	err = s.db.QueryRowContext(ctx, `SELECT id, content_hash, size, files, deriver, registered, ca FROM paths WHERE path = ?`, p.String()).
+	q, err := s.stmt(ctx, `SELECT id, content_hash, size, files, deriver, registered, ca FROM paths WHERE path = ?`)
+	if err != nil {
+		return nil, false, fmt.Errorf("querying %s: %w", p, err)
+	}
+	err = q.QueryRowContext(ctx, p.String()).
 		Scan(&id, &content, &info.Size, &info.Files, &deriver, &info.Registered, &info.CA)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
@@ -211,7 +239,11 @@ func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok b
 	if info.Deriver, err = ParseDrvHash(deriver); err != nil {
 		return nil, false, fmt.Errorf("querying %s: %w", p, err)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT p.path FROM refs r JOIN paths p ON p.id = r.reference WHERE r.referrer = ? ORDER BY p.path`, id)
+	q, err = s.stmt(ctx, `SELECT p.path FROM refs r JOIN paths p ON p.id = r.reference WHERE r.referrer = ? ORDER BY p.path`)
+	if err != nil {
+		return nil, false, fmt.Errorf("querying references of %s: %w", p, err)
+	}
+	rows, err := q.QueryContext(ctx, id)
 	if err != nil {
 		return nil, false, fmt.Errorf("querying references of %s: %w", p, err)
 	}
@@ -230,37 +262,41 @@ func (s *Store) QueryPathInfo(ctx context.Context, p Path) (info *PathInfo, ok b
 	return info, true, rows.Err()
 }
 
-// ValidPaths returns which of ps are valid, in one query per 500 paths.
+// ValidPaths returns which of ps are valid, in one query (the paths go as
+// one JSON array, so the statement is prepared once).
 func (s *Store) ValidPaths(ctx context.Context, ps []Path) (_ map[Path]bool, err error) {
 	defer s.annotate(&err)
 	valid := make(map[Path]bool, len(ps))
-	for start := 0; start < len(ps); start += 500 {
-		chunk := ps[start:min(start+500, len(ps))]
-		args := make([]any, len(chunk))
-		byString := make(map[string]Path, len(chunk))
-		for i, p := range chunk {
-			args[i] = p.String()
-			byString[p.String()] = p
-		}
-		q := `SELECT path FROM paths WHERE path IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
-		rows, err := s.db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("querying valid paths: %w", err)
-		}
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			valid[byString[p]] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+	if len(ps) == 0 {
+		return valid, nil
+	}
+	byString := make(map[string]Path, len(ps))
+	list := make([]string, len(ps))
+	for i, p := range ps {
+		list[i] = p.String()
+		byString[list[i]] = p
+	}
+	arg, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	q, err := s.stmt(ctx, `SELECT path FROM paths WHERE path IN (SELECT value FROM json_each(?))`)
+	if err != nil {
+		return nil, fmt.Errorf("querying valid paths: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, string(arg))
+	if err != nil {
+		return nil, fmt.Errorf("querying valid paths: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
 			return nil, err
 		}
+		valid[byString[p]] = true
 	}
-	return valid, nil
+	return valid, rows.Err()
 }
 
 // ValidPathList returns every valid path, sorted.
@@ -296,7 +332,14 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 		return fmt.Errorf("registering %s: %w", info.Path, err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO paths(path, content_hash, size, files, deriver, registered, ca) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	exec := func(query string, args ...any) (sql.Result, error) {
+		q, err := s.stmt(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		return tx.StmtContext(ctx, q).ExecContext(ctx, args...)
+	}
+	res, err := exec(`INSERT INTO paths(path, content_hash, size, files, deriver, registered, ca) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		info.Path.String(), info.ContentHash.String(), info.Size, info.Files, info.Deriver.String(), info.Registered, info.CA)
 	if err != nil {
 		return fmt.Errorf("registering %s: %w", info.Path, err)
@@ -307,12 +350,12 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 	}
 	for _, r := range info.References {
 		if r == info.Path {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO refs(referrer, reference) VALUES (?, ?)`, id, id); err != nil {
+			if _, err := exec(`INSERT INTO refs(referrer, reference) VALUES (?, ?)`, id, id); err != nil {
 				return fmt.Errorf("registering %s: %w", info.Path, err)
 			}
 			continue
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO refs(referrer, reference) SELECT ?, id FROM paths WHERE path = ?`, id, r.String())
+		res, err := exec(`INSERT INTO refs(referrer, reference) SELECT ?, id FROM paths WHERE path = ?`, id, r.String())
 		if err != nil {
 			return fmt.Errorf("registering %s: reference %s: %w", info.Path, r, err)
 		}
@@ -321,7 +364,7 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 		}
 	}
 	if build != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, 'ok', ?)`,
+		if _, err := exec(`INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, 'ok', ?)`,
 			build.Drv.String(), build.Started, info.Registered, build.Log); err != nil {
 			return fmt.Errorf("registering %s: %w", info.Path, err)
 		}
@@ -330,4 +373,21 @@ func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord
 		return fmt.Errorf("registering %s: %w", info.Path, err)
 	}
 	return nil
+}
+
+// stmt returns the statement query, prepared once per Store and closed
+// with its database.
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if q, ok := s.stmts.Load(query); ok {
+		return q.(*sql.Stmt), nil
+	}
+	q, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if old, loaded := s.stmts.LoadOrStore(query, q); loaded {
+		q.Close()
+		return old.(*sql.Stmt), nil
+	}
+	return q, nil
 }

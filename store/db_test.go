@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"hephc.dev/hephc/internal/storetest"
 	"hephc.dev/hephc/store"
 )
 
@@ -45,5 +46,32 @@ func TestOpenOddDirectory(t *testing.T) {
 	defer st.Close()
 	if _, ok, err := st.QueryPathInfo(context.Background(), p); err != nil || !ok {
 		t.Fatalf("%s after reopening: valid %v, %v", p, ok, err)
+	}
+}
+
+// TestOpenAddsMissingTables: a database that lacks some of the schema's
+// tables (made by an older hephc) gets them when the store is opened.
+func TestOpenAddsMissingTables(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db := storetest.OpenDB(t, dir)
+	if _, err := db.Exec(`DROP TABLE roots; DROP INDEX builds_drv`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	st, err = store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	db = storetest.OpenDB(t, dir)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name IN ('roots', 'builds_drv')`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after reopening, %d of the dropped table and index are back (%v), want both", n, err)
 	}
 }

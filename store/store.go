@@ -46,6 +46,9 @@ type Store struct {
 	SyncFS func() error
 
 	syncs groupSync
+	// stmts are the database's statements prepared so far, by query
+	// (Store.stmt).
+	stmts sync.Map
 	// owner is the uid that owns Dir/store, and every path in it.
 	owner int
 	// staleBuilds removes the build directories of killed builds once.
