@@ -98,9 +98,9 @@ func runServe(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	defer closeReg()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certFile), filepath.Join(dir, keyFile))
+	cert, err := spec.certificate(dir, time.Now()) // servetls.go
 	if err != nil {
-		return fmt.Errorf("serve: the TLS certificate (hephc serve init makes it): %w", err)
+		return err
 	}
 	s, err := server.Open(dir, *cfg, clock)
 	if err != nil {
@@ -209,7 +209,9 @@ type serverSpec struct {
 	Page struct {
 		Public bool `json:"public"`
 	} `json:"page"`
+	TLS *tlsFiles `json:"tls"` // servetls.go
 
+	dir   string          // the configuration's directory
 	diag  lang.Diagnostic // where server: is written, for errors
 	trust []*trust.Policy // the configuration's trust policies (and --policy's)
 }
@@ -240,6 +242,7 @@ func loadServerSpec(e *env, fs *pflag.FlagSet, args []string) (*serverSpec, erro
 	if err := v.Decode(spec); err != nil {
 		return nil, l.Diagnose(err)
 	}
+	spec.dir = configDir(e, args)
 	spec.diag = lang.Diagnostic{Pos: eval.ValuePos(v), Path: "server"}
 	if spec.diag.Pos.IsValid() {
 		spec.diag.Pos = spec.diag.Pos.RelTo(e.cwd)

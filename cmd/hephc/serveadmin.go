@@ -66,6 +66,20 @@ func runServeInit(e *env, fs *pflag.FlagSet, args []string) error {
 	if _, err := os.Stat(filepath.Join(dir, server.DBFile)); err == nil {
 		return fmt.Errorf("serve init: %s holds a server already", dir)
 	}
+	clock, err := serverClock(e)
+	if err != nil {
+		return err
+	}
+	// The configuration's certificate (server.tls), checked before
+	// anything is made; else one made here.
+	var fp, certSaid string
+	if spec.TLS != nil {
+		cert, err := spec.certificate(dir, clock.Now())
+		if err != nil {
+			return err
+		}
+		fp, certSaid = certFingerprint(cert.Certificate[0]), "the TLS certificate server.tls names"
+	}
 	files := given
 	if len(files) == 0 {
 		if err := os.MkdirAll(offline, 0o700); err != nil {
@@ -92,22 +106,19 @@ func runServeInit(e *env, fs *pflag.FlagSet, args []string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	clock, err := serverClock(e)
-	if err != nil {
-		return err
-	}
 	rootHash, err := server.Init(dir, signers, k, clock)
 	if err != nil {
 		return err
 	}
-	hosts, _ := fs.GetStringArray("host")
-	hosts = certHosts(spec, hosts)
-	fp, err := writeCertificate(dir, hosts, clock.Now())
-	if err != nil {
-		return err
+	if spec.TLS == nil {
+		hosts, _ := fs.GetStringArray("host")
+		hosts = certHosts(spec, hosts)
+		if fp, err = writeCertificate(dir, hosts, clock.Now()); err != nil {
+			return err
+		}
+		certSaid = fmt.Sprintf("the TLS certificate %s for %s", certFile, strings.Join(hosts, ", "))
 	}
-	fmt.Fprintf(e.stderr, "server initialized in %s: the online key %s, the TLS certificate %s for %s\n",
-		dir, server.OnlineKeyFile, certFile, strings.Join(hosts, ", "))
+	fmt.Fprintf(e.stderr, "server initialized in %s: the online key %s, %s\n", dir, server.OnlineKeyFile, certSaid)
 	if len(given) == 0 {
 		fmt.Fprintf(e.stderr, "the %d root keys (%d of them sign a new root) are in %s: take them offline; the server keeps only their public halves\n", n, k, offline)
 	}
