@@ -126,6 +126,23 @@ func TestServeEmbeddedRegistry(t *testing.T) {
 			t.Errorf("a push with token %.9q…: %d, want %d", tc.who, got, tc.want)
 		}
 	}
+	// A token as a password (docker login): the publisher's accepted, a
+	// reader's refused.
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{tokens["pia"], http.StatusAccepted}, {tokens["rob"], http.StatusForbidden}} {
+		req, _ := http.NewRequest(http.MethodPost, url+"/v2/heph/blobs/uploads/", nil)
+		req.SetBasicAuth("anyone", tc.token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("a push with a token as a Basic password: %d, want %d", resp.StatusCode, tc.want)
+		}
+	}
 	manifests := filepath.Join(data, "registry", "docker", "registry", "v2", "repositories", "heph", "_manifests", "revisions", "sha256")
 	revs, _ := os.ReadDir(manifests)
 	if len(revs) == 0 {
