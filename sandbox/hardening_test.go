@@ -277,6 +277,48 @@ func TestBuildUIDsAreDistinct(t *testing.T) {
 	}
 }
 
+// TestBuildUIDsSkipOtherProcesses: a uid whose byte another process (here
+// another open file description) has locked is never given to a build, and
+// a build's uid is locked, for other processes, until it is released.
+func TestBuildUIDsSkipOtherProcesses(t *testing.T) {
+	if !privileged() {
+		t.Skip("build uids of their own are for a caller that is root")
+	}
+	first, err := allocIDs() // opens the pool's file
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.release()
+	other, err := os.OpenFile(uidPool.f.Name(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	lock := func(n int64, typ int16) error {
+		lk := unix.Flock_t{Type: typ, Start: n, Len: 1}
+		return unix.FcntlFlock(other.Fd(), unix.F_OFD_SETLK, &lk)
+	}
+	// The other process holds the first free slot.
+	held := int64(-1)
+	for n := int64(0); n < BuildUIDs && held < 0; n++ {
+		if lock(n, unix.F_WRLCK) == nil {
+			held = n
+		}
+	}
+	ids, err := allocIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids.uid == FirstBuildUID+int(held) {
+		t.Errorf("got uid %d, which another process holds", ids.uid)
+	}
+	if err := lock(ids.slot, unix.F_WRLCK); err == nil {
+		t.Errorf("another process could lock the slot of uid %d, in use", ids.uid)
+	}
+	lock(held, unix.F_UNLCK)
+	ids.release()
+}
+
 // TestUIDLockRefusesOthersDirectories: the lock file is not opened where
 // another user could have put a link in its place.
 func TestUIDLockRefusesOthersDirectories(t *testing.T) {

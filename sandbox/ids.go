@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,10 +18,10 @@ import (
 // [FirstBuildUID, FirstBuildUID+BuildUIDs), like Nix's auto-allocate-uids,
 // so that nothing in the sandbox is host root: the build's uid 1000 maps
 // to it and nothing maps to host uid 0. Concurrent builds, in this process
-// or any other, never share one: a build holds an open file description
-// lock (F_OFD_SETLK) on byte N of a file, BuildUIDLocks, while it uses uid
-// FirstBuildUID+N, and the lock goes when the build's descriptor is
-// closed, also when the process dies.
+// or any other, never share one: while a build uses uid FirstBuildUID+N,
+// its process holds an open file description lock (F_OFD_SETLK) on byte N
+// of a file, BuildUIDLocks, opened once per process (uidPool); the lock
+// goes when the build ends, or when the process dies.
 
 // FirstBuildUID is the first host uid (and gid) builds run as when the
 // caller is root; BuildUIDs is how many there are.
@@ -38,7 +39,19 @@ var BuildUIDLocks = []string{"/run/hephc/build-uids.lock", "/var/lib/hephc/build
 type hostIDs struct {
 	uid, gid           int
 	ownerUID, ownerGID int // the caller's
-	lock               *os.File
+	// pooled: uid is FirstBuildUID+slot, locked in uidPool.
+	pooled bool
+	slot   int64
+}
+
+// uidPool is this process's lock file, opened once, and the slots its
+// builds use. The locks belong to the file's one open file description,
+// which would be granted a lock it holds again: so the process keeps its
+// own builds apart (inUse), and the locks keep other processes out.
+var uidPool struct {
+	mu    sync.Mutex
+	f     *os.File
+	inUse map[int64]bool
 }
 
 // privileged reports whether builds get uids of their own: the caller is
@@ -51,45 +64,59 @@ func allocIDs() (*hostIDs, error) {
 	if !privileged() {
 		return ids, nil
 	}
-	var f *os.File
-	var errs []error
-	for _, p := range BuildUIDLocks {
-		var err error
-		if f, err = openUIDLock(p); err == nil {
-			break
+	uidPool.mu.Lock()
+	defer uidPool.mu.Unlock()
+	if uidPool.f == nil {
+		var errs []error
+		for _, p := range BuildUIDLocks {
+			f, err := openUIDLock(p)
+			if err == nil {
+				uidPool.f, uidPool.inUse = f, map[int64]bool{}
+				break
+			}
+			errs = append(errs, err)
 		}
-		errs = append(errs, err)
+		if uidPool.f == nil {
+			return nil, fmt.Errorf("sandbox: choosing a build uid: %w", errors.Join(errs...))
+		}
 	}
-	if f == nil {
-		return nil, fmt.Errorf("sandbox: choosing a build uid: %w", errors.Join(errs...))
-	}
+	f := uidPool.f
 	for n := int64(0); n < BuildUIDs; n++ {
+		if uidPool.inUse[n] {
+			continue
+		}
 		lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: n, Len: 1}
 		err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
 		if err == nil {
-			ids.uid, ids.gid, ids.lock = FirstBuildUID+int(n), FirstBuildUID+int(n), f
+			uidPool.inUse[n] = true
+			ids.uid, ids.gid, ids.pooled, ids.slot = FirstBuildUID+int(n), FirstBuildUID+int(n), true, n
 			return ids, nil
 		}
 		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
-			f.Close()
 			return nil, fmt.Errorf("sandbox: choosing a build uid: locking %s: %w", f.Name(), err)
 		}
 	}
-	f.Close()
 	return nil, fmt.Errorf("sandbox: choosing a build uid: all %d build uids are in use", BuildUIDs)
 }
 
-// release gives the uid back: after it, another build may use it.
+// release gives the uid back: after it, another build may use it. Should
+// its lock not come off, the slot stays in use.
 func (ids *hostIDs) release() {
-	if ids.lock != nil {
-		ids.lock.Close()
-		ids.lock = nil
+	if !ids.pooled {
+		return
+	}
+	ids.pooled = false
+	uidPool.mu.Lock()
+	defer uidPool.mu.Unlock()
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: ids.slot, Len: 1}
+	if unix.FcntlFlock(uidPool.f.Fd(), unix.F_OFD_SETLK, &lk) == nil {
+		delete(uidPool.inUse, ids.slot)
 	}
 }
 
 // own reports whether the build runs as a uid of its own, so that its
 // writable mounts must be given to it and back.
-func (ids *hostIDs) own() bool { return ids.lock != nil }
+func (ids *hostIDs) own() bool { return ids.pooled }
 
 // openUIDLock opens (creating) the lock file at p, in a directory only
 // root may write.
