@@ -56,16 +56,14 @@ func TestHephcSourcePinIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i, j := bytes.Index(conf, []byte(pinsBegin)), bytes.Index(conf, []byte(pinsEnd))
-	if i < 0 || j < i {
-		t.Fatalf("%s has no %q … %q block", hephcPinsFile, pinsBegin, pinsEnd)
+	out, err := withPins(conf, want)
+	if err != nil {
+		t.Fatalf("%s: %v", hephcPinsFile, err)
 	}
-	got := string(conf[i+len(pinsBegin) : j])
-	if got == want {
+	if bytes.Equal(out, conf) {
 		return
 	}
 	if *updateHephcPins {
-		out := append(append(slices.Clip(conf[:i+len(pinsBegin)]), want...), conf[j:]...)
 		if err := os.WriteFile(file, out, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -73,6 +71,15 @@ func TestHephcSourcePinIsCurrent(t *testing.T) {
 		return
 	}
 	t.Errorf("%s pins hephc's sources or modules by stale pins: run\n\tgo test ./cmd/hephc -run TestHephcSourcePinIsCurrent -update-hephc-pins\nor set its generated block to:\n%s", hephcPinsFile, want)
+}
+
+// withPins is conf with pins as its generated block.
+func withPins(conf []byte, pins string) ([]byte, error) {
+	i, j := bytes.Index(conf, []byte(pinsBegin)), bytes.Index(conf, []byte(pinsEnd))
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("no %q … %q block", pinsBegin, pinsEnd)
+	}
+	return append(append(slices.Clip(conf[:i+len(pinsBegin)]), pins...), conf[j:]...), nil
 }
 
 // hephcPins computes the generated block: the source's tree hash, the
@@ -114,6 +121,12 @@ func hephcPins(t *testing.T, repo string, conf []byte) (string, error) {
 	system, err := os.ReadFile(filepath.Join(repo, "system.cue"))
 	if err != nil {
 		return "", err
+	}
+	// system.cue's own pins: its modules: {…} block.
+	if m := regexp.MustCompile(`(?s)\nmodules: \{\n(.*?)\n\}\n`).FindSubmatch(system); m != nil {
+		system = m[1]
+	} else {
+		return "", fmt.Errorf("system.cue has no modules: {…} block")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "hephcPins: {\n\tsrc:      %q\n\tmodfiles: %q\n}\nhephcModules: {\n", srcTree.Hash, modTree.Hash)

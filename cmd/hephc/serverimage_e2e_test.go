@@ -167,7 +167,29 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 	files := []string{"system.cue", "e2e.cue"}
 	if hephcPinsFile != "system.cue" {
 		files = append(files, "hephc.cue")
-		integrateHephc(t, dir, conf)
+		if err := os.WriteFile(filepath.Join(dir, "hephc.cue"), conf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The copy's pins: those of the repository when they are current (as
+	// TestHephcSourcePinIsCurrent checks), so the shared store's hephc.
+	pinned := filepath.Join(dir, filepath.Base(hephcPinsFile))
+	pinnedConf, err := os.ReadFile(pinned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, err := hephcPins(t, dir, pinnedConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pinnedConf, err = withPins(pinnedConf, pins); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pinned, pinnedConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if hephcPinsFile != "system.cue" {
+		integrateHephc(t, dir, pinnedConf)
 	}
 	sys := filepath.Join(dir, "system.cue")
 	editFile(t, sys, `url:      "https://packages.example.org:8080"`, fmt.Sprintf(`url:      "https://10.0.2.2:%d"`, port))
@@ -181,13 +203,10 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 }
 
 // integrateHephc does in the copy dir what system.cue will do once it
-// builds hephc itself: the fragment beside system.cue, its modules in
-// heph.sum, and policy.cue's hosts for them.
+// builds hephc itself: conf's modules in heph.sum, and policy.cue's
+// hosts for them.
 func integrateHephc(t *testing.T, dir string, conf []byte) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "hephc.cue"), conf, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	sum, err := os.ReadFile(filepath.Join(dir, "heph.sum"))
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +227,7 @@ func integrateHephc(t *testing.T, dir string, conf []byte) {
 	if err := os.WriteFile(filepath.Join(dir, "heph.sum"), []byte(strings.Join(append(head, lines...), "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	editFile(t, filepath.Join(dir, "policy.cue"), `"pack.ag", "c2sp.org"]`, `"pack.ag", "c2sp.org", "cuelabs.dev", "cuelang.org", "go.yaml.in", "google.golang.org", "modernc.org"]`)
+	editFile(t, filepath.Join(dir, "policy.cue"), `"pack.ag", "c2sp.org"]`, `"pack.ag", "c2sp.org", "cuelabs.dev", "cuelang.org", "go.yaml.in", "go.opentelemetry.io", "google.golang.org", "modernc.org"]`)
 }
 
 // toplevelIn returns the physical path in the store dir of attr of the
