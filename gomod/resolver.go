@@ -19,7 +19,12 @@ type Module struct {
 	Path, Version, Sum string
 }
 
-func (m Module) String() string { return m.Path + "@" + m.Version }
+func (m Module) String() string {
+	if m.Version == "" {
+		return m.Path // a local main module
+	}
+	return m.Path + "@" + m.Version
+}
 
 // Resolver resolves versions and programs for one configuration.
 type Resolver struct {

@@ -17,6 +17,7 @@ import (
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/gomod"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/localsrc"
 	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
@@ -30,11 +31,14 @@ type Config struct {
 	Value cue.Value
 	Graph *eval.Graph
 
-	Modules    []*Module // every #GoModule, by attr
-	Programs   []*Program
-	LocalFiles []*LocalFile
-	ModFiles   []*ModFiles
-	Busyboxes  []*Busybox
+	Modules  []*Module // every #GoModule, by attr
+	Programs []*Program
+	// LocalPrograms are the programs built from a local module (a
+	// #LocalFile directory with a go.mod): Src is nil, Local set.
+	LocalPrograms []*Program
+	LocalFiles    []*LocalFile
+	ModFiles      []*ModFiles
+	Busyboxes     []*Busybox
 
 	byHash map[store.DrvHash]*Module
 	table  *table
@@ -64,6 +68,7 @@ type Program struct {
 	ModFiles *ModFiles  // its modfiles input, if any
 	Pos      srcpos.Pos // where it is written
 	Tests    *Tests     // its go test; nil when it has none
+	Local    *LocalFile // its source, when it is local (Src is nil)
 }
 
 // Busybox is u-root's busybox (#Busybox): it compiles commands in the
@@ -79,8 +84,10 @@ type Busybox struct {
 type LocalFile struct {
 	Attr    string
 	File    string // relative to the configuration's directory
+	Filter  localsrc.Filter
 	Hash    string
 	HashLit *Lit
+	node    *eval.Node
 }
 
 // ModFiles are a module graph's go.mod files (#GoModFiles).
@@ -122,8 +129,10 @@ func Load(cwd string, args []string) (*Config, error) {
 	for _, n := range nodes {
 		switch n.Drv.Builder {
 		case builtins.FetchFile:
-			lf := &LocalFile{Attr: n.Attr, Hash: n.Drv.OutputHash}
+			lf := &LocalFile{Attr: n.Attr, Hash: n.Drv.OutputHash, node: n}
 			lf.File, _ = n.Drv.Attrs["file"].(string)
+			lf.Filter.Include, _ = stringList(n.Drv.Attrs["include"])
+			lf.Filter.Exclude, _ = stringList(n.Drv.Attrs["exclude"])
 			lf.HashLit = c.lit(n.Value().LookupPath(cue.ParsePath("hash")), lf.Hash)
 			c.LocalFiles = append(c.LocalFiles, lf)
 		case builtins.FetchGoModGraph:
@@ -135,8 +144,12 @@ func Load(cwd string, args []string) (*Config, error) {
 	for _, n := range nodes {
 		switch n.Drv.Builder {
 		case builtins.GoBuild:
-			if p := c.program(n); p != nil {
+			switch p := c.program(n); {
+			case p == nil:
+			case p.Src != nil:
 				c.Programs = append(c.Programs, p)
+			default:
+				c.LocalPrograms = append(c.LocalPrograms, p)
 			}
 		case builtins.UrootBusybox:
 			b := &Busybox{Attr: n.Attr, Src: c.byHash[n.Drv.Inputs["src"]]}
@@ -168,14 +181,22 @@ func (c *Config) module(n *eval.Node) *Module {
 	return m
 }
 
-// program reads the #GoProgram of node n; nil when its source is not a
-// Go module (a #LocalFile: nothing to resolve).
+// program reads the #GoProgram of node n; nil when its source is neither
+// a Go module nor a #LocalFile.
 func (c *Config) program(n *eval.Node) *Program {
 	src := c.byHash[n.Drv.Inputs["src"]]
+	var local *LocalFile
 	if src == nil {
-		return nil
+		for _, lf := range c.LocalFiles {
+			if lf.node.Hash == n.Drv.Inputs["src"] {
+				local = lf
+			}
+		}
+		if local == nil {
+			return nil
+		}
 	}
-	p := &Program{Attr: n.Attr, Src: src, Go: c.byHash[n.Drv.Inputs["go"]], Pos: n.Pos}
+	p := &Program{Attr: n.Attr, Src: src, Local: local, Go: c.byHash[n.Drv.Inputs["go"]], Pos: n.Pos}
 	p.Packages, _ = stringList(n.Drv.Attrs["packages"])
 	for i := 0; ; i++ {
 		h, ok := n.Drv.Inputs[fmt.Sprintf("deps.%d", i)]
@@ -250,6 +271,11 @@ func stringList(v any) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// allPrograms are the programs built from pinned and from local modules.
+func (c *Config) allPrograms() []*Program {
+	return append(slices.Clone(c.Programs), c.LocalPrograms...)
 }
 
 // ModulesAt returns the pinned modules of a path.

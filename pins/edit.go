@@ -395,11 +395,10 @@ func (c *Config) consumersOutsideDeps(m *Module) bool {
 			if h != m.Hash {
 				continue
 			}
-			// The deps of a program update re-resolves (one built from a
-			// pinned module) or of a busybox are planned anew; a program
-			// built from a local source (system/gocryptfs) keeps its deps
-			// as written, so what it lists stays.
-			tracked := n.Drv.Builder == builtins.UrootBusybox || n.Drv.Builder == builtins.GoBuild && c.byHash[n.Drv.Inputs["src"]] != nil
+			// The deps of a program (built from a pinned module or a local
+			// one, like system/gocryptfs) or of a busybox are planned anew
+			// when update resolves it, and kept as written when it does not.
+			tracked := n.Drv.Builder == builtins.UrootBusybox || n.Drv.Builder == builtins.GoBuild
 			if strings.HasPrefix(name, "deps.") && tracked {
 				continue
 			}

@@ -66,7 +66,7 @@ func (c *Config) unused() []string {
 	for _, key := range slices.Sorted(mapKeys(c.table.entries)) {
 		m := c.table.entries[key]
 		wasDep, usedNow := false, false
-		for _, p := range c.Programs {
+		for _, p := range c.allPrograms() {
 			lists := []depList{{p.Deps, e.finalDeps[p], e.setDeps[p]}}
 			if p.Tests != nil {
 				lists = append(lists, depList{p.Tests.Deps, e.finalTestDeps[p], e.setTestDeps[p]})

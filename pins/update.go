@@ -3,11 +3,9 @@ package pins
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
-	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/gomod"
 )
 
@@ -28,6 +26,7 @@ type Updater struct {
 	sources    map[string]*gomod.Source
 	toolchains map[string]*gomod.Toolchain
 	resolved   map[*Program]bool
+	locals     map[*LocalFile]localCopy
 }
 
 // Change is one line of what an update does.
@@ -48,6 +47,7 @@ func NewUpdater(c *Config, r *gomod.Resolver) *Updater {
 		sources:    make(map[string]*gomod.Source),
 		toolchains: make(map[string]*gomod.Toolchain),
 		resolved:   make(map[*Program]bool),
+		locals:     make(map[*LocalFile]localCopy),
 	}
 }
 
@@ -55,6 +55,9 @@ func NewUpdater(c *Config, r *gomod.Resolver) *Updater {
 func (u *Updater) Close() {
 	for _, s := range u.sources {
 		s.Close()
+	}
+	for _, l := range u.locals {
+		l.src.Close()
 	}
 }
 
@@ -149,7 +152,7 @@ func (u *Updater) All(ctx context.Context) error {
 	if err := u.modFiles(ctx, ""); err != nil {
 		return err
 	}
-	return u.localFiles()
+	return u.Local(ctx)
 }
 
 func (u *Updater) isSrc(m *Module) bool {
@@ -262,18 +265,25 @@ func (u *Updater) resolve(ctx context.Context, p *Program) error {
 	if src.Module != p.Src.Module {
 		u.moved[p.Src] = src.Module
 	}
+	return u.planResolution(ctx, p, src, tc, res, describe(p.Src.Module, src.Module, modulesOf(p.Deps), res.Deps))
+}
+
+// planResolution plans what resolving p found: its deps, its tests' deps
+// and its module graph pin; text says how its source and deps change.
+func (u *Updater) planResolution(ctx context.Context, p *Program, src *gomod.Source, tc *gomod.Toolchain, res *gomod.Resolution, text string) error {
 	if err := u.C.SetDeps(p, res.Deps); err != nil {
 		return err
 	}
 	for _, d := range res.Deps {
 		u.verified[d] = true // by the main module's go.sum
 	}
-	if text := describe(p.Src.Module, src.Module, modulesOf(p.Deps), res.Deps); text != "" {
+	if text != "" {
 		u.Changes = append(u.Changes, Change{p.Attr, text})
 	}
 	if err := u.resolveTests(ctx, p, src, tc, res); err != nil {
 		return err
 	}
+	var err error
 	switch {
 	case p.ModFiles != nil:
 		mf := res.ModFiles
@@ -369,6 +379,9 @@ func (u *Updater) Complete(ctx context.Context, lock *Lock) error {
 			}
 		}
 	}
+	if err := u.resolveLocals(ctx); err != nil {
+		return err
+	}
 	if err := u.pinMoved(ctx); err != nil {
 		return err
 	}
@@ -401,7 +414,7 @@ func (u *Updater) Complete(ctx context.Context, lock *Lock) error {
 // use is checked against their main module's go.sum.
 func (u *Updater) usedOnlyByResolved(m *Module) bool {
 	used := false
-	for _, p := range u.C.Programs {
+	for _, p := range u.C.allPrograms() {
 		if slices.Contains(p.Deps, m) || p.Tests != nil && slices.Contains(p.Tests.Deps, m) {
 			if !u.resolved[p] {
 				return false
@@ -429,27 +442,6 @@ func (u *Updater) modFiles(ctx context.Context, path string) error {
 		}
 		if err := u.setModFiles(mf, got.Hash); err != nil {
 			return err
-		}
-	}
-	return nil
-}
-
-// localFiles refreshes the pins of #LocalFile sources whose content
-// changed.
-func (u *Updater) localFiles() error {
-	for _, lf := range u.C.LocalFiles {
-		if !filepath.IsLocal(lf.File) {
-			return fmt.Errorf("%s: file %q is not below the configuration's directory", lf.Attr, lf.File)
-		}
-		info, err := fstree.HashTree(filepath.Join(u.C.Dir, filepath.FromSlash(lf.File)), fstree.HashOptions{})
-		if err != nil {
-			return fmt.Errorf("%s: %w", lf.Attr, err)
-		}
-		if h := info.Hash.String(); h != lf.Hash {
-			if err := u.C.SetHash(lf.Attr, lf.HashLit, h); err != nil {
-				return err
-			}
-			u.Changes = append(u.Changes, Change{lf.Attr, lf.File + " " + lf.Hash + " → " + h})
 		}
 	}
 	return nil

@@ -48,8 +48,8 @@ func (c *Config) summaries() map[string]string {
 	for _, mf := range c.ModFiles {
 		s[mf.Attr] = "modfiles " + mf.Hash
 	}
-	for _, p := range c.Programs {
-		s[p.Attr] = programSummary(p.Src.Module, modulesOf(p.Deps), p.ModFiles)
+	for _, p := range c.allPrograms() {
+		s[p.Attr] = programSummary(srcOf(p, p.Src), modulesOf(p.Deps), p.ModFiles)
 		if p.Tests != nil && !p.Tests.Off {
 			s[p.Attr+".tests.go.deps"] = testsSummary(modulesOf(p.Tests.Deps))
 		}
@@ -83,6 +83,15 @@ func programSummary(src gomod.Module, deps []gomod.Module, mf *ModFiles) string 
 		h = " modfiles " + mf.Hash
 	}
 	return "program " + src.String() + " " + src.Sum + " deps " + strings.Join(ds, ", ") + h
+}
+
+// srcOf is what a summary says of p's source: the module (src, for one
+// built from a pinned module), or the #LocalFile.
+func srcOf(p *Program, src *Module) gomod.Module {
+	if p.Local != nil {
+		return gomod.Module{Path: "local " + p.Local.Attr}
+	}
+	return src.Module
 }
 
 // testsSummary describes the modules only a program's tests read.
@@ -124,7 +133,7 @@ func (c *Config) expected() map[string]string {
 	for _, mf := range c.ModFiles {
 		s[mf.Attr] = "modfiles " + hash(mf.Attr, mf.Hash)
 	}
-	for _, p := range c.Programs {
+	for _, p := range c.allPrograms() {
 		deps, ok := x.deps[p]
 		if !ok {
 			for _, d := range p.Deps {
@@ -137,7 +146,11 @@ func (c *Config) expected() map[string]string {
 		if p.ModFiles != nil {
 			mf = &ModFiles{Hash: hash(p.ModFiles.Attr, p.ModFiles.Hash)}
 		}
-		s[p.Attr] = programSummary(mod(p.Src), deps, mf)
+		var src gomod.Module
+		if p.Src != nil {
+			src = mod(p.Src)
+		}
+		s[p.Attr] = programSummary(srcOf(p, &Module{Module: src}), deps, mf)
 		if p.Tests != nil && !p.Tests.Off {
 			tdeps, ok := x.testDeps[p]
 			if !ok {

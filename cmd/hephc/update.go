@@ -21,10 +21,11 @@ import (
 func init() {
 	register(&command{
 		name:    "update",
-		args:    "[--check] [MODULE[@VERSION]…] [FILE.cue…|DIR]",
-		summary: "move pinned Go modules to new versions and re-resolve the programs built from them; refresh local files' pins",
+		args:    "[--check] [--local | MODULE[@VERSION]…] [FILE.cue…|DIR]",
+		summary: "move pinned Go modules to new versions and re-resolve the programs built from them (and their tests); refresh local files' pins",
 		flags: func(fs *pflag.FlagSet) {
 			fs.Bool("check", false, "change nothing: say what update would change, and exit 1 if anything is stale")
+			fs.Bool("local", false, "move no module: refresh the pins of local files (#LocalFile) whose content changed and re-resolve the programs built from local modules")
 		},
 		run: runUpdate,
 	})
@@ -33,11 +34,17 @@ func init() {
 // runUpdate moves the named modules (each to VERSION, or within its major
 // version), or with none every program's main module within its major
 // version, re-resolving the programs built from what moved and
-// refreshing #LocalFile pins, then splices the changed literals into the
-// configuration's files.
+// refreshing #LocalFile pins (with --local only those, and the programs
+// built from local modules), then splices the changed literals into the
+// configuration's files. Programs built from local modules are resolved
+// again in every run.
 func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 	check, _ := fs.GetBool("check")
+	local, _ := fs.GetBool("local")
 	mods, cfgArgs := splitArgs(args)
+	if local && len(mods) > 0 {
+		return usagef("--local moves no module: drop %s", strings.Join(mods, " "))
+	}
 	ctx := context.Background()
 	c, err := pins.Load(e.cwd, cfgArgs)
 	if err != nil {
@@ -52,7 +59,10 @@ func runUpdate(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	defer u.Close()
-	if len(mods) == 0 {
+	switch {
+	case local:
+		err = u.Local(ctx)
+	case len(mods) == 0:
 		err = u.All(ctx)
 	}
 	for _, m := range mods {
