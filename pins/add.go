@@ -20,8 +20,12 @@ type NewProgram struct {
 	Packages  []string // relative to the module root
 	Toolchain *Module
 	Deps      []gomod.Module
-	ModFiles  *gomod.ModFiles
-	Meta      Meta
+	// TestDeps are the modules only its tests (go test ./...) read: when
+	// there are any, it is written with tests: go: {packages: ["./..."],
+	// deps: [...]}.
+	TestDeps []gomod.Module
+	ModFiles *gomod.ModFiles
+	Meta     Meta
 }
 
 // Meta is what AddProgram writes into meta.
@@ -79,19 +83,16 @@ func (c *Config) AddProgram(np NewProgram) error {
 			}
 		}
 	}
-	var refs []ref
-	for _, d := range np.Deps {
-		r, m, err := c.refFor("", d)
-		if err != nil {
-			return err
-		}
-		if capturedByInputs(r.text) {
-			return fmt.Errorf("%s: a program's inputs cannot refer to it (inputs.%s would mean itself): pin it in %s", m.Attr, r.text, TableField)
-		}
-		refs = append(refs, r)
+	refs, err := c.newRefs(np.Deps)
+	if err != nil {
+		return err
+	}
+	testRefs, err := c.newRefs(np.TestDeps)
+	if err != nil {
+		return err
 	}
 	e := c.plan()
-	e.renders = append(e.renders, func() error { return c.writeProgram(f, heph, in, np, refs) })
+	e.renders = append(e.renders, func() error { return c.writeProgram(f, heph, in, np, refs, testRefs) })
 	x := e.expect()
 	var mf *ModFiles
 	if np.ModFiles != nil {
@@ -101,7 +102,27 @@ func (c *Config) AddProgram(np NewProgram) error {
 		}
 	}
 	x.programs[np.Field] = programSummary(np.Src, np.Deps, mf)
+	if len(np.TestDeps) > 0 {
+		x.programs[np.Field+".tests.go.deps"] = testsSummary(np.TestDeps)
+	}
 	return nil
+}
+
+// newRefs are the references a new top-level program's inputs (or
+// tests) name the pins of deps by.
+func (c *Config) newRefs(deps []gomod.Module) ([]ref, error) {
+	var refs []ref
+	for _, d := range deps {
+		r, m, err := c.refFor("", d)
+		if err != nil {
+			return nil, err
+		}
+		if capturedByInputs(r.text) {
+			return nil, fmt.Errorf("%s: a program's inputs cannot refer to it (inputs.%s would mean itself): pin it in %s", m.Attr, r.text, TableField)
+		}
+		refs = append(refs, r)
+	}
+	return refs, nil
 }
 
 // inputRefs are the references a new program's inputs are written with;
@@ -127,7 +148,7 @@ func (c *Config) attrRef(attr string) (string, error) {
 }
 
 // writeProgram writes the block of a new program at the end of f.
-func (c *Config) writeProgram(f *cuepatch.File, heph string, in inputRefs, np NewProgram, refs []ref) error {
+func (c *Config) writeProgram(f *cuepatch.File, heph string, in inputRefs, np NewProgram, refs, testRefs []ref) error {
 	deps := c.plan().renderList(refs)
 
 	var b strings.Builder
@@ -169,6 +190,11 @@ func (c *Config) writeProgram(f *cuepatch.File, heph string, in inputRefs, np Ne
 	}
 	if len(meta) > 0 {
 		fmt.Fprintf(&b, "\tmeta: {%s}\n", strings.Join(meta, ", "))
+	}
+	if len(testRefs) > 0 {
+		b.WriteString("\t// go test ./..., with the modules only the tests read.\n")
+		b.WriteString("\ttests: go: {\n\t\tpackages: [\"./...\"]\n")
+		b.WriteString("\t\tdeps: " + fillList("\t\t", c.plan().renderList(testRefs)) + "\n\t}\n")
 	}
 	b.WriteString("}\n")
 	if np.ModFiles != nil && in.modfiles == "" {

@@ -72,6 +72,11 @@ func runAdd(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return fmt.Errorf("add: %w", err)
 	}
+	// The tests a new program gets by default, go test ./...: the modules
+	// only they read are pinned too. Tests that cannot be resolved (a
+	// package that needs cgo, say) leave the program as it is, with a
+	// note: its tests field then needs narrowing.
+	testDeps, testErr := r.ResolveTests(ctx, src, tc, res, nil)
 	file := defaultFile(c)
 	if to != "" {
 		file = absPath(e.cwd, to)
@@ -84,6 +89,7 @@ func runAdd(e *env, fs *pflag.FlagSet, args []string) error {
 		Packages:  []string{rel},
 		Toolchain: tool,
 		Deps:      res.Deps,
+		TestDeps:  testDeps,
 		ModFiles:  res.ModFiles,
 		Meta:      pins.Meta{Description: firstSentence(res.Packages[0].Doc), License: pins.DetectLicense(src.Dir)},
 	}
@@ -117,6 +123,12 @@ func runAdd(e *env, fs *pflag.FlagSet, args []string) error {
 	}
 	newPins := len(c.NewEntries())
 	fmt.Fprintf(e.stdout, "%s: %s %s (%s), %s, %d new in %s\n", np.Field, src.Path, src.Version, path.Join(src.Path, rel), plural(len(res.Deps), "dep"), newPins, pins.TableField)
+	if len(testDeps) > 0 {
+		fmt.Fprintf(e.stdout, "%s.tests.go: %s only its tests read\n", np.Field, plural(len(testDeps), "module"))
+	}
+	if testErr != nil {
+		fmt.Fprintf(e.stdout, "note: %s's tests (go test ./...) were not resolved: %v; narrow %s.tests.go.packages or turn them off with a reason\n", np.Field, testErr, np.Field)
+	}
 	if np.Meta.License == "" {
 		fmt.Fprintf(e.stdout, "note: no license detected; set %s.meta.license (a policy may require one)\n", np.Field)
 	}
