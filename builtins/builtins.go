@@ -24,6 +24,9 @@ const (
 	RunTest         = Prefix + "run-test"
 	FetchDeb        = Prefix + "fetch-deb"
 	DiskImage       = Prefix + "disk-image"
+	// ImageTest is an image's test (an #Image's tests): it names no
+	// sandbox builtin, for it runs on the host, in QEMU (imagetest).
+	ImageTest = Prefix + "image-test"
 )
 
 // Derived is one attr a builder reads and the field of its schema

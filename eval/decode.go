@@ -139,10 +139,10 @@ func (w *walker) decode(v cue.Value, attr string) (d *store.Derivation, meta Met
 			}
 		}
 	}
-	if t := v.LookupPath(testsPath); ok && d.Builder == builtins.GoBuild && t.Exists() {
+	if t := v.LookupPath(testsPath); ok && (d.Builder == builtins.GoBuild || d.Builder == builtins.SystemToplevel) && t.Exists() {
 		if data, good := w.data(t, attr+".tests"); !good {
 			ok = false
-		} else if b, err := store.AppendCanonicalJSON(nil, data); err != nil {
+		} else if b, err := store.AppendCanonicalJSON(nil, stepPositions(t, data)); err != nil {
 			w.fail(errorf(t, attr+".tests", "%v", err))
 			ok = false
 		} else {

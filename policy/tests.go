@@ -11,6 +11,7 @@ import (
 
 	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/imagetest"
 	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
@@ -35,6 +36,9 @@ type Test struct {
 	// Extra are derivations Drv needs that the graph does not have (the
 	// modules only the tests read, when nothing else names them).
 	Extra map[store.DrvHash]*store.Derivation
+	// Image is an image's test (builder builtin:image-test), which runs
+	// on the host: its steps, with their positions.
+	Image *imagetest.Test
 }
 
 // Path is the test's store path: its result, when it is valid.
@@ -80,6 +84,15 @@ func Tests(g *eval.Graph, from ...store.DrvHash) ([]*Test, error) {
 				return nil, err
 			}
 			out = append(out, t)
+		case builtins.SystemToplevel:
+			if !inClosure[n.Hash] || len(n.Meta.Tests) == 0 {
+				continue
+			}
+			ts, err := imageTestsOf(n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ts...)
 		case builtins.GoTest, builtins.RunTest:
 			t := &Test{Hash: n.Hash, Drv: n.Drv, Attr: n.Attr, Pos: n.Pos}
 			tested := false
@@ -153,6 +166,31 @@ func goTestOf(g *eval.Graph, n *eval.Node) (*Test, error) {
 	return t, nil
 }
 
+// imageTestsOf makes the tests of the image n: each boots it (input
+// image) in the host's QEMU, whose version is in the derivation.
+func imageTestsOf(n *eval.Node) ([]*Test, error) {
+	its, err := imagetest.Parse(n.Attr, n.Meta.Tests)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Test
+	for i := range its {
+		it := &its[i]
+		d := &store.Derivation{
+			Name: n.Drv.Name + "-test-" + it.Name, Version: n.Drv.Version, System: n.Drv.System,
+			Builder: builtins.ImageTest, Args: []string{}, Env: map[string]string{},
+			Inputs: map[string]store.DrvHash{"image": n.Hash},
+			Attrs:  it.Attrs(imagetest.QEMUVersion()),
+		}
+		h, err := d.Hash()
+		if err != nil {
+			return nil, fmt.Errorf("%s.tests.%s: %w", n.Attr, it.Name, err)
+		}
+		out = append(out, &Test{Hash: h, Drv: d, Attr: n.Attr + ".tests." + it.Name, Pos: n.Pos, Of: []store.DrvHash{n.Hash}, Image: it})
+	}
+	return out, nil
+}
+
 func anyList(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
@@ -218,8 +256,12 @@ func (c *checker) testRules() {
 		if len(ts) == 0 {
 			continue
 		}
+		// An image's own tests boot what its programs built: a program
+		// there whose tests are off (u-root's need QEMU and root) is
+		// tested through them.
+		imageTested := strings.HasPrefix(s.label, "image ") && hasImageTest(ts, s.root.Hash)
 		for _, t := range ts {
-			if t.Off != "" && !offSeen[t.Attr] {
+			if t.Off != "" && !offSeen[t.Attr] && !imageTested {
 				offSeen[t.Attr] = true
 				prog := c.g.Nodes[t.Of[0]]
 				c.add(s.rule.path, t.Attr, fmt.Sprintf("the tests of %s are off (%s), but %s's tests must pass", prog.Drv.Name, t.Off, s.label), s.rule.pos(), at(prog, "tests.go.off"))
@@ -285,6 +327,16 @@ func testsOf(ts []*Test, h store.DrvHash) bool {
 			if o == h {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// hasImageTest says whether one of ts is a test of the image h.
+func hasImageTest(ts []*Test, h store.DrvHash) bool {
+	for _, t := range ts {
+		if t.Image != nil && t.Of[0] == h {
+			return true
 		}
 	}
 	return false

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -86,18 +84,11 @@ func runImage(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 		mount = &m
 	}
-	st, err := openStore(e)
+	st, ctx, done, err := lockedStore(e)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	gcLock, err := st.LockGC(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer gcLock.Unlock()
+	defer done()
 	root, version, err := imageRoot(ctx, e, st, attr, args)
 	if err != nil {
 		return err

@@ -7,20 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
 
 	"hephc.dev/hephc/builder"
 	"hephc.dev/hephc/eval"
+	"hephc.dev/hephc/imagetest"
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/realize"
@@ -109,18 +108,11 @@ func runTestCommand(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(e)
+	st, ctx, done, err := lockedStore(e)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	gcLock, err := st.LockGC(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer gcLock.Unlock()
+	defer done()
 	start := time.Now()
 	outs, runErr := runTests(ctx, e, st, g, tests, testRunOptions{rerun: rerun, jobs: jobs, timeout: timeout, sourceDir: configDir(e, args), progress: !asJSON})
 	if outs == nil && runErr != nil {
@@ -215,10 +207,16 @@ func runTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests
 	if err != nil {
 		return nil, err
 	}
+	// Image tests run on the host, once their images are built.
 	var toRun, toRerun []store.DrvHash
+	var images []*policy.Test
 	for _, t := range tests {
 		switch {
 		case t.Off != "":
+		case t.Image != nil && (!valid[t.Path()] || opts.rerun):
+			images = append(images, t)
+			toRun = append(toRun, t.Of[0])
+			delete(sg.Derivations, t.Hash)
 		case !valid[t.Path()]:
 			toRun = append(toRun, t.Hash)
 		case opts.rerun:
@@ -273,9 +271,21 @@ func runTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests
 		}
 		took[h] = time.Since(t0)
 	}
+	var booted map[store.DrvHash]*imageTestRun
+	if images = notSkipped(images, skipped); len(images) > 0 {
+		if booted, err = runImageTests(ctx, e, st, sg, images, opts.jobs); err != nil {
+			return nil, err
+		}
+	}
 	ran := map[store.DrvHash]bool{}
 	for _, h := range append(toRun, toRerun...) {
 		ran[h] = true
+	}
+	for h, r := range booted {
+		ran[h], took[h] = true, r.took
+		if r.fail != nil {
+			failures[h] = r.fail
+		}
 	}
 	var outs []testOutcome
 	for _, t := range tests {
@@ -296,6 +306,9 @@ func runTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests
 		case failures[t.Hash] != nil:
 			o.Result = "fail"
 			res = failedChecks(failures[t.Hash].LogPath)
+			if r := booted[t.Hash]; r != nil {
+				res = r.res
+			}
 			o.Failed = res.Failed
 			if len(o.Failed) == 0 {
 				o.Failed = []string{t.Drv.Name}
@@ -394,6 +407,9 @@ func recordTestRun(ctx context.Context, st *store.Store, g *eval.Graph, t *polic
 	}
 	if !passed {
 		run.Result = trust.TestFailed
+	}
+	if t.Image != nil {
+		run.Runner += " (the host's " + imagetest.QEMUVersion() + ")"
 	}
 	if info, ok, err := st.QueryPathInfo(ctx, t.Path()); err != nil {
 		return time.Time{}, err
