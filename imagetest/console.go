@@ -69,12 +69,10 @@ type StepError struct {
 	Err   error
 }
 
+// Error names the step by its number (its position is the caller's to
+// show, relative to where the user is).
 func (e *StepError) Error() string {
-	where := ""
-	if e.Step.Pos.IsValid() {
-		where = " (" + e.Step.Pos.String() + ")"
-	}
-	return fmt.Sprintf("step %d%s, %s: %v", e.Index+1, where, e.Step, e.Err)
+	return fmt.Sprintf("step %d, %s: %v", e.Index+1, e.Step, e.Err)
 }
 
 func (e *StepError) Unwrap() error { return e.Err }

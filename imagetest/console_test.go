@@ -95,8 +95,11 @@ func TestConsoleStepFails(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("the step's 200ms timeout took %v", took)
 	}
-	if want := `step 2 (/c/system.cue:12:5), send "echo NEVER", expect "^NEVER$": timed out after 200ms: no such line`; err.Error() != want {
+	if want := `step 2, send "echo NEVER", expect "^NEVER$": timed out after 200ms: no such line`; err.Error() != want {
 		t.Errorf("err = %q, want %q", err, want)
+	}
+	if se.Step.Pos != pos {
+		t.Errorf("the failed step's position is %v, want %v", se.Step.Pos, pos)
 	}
 	if len(passed) != 1 {
 		t.Errorf("passed = %q", passed)

@@ -11,10 +11,10 @@ import (
 )
 
 // TestSystemRealizesAndBoots is the README's main command on a fresh
-// store (the shared one, systemStore): realize the whole example system (pinned sources fetched, base
-// group and both images built offline), then boot the workstation and
-// the server images in QEMU to their self-test line. A second realize
-// does nothing.
+// store (the shared one, systemStore): realize the whole example system
+// (pinned sources fetched, base group and both images built offline, the
+// images' tests booting them in QEMU as the policy requires). A broken
+// service fails the self-test; a second realize does nothing.
 func TestSystemRealizesAndBoots(t *testing.T) {
 	storeDir, firstStderr, took := systemStore(t)
 	repo, err := filepath.Abs("../..")
@@ -53,16 +53,11 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 				t.Fatalf("%s: %v", image, err)
 			}
 		}
-		// Both images carry the base group's encrypted containers
-		// (gocryptfs), which the self-test exercises first.
-		took := bootAndExpect(t, top, "HEPH-SELFTEST OK", 180*time.Second, "selftest: encrypted-containers: ok")
-		t.Logf("%s booted to its self-test line in %v", image, took.Round(time.Millisecond))
 	}
-	// The base group's threat-reporting daemon runs as a service and has
-	// taken its baseline.
-	server := filepath.Join(storeDir, "store", g.Nodes[g.Roots["images.server"]].Path().Base())
-	took = bootAndExpect(t, server, "HEPH-SENTINEL: watching", 180*time.Second)
-	t.Logf("images.server booted to its sentinel line in %v", took.Round(time.Millisecond))
+	// Both images booted in that realize: the example policy requires
+	// their tests (the self-test, the sentinel, the console shell), and
+	// realize records no generation unless they pass. TestTestSystem
+	// reads their results.
 
 	// A service whose program is not in the image fails the self-test,
 	// naming the service (only the initramfs and toplevel are rebuilt).
