@@ -31,17 +31,9 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src, ok := info.Inputs["src"]
-	if !ok {
-		return fmt.Errorf("go-build: no input src (the main module)")
-	}
-	gotool, ok := info.Inputs["go"]
-	if !ok {
-		return fmt.Errorf("go-build: no input go (the toolchain)")
-	}
-	const modcache = "/build/gomodcache"
-	if err := layoutModuleCache(info, modcache, stdout); err != nil {
-		return fmt.Errorf("go-build: %w", err)
+	job, err := setupGo(info, "go-build", env, stdout)
+	if err != nil {
+		return err
 	}
 	packages := []string{"."}
 	if ps, ok := info.Derivation.Attrs["packages"].([]any); ok && len(ps) > 0 {
@@ -52,23 +44,58 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 		}
 	}
 	ldflags, _ := info.Derivation.Attrs["ldflags"].(string)
-	goroot := gotool.Path
-	goEnv := append(goEnviron(goroot, modcache, env), "GOFLAGS=-mod=readonly", "TMPDIR=/tmp")
 	if err := os.MkdirAll(filepath.Join(info.Out, "bin"), 0o755); err != nil {
 		return err
 	}
-	cmdArgs := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags=" + ldflags, "-o", filepath.Join(info.Out, "bin") + "/"}
-	cmdArgs = append(cmdArgs, packages...)
-	fmt.Fprintf(stdout, "go %s\n", strings.Join(cmdArgs, " "))
-	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), cmdArgs...)
-	cmd.Dir = src.Path
-	cmd.Env = goEnv
+	cmdArgs := append(append([]string{"build"}, goBuildFlags...), "-buildvcs=false", "-ldflags="+ldflags, "-o", filepath.Join(info.Out, "bin")+"/")
+	cmd := job.command(stdout, append(cmdArgs, packages...))
 	goErr := &goStderr{}
 	cmd.Stdout, cmd.Stderr = stdout, io.MultiWriter(stderr, goErr)
 	if err := cmd.Run(); err != nil {
 		return goBuildFailed(info, goErr, err) // gomissing.go
 	}
 	return writeSources(info)
+}
+
+// goJob is what a Go build and a go test share: the main module (input
+// src) and the go command's environment, offline, with the module cache
+// laid out and the go command's cache seeded.
+type goJob struct {
+	src, gotool realize.InputInfo
+	env         []string
+}
+
+// setupGo prepares a Go build of info for the builder called kind: input
+// src is the main module, input go the toolchain, the module cache is laid
+// out from inputs deps.N and modfiles (layoutModuleCache) and the go
+// command's cache starts from input gostd, if any (seedGoCache).
+func setupGo(info *realize.BuildInfo, kind string, env []string, log io.Writer) (*goJob, error) {
+	src, ok := info.Inputs["src"]
+	if !ok {
+		return nil, fmt.Errorf("%s: no input src (the main module)", kind)
+	}
+	gotool, ok := info.Inputs["go"]
+	if !ok {
+		return nil, fmt.Errorf("%s: no input go (the toolchain)", kind)
+	}
+	const modcache = "/build/gomodcache"
+	if err := layoutModuleCache(info, modcache, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if err := seedGoCache(info, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	goEnv := append(goEnviron(gotool.Path, modcache, env), "GOFLAGS=-mod=readonly", "TMPDIR=/tmp")
+	return &goJob{src: src, gotool: gotool, env: goEnv}, nil
+}
+
+// command is the go command with args in the main module, logged to log.
+func (j *goJob) command(log io.Writer, args []string) *exec.Cmd {
+	fmt.Fprintf(log, "go %s\n", strings.Join(args, " "))
+	cmd := exec.Command(filepath.Join(j.gotool.Path, "bin", "go"), args...)
+	cmd.Dir = j.src.Path
+	cmd.Env = j.env
+	return cmd
 }
 
 // SourcesFile is where, below a builtins.GoBuild output, the pins of its

@@ -49,17 +49,9 @@ func goTest(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	src, ok := info.Inputs["src"]
-	if !ok {
-		return fmt.Errorf("go-test: no input src (the main module)")
-	}
-	gotool, ok := info.Inputs["go"]
-	if !ok {
-		return fmt.Errorf("go-test: no input go (the toolchain)")
-	}
-	const modcache = "/build/gomodcache"
-	if err := layoutModuleCache(info, modcache, stdout); err != nil { // gobuild.go
-		return fmt.Errorf("go-test: %w", err)
+	job, err := setupGo(info, "go-test", env, stdout) // gobuild.go
+	if err != nil {
+		return err
 	}
 	packages, err := stringsAttr(info.Derivation.Attrs, "packages") // fetchfile.go
 	if err != nil {
@@ -68,17 +60,14 @@ func goTest(args, env []string, stdout, stderr io.Writer) error {
 	if len(packages) == 0 {
 		packages = []string{"./..."}
 	}
-	goroot := gotool.Path
-	goEnv := append(goEnviron(goroot, modcache, env), "GOFLAGS=-mod=readonly", "TMPDIR=/tmp")
-	cmdArgs := []string{"test", "-json", "-trimpath", "-buildvcs=false"}
+	cmdArgs := append(append([]string{"test", "-json"}, goBuildFlags...), "-buildvcs=false")
 	if run, _ := info.Derivation.Attrs["run"].(string); run != "" {
 		cmdArgs = append(cmdArgs, "-run", run)
 	}
 	if skip, _ := info.Derivation.Attrs["skip"].(string); skip != "" {
 		cmdArgs = append(cmdArgs, "-skip", skip)
 	}
-	cmdArgs = append(cmdArgs, packages...)
-	fmt.Fprintf(stdout, "go %s\n", strings.Join(cmdArgs, " "))
+	cmd := job.command(stdout, append(cmdArgs, packages...))
 	if err := os.MkdirAll(info.Out, 0o755); err != nil {
 		return err
 	}
@@ -88,9 +77,6 @@ func goTest(args, env []string, stdout, stderr io.Writer) error {
 	}
 	defer logf.Close()
 	out := io.MultiWriter(stdout, logf)
-	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), cmdArgs...)
-	cmd.Dir = src.Path
-	cmd.Env = goEnv
 	cmd.Stderr = out
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {

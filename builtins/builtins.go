@@ -24,6 +24,7 @@ const (
 	RunTest         = Prefix + "run-test"
 	FetchDeb        = Prefix + "fetch-deb"
 	DiskImage       = Prefix + "disk-image"
+	GoStdCache      = Prefix + "go-std-cache"
 	// ImageTest is an image's test (an #Image's tests): it names no
 	// sandbox builtin, for it runs on the host, in QEMU (imagetest).
 	ImageTest = Prefix + "image-test"
@@ -52,6 +53,7 @@ var All = []Builder{
 	{FetchFile, "#LocalFile", "localFile", []Derived{{"file", "file"}}},
 	{FetchGoModGraph, "#GoModFiles", "goModFiles", nil},
 	{GoBuild, "#GoProgram", "goProgram", []Derived{{"packages", "packages"}, {"ldflags", "ldflags"}}},
+	{GoStdCache, "#GoStdCache", "goStdCache", []Derived{{"goos", "goos"}, {"goarch", "goarch"}, {"cgo", "cgo"}, {"flags", "flags"}}},
 	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}, {"tags", "tags"}}},
 	{Uroot, "#Initramfs", "initramfs", []Derived{{"consoleShell", "consoleShell"}, {"files", "files"}, {"services", "services"}}},
 	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"consoleShell", "consoleShell"}, {"kernelFile", "kernelFile"}}},

@@ -1,0 +1,216 @@
+package builder
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"hephc.dev/hephc/builtins"
+	"hephc.dev/hephc/realize"
+)
+
+func init() { register(builtins.GoStdCache, goStdCache) }
+
+// goBuildFlags are the go command's flags that every Go build shares and
+// that change how packages compile; a std cache is built with them, so its
+// entries match a build's (buildvcs only concerns main modules).
+var goBuildFlags = []string{"-trimpath"}
+
+// goStdCacheAttrs are the attrs a builtins.GoStdCache derivation states
+// (defs #GoStdCache): the platform and flags of goEnviron and
+// goBuildFlags, so that changing them changes its hash.
+func goStdCacheAttrs() map[string]any {
+	flags := make([]any, len(goBuildFlags))
+	for i, f := range goBuildFlags {
+		flags[i] = f
+	}
+	return map[string]any{"goos": "linux", "goarch": "amd64", "cgo": false, "flags": flags}
+}
+
+// goStdCache compiles the standard library of the toolchain in input go
+// into a go command cache at $out, as every Go build of hephc compiles it
+// (goEnviron, goBuildFlags), so that the builds that take it as input gostd
+// (seedGoCache) do not compile it again. The go command keys each entry
+// by an action ID that hashes the toolchain, the platform, the flags and
+// the package's files, and uses an entry only when the IDs match: a build
+// with other tags or flags compiles what differs. The cache is made
+// deterministic: the last-trim time is dropped and every entry's
+// time-added field is zero.
+func goStdCache(args, env []string, stdout, stderr io.Writer) error {
+	info, err := readBuildInfo()
+	if err != nil {
+		return err
+	}
+	gotool, ok := info.Inputs["go"]
+	if !ok {
+		return fmt.Errorf("go-std-cache: no input go (the toolchain)")
+	}
+	if err := checkStdCacheAttrs(info.Derivation.Attrs); err != nil {
+		return err
+	}
+	goroot := gotool.Path
+	goEnv := goEnviron(goroot, scratch+"/gomodcache", env)
+	goEnv = append(goEnv, "GOCACHE="+info.Out, "TMPDIR=/tmp") // the last GOCACHE wins
+	cmdArgs := append(append([]string{"build"}, goBuildFlags...), "std")
+	fmt.Fprintf(stdout, "go %s\n", strings.Join(cmdArgs, " "))
+	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), cmdArgs...)
+	cmd.Dir = scratch
+	cmd.Env = goEnv
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go-std-cache: go build std: %w", err)
+	}
+	n, err := normalizeGoCache(info.Out)
+	if err != nil {
+		return fmt.Errorf("go-std-cache: %w", err)
+	}
+	fmt.Fprintf(stdout, "go-std-cache: %d entries\n", n)
+	return nil
+}
+
+// checkStdCacheAttrs refuses attrs other than goStdCacheAttrs: the
+// builders build for one platform with one set of flags.
+func checkStdCacheAttrs(attrs map[string]any) error {
+	want := goStdCacheAttrs()
+	for k := range attrs {
+		if _, ok := want[k]; !ok {
+			return fmt.Errorf("go-std-cache: unknown attrs.%s", k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if fmt.Sprint(attrs[k]) != fmt.Sprint(want[k]) {
+			return fmt.Errorf("go-std-cache: attrs.%s is %v; hephc's Go builds use %v", k, attrs[k], want[k])
+		}
+	}
+	return nil
+}
+
+// goCacheEntry names the go command's cache files: NN/HASH-a (an action's
+// entry) and NN/HASH-d (an output).
+var goCacheEntry = regexp.MustCompile(`^[0-9a-f]{2}/[0-9a-f]{64}-[ad]$`)
+
+// normalizeGoCache makes the go command cache at dir the same for the
+// same compiled files: it removes trim.txt (the time of the last trim)
+// and sets the time-added field of each action entry (v1 ID OUT SIZE
+// TIME) to 0, which the go command reads as a valid time it only uses to
+// expire cached test results. Any other file fails: the layout is not the
+// one this was written for. It returns the number of action entries.
+func normalizeGoCache(dir string) (int, error) {
+	if err := os.Remove(filepath.Join(dir, "trim.txt")); err != nil && !os.IsNotExist(err) {
+		return 0, err
+	}
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case rel == "README":
+			return nil
+		case !goCacheEntry.MatchString(rel) || !d.Type().IsRegular():
+			return fmt.Errorf("unexpected file %s in the go command's cache", rel)
+		case strings.HasSuffix(rel, "-d"):
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		nb, err := zeroEntryTime(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		n++
+		return os.WriteFile(p, nb, 0o644)
+	})
+	return n, err
+}
+
+// zeroEntryTime returns the action entry b with its time field 0.
+func zeroEntryTime(b []byte) ([]byte, error) {
+	const timeWidth = 20
+	f := bytes.Fields(b)
+	if len(f) != 5 || string(f[0]) != "v1" || b[len(b)-1] != '\n' || len(b) < timeWidth+1 {
+		return nil, fmt.Errorf("not a go command cache entry (v1 ID OUT SIZE TIME)")
+	}
+	if _, err := strconv.ParseInt(string(f[4]), 10, 64); err != nil {
+		return nil, fmt.Errorf("cache entry time: %w", err)
+	}
+	out := slices.Clone(b)
+	copy(out[len(out)-1-timeWidth:], fmt.Sprintf("%*d", timeWidth, 0))
+	return out, nil
+}
+
+// goCache is the go command's cache in a build (goEnviron).
+const goCache = scratch + "/gocache"
+
+// seedGoCache starts the build's go command cache from input gostd, a
+// builtins.GoStdCache output, if there is one (seedGoCacheFrom).
+func seedGoCache(info *realize.BuildInfo, log io.Writer) error {
+	in, ok := info.Inputs["gostd"]
+	if !ok {
+		return nil
+	}
+	if in.Builder != builtins.GoStdCache {
+		return fmt.Errorf("input gostd: %s is not a %s output (#GoStdCache)", in.Path, builtins.GoStdCache)
+	}
+	n, err := seedGoCacheFrom(in.Path, goCache)
+	if err != nil {
+		return fmt.Errorf("input gostd: %w", err)
+	}
+	fmt.Fprintf(log, "go cache: %d entries from %s\n", n, in.Path)
+	return nil
+}
+
+// seedGoCacheFrom starts the go command cache dst from the read-only cache
+// src (a GoStdCache output): the action entries are copied (the go command
+// touches them), the outputs are links to src's, which the go command only
+// reads. trim.txt says dst was just trimmed, so the go command never
+// removes the links. It returns the number of action entries.
+func seedGoCacheFrom(src, dst string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case rel == "README":
+			return nil
+		case !goCacheEntry.MatchString(rel) || !d.Type().IsRegular():
+			return fmt.Errorf("unexpected file %s in a go command cache", rel)
+		case strings.HasSuffix(rel, "-d"):
+			return os.Symlink(p, target)
+		}
+		n++
+		return copyFile(p, target)
+	})
+	if err != nil {
+		return 0, err
+	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	return n, os.WriteFile(filepath.Join(dst, "trim.txt"), []byte(now), 0o644)
+}
+
+// copyFile copies the regular file src to dst.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o644)
+}
