@@ -5,9 +5,8 @@ import (
 
 	"cuelang.org/go/cue"
 
-	"hephc.dev/hephc/builtins"
 	"hephc.dev/hephc/eval"
-	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/gomod"
 )
 
 // Tests are a program's go test (its tests field, #GoTests): the
@@ -27,12 +26,7 @@ type goTestsSpec struct {
 	Go struct {
 		Packages []string `json:"packages"`
 		Off      string   `json:"off"`
-		Deps     []struct {
-			Name       string         `json:"name"`
-			Version    string         `json:"version"`
-			Attrs      map[string]any `json:"attrs"`
-			OutputHash string         `json:"outputHash"`
-		} `json:"deps"`
+		Deps     []any    `json:"deps"`
 	} `json:"go"`
 }
 
@@ -46,22 +40,36 @@ func (c *Config) tests(n *eval.Node) *Tests {
 		return nil
 	}
 	t := &Tests{Off: spec.Go.Off != "", Packages: spec.Go.Packages}
-	for _, d := range spec.Go.Deps {
-		// The module's derivation as eval makes it: its hash finds the pin.
-		md := &store.Derivation{
-			Name: d.Name, Version: d.Version, System: eval.DefaultSystem, Builder: builtins.FetchGoMod,
-			Args: []string{}, Env: map[string]string{}, Inputs: map[string]store.DrvHash{},
-			Attrs: d.Attrs, OutputHash: d.OutputHash,
-		}
-		h, err := md.Hash()
-		if err != nil {
-			return nil
-		}
-		t.Deps = append(t.Deps, c.byHash[h]) // nil for one the configuration does not pin
-	}
 	t.Pos = c.rel(posOf(fieldPos(n.Value().LookupPath(cue.ParsePath("tests.go")))))
-	if deps := n.Value().LookupPath(cue.ParsePath("tests.go.deps")); deps.Exists() {
+	deps := n.Value().LookupPath(cue.ParsePath("tests.go.deps"))
+	for i := range spec.Go.Deps {
+		t.Deps = append(t.Deps, c.moduleAt(deps.LookupPath(cue.MakePath(cue.Index(i))))) // nil for one the configuration does not pin
+	}
+	if deps.Exists() {
 		t.DepsList = c.list(deps)
 	}
 	return t
+}
+
+// moduleAt is the pin v is (a reference to one, or a #GoModule written
+// in place): the module whose attr the reference names, else the pin of
+// the same path, version and sum; nil for none.
+func (c *Config) moduleAt(v cue.Value) *Module {
+	if _, ref := v.ReferencePath(); len(ref.Selectors()) > 0 {
+		for _, m := range c.Modules {
+			if m.Attr == ref.String() {
+				return m
+			}
+		}
+	}
+	var want gomod.Module
+	want.Path, _ = v.LookupPath(cue.ParsePath("path")).String()
+	want.Version, _ = v.LookupPath(cue.ParsePath("version")).String()
+	want.Sum, _ = v.LookupPath(cue.ParsePath("sum")).String()
+	for _, m := range c.Modules {
+		if m.Module == want {
+			return m
+		}
+	}
+	return nil
 }
