@@ -82,6 +82,24 @@ func withPins(conf []byte, pins string) ([]byte, error) {
 	return append(append(slices.Clip(conf[:i+len(pinsBegin)]), pins...), conf[j:]...), nil
 }
 
+// withLocks is the heph.sum sum with the line of every module pins
+// writes out (hephc update's lock: evaluation checks each pin against it).
+func withLocks(sum []byte, pins string) []byte {
+	var head, lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(sum)), "\n") {
+		if strings.HasPrefix(l, "#") {
+			head = append(head, l)
+		} else {
+			lines = append(lines, l)
+		}
+	}
+	for _, m := range regexp.MustCompile(`\{path: "([^"]+)", version: "([^"]+)", sum: "([^"]+)"\}`).FindAllStringSubmatch(pins, -1) {
+		lines = append(lines, m[1]+" "+m[2]+" "+m[3])
+	}
+	slices.Sort(lines)
+	return []byte(strings.Join(append(head, slices.Compact(lines)...), "\n") + "\n")
+}
+
 // hephcPins computes the generated block: the source's tree hash, the
 // go.mod graph's, and the modules, reusing system.cue's modules entries
 // where path and version match.

@@ -211,23 +211,11 @@ func integrateHephc(t *testing.T, dir string, conf []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var head, lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(sum)), "\n") {
-		if strings.HasPrefix(l, "#") {
-			head = append(head, l)
-		} else {
-			lines = append(lines, l)
-		}
-	}
-	for _, m := range regexp.MustCompile(`\{path: "([^"]+)", version: "([^"]+)", sum: "([^"]+)"\}`).FindAllStringSubmatch(string(conf), -1) {
-		lines = append(lines, m[1]+" "+m[2]+" "+m[3])
-	}
-	slices.Sort(lines)
-	lines = slices.Compact(lines)
-	if err := os.WriteFile(filepath.Join(dir, "heph.sum"), []byte(strings.Join(append(head, lines...), "\n")+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "heph.sum"), withLocks(sum, string(conf)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	editFile(t, filepath.Join(dir, "policy.cue"), `"pack.ag", "c2sp.org"]`, `"pack.ag", "c2sp.org", "cuelabs.dev", "cuelang.org", "go.yaml.in", "go.opentelemetry.io", "google.golang.org", "modernc.org"]`)
+	editFile(t, filepath.Join(dir, "policy.cue"), "maxDerivations:  150", "maxDerivations:  256")
 }
 
 // toplevelIn returns the physical path in the store dir of attr of the
