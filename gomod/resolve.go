@@ -283,7 +283,7 @@ func packageError(src *Source, tc *Toolchain, p listedPackage) error {
 		}
 	}
 	if strings.Contains(msg, "missing go.sum entry") {
-		return fmt.Errorf("%s: its go.sum lacks a sum the build needs (%s)", src.Module, firstLine(msg))
+		return fmt.Errorf("%s: its go.sum lacks a sum it needs (%s)", src.Module, strings.TrimSuffix(firstLine(msg), "; to add:"))
 	}
 	return goError(src, tc, msg, nil)
 }
