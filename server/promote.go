@@ -103,6 +103,7 @@ func (s *Server) judge(ctx context.Context, q querier, k pkgKey, es []channel.En
 	if err != nil {
 		d.Excuses = append(d.Excuses, "tests unknown: "+err.Error())
 	} else {
+		results, unsigned := counted(results)
 		failed := 0
 		for _, r := range results {
 			if !r.Passed {
@@ -111,7 +112,11 @@ func (s *Server) judge(ctx context.Context, q querier, k pkgKey, es []channel.En
 			}
 		}
 		if failed == 0 {
-			d.Held = append(d.Held, fmt.Sprintf("%d of %d tests passed", len(results), len(results)))
+			held := fmt.Sprintf("%d of %d tests passed", len(results), len(results))
+			if unsigned > 0 {
+				held += fmt.Sprintf(" (%d unsigned results not counted)", unsigned)
+			}
+			d.Held = append(d.Held, held)
 		}
 	}
 	// The quorum for stable.

@@ -48,6 +48,10 @@ type Config struct {
 	// Tests answers whether a package version's tests passed; nil: the
 	// test-result attestations the server was given (tests.go).
 	Tests TestResults
+	// UnsignedTests counts the test results no key of a trust policy
+	// signed toward "every test passed"; by default they are kept and
+	// shown, never counted.
+	UnsignedTests bool
 	// Expiry of the channel metadata; zero fields take channel.DefaultExpiry's.
 	Expiry channel.Expiry
 	// Tick is how often Run evaluates the rules and re-signs the

@@ -38,37 +38,64 @@ CREATE INDEX IF NOT EXISTS test_tested_path ON test_tested(path);
 
 type attestedTests struct{ s *Server }
 
-// run is one verified test-result envelope.
+// run is one test-result envelope, its statement read.
 type run struct {
 	digest string
 	env    []byte
 	run    *trust.TestRun
+	// signed: a key of a trust policy signed it.
+	signed bool
 }
 
-// verifyTests checks each test-result envelope: signed by a key of a
-// trust policy, a test-result statement.
-func (s *Server) verifyTests(envs [][]byte) ([]run, error) {
+// testKeys are the keys of the trust policies: a test result one of
+// them signed counts.
+func (s *Server) testKeys() trust.Keys {
 	keys := trust.Keys{}
 	for _, p := range append(slices.Clone(s.cfg.Trust), s.cfg.Promotion.Stable...) {
 		for id, k := range p.Keys() {
 			keys[id] = k
 		}
 	}
+	return keys
+}
+
+// readRun reads a test-result envelope and whether a key of keys signed
+// it. One whose signature by such a key does not verify (changed after
+// it was signed) is an error; one signed by no such key, or by none, is
+// unsigned: kept and shown, counted only with Config.UnsignedTests.
+func readRun(env []byte, keys trust.Keys) (run, error) {
+	d := trust.EnvelopeDigest(env)
+	if len(env) > trust.MaxEnvelopeSize {
+		return run{}, fmt.Errorf("test result %s: %d bytes, more than %d", d, len(env), trust.MaxEnvelopeSize)
+	}
+	r, named, err := trust.ReadTestResult(env)
+	if err != nil {
+		return run{}, fmt.Errorf("test result %s: %w", d, err)
+	}
+	var valid []trust.KeyID
+	if len(named) > 0 {
+		if valid, err = trust.VerifyTestResult(env, keys); err != nil {
+			return run{}, fmt.Errorf("test result %s: %w", d, err)
+		}
+	}
+	for _, id := range named {
+		if _, known := keys[id]; known && !slices.Contains(valid, id) {
+			return run{}, fmt.Errorf("test result %s: the signature by %s does not verify: changed after it was signed", d, id)
+		}
+	}
+	return run{digest: d, env: env, run: r, signed: len(valid) > 0}, nil
+}
+
+// verifyTests reads each test-result envelope (readRun).
+func (s *Server) verifyTests(envs [][]byte) ([]run, error) {
+	keys := s.testKeys()
 	var out []run
 	for _, env := range envs {
-		d := trust.EnvelopeDigest(env)
-		ids, err := trust.VerifyTestResult(env, keys)
+		r, err := readRun(env, keys)
 		if err != nil {
-			return nil, fmt.Errorf("test result %s: %w", d, err)
+			return nil, err
 		}
-		if len(ids) == 0 {
-			return nil, fmt.Errorf("test result %s: no valid signature by a key of the trust policy", d)
-		}
-		r, _, err := trust.ReadTestResult(env)
-		if err != nil {
-			return nil, fmt.Errorf("test result %s: %w", d, err)
-		}
-		out = append(out, run{digest: d, env: env, run: r})
+		out = append(out, r)
 	}
 	return out, nil
 }
@@ -108,6 +135,7 @@ func (a *attestedTests) Results(ctx context.Context, p Package) ([]TestResult, e
 // of paths not yet stored (a publish in progress).
 func (a *attestedTests) resultsWith(ctx context.Context, p Package, extra []run, hashes map[string]string) ([]TestResult, error) {
 	runs := slices.Clone(extra)
+	keys := a.s.testKeys()
 	content := map[string]string{}
 	for k, v := range hashes {
 		content[k] = v
@@ -129,37 +157,67 @@ func (a *attestedTests) resultsWith(ctx context.Context, p Package, extra []run,
 				rows.Close()
 				return nil, err
 			}
-			r, _, err := trust.ReadTestResult([]byte(env))
+			r, err := readRun([]byte(env), keys)
 			if err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("server database: test result %s: %w", d, err)
+				return nil, fmt.Errorf("server database: %w", err)
 			}
-			runs = append(runs, run{digest: d, env: []byte(env), run: r})
+			runs = append(runs, r)
 		}
 		rows.Close()
 	}
-	latest := map[string]run{}
+	// The latest run of each test that counts, and the latest that does
+	// not when it is newer: shown, as unsigned.
+	latest, uncounted := map[string]run{}, map[string]run{}
 	for _, r := range runs {
 		if !testsAny(r.run, content) {
 			continue
 		}
-		key := r.run.Derivation
-		cur, ok := latest[key]
-		if !ok || r.run.Time.After(cur.run.Time) || r.run.Time.Equal(cur.run.Time) && r.digest > cur.digest {
-			latest[key] = r
+		m := latest
+		if !r.signed && !a.s.cfg.UnsignedTests {
+			m = uncounted
+		}
+		if cur, ok := m[r.run.Derivation]; !ok || newer(r, cur) {
+			m[r.run.Derivation] = r
 		}
 	}
 	var out []TestResult
-	for _, key := range sortedKeys(latest) {
-		r := latest[key].run
-		tr := TestResult{Name: testName(r.Test.Path), Passed: r.Result == trust.TestPassed}
-		if len(r.Failed) > 0 {
-			tr.Detail = "failed: " + strings.Join(r.Failed, ", ")
+	for _, m := range []map[string]run{latest, uncounted} {
+		for _, key := range sortedKeys(m) {
+			r := m[key]
+			if c, ok := latest[key]; ok && !r.signed && !a.s.cfg.UnsignedTests && !newer(r, c) {
+				continue
+			}
+			tr := TestResult{Name: testName(r.run.Test.Path), Passed: r.run.Result == trust.TestPassed}
+			tr.Unsigned = !r.signed && !a.s.cfg.UnsignedTests
+			if len(r.run.Failed) > 0 {
+				tr.Detail = "failed: " + strings.Join(r.run.Failed, ", ")
+			}
+			out = append(out, tr)
 		}
-		out = append(out, tr)
 	}
-	slices.SortFunc(out, func(a, b TestResult) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b TestResult) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return cmpBool(a.Unsigned, b.Unsigned)
+	})
 	return out, nil
+}
+
+// newer orders runs by the time they say they finished, then by digest.
+func newer(r, than run) bool {
+	return r.run.Time.After(than.run.Time) || r.run.Time.Equal(than.run.Time) && r.digest > than.digest
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // testsAny reports whether r tested one of the paths of content (path →

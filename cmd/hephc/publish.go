@@ -106,9 +106,10 @@ func runPublish(e *env, fs *pflag.FlagSet, args []string) error {
 		return nil
 	}
 
-	// Its tests: refused here when one failed (the server would refuse
-	// it too); the signed results go with the publish.
-	tests, failed, err := publishTests(st, todo)
+	// Its tests: refused here when one failed; every latest result goes
+	// with the publish, signed or not (the server counts the ones a key
+	// of its trust policies signed, and shows the others).
+	tests, unsigned, failed, err := publishTests(st, todo)
 	if err != nil {
 		return err
 	}
@@ -157,15 +158,16 @@ func runPublish(e *env, fs *pflag.FlagSet, args []string) error {
 	if err := c.Publish(ctx, req); err != nil {
 		return serverError(c, err)
 	}
-	fmt.Fprintf(e.stderr, "published %s %s into testing: %d paths (%d pushed, %d in %s already; %d held by the server before, left out), %d test results, in %s\n",
-		attr, version, len(req.Paths), len(res.Pushed), len(res.Present), ref, len(paths)-len(todo), len(tests), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "published %s %s into testing: %d paths (%d pushed, %d in %s already; %d held by the server before, left out), %d test results (%d unsigned), in %s\n",
+		attr, version, len(req.Paths), len(res.Pushed), len(res.Present), ref, len(paths)-len(todo), len(tests), unsigned, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(e.stdout, "%s %s\n", attr, version)
 	return nil
 }
 
-// publishTests reads the test results kept beside the paths: the signed
-// ones of each test's latest run, and the tests whose latest run failed.
-func publishTests(st *store.Store, paths []store.Path) (envs [][]byte, failed []string, err error) {
+// publishTests reads the test results kept beside the paths: each
+// test's latest run (unsigned: how many of them carry no signature),
+// and the tests whose latest run failed.
+func publishTests(st *store.Store, paths []store.Path) (envs [][]byte, unsigned int, failed []string, err error) {
 	type run struct {
 		r   *trust.TestRun
 		env []byte
@@ -179,7 +181,7 @@ func publishTests(st *store.Store, paths []store.Path) (envs [][]byte, failed []
 	for _, p := range paths {
 		list, err := testResults(st).List(p.Base())
 		if err != nil {
-			return nil, nil, err
+			return nil, 0, nil, err
 		}
 		for _, b := range list {
 			r, ids, err := trust.ReadTestResult(b)
@@ -203,10 +205,13 @@ func publishTests(st *store.Store, paths []store.Path) (envs [][]byte, failed []
 			tests = tests || in[s.Path]
 		}
 		sum := sha256.Sum256(l.env)
-		if k := hex.EncodeToString(sum[:]); tests && len(l.ids) > 0 && !seen[k] {
+		if k := hex.EncodeToString(sum[:]); tests && !seen[k] {
 			seen[k] = true
 			envs = append(envs, l.env)
+			if len(l.ids) == 0 {
+				unsigned++
+			}
 		}
 	}
-	return envs, failed, nil
+	return envs, unsigned, failed, nil
 }
