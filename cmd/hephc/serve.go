@@ -200,8 +200,9 @@ type serverSpec struct {
 	Certificate string `json:"certificate"`
 	Registry    string `json:"registry"`
 	Promotion   struct {
-		After  string `json:"after"`
-		Quorum struct {
+		After         string `json:"after"`
+		UnsignedTests bool   `json:"unsignedTests"`
+		Quorum        struct {
 			Builds        int `json:"builds"`
 			Reproductions int `json:"reproductions"`
 		} `json:"quorum"`
@@ -268,7 +269,7 @@ func loadServerSpec(e *env, fs *pflag.FlagSet, args []string) (*serverSpec, erro
 // quorum for stable over the trust policies' people), the trust
 // policies a publish must meet, the registry.
 func (s *serverSpec) config(e *env, fs *pflag.FlagSet) (*server.Config, error) {
-	cfg := &server.Config{Trust: s.trust, PublicPage: s.Page.Public}
+	cfg := &server.Config{Trust: s.trust, PublicPage: s.Page.Public, UnsignedTests: s.Promotion.UnsignedTests}
 	if len(s.trust) == 0 {
 		return nil, s.errorf("the server admits nothing without a trust policy: give the configuration's policy a trust: field (heph.#TrustPolicy), or --policy FILE")
 	}
