@@ -192,8 +192,20 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 		integrateHephc(t, dir, pinnedConf)
 	}
 	sys := filepath.Join(dir, "system.cue")
-	editFile(t, sys, `url:      "https://packages.example.org:8080"`, fmt.Sprintf(`url:      "https://10.0.2.2:%d"`, port))
-	editFile(t, sys, "\tregistry: \"oci://packages.example.org/heph\"\n", "")
+	b, err := os.ReadFile(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urlRE := regexp.MustCompile(`(?m)^(\turl:\s+)"https://[^"]+"$`)
+	if n := len(urlRE.FindAll(b, -1)); n != 1 {
+		t.Fatalf("system.cue has %d server url: lines, want 1", n)
+	}
+	b = urlRE.ReplaceAll(b, []byte(fmt.Sprintf(`${1}"https://10.0.2.2:%d"`, port)))
+	// The embedded registry, at the server's own address.
+	b = regexp.MustCompile(`(?m)^\tregistry:\s+"oci://[^"]+"\n`).ReplaceAll(b, nil)
+	if err := os.WriteFile(sys, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	trustPolicy := "package system\n\nimport \"hephc.dev/heph\"\n\npolicy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" + pub + "\"}]\n\trules: [{signatures: 1}]\n}}\n"
 	e2e := fmt.Sprintf("package system\n\nimages: server: initramfs: files: \"/etc/heph/server/policy.cue\": content: %q\n", trustPolicy)
 	if err := os.WriteFile(filepath.Join(dir, "e2e.cue"), []byte(e2e), 0o644); err != nil {
