@@ -20,6 +20,7 @@ import (
 
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -63,9 +64,11 @@ func Open(ctx context.Context, dir string) (r *Registry, err error) {
 	// requests of one upload: new at each start (an upload does not
 	// outlive the process).
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
-	// distribution logs each request's errors through logrus at info
-	// level; the server says what matters itself.
+	// distribution logs through logrus: warnings and the server's own
+	// errors, not what it answers a client 4xx for (a manifest looked up
+	// before it is pushed, a refused blob: the client says those).
 	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetFormatter(serverErrors{&logrus.TextFormatter{}})
 	defer func() {
 		// NewApp panics on a bad configuration.
 		if p := recover(); p != nil {
@@ -127,4 +130,15 @@ func (r *Registry) Blob(ctx context.Context, d string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("embedded registry: blob %s: %w", d, err)
 	}
 	return rc, nil
+}
+
+// serverErrors formats distribution's log entries but those of a request
+// answered with a client error.
+type serverErrors struct{ logrus.Formatter }
+
+func (f serverErrors) Format(e *logrus.Entry) ([]byte, error) {
+	if c, ok := e.Data["err.code"].(errcode.ErrorCode); ok && c.Descriptor().HTTPStatusCode < 500 {
+		return nil, nil
+	}
+	return f.Formatter.Format(e)
 }
