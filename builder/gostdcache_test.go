@@ -56,7 +56,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 // compiles all of std) holds no time once normalized (that two stores
 // build the same std cache is TestImageIsReproducible's), and a build
 // seeded with it (seedGoCacheFrom) compiles only its own package, even
-// with build tags (u-root's busybox is built with goshsmall): the go
+// with build tags (here goshsmall, as a program may set them): the go
 // command's action IDs match. The build still gets a correct program.
 func TestStdCacheIsReused(t *testing.T) {
 	if testing.Short() {

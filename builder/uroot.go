@@ -77,9 +77,6 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 	if err := layoutModuleCache(info, modcache, stdout); err != nil {
 		return fmt.Errorf("uroot-busybox: %w", err)
 	}
-	if err := seedGoCache(info, stdout); err != nil { // gostdcache.go
-		return fmt.Errorf("uroot-busybox: %w", err)
-	}
 	urootEnv := append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1")
 	if err := runURoot(tool, src.Path, info.Out, urootEnv, append(uArgs, commands...), stdout, stderr); err != nil {
 		return err
