@@ -1,9 +1,17 @@
 package sandbox
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestHelperXSysVersion: the helper is built with go.mod's golang.org/x/sys.
@@ -60,5 +68,71 @@ func TestHelperGoneFallsBack(t *testing.T) {
 	defer helperReady.Store(&exe)
 	if err := Run(t.Context(), &Spec{Builtin: "true"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSpawnerStartsTheInit: with the helper, the init is the child of the
+// spawner, itself the child of this process (so the sandbox's fork does
+// not copy this process), and a timeout kills the whole sandbox, the
+// spawner and the init included, before Run returns.
+func TestSpawnerStartsTheInit(t *testing.T) {
+	requireNamespaces(t)
+	if WaitInitHelper() == "" {
+		t.Skipf("no helper: %v", helperErr)
+	}
+	out := t.TempDir()
+	token := fmt.Sprintf("spawn-token-%d-%d", os.Getpid(), time.Now().UnixNano())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(t.Context(), &Spec{
+			Builtin: "hang",
+			Args:    []string{"/out/pid", "child", token},
+			Mounts:  []Mount{{Source: out, Target: "/out", Writable: true}},
+			Timeout: 2 * time.Second,
+		})
+	}()
+	parent := func(pid int) (int, string) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// pid (comm) state ppid ...: comm may hold spaces.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 {
+			return 0, ""
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", ppid))
+		arg0, _, _ := bytes.Cut(cmd, []byte{0})
+		return ppid, string(arg0)
+	}
+	var chain []int
+	for start := time.Now(); time.Since(start) < 2*time.Second && chain == nil; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(out, "pid-grandchild")); err != nil {
+			continue
+		}
+		for _, pid := range hostPids(token) {
+			initPid, arg0 := parent(pid)
+			if arg0 != initArg0 {
+				continue
+			}
+			spawner, arg0 := parent(initPid)
+			if arg0 != spawnArg0 {
+				t.Errorf("the init's parent is %q, want the spawner", arg0)
+			}
+			if self, _ := parent(spawner); self != os.Getpid() {
+				t.Errorf("the spawner's parent is %d, want this process, %d", self, os.Getpid())
+			}
+			chain = []int{initPid, spawner}
+			chain = append(chain, hostPids(token)...)
+		}
+	}
+	if err := <-errc; !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	if chain == nil {
+		t.Fatal("found no build whose parent is the init")
+	}
+	for _, pid := range chain {
+		if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+			t.Errorf("kill(%d, 0) after Run returned: got %v, want ESRCH", pid, err)
+		}
 	}
 }

@@ -282,22 +282,35 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	}
 	defer statusR.Close()
 
-	cmd := initCmd(s, r.ids, specR, statusW)
-	if helper := initProgram(); helper != "" {
-		// A small init (helper.go); builtins still run this executable.
-		if r.is.Exe, err = selfExe(); err == nil {
-			cmd.Path = helper
-		}
-	}
 	// Pdeathsig fires when the thread that started the child exits; keep
 	// this goroutine on one thread until the init has exited.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err = cmd.Start()
-	if err != nil && cmd.Path != "/proc/self/exe" {
-		// The helper is gone (a cleaned cache): this executable, then.
+	var (
+		cmd *exec.Cmd
+		sp  *spawned
+	)
+	if helper := initProgram(); helper != "" {
+		// A small init (helper.go), started by the spawner (spawn.go);
+		// builtins still run this executable.
+		if r.is.Exe, err = selfExe(); err == nil {
+			if sp, err = spawn(helper, s, r.ids, specR, statusW); err != nil {
+				specR.Close()
+				statusW.Close()
+				return err
+			}
+		}
+	}
+	pid := 0
+	if sp != nil {
+		defer sp.close()
+		cmd, pid = sp.cmd, sp.pid
+	} else {
+		// No helper, or it is gone: this executable is the init.
 		cmd = initCmd(s, r.ids, specR, statusW)
-		err = cmd.Start()
+		if err = cmd.Start(); err == nil {
+			pid = cmd.Process.Pid
+		}
 	}
 	specR.Close()
 	statusW.Close()
@@ -307,19 +320,25 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	kill := func() {
-		cmd.Process.Kill() // the whole pid namespace dies with its init
+		// The whole pid namespace dies with its init; the spawner
+		// reaps it and ends.
+		if sp != nil {
+			sp.kill()
+		} else {
+			cmd.Process.Kill()
+		}
 		<-done
 	}
 	// The init waits for its spec: until then it is alone in its
 	// namespaces and runs nothing of the build.
 	if r.cg != nil {
-		if err := r.cg.add(cmd.Process.Pid); err != nil {
+		if err := r.cg.add(pid); err != nil {
 			kill()
 			return err
 		}
 	}
 	if s.Outbound {
-		sl, err := startSlirp(cmd.Process.Pid, s.Stderr)
+		sl, err := startSlirp(pid, s.Stderr)
 		if err != nil {
 			kill()
 			return err
