@@ -84,7 +84,8 @@ func (s *Server) GuardRegistry(h http.Handler) http.Handler {
 		}
 		var refuse string
 		switch {
-		case given && !ok:
+		case given && !ok && (write || s.cfg.PrivateReads):
+			// An open pull ignores a bad token, as the API's reads do.
 			refuse = "the token is not valid"
 		case r.Method == http.MethodDelete:
 			refuse = "nothing is deleted from the server's registry"

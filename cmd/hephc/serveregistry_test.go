@@ -151,8 +151,10 @@ func TestServeEmbeddedRegistry(t *testing.T) {
 	if got := do(tokens["pia"], http.MethodDelete, "/v2/heph/manifests/sha256:"+revs[0].Name(), nil).StatusCode; got != http.StatusMethodNotAllowed {
 		t.Errorf("a publisher's deletion: %d, want 405", got)
 	}
-	if got := do("", http.MethodGet, "/v2/heph/manifests/sha256:"+revs[0].Name(), nil).StatusCode; got != http.StatusOK {
-		t.Errorf("an anonymous pull: %d, want 200", got)
+	for _, tok := range []string{"", "heph_not-a-token"} {
+		if got := do(tok, http.MethodGet, "/v2/heph/manifests/sha256:"+revs[0].Name(), nil).StatusCode; got != http.StatusOK {
+			t.Errorf("an open pull with token %q: %d, want 200", tok, got)
+		}
 	}
 
 	// A blob whose digest is not its content's.
