@@ -14,13 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"hephc.dev/hephc/internal/registrytest"
 	"hephc.dev/hephc/pipeline"
 )
 
 // TestServerSystem is the package server end to end, on 127.0.0.1:
-// hephc serve init and hephc serve (against the CI's distribution v3
-// registry), everything system.cue needs published from the shared
+// hephc serve init and hephc serve (with its embedded registry),
+// everything system.cue needs published from the shared
 // store into testing, a promotion refused on day 0 and one by hand
 // refused for a publisher (403), the server restarted with its clock 8
 // days on (HEPHC_TEST_SERVER_CLOCK) promoting it to stable, and an empty
@@ -30,11 +29,6 @@ import (
 // refuses it.
 func TestServerSystem(t *testing.T) {
 	storeA, _, _ := systemStore(t)
-	regs := registrytest.All(t)
-	v3 := regs[0]
-	if v3.Name != "distribution-v3" {
-		t.Fatalf("registries %v: want distribution v3 first", regs)
-	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +84,9 @@ func TestServerSystem(t *testing.T) {
 		tokens[name] = strings.TrimSpace(o)
 	}
 
-	serveArgs := []string{"--data", data, "--registry", v3.Repo("heph-server"), "--policy", trustFile, "system.cue"}
+	// The packages go to the server's embedded registry (system.cue
+	// names none).
+	serveArgs := []string{"--data", data, "--policy", trustFile, "system.cue"}
 	url := serve(t, repo, "", serveArgs...)
 	client := []string{"--server", url, "--certificate", cert}
 
