@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/internal/pathtest"
 	"hephc.dev/hephc/pipeline"
+	"hephc.dev/hephc/store"
+	"hephc.dev/hephc/trust"
 )
 
 // TestChannelFromMeta: a derivation's meta.channel is the channel it is
@@ -73,7 +76,43 @@ func TestChannelFromMeta(t *testing.T) {
 	token, _ := cli.must(storeA, "serve", "token", "--data", "data", "--role", "publisher", "pia")
 	url := serve(t, dir, "", "--data", filepath.Join(dir, "data"), "system.cue")
 	client := []string{"--server", url, "--certificate", cert}
-	cli.with(map[string]string{TokenEnv: strings.TrimSpace(token)}).must(storeA, append(append([]string{"publish"}, client...), "system.cue")...)
+	// Every test result goes with the publish: alice's signed one of
+	// greet and an unsigned one of hello (shown by the server, not
+	// counted).
+	key, err := trust.ReadSecretKeyFile(filepath.Join(dir, "alice.key"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(storeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attr, k := range map[string]*trust.SecretKey{"hello": nil, "greet": key} {
+		p, _ := store.ParsePath(paths[attr])
+		info, _, err := st.QueryPathInfo(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		test := pathtest.Install(t, st, attr+"-test", map[string]string{"result": "PASS\n"})
+		env, err := trust.SignTestResult(&trust.TestRun{
+			Test:       trust.TestSubject{Path: test.String(), Derivation: strings.Repeat(attr[:1], 52)},
+			Tested:     []trust.TestSubject{{Path: p.String(), ContentHash: info.ContentHash.String(), Derivation: p.Hash.String()}},
+			Derivation: strings.Repeat(attr[:1], 52),
+			Result:     trust.TestPassed, Passed: []string{"TestIt"},
+			Runner: BuilderID, Time: time.Now().UTC().Truncate(time.Second),
+		}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := testResults(st).Add(p.Base(), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	_, pubOut := cli.with(map[string]string{TokenEnv: strings.TrimSpace(token)}).must(storeA, append(append([]string{"publish"}, client...), "system.cue")...)
+	if !strings.Contains(pubOut, "2 test results (1 unsigned)") {
+		t.Errorf("publish did not send both test results:\n%s", pubOut)
+	}
 
 	// hello says meta.channel: "testing": installed from testing, but
 	// not with --channel stable; greet says "stable": refused, it is in
