@@ -278,3 +278,23 @@ func TestSchemaPortable(t *testing.T) {
 		}
 	}
 }
+
+// A publish with k−1 people's signatures, k = 2, is refused; with k it
+// is published.
+func TestPublishRefusedWithKMinusOneSignatures(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Close()
+	e.cfg.Trust = []*trust.Policy{policy(t, trust.Rule{Signatures: 2})}
+	e.open()
+	age := e.add("age", "v1")
+	err := e.publish("age", "1.0", age, e.sign(age, trust.Built, "alice"))
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 signatures: alice built or reproduced it; missing any 1 of bob, carol, dave") {
+		t.Fatalf("k−1 signatures: %v", err)
+	}
+	if got := e.channel(channel.Testing); len(got) != 0 {
+		t.Fatalf("testing %v after a refused publish", got)
+	}
+	if err := e.publish("age", "1.0", age, e.sign(age, trust.Built, "alice"), e.sign(age, trust.Built, "bob")); err != nil {
+		t.Fatalf("k signatures: %v", err)
+	}
+}
