@@ -1,16 +1,11 @@
 package main
 
 import (
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"hephc.dev/hephc/internal/pathtest"
 	"hephc.dev/hephc/trust"
@@ -24,11 +19,9 @@ import (
 // another root, and from a server whose timestamp expired (a server
 // that stopped re-signing, or a frozen mirror).
 func TestServeBadInput(t *testing.T) {
-	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	dir := t.TempDir()
 	st := pathtest.NewStore(t)
-	cli := &inProcess{t: t, cwd: dir, env: map[string]string{TokenEnv: "", ServerCertificateEnv: "", ServerDataEnv: "", ServerClockEnv: ""}}
+	f := newServeFixture(t, st.Dir)
+	dir, cli := f.dir, f.cli
 	hephc := func(vars map[string]string, args ...string) (int, string, string) {
 		return cli.with(vars).run(st.Dir, args...)
 	}
@@ -42,11 +35,7 @@ func TestServeBadInput(t *testing.T) {
 		cli.with(vars).refused(st.Dir, want, args...)
 	}
 
-	must(nil, "key", "generate", "--name", "alice", "--dir", dir)
-	pub, _ := os.ReadFile(filepath.Join(dir, "alice.pub"))
-	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten:   \"127.0.0.1:0\"\n\tregistry: \"oci://" +
-		strings.TrimPrefix(reg.URL, "http://") + "/heph\"\n}\n\npolicy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" +
-		strings.TrimSpace(string(pub)) + "\"}]\n\trules: [{signatures: 1}]\n}}\n"
+	cfg := f.config("", "")
 	if err := os.WriteFile(filepath.Join(dir, "system.cue"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -2,15 +2,11 @@ package main
 
 import (
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"hephc.dev/hephc/fstree"
 	"hephc.dev/hephc/internal/pathtest"
@@ -26,17 +22,9 @@ import (
 // derivation names no channel, and refuses the one that says
 // meta.channel: "stable", naming it and both channels.
 func TestChannelFromMeta(t *testing.T) {
-	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	dir := t.TempDir()
 	storeA, storeB := pathtest.NewStore(t).Dir, pathtest.NewStore(t).Dir
-	cli := &inProcess{t: t, cwd: dir, env: map[string]string{TokenEnv: "", ServerCertificateEnv: "", ServerDataEnv: "", ServerClockEnv: ""}}
-
-	cli.must(storeA, "key", "generate", "--name", "alice", "--dir", dir)
-	pub, err := os.ReadFile(filepath.Join(dir, "alice.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newServeFixture(t, storeA)
+	dir, cli := f.dir, f.cli
 	hashes := map[string]string{}
 	for _, f := range []string{"hello.txt", "greet.txt"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(f+"\n"), 0o644); err != nil {
@@ -48,14 +36,9 @@ func TestChannelFromMeta(t *testing.T) {
 		}
 		hashes[f] = tree.Hash.String()
 	}
-	cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten:   \"127.0.0.1:0\"\n\tregistry: \"oci://" +
-		strings.TrimPrefix(reg.URL, "http://") + "/heph\"\n}\n\npolicy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" +
-		strings.TrimSpace(string(pub)) + "\"}]\n\trules: [{signatures: 1}]\n}}\n\n" +
-		"hello: heph.#LocalFile & {file: \"hello.txt\", hash: \"" + hashes["hello.txt"] + "\", meta: channel: \"testing\"}\n" +
-		"greet: heph.#LocalFile & {file: \"greet.txt\", hash: \"" + hashes["greet.txt"] + "\", meta: channel: \"stable\"}\n"
-	if err := os.WriteFile(filepath.Join(dir, "system.cue"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.write("system.cue", "", "\n"+
+		"hello: heph.#LocalFile & {file: \"hello.txt\", hash: \""+hashes["hello.txt"]+"\", meta: channel: \"testing\"}\n"+
+		"greet: heph.#LocalFile & {file: \"greet.txt\", hash: \""+hashes["greet.txt"]+"\", meta: channel: \"stable\"}\n")
 
 	// Store A makes both, alice signs them, pia publishes them.
 	cli.must(storeA, "realize", "--no-link", "system.cue")

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"hephc.dev/hephc/internal/pathtest"
 )
@@ -22,27 +17,10 @@ import (
 // another certificate and an expired certificate are refused at
 // server:'s position; a client pinning another certificate is refused.
 func TestServeCertificateFromConfig(t *testing.T) {
-	reg := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	dir := t.TempDir()
 	st := pathtest.NewStore(t).Dir
-	cli := &inProcess{t: t, cwd: dir, env: map[string]string{TokenEnv: "", ServerCertificateEnv: "", ServerDataEnv: "", ServerClockEnv: ""}}
-	cli.must(st, "key", "generate", "--name", "alice", "--dir", dir)
-	pub, err := os.ReadFile(filepath.Join(dir, "alice.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	config := func(name, tls string) {
-		cfg := "package system\n\nimport \"hephc.dev/heph\"\n\nserver: heph.#Server & {\n\tlisten:   \"127.0.0.1:0\"\n\tregistry: \"oci://" +
-			strings.TrimPrefix(reg.URL, "http://") + "/heph\"\n\ttls: {" + tls + "}\n}\n\npolicy: heph.#Policy & {trust: {\n\tpeople: alice: keys: [{key: \"" +
-			strings.TrimSpace(string(pub)) + "\"}]\n\trules: [{signatures: 1}]\n}}\n"
-		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name, "system.cue"), []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := newServeFixture(t, st)
+	dir, cli := f.dir, f.cli
+	config := func(name, tls string) { f.write(name+"/system.cue", "\ttls: {"+tls+"}\n", "") }
 	// cert makes a certificate and key in dir/sub (tls.crt, tls.key).
 	cert := func(sub string, now time.Time) string {
 		d := filepath.Join(dir, sub)
