@@ -91,22 +91,12 @@ func seedSharedStore(dir, seed string) error {
 	if _, err := realize.Substitute(ctx, st, src, nil, paths...); err != nil {
 		return fmt.Errorf("seeding from %s: %w", seed, err)
 	}
-	results, _ := filepath.Glob(filepath.Join(seed, "test-results", "*"))
-	if len(results) > 0 {
-		if err := os.MkdirAll(filepath.Join(dir, "test-results"), 0o755); err != nil {
-			return err
-		}
+	// test-results/<base name>/<sha256>.json (trust.Dir's layout).
+	results := filepath.Join(seed, TestResultsDir)
+	if _, err := os.Stat(results); err != nil {
+		return nil
 	}
-	for _, r := range results {
-		b, err := os.ReadFile(r)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "test-results", filepath.Base(r)), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return os.CopyFS(filepath.Join(dir, TestResultsDir), os.DirFS(results))
 }
 
 type realizeError struct {
