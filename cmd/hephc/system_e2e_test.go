@@ -61,19 +61,7 @@ func TestSystemRealizesAndBoots(t *testing.T) {
 
 	// A service whose program is not in the image fails the self-test,
 	// naming the service (only the initramfs and toplevel are rebuilt).
-	broken := t.TempDir()
-	if err := os.CopyFS(filepath.Join(broken, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(filepath.Join(repo, "system.cue")); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(filepath.Join(broken, "system.cue"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	extra := "package system\n\nimages: server: initramfs: services: sshd: command: \"/bin/sshd\"\n"
-	if err := os.WriteFile(filepath.Join(broken, "extra.cue"), []byte(extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	broken := systemWith(t, repo, "images: server: initramfs: services: sshd: command: \"/bin/sshd\"\n")
 	stdout.Reset()
 	stderr.Reset()
 	eb := &env{stdout: &stdout, stderr: &stderr, cwd: broken, getenv: os.Getenv, store: storeDir}

@@ -112,19 +112,7 @@ func TestImageTestFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := os.CopyFS(filepath.Join(dir, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := os.ReadFile(filepath.Join(repo, "system.cue")); err != nil {
-		t.Fatal(err)
-	} else if err := os.WriteFile(filepath.Join(dir, "system.cue"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	extra := "package system\n\nimages: server: tests: never: steps: [\n\t{wait: \"^HEPH-SELFTEST OK$\", timeout: \"5m\"},\n\t{wait: \"HEPH-NEVER-PRINTED\", timeout: \"5s\"},\n]\n"
-	if err := os.WriteFile(filepath.Join(dir, "extra.cue"), []byte(extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := systemWith(t, repo, "images: server: tests: never: steps: [\n\t{wait: \"^HEPH-SELFTEST OK$\", timeout: \"5m\"},\n\t{wait: \"HEPH-NEVER-PRINTED\", timeout: \"5s\"},\n]\n")
 	var stdout, stderr bytes.Buffer
 	e := &env{stdout: &stdout, stderr: &stderr, cwd: dir, getenv: os.Getenv, store: storeDir}
 	start := time.Now()
@@ -151,4 +139,24 @@ func TestImageTestFails(t *testing.T) {
 			t.Errorf("stderr lacks %q", w)
 		}
 	}
+}
+
+// systemWith is a copy of the example system (system.cue, without its
+// policy, and system/) in a new directory, with extra.cue: package
+// system, then extra (whose first line is extra.cue's line 3).
+func systemWith(t *testing.T, repo, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(repo, "system.cue")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(dir, "system.cue"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "extra.cue"), []byte("package system\n\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
