@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -200,6 +201,12 @@ func (c *Config) nameEntries(removed []string) {
 	}
 	for _, id := range slices.Sorted(mapKeys(e.pending)) {
 		d := e.pending[id]
+		// The key (and comments) of the unused entry it replaces, when
+		// that key names no version.
+		if k := c.reusableKey(d, removed, others(d)); k != "" {
+			e.newEntries[k], e.newKeys[id] = d, k
+			continue
+		}
 		k := c.newKey(d, others(d), func(k string) (gomod.Module, bool) {
 			if m, ok := c.table.entries[k]; ok && !gone[k] {
 				return m.Module, true
@@ -211,6 +218,26 @@ func (c *Config) nameEntries(removed []string) {
 		})
 		e.newEntries[k], e.newKeys[id] = d, k
 	}
+}
+
+// versionedKey matches a key that names its module's version.
+var versionedKey = regexp.MustCompile(`_(v\d+(_\d+)*|\d{8,})$`)
+
+// reusableKey is the key of an unused entry of d's path that d can take
+// (one that names no version, not taken by another new entry), or "".
+func (c *Config) reusableKey(d gomod.Module, unused []string, otherVersions bool) string {
+	if otherVersions {
+		return ""
+	}
+	for _, k := range unused {
+		if c.table.entries[k].Path != d.Path || versionedKey.MatchString(k) {
+			continue
+		}
+		if _, taken := c.plan().newEntries[k]; !taken {
+			return k
+		}
+	}
+	return ""
 }
 
 // entryLine is how a table entry is written.
