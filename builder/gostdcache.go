@@ -43,8 +43,9 @@ func goStdCacheAttrs() map[string]any {
 // (seedGoCache) do not compile it again. The go command keys each entry
 // by an action ID that hashes the toolchain, the platform, the flags and
 // the package's files, and uses an entry only when the IDs match: a build
-// with other tags or flags compiles what differs. The cache is made
-// deterministic: the last-trim time is dropped and every entry's
+// with other tags or flags compiles what differs. The cache also holds
+// what go test's vet learns of each package (fillStdCache). The cache is
+// made deterministic: the last-trim time is dropped and every entry's
 // time-added field is zero.
 func goStdCache(args, env []string, stdout, stderr io.Writer) error {
 	info, err := readBuildInfo()
@@ -58,23 +59,66 @@ func goStdCache(args, env []string, stdout, stderr io.Writer) error {
 	if err := checkStdCacheAttrs(info.Derivation.Attrs); err != nil {
 		return err
 	}
-	goroot := gotool.Path
-	goEnv := goEnviron(goroot, scratch+"/gomodcache", env)
-	goEnv = append(goEnv, "GOCACHE="+info.Out, "TMPDIR=/tmp") // the last GOCACHE wins
-	cmdArgs := append(append([]string{"build"}, goBuildFlags...), "std")
-	fmt.Fprintf(stdout, "go %s\n", strings.Join(cmdArgs, " "))
-	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), cmdArgs...)
-	cmd.Dir = scratch
-	cmd.Env = goEnv
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go-std-cache: go build std: %w", err)
+	goEnv := append(goEnviron(gotool.Path, scratch+"/gomodcache", env), "GOCACHE="+info.Out, "TMPDIR=/tmp") // the last GOCACHE wins
+	if err := fillStdCache(gotool.Path, goEnv, "std", stdout, stderr); err != nil {
+		return fmt.Errorf("go-std-cache: %w", err)
 	}
 	n, err := normalizeGoCache(info.Out)
 	if err != nil {
 		return fmt.Errorf("go-std-cache: %w", err)
 	}
 	fmt.Fprintf(stdout, "go-std-cache: %d entries\n", n)
+	return nil
+}
+
+// fillStdCache compiles the packages of pattern (std) with the go
+// command at goroot in env (whose GOCACHE is the cache to fill), as a
+// build does, and runs go vet's analysis of them as go test does (vet
+// keeps facts of every package a tested package imports, with flags of
+// its own for std): go test of a package that imports every one of them
+// that can be imported (no internal or vendored package), running no
+// test (-count=1: no result is cached, for it holds a time).
+func fillStdCache(goroot string, env []string, pattern string, stdout, stderr io.Writer) error {
+	goCmd := func(dir string, args ...string) *exec.Cmd {
+		fmt.Fprintf(stdout, "go %s\n", strings.Join(args, " "))
+		cmd := exec.Command(filepath.Join(goroot, "bin", "go"), args...)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, stdout, stderr
+		return cmd
+	}
+	if err := goCmd(scratch, append(append([]string{"build"}, goBuildFlags...), pattern)...).Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", pattern, err)
+	}
+	list := goCmd(scratch, "list", "-f", "{{if .GoFiles}}{{.ImportPath}}{{end}}", pattern)
+	list.Stdout = nil
+	out, err := list.Output()
+	if err != nil {
+		return fmt.Errorf("go list %s: %w", pattern, err)
+	}
+	src := "package stdvet\n\nimport (\n"
+	for _, p := range strings.Fields(string(out)) {
+		if !slices.Contains(strings.Split(p, "/"), "internal") && !strings.HasPrefix(p, "vendor/") {
+			src += fmt.Sprintf("\t_ %q\n", p)
+		}
+	}
+	src += ")\n"
+	dir := filepath.Join(scratch, "stdvet")
+	files := map[string]string{
+		"go.mod":         "module hephc.invalid/stdvet\n\ngo 1.22\n",
+		"stdvet.go":      src,
+		"stdvet_test.go": "package stdvet\n\nimport \"testing\"\n\nfunc TestNothing(t *testing.T) {}\n",
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	args := append(append([]string{"test"}, goBuildFlags...), "-buildvcs=false", "-count=1", "-run=^$", ".")
+	if err := goCmd(dir, args...).Run(); err != nil {
+		return fmt.Errorf("go test of the packages of %s: %w", pattern, err)
+	}
 	return nil
 }
 

@@ -13,15 +13,21 @@ import (
 	"hephc.dev/hephc/realize"
 )
 
-// goRun runs the host's go command with the builders' environment
-// (goEnviron), its cache at gocache, in dir, and returns its stderr.
-func goRun(t *testing.T, dir, gocache string, args ...string) string {
+// goRoot is the host's Go toolchain.
+func goRoot(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
 		t.Skipf("no go command: %v", err)
 	}
-	goroot := strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out))
+}
+
+// goRun runs the host's go command with the builders' environment
+// (goEnviron), its cache at gocache, in dir, and returns its stderr.
+func goRun(t *testing.T, dir, gocache string, args ...string) string {
+	t.Helper()
+	goroot := goRoot(t)
 	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), args...)
 	cmd.Dir = dir
 	cmd.Env = append(goEnviron(goroot, t.TempDir(), nil), "GOCACHE="+gocache, "TMPDIR="+t.TempDir())
@@ -53,7 +59,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 }
 
 // A cache of std packages (here fmt and what it imports, as goStdCache
-// compiles all of std) holds no time once normalized (that two stores
+// fills it with all of std: compiled, and vet's facts) holds no time once normalized (that two stores
 // build the same std cache is TestImageIsReproducible's), and a build
 // seeded with it (seedGoCacheFrom) compiles only its own package, even
 // with build tags (here goshsmall, as a program may set them): the go
@@ -63,7 +69,12 @@ func TestStdCacheIsReused(t *testing.T) {
 		t.Skip("compiles part of the standard library twice")
 	}
 	cache := t.TempDir()
-	goRun(t, t.TempDir(), cache, append([]string{"build"}, append(goBuildFlags, "fmt")...)...)
+	goroot := goRoot(t)
+	env := append(goEnviron(goroot, t.TempDir(), nil), "GOCACHE="+cache, "TMPDIR="+t.TempDir())
+	var fillLog bytes.Buffer
+	if err := fillStdCache(goroot, env, "fmt", &fillLog, &fillLog); err != nil {
+		t.Fatalf("%v\n%s", err, fillLog.String())
+	}
 	n, err := normalizeGoCache(cache)
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +113,15 @@ func TestStdCacheIsReused(t *testing.T) {
 	out, err := exec.Command(bin).Output()
 	if err != nil || string(out) != "small\n" {
 		t.Errorf("the program printed %q (%v); want small", out, err)
+	}
+
+	// go test vets only its own package: the facts of fmt and what it
+	// imports are in the cache.
+	os.WriteFile(filepath.Join(mod, "main_test.go"), []byte("package main\n\nimport \"testing\"\n\nfunc TestGreeting(t *testing.T) {\n\tif greeting != \"small\" {\n\t\tt.Fatal(greeting)\n\t}\n}\n"), 0o644)
+	args = append(append([]string{"test", "-x"}, goBuildFlags...), "-buildvcs=false", "-tags", "goshsmall", ".")
+	log2 := goRun(t, mod, seeded, args...)
+	if c := strings.Count(log2, "/vet "); c != 1 {
+		t.Errorf("the seeded go test ran vet %d times; want once, for its own package:\n%s", c, log2)
 	}
 }
 
