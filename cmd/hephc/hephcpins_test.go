@@ -23,7 +23,7 @@ import (
 // hephcPinsFile is the configuration file that builds hephc from this
 // repository (hephcSrc, hephcModFiles, hephcModules), relative to the
 // repository.
-const hephcPinsFile = "testdata/server-image/hephc.cue"
+const hephcPinsFile = "system.cue"
 
 var updateHephcPins = flag.Bool("update-hephc-pins", false, "TestHephcSourcePinIsCurrent: rewrite the generated hephc pins instead of failing")
 
@@ -60,17 +60,26 @@ func TestHephcSourcePinIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", hephcPinsFile, err)
 	}
-	if bytes.Equal(out, conf) {
+	sumFile := filepath.Join(repo, "heph.sum")
+	sum, err := os.ReadFile(sumFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := withLocks(sum, want)
+	if bytes.Equal(out, conf) && bytes.Equal(locked, sum) {
 		return
 	}
 	if *updateHephcPins {
 		if err := os.WriteFile(file, out, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: hephc's pins rewritten", hephcPinsFile)
+		if err := os.WriteFile(sumFile, locked, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s and heph.sum: hephc's pins rewritten", hephcPinsFile)
 		return
 	}
-	t.Errorf("%s pins hephc's sources or modules by stale pins: run\n\tgo test ./cmd/hephc -run TestHephcSourcePinIsCurrent -update-hephc-pins\nor set its generated block to:\n%s", hephcPinsFile, want)
+	t.Errorf("%s pins hephc's sources or modules by stale pins (or heph.sum lacks its modules): run\n\tgo test ./cmd/hephc -run TestHephcSourcePinIsCurrent -update-hephc-pins\nor set its generated block to:\n%s", hephcPinsFile, want)
 }
 
 // withPins is conf with pins as its generated block.

@@ -73,14 +73,11 @@ func TestServerImage(t *testing.T) {
 	waitHealthy(t, admc)
 	t.Logf("server image: serving %v after boot (root %s, certificate %s)", time.Since(bootStart).Round(time.Second), rootHash, cert)
 
-	// Publish the sentinel from the host, as alice, with the admin token.
-	if err := os.WriteFile(filepath.Join(dir, "pins.cue"), []byte(fmt.Sprintf("package system\n\nserver: {\n\trootHash:    %q\n\tcertificate: %q\n}\n", rootHash, cert)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, "pins.cue")
+	// Publish the sentinel from the host, as alice, with the admin token,
+	// to the server the console's certificate pin names.
 	cli.must(storeDir, "sign", "--only", "--key", filepath.Join(work, "alice.key"), sentinel)
 	cli.env[TokenEnv] = admin
-	_, perr := cli.must(storeDir, append([]string{"publish", "--server", url, "--certificate", cert, "-A", "base.packages.sentinel"}, files...)...)
+	_, perr := cli.must(storeDir, "publish", "--server", url, "--certificate", cert, "--attr", "sentinel", "--version", "1", sentinel)
 	t.Logf("publish: %s", lastLine(perr))
 	chans, err := admc.Channels(context.Background())
 	if err != nil {
@@ -165,12 +162,6 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 		t.Fatal(err)
 	}
 	files := []string{"system.cue", "e2e.cue"}
-	if hephcPinsFile != "system.cue" {
-		files = append(files, "hephc.cue")
-		if err := os.WriteFile(filepath.Join(dir, "hephc.cue"), conf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The copy's pins: those of the repository when they are current (as
 	// TestHephcSourcePinIsCurrent checks), so the shared store's hephc.
 	pinned := filepath.Join(dir, filepath.Base(hephcPinsFile))
@@ -188,8 +179,12 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 	if err := os.WriteFile(pinned, pinnedConf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if hephcPinsFile != "system.cue" {
-		integrateHephc(t, dir, pinnedConf)
+	sum, err := os.ReadFile(filepath.Join(dir, "heph.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "heph.sum"), withLocks(sum, pins), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	sys := filepath.Join(dir, "system.cue")
 	b, err := os.ReadFile(sys)
@@ -212,22 +207,6 @@ func serverImageConfig(t *testing.T, port int, pub string) (string, []string) {
 		t.Fatal(err)
 	}
 	return dir, files
-}
-
-// integrateHephc does in the copy dir what system.cue will do once it
-// builds hephc itself: conf's modules in heph.sum, and policy.cue's
-// hosts for them.
-func integrateHephc(t *testing.T, dir string, conf []byte) {
-	t.Helper()
-	sum, err := os.ReadFile(filepath.Join(dir, "heph.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "heph.sum"), withLocks(sum, string(conf)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	editFile(t, filepath.Join(dir, "policy.cue"), `"pack.ag", "c2sp.org"]`, `"pack.ag", "c2sp.org", "cuelabs.dev", "cuelang.org", "go.yaml.in", "go.opentelemetry.io", "google.golang.org", "modernc.org"]`)
-	editFile(t, filepath.Join(dir, "policy.cue"), "maxDerivations:  150", "maxDerivations:  256")
 }
 
 // toplevelIn returns the physical path in the store dir of attr of the
