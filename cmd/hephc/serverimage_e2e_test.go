@@ -90,7 +90,8 @@ func TestServerImage(t *testing.T) {
 	// The workstation reports to it at 10.0.2.2, the host's 127.0.0.1.
 	ws := bootOnTerminal(t, workstation, "--reporter-token-file", tokFile,
 		"--append", fmt.Sprintf("ip=dhcp heph.server=https://10.0.2.2:%d heph.server_cert=%s", port, cert))
-	ws.expect(t, `(?m)^\$ `, 4*time.Minute)
+	// Planted once the sentinel watches (the shell may come first).
+	ws.expect(t, `HEPH-SENTINEL: watching [0-9]+ files in /bin`, 4*time.Minute)
 	ws.send(t, "echo planted >/bin/planted\r")
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
