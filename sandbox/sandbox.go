@@ -351,9 +351,15 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 		return fmt.Errorf("sandbox: encoding spec: %w", err)
 	}
 	// The init reads the whole spec first; if it dies before, the write
-	// fails and Wait tells why.
-	_, writeErr := specW.Write(payload)
-	specW.Close()
+	// fails and Wait tells why. The write is not waited for alone: an
+	// init that neither reads nor ends is stopped by the timeout or the
+	// context like any build (closing specW then ends the write).
+	written := make(chan error, 1)
+	go func() {
+		_, err := specW.Write(payload)
+		specW.Close()
+		written <- err
+	}()
 
 	var expired <-chan time.Time
 	if timeout > 0 {
@@ -386,6 +392,11 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	if len(raw) == 0 {
 		if err := r.limitError(nil, nil); err != nil {
 			return err
+		}
+		var writeErr error
+		select {
+		case writeErr = <-written:
+		default:
 		}
 		if writeErr != nil {
 			return fmt.Errorf("sandbox: sending spec to init: %w (init: %v)", writeErr, waitErr)
