@@ -34,11 +34,17 @@ func QEMUVersion() string {
 	return version
 }
 
+// ErrNoQEMU says why an image test cannot run on a host without QEMU.
+var ErrNoQEMU = errors.New("image tests boot the image in the host's QEMU, and " + qemu.Binary + " is not on PATH or does not run: install it (Debian: apt-get install qemu-system-x86), or require no image tests in the policy")
+
 // Boot boots the machine cfg (an image's toplevel, with t's memory) in
 // the host's QEMU and runs t's steps on its console, copying the console
 // to transcript. QEMU is stopped when the steps end. The error is a
 // *StepError when a step failed.
 func Boot(ctx context.Context, cfg qemu.Config, t Test, transcript io.Writer) (passed []string, err error) {
+	if QEMUVersion() == "none" {
+		return nil, ErrNoQEMU
+	}
 	m, err := qemu.Start(ctx, qemu.Binary, cfg.Args(), qemu.StartOptions{})
 	if err != nil {
 		return nil, err
