@@ -178,6 +178,14 @@ func (c *Config) setList(attr, what string, have []*Module, list *List, pos srcp
 	if ll == nil {
 		return nil, fmt.Errorf("%s: no list at %s", attr, c.rel(list.Pos))
 	}
+	if slices.ContainsFunc(ll.Elts, func(el ast.Expr) bool { _, ok := el.(*ast.Comprehension); return ok }) {
+		// A list a comprehension makes (hephc's own deps, from the
+		// generated hephcModules) is kept by whatever generates it.
+		if sameModules(have, deps) {
+			return have, nil
+		}
+		return nil, fmt.Errorf("%s: its %s should be %s, but they are made by a comprehension (at %s), which hephc update does not rewrite: change what it iterates over", attr, what, modulesList(deps), c.rel(list.Pos))
+	}
 	kept := make([]string, len(have))
 	if len(ll.Elts) == len(have) {
 		for i, el := range ll.Elts {
