@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -200,26 +201,44 @@ func storeEntries(t *testing.T, dir string) []string {
 }
 
 // copyExampleSystem copies the repository's example system into a new
-// directory and returns it: system.cue, policy.cue, heph.sum and system/
-// (the #LocalFile source of heph's programs).
+// directory and returns it: every file git tracks (system.cue, policy.cue,
+// heph.sum, system/ and the Go sources hephcSrc pins, so that hephc
+// update resolves hephc itself and the copy's pins hold), nothing
+// untracked (binaries, result links).
 func copyExampleSystem(t *testing.T) string {
 	t.Helper()
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
+	out, err := exec.Command("git", "-C", repo, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files in %s: %v", repo, err)
+	}
 	dir := t.TempDir()
-	for _, f := range []string{"system.cue", "policy.cue", "heph.sum"} {
-		b, err := os.ReadFile(filepath.Join(repo, f))
+	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(repo, f)
+		fi, err := os.Lstat(src)
+		if os.IsNotExist(err) {
+			continue // deleted in the work tree
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := os.CopyFS(filepath.Join(dir, "system"), os.DirFS(filepath.Join(repo, "system"))); err != nil {
-		t.Fatal(err)
+		dst := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
