@@ -199,7 +199,7 @@ func checkArchive(t *testing.T, b []byte) {
 	}
 	link("init", "bbin/init")
 	link("bin/uinit", "hephinit")
-	for _, exe := range []string{"bbin/bb", "bin/hephinit", "bin/selftest", "bin/wireguard", "bin/attest-tool", "bin/sentinel"} {
+	for _, exe := range []string{"bbin/bb", "bin/hephinit", "bin/selftest", "bin/wireguard", "bin/attest-tool", "bin/sentinel", "bin/hephc"} {
 		if r, ok := byName[exe]; !ok || r.mode&0o111 == 0 || !bytes.HasPrefix(r.data, []byte("\x7fELF")) {
 			t.Errorf("%s: want an executable", exe)
 		}
@@ -208,12 +208,12 @@ func checkArchive(t *testing.T, b []byte) {
 		Command string
 		Restart string
 	}
-	if err := json.Unmarshal(byName["etc/heph/services.json"].data, &svcs); err != nil || svcs["selftest"].Command != "/bin/selftest" || svcs["selftest"].Restart != "never" || svcs["sentinel"].Command != "/bin/sentinel" || svcs["sentinel"].Restart != "always" {
-		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest and sentinel services", svcs, err)
+	if err := json.Unmarshal(byName["etc/heph/services.json"].data, &svcs); err != nil || svcs["selftest"].Command != "/bin/selftest" || svcs["selftest"].Restart != "on-failure" || svcs["sentinel"].Command != "/bin/sentinel" || svcs["sentinel"].Restart != "always" || svcs["serve"].Command != "/bin/hephc" || len(svcs) != 3 {
+		t.Errorf("etc/heph/services.json: got %+v (%v), want the selftest, sentinel and serve (hephc) services", svcs, err)
 	}
 	var progs []struct{ Path, Package string }
-	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 6 {
-		t.Errorf("etc/heph/programs.json: got %+v (%v), want 6 programs (attest-tool, gocryptfs, hephinit, selftest, sentinel, wireguard)", progs, err)
+	if err := json.Unmarshal(byName["etc/heph/programs.json"].data, &progs); err != nil || len(progs) != 7 {
+		t.Errorf("etc/heph/programs.json: got %+v (%v), want 7 programs (attest-tool, gocryptfs, hephc, hephinit, selftest, sentinel, wireguard)", progs, err)
 	}
 	// The server has no console shell (system.cue): heph's init reads so.
 	var console struct{ Shell *bool }
