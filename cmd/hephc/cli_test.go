@@ -116,7 +116,7 @@ func TestPrintError(t *testing.T) {
 		{"eval errors", evalErr, "" +
 			"system.cue:6:11: x.name: invalid value \"../x\" (a store name is 1 to 200 bytes of A-Z a-z 0-9 + . _ ? = -, not starting with '.' and without '..')\n" +
 			"\tschema: hephc.dev/heph/derivation.cue:14:8\n" +
-			"\tschema: hephc.dev/heph/derivation.cue:58:12\n" +
+			"\tschema: hephc.dev/heph/derivation.cue:62:12\n" +
 			"\tschema: hephc.dev/heph/derivation.cue:14:57\n" +
 			"system.cue:9:75: y.inputs.b: input b is not a derivation (want a reference to a derivation, or a list or struct of them)\n"},
 		{"eval error without a position", evalAttrErr, "" +

@@ -95,10 +95,10 @@ func TestDeployRefusesBadInput(t *testing.T) {
 	}
 	editFile(t, sys, `sha256:  "0f2b81bd`, `sha256:  "8f2b81bd`)
 
-	// An ESP too small: a copy of the configuration with espMiB: 64, which
-	// holds slot A's workstation (kernel and initrd, 60 MB) and no more.
+	// An ESP too small: a copy of the configuration with espMiB: 100, which
+	// holds slot A's workstation (kernel and initrd, 60–70 MB) and no more.
 	editFile(t, sys, `name: "workstation-disk"`, `name: "workstation-disk"
-	espMiB: 64`)
+	espMiB: 100`)
 	img := filepath.Join(dir, "small.img")
 	hephc(t, cfg, storeDir, "image", "--disk", "-A", "images.workstation", "system.cue", "-o", img)
 	before := readFile(t, img)

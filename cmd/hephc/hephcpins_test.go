@@ -105,8 +105,20 @@ func withLocks(sum []byte, pins string) []byte {
 	for _, m := range regexp.MustCompile(`\{path: "([^"]+)", version: "([^"]+)", sum: "([^"]+)"\}`).FindAllStringSubmatch(pins, -1) {
 		lines = append(lines, m[1]+" "+m[2]+" "+m[3])
 	}
-	slices.Sort(lines)
-	return []byte(strings.Join(append(head, slices.Compact(lines)...), "\n") + "\n")
+	// As hephc update writes it (pins.lockOf): module lines sorted, then
+	// program lines sorted.
+	var mods, progs []string
+	for _, l := range lines {
+		if strings.Contains(l, " program ") {
+			progs = append(progs, l)
+		} else {
+			mods = append(mods, l)
+		}
+	}
+	slices.Sort(mods)
+	slices.Sort(progs)
+	lines = append(slices.Compact(mods), slices.Compact(progs)...)
+	return []byte(strings.Join(append(head, lines...), "\n") + "\n")
 }
 
 // hephcPins computes the generated block: the source's tree hash, the

@@ -94,8 +94,8 @@ func TestTrustQuorumE2E(t *testing.T) {
 	start = time.Now()
 	out, errOut = hephc(b, 0, "realize", "--no-link", "-A", age, "system.cue")
 	t.Logf("store b: age built on imported sources in %v", time.Since(start).Round(time.Second))
-	if strings.TrimSpace(out) != agePath || !strings.Contains(errOut, "fetched 0, built 1") {
-		t.Fatalf("bob's store: got %q, %s; want %s built, nothing fetched", out, errOut, agePath)
+	if strings.TrimSpace(out) != agePath || !strings.Contains(errOut, "fetched 0, built 2") || !strings.Contains(errOut, "built go-std-cache") {
+		t.Fatalf("bob's store: got %q, %s; want %s and the toolchain's std cache built, nothing fetched", out, errOut, agePath)
 	}
 	infoA, _ := hephc(a, 0, "path-info", "--json", agePath)
 	infoB, _ := hephc(b, 0, "path-info", "--json", agePath)

@@ -54,7 +54,7 @@ func TestUpdateAgainstTheModuleProxy(t *testing.T) {
 	if lock, err := os.ReadFile(filepath.Join(dir, "heph.sum")); err != nil || !bytes.Contains(lock, []byte("\nfilippo.io/age v1.3.0 h1:")) {
 		t.Errorf("heph.sum does not record age v1.3.0 (%v)", err)
 	}
-	if removed, added := lineChanges(string(before), string(after)); removed > 8 || added > 8 {
+	if removed, added := lineChanges(string(before), string(after)); removed > 16 || added > 16 { // age, its 4 deps, its tests' 3 and their new entries
 		t.Errorf("the pin change touched %d lines out and %d in, want a small diff:\n%s", removed, added, after)
 	}
 	for _, s := range []string{`version: "v1.3.0"`, "modules.x_crypto_v0_45_0, modules.x_sys_v0_38_0,", `edwards25519: {path: "filippo.io/edwards25519", version: "v1.1.0"`} {
