@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"hephc.dev/hephc/internal/e2estore"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
@@ -21,9 +22,10 @@ import (
 // fetching and building again.
 var shared struct {
 	once   sync.Once
-	dir    string        // the shared store
-	stderr string        // what the first realize printed
-	took   time.Duration // how long it took
+	dir    string          // the shared store
+	owner  *e2estore.Owner // when other test binaries may read it
+	stderr string          // what the first realize printed
+	took   time.Duration   // how long it took
 	err    error
 }
 
@@ -35,19 +37,28 @@ func systemStore(t *testing.T) (dir, firstStderr string, took time.Duration) {
 	t.Helper()
 	e2e(t, "fetches the pinned sources and builds the whole example system")
 	shared.once.Do(func() {
-		shared.dir, shared.err = os.MkdirTemp("", "hephc-e2e-store-")
-		if shared.err != nil {
-			return
-		}
-		if seed := os.Getenv(seedEnv); seed != "" {
-			if shared.err = seedSharedStore(shared.dir, seed); shared.err != nil {
-				return
-			}
-		}
 		repo, err := filepath.Abs("../..")
 		if err != nil {
 			shared.err = err
 			return
+		}
+		seed := os.Getenv(seedEnv)
+		if seed == "" {
+			// From nothing: other test binaries of this go command may
+			// compare with it (builder's TestImageIsReproducible).
+			if shared.owner, err = e2estore.Announce(repo); err == nil {
+				shared.dir = shared.owner.Store()
+			}
+		}
+		if shared.dir == "" {
+			if shared.dir, shared.err = os.MkdirTemp("", "hephc-e2e-store-"); shared.err != nil {
+				return
+			}
+		}
+		if seed != "" {
+			if shared.err = seedSharedStore(shared.dir, seed); shared.err != nil {
+				return
+			}
 		}
 		var stdout, stderr bytes.Buffer
 		e := &env{stdout: &stdout, stderr: &stderr, cwd: repo, getenv: os.Getenv, store: shared.dir}
@@ -57,6 +68,11 @@ func systemStore(t *testing.T) (dir, firstStderr string, took time.Duration) {
 		}
 		shared.took = time.Since(start)
 		shared.stderr = stderr.String()
+		if shared.owner != nil {
+			if err := shared.owner.Done(shared.err == nil); err != nil && shared.err == nil {
+				shared.err = err
+			}
+		}
 	})
 	if shared.err != nil {
 		t.Fatalf("realizing system.cue into the shared store: %v", shared.err)
@@ -118,6 +134,11 @@ func (c cleanupM) Run() int {
 
 // removeSharedStore removes the shared store when the test binary ends.
 func removeSharedStore() {
+	if shared.owner != nil {
+		// Waits for the readers in other test binaries.
+		shared.owner.Close()
+		return
+	}
 	if shared.dir != "" {
 		// Store paths are read-only: make them writable to remove them.
 		filepath.WalkDir(shared.dir, func(p string, d os.DirEntry, err error) error {
