@@ -71,6 +71,41 @@ func BenchmarkEvalEdit(b *testing.B) {
 	}
 }
 
+// BenchmarkEvalEditNewProcess is what a new process (hephc eval run again)
+// does after one package of the configuration was edited: a fresh
+// eval.Fast, with the FileCache the evaluation before it wrote, reads the
+// files, takes the unchanged ones' declarations and hashes from the cache,
+// parses the edited one, hashes what the edit changed and writes the
+// entries that changed. What the CLI adds (starting, the evaluation cache,
+// printing) is measured by bench/compare.sh's hephc-edit row.
+func BenchmarkEvalEditNewProcess(b *testing.B) {
+	for _, n := range []int{10000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			benchconfig.Write(b, dir, n)
+			disk := &eval.FileCache{Dir: b.TempDir(), Build: "bench"}
+			if _, ok := fastEvalAt(dir, &eval.Fast{}, "", disk); !ok {
+				b.Fatal("the fast path refused the configuration")
+			}
+			benchconfig.ResetPeakRSS()
+			defer benchconfig.ReportPeakRSS(b)
+			k := 0
+			defer reportCPU(b, cpuTime())
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				k++
+				editPackage(b, dir, (k*7919)%n, k)
+				b.StartTimer()
+				g, ok := fastEvalAt(dir, &eval.Fast{}, "", disk)
+				if !ok || len(g.Nodes) != n {
+					b.Fatal("the fast path refused the edited configuration")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkEvalGraphCUE is the same evaluation with CUE's evaluator
 // (lang.Load, Build): what a configuration the fast path refuses costs.
 func BenchmarkEvalGraphCUE(b *testing.B) {

@@ -8,9 +8,9 @@ import (
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/parser"
-	"cuelang.org/go/cue/token"
 
 	"hephc.dev/hephc/defs"
+	"hephc.dev/hephc/srcpos"
 	"hephc.dev/hephc/store"
 )
 
@@ -42,6 +42,11 @@ import (
 // Its nodes have no CUE values (Node.Value), as a graph from the
 // evaluation cache has none: pipeline takes the fast path only when no
 // policy is to be enforced (policy reads the values).
+//
+// With a FileCache (fastdisk.go), what was extracted from each file and
+// what linking made of its declarations is kept on disk too, so that a
+// new process after an edit parses only the edited files and hashes only
+// the derivations whose inputs changed.
 
 // File is one file of a configuration, for Fast.
 type File struct {
@@ -61,27 +66,39 @@ type Fast struct {
 	link  sync.Mutex // held by link, which reuses what declarations made before
 	mu    sync.Mutex
 	files map[string]*fastFile // by file name
+	// parsed counts the files parsed (for tests: the others came from
+	// memory or a FileCache).
+	parsed int
 }
 
 // fastFile is what one file declares, when the fast path handles it.
 type fastFile struct {
+	name  string
 	sum   [32]byte
 	ok    bool
 	pkg   string
 	decls []*fastDecl
+	// dirty says that the file's FileCache entry (if any) is not what
+	// the file is now: extracted afresh, or linked anew since.
+	dirty bool
 }
 
 // fastDecl is one derivation literal: where it is (labels from the top),
 // its derivation without inputs, its meta and its inputs' references.
 type fastDecl struct {
+	ff     *fastFile
 	path   []string
-	pos    token.Pos
+	pos    srcpos.Pos
 	drv    store.Derivation
 	meta   Meta
 	inputs []fastInput
-	// last is the derivation this declaration made the last time it was
-	// linked, with its inputs' hashes in the order they were visited:
-	// the same inputs make the same derivation, not hashed again.
+	// linked says that the declaration was linked before (in this
+	// process or, through a FileCache, another): it passed Validate, and
+	// with its inputs' hashes lastIns (in the order they are visited) it
+	// made the derivation hashed lastHash; the same inputs make the same
+	// derivation, not hashed again. last is that derivation, made when
+	// it is first needed.
+	linked   bool
 	last     *store.Derivation
 	lastIns  []store.DrvHash
 	lastHash store.DrvHash
@@ -99,7 +116,10 @@ type fastInput struct {
 // Build evaluates files (one package, every file of it) as Build would
 // evaluate the CUE value they make, when it can prove it does so exactly;
 // ok=false means the caller must evaluate them with CUE.
-func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
+//
+// With disk, what Build does not have in memory it looks for in disk
+// first, and what it extracted or linked anew it writes there.
+func (f *Fast) Build(files []File, opts Options, disk *FileCache) (g *Graph, ok bool) {
 	var at []string // the attribute's labels
 	if opts.Attr != "" {
 		at = strings.Split(opts.Attr, ".")
@@ -112,7 +132,12 @@ func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
 	if len(files) == 0 {
 		return nil, false
 	}
-	ffs := f.extract(files)
+	ffs := f.extract(files, disk)
+	f.link.Lock()
+	defer f.link.Unlock()
+	if disk != nil {
+		defer disk.store(ffs) // what is new, whatever linking makes of it
+	}
 	pkg := ""
 	for i, ff := range ffs {
 		if !ff.ok || i > 0 && ff.pkg != pkg {
@@ -120,14 +145,13 @@ func (f *Fast) Build(files []File, opts Options) (g *Graph, ok bool) {
 		}
 		pkg = ff.pkg
 	}
-	f.link.Lock()
-	defer f.link.Unlock()
 	return link(ffs, at)
 }
 
 // extract returns what each file declares, from the cache when the file
-// is unchanged, extracting the others in parallel.
-func (f *Fast) extract(files []File) []*fastFile {
+// is unchanged, else from disk when it has the file, extracting the
+// others; files are read from disk and extracted in parallel.
+func (f *Fast) extract(files []File, disk *FileCache) []*fastFile {
 	out := make([]*fastFile, len(files))
 	var todo []int
 	f.mu.Lock()
@@ -146,7 +170,12 @@ func (f *Fast) extract(files []File) []*fastFile {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				out[i] = extractFile(files[i])
+				if out[i] = disk.load(files[i]); out[i] == nil {
+					out[i] = extractFile(files[i])
+					f.mu.Lock()
+					f.parsed++
+					f.mu.Unlock()
+				}
 			}
 		}()
 	}
@@ -169,8 +198,9 @@ func (f *Fast) extract(files []File) []*fastFile {
 // extractFile parses one file and reads its declarations; ok=false when any of them is
 // not a shape the fast path handles.
 func extractFile(fl File) *fastFile {
-	ff := &fastFile{sum: fl.Sum}
+	ff := &fastFile{name: fl.Name, sum: fl.Sum, dirty: true}
 	if defs.IsSchemaFile(fl.Name) {
+		ff.dirty = false // the schema is hephc's own: nothing to keep
 		return ff
 	}
 	x, err := parser.ParseFile(fl.Name, fl.Src)

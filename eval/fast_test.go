@@ -19,13 +19,16 @@ import (
 // fastBoth evaluates the configuration in dir with CUE (lang.Load, Build)
 // and on the fast path, and fails t when the fast path gives a graph that
 // is not CUE's exactly, or a graph where CUE gives an error. It reports
-// whether the fast path handled the configuration.
+// whether the fast path handled the configuration. The fast path runs
+// three ways, which must agree: with no FileCache, and twice as new
+// processes do with one (the first writes it, the second reads it).
 // With the whole configuration handled, it does the same for each
 // top-level field and each root as the attribute (-A) to evaluate, and
-// for an attribute that is not there.
+// for an attribute that is not there, with the same FileCache.
 func fastBoth(t testing.TB, dir string) bool {
 	t.Helper()
-	if !fastBothAt(t, dir, "") {
+	disk := &eval.FileCache{Dir: t.TempDir(), Build: "test"}
+	if !fastBothAt(t, dir, "", disk) {
 		return false
 	}
 	g, _ := fastEval(dir, &eval.Fast{})
@@ -37,12 +40,12 @@ func fastBoth(t testing.TB, dir string) bool {
 		attrs[strings.Split(a, ".")[0]] = true
 	}
 	for a := range attrs {
-		fastBothAt(t, dir, a)
+		fastBothAt(t, dir, a, disk)
 	}
 	return true
 }
 
-func fastBothAt(t testing.TB, dir, attr string) bool {
+func fastBothAt(t testing.TB, dir, attr string, disk *eval.FileCache) bool {
 	t.Helper()
 	var want *eval.Graph
 	var werr error
@@ -52,7 +55,18 @@ func fastBothAt(t testing.TB, dir, attr string) bool {
 	} else {
 		want, werr = eval.Build(cfg.Value, eval.Options{Attr: attr})
 	}
-	got, ok := fastEvalAt(dir, &eval.Fast{}, attr)
+	got, ok := fastEvalAt(dir, &eval.Fast{}, attr, nil)
+	for _, how := range []string{"writing a file cache", "reading the file cache"} {
+		g, ok2 := fastEvalAt(dir, &eval.Fast{}, attr, disk)
+		if ok2 != ok {
+			t.Fatalf("%s -A %q: the fast path %s handled it %v, without one %v", dir, attr, how, ok2, ok)
+		}
+		if ok && werr == nil {
+			if d := graphDiff(want, g); d != "" {
+				t.Fatalf("%s -A %q: the fast path's graph %s is not CUE's: %s", dir, attr, how, d)
+			}
+		}
+	}
 	if !ok {
 		return false
 	}
@@ -65,9 +79,9 @@ func fastBothAt(t testing.TB, dir, attr string) bool {
 	return true
 }
 
-func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) { return fastEvalAt(dir, f, "") }
+func fastEval(dir string, f *eval.Fast) (*eval.Graph, bool) { return fastEvalAt(dir, f, "", nil) }
 
-func fastEvalAt(dir string, f *eval.Fast, attr string) (*eval.Graph, bool) {
+func fastEvalAt(dir string, f *eval.Fast, attr string, disk *eval.FileCache) (*eval.Graph, bool) {
 	_, files, ok := lang.NewLoader(dir).Simple(dir)
 	if !ok {
 		return nil, false
@@ -80,7 +94,7 @@ func fastEvalAt(dir string, f *eval.Fast, attr string) (*eval.Graph, bool) {
 	for i, s := range srcs {
 		fs[i] = eval.File{Name: s.Name, Sum: s.Sum, Src: s.Src}
 	}
-	return f.Build(fs, eval.Options{Attr: attr})
+	return f.Build(fs, eval.Options{Attr: attr}, disk)
 }
 
 // graphDiff says how two graphs differ ("" when they do not), comparing
@@ -174,19 +188,18 @@ func TestFastDifferential(t *testing.T) {
 }
 
 // TestFastEdit evaluates a configuration, edits one package and evaluates
-// it again with the same caches: the graph must be CUE's for the edit.
+// it again, with the same in-memory caches and as a new process does with
+// the FileCache the first evaluation wrote: each graph must be CUE's for
+// the edit.
 func TestFastEdit(t *testing.T) {
 	dir := t.TempDir()
 	benchconfig.Write(t, dir, 2100)
 	f := &eval.Fast{}
-	if _, ok := fastEval(dir, f); !ok {
+	disk := &eval.FileCache{Dir: t.TempDir(), Build: "test"}
+	if _, ok := fastEvalAt(dir, f, "", disk); !ok {
 		t.Fatal("refused")
 	}
 	editPackage(t, dir, 1234, 1)
-	got, ok := fastEval(dir, f)
-	if !ok {
-		t.Fatal("refused after the edit")
-	}
 	cfg, err := lang.NewLoader(dir).Load(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -195,8 +208,15 @@ func TestFastEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := graphDiff(want, got); d != "" {
-		t.Fatal(d)
+	for i, f := range []*eval.Fast{f, {}} {
+		how := []string{"the same process", "a new process"}[i]
+		got, ok := fastEvalAt(dir, f, "", disk)
+		if !ok {
+			t.Fatalf("%s: refused after the edit", how)
+		}
+		if d := graphDiff(want, got); d != "" {
+			t.Fatalf("%s: %s", how, d)
+		}
 	}
 }
 

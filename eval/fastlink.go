@@ -88,28 +88,13 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 				ins = append(ins, t.hash)
 			}
 		}
-		drv, h := d.last, d.lastHash
-		if drv == nil || !slices.Equal(ins, d.lastIns) {
-			dc := d.drv
-			dc.Inputs = make(map[string]store.DrvHash, len(ins))
-			k := 0
-			for _, in := range d.inputs {
-				for i := range in.refs {
-					name := in.label
-					switch in.kind {
-					case 'l':
-						name += "." + strconv.Itoa(i)
-					case 's':
-						name += "." + in.keys[i]
-					}
-					dc.Inputs[name] = ins[k]
-					k++
-				}
-			}
+		h := d.lastHash
+		if !d.linked || !slices.Equal(ins, d.lastIns) {
+			dc := d.derivation(ins)
 			// What Validate checks (names, placeholders naming inputs,
 			// NUL bytes) does not depend on the inputs' hashes: once is
 			// enough for a declaration.
-			if d.last == nil && len(dc.Validate()) > 0 {
+			if !d.linked && len(dc.Validate()) > 0 {
 				n.state = failed
 				return false
 			}
@@ -118,12 +103,15 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 				n.state = failed
 				return false
 			}
-			drv = &dc
-			d.last, d.lastIns, d.lastHash = drv, ins, h
+			d.linked, d.last, d.lastIns, d.lastHash = true, &dc, ins, h
+			d.ff.dirty = true
+		} else if d.last == nil { // linked by another process
+			dc := d.derivation(ins)
+			d.last = &dc
 		}
 		n.state, n.hash = done, h
 		g.Decoded++
-		pos := posOf(d.pos)
+		pos := d.pos
 		if prev, dup := g.Nodes[h]; dup {
 			if !reflect.DeepEqual(prev.Meta, d.meta) {
 				n.state = failed
@@ -133,7 +121,7 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 				prev.Attr, prev.Pos = n.attr, pos
 			}
 		} else {
-			g.Nodes[h] = &Node{Hash: h, Drv: drv, Meta: d.meta, Attr: n.attr, Pos: pos}
+			g.Nodes[h] = &Node{Hash: h, Drv: d.last, Meta: d.meta, Attr: n.attr, Pos: pos}
 		}
 		return true
 	}
@@ -160,4 +148,26 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 		g.Roots[n.attr] = n.hash
 	}
 	return g, true
+}
+
+// derivation is the declaration's derivation with ins, its inputs'
+// hashes in the order link visits them.
+func (d *fastDecl) derivation(ins []store.DrvHash) store.Derivation {
+	dc := d.drv
+	dc.Inputs = make(map[string]store.DrvHash, len(ins))
+	k := 0
+	for _, in := range d.inputs {
+		for i := range in.refs {
+			name := in.label
+			switch in.kind {
+			case 'l':
+				name += "." + strconv.Itoa(i)
+			case 's':
+				name += "." + in.keys[i]
+			}
+			dc.Inputs[name] = ins[k]
+			k++
+		}
+	}
+	return dc
 }

@@ -120,6 +120,7 @@ func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, us
 			return false
 		}
 		*used = true
+		d.ff = ff
 		ff.decls = append(ff.decls, d)
 		return true
 	}
@@ -156,7 +157,7 @@ func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scop
 	if !ok || !lit.Lbrace.IsValid() {
 		return nil, false
 	}
-	d := &fastDecl{path: path, pos: at}
+	d := &fastDecl{path: path, pos: posOf(at)}
 	d.drv = store.Derivation{System: DefaultSystem, Env: map[string]string{}, Attrs: map[string]any{}, Args: []string{}}
 	d.meta.Channel = DefaultChannel
 	fields, labels, ok := plainFields(lit)

@@ -120,7 +120,9 @@ func Evaluate(ctx context.Context, req Request) (*Result, error) {
 // fast is the fast path's cache of the files it has read (by content) and
 // the derivations they made, for the life of the process: a server or a
 // watcher evaluating a configuration again after an edit reads and hashes
-// again only what the edit changed.
+// again only what the edit changed. With a cache directory, the same is
+// kept on disk (eval.FileCache, the eval cache's files directory) for the
+// next process.
 var fast eval.Fast
 
 // evaluateFast evaluates req on the fast path (eval.Fast) when it can:
@@ -146,7 +148,11 @@ func evaluateFast(req Request, key eval.Request) (*eval.Graph, *lang.Config, boo
 	for i, s := range srcs {
 		fs[i] = eval.File{Name: s.Name, Sum: s.Sum, Src: s.Src}
 	}
-	g, ok := fast.Build(fs, eval.Options{Attr: req.Attr})
+	var disk *eval.FileCache
+	if req.CacheDir != "" {
+		disk = &eval.FileCache{Dir: filepath.Join(req.CacheDir, "eval", "files"), Build: key.Build}
+	}
+	g, ok := fast.Build(fs, eval.Options{Attr: req.Attr}, disk)
 	return g, cfg, ok
 }
 
