@@ -6,6 +6,12 @@
 // plain derivations (derivation { … }), one attribute a package.
 //
 //	go run ./bench/gen -n 10000 -hephc DIR -nix FILE
+//
+// With -trivial TESTBUILDER it writes instead the graph
+// BenchmarkRealizeTrivial builds (writeTrivial): n independent sandboxed
+// derivations running that static builder.
+//
+//	go run ./bench/gen -n 200 -trivial testbuilder -salt R1 -hephc DIR -nix FILE
 package main
 
 import (
@@ -29,7 +35,15 @@ func main() {
 	n := flag.Int("n", 10000, "packages")
 	hephcDir := flag.String("hephc", "", "directory to write the hephc configuration to")
 	nixFile := flag.String("nix", "", "file to write the Nix expression to")
+	trivial := flag.String("trivial", "", "write the trivial realize graph instead, with this static builder")
+	salt := flag.String("salt", "", "with -trivial: text in every derivation, so that each round builds afresh")
 	flag.Parse()
+	if *trivial != "" {
+		if err := writeTrivial(*n, *trivial, *salt, *hephcDir, *nixFile); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if *hephcDir != "" {
 		if err := os.MkdirAll(*hephcDir, 0o755); err != nil {
 			log.Fatal(err)
