@@ -28,6 +28,17 @@ const (
 // MAP_POPULATE slower than read (the page tables cost more than the copy).
 const readBufSize = 1 << 20
 
+// bufSize is the read buffer for a file of size bytes: one more than its
+// size, in pages, so that one read takes it whole and says it ended, up
+// to readBufSize. Most outputs are small: clearing 1 MiB for each tree
+// hashed cost more than hashing a small one (BenchmarkInstall).
+func bufSize(size int64) int {
+	if size >= readBufSize {
+		return readBufSize
+	}
+	return int(size+4096) &^ 4095
+}
+
 // A Scanner is shown every byte HashTree reads, in the same pass: each
 // regular file's contents, each symlink's target and each entry's name,
 // every one a stream of its own. The store finds references this way.
@@ -346,8 +357,8 @@ func (w *worker) hashFile(j job) error {
 	} else {
 		_, _ = w.h.WriteString("-")
 	}
-	if w.buf == nil {
-		w.buf = make([]byte, readBufSize)
+	if len(w.buf) < readBufSize && int64(len(w.buf)) <= st.Size {
+		w.buf = make([]byte, bufSize(st.Size))
 	}
 	var total int64
 	for {

@@ -76,8 +76,9 @@ var fetchEnv = []string{"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOINSECURE", "HTTP
 // h's output lock, held by the caller. A repair (repair is what the store
 // recorded of h's valid output) puts the rebuild in place of the content
 // if it hashes the same, else it is a *NotReproducibleError; its log goes
-// beside the first build's.
-func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair *store.PathInfo) (*store.PathInfo, error) {
+// beside the first build's. registering, if not nil, is called once only
+// the output's registration is left (store.InstallRequest.Registering).
+func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lock *store.Lock, repair *store.PathInfo, registering func()) (*store.PathInfo, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
 	logPath := st.LogPath(h)
@@ -93,6 +94,7 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 	rebuilt := false
 	req := store.InstallRequest{
 		Path: p, Source: b.out, Lock: lock, References: b.closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair != nil,
+		Registering: registering,
 		Check: func(phys string, info *store.PathInfo) error {
 			if d.IsFixedOutput() {
 				if err := verifyFixedOutput(d, phys, info.ContentHash); err != nil {

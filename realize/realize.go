@@ -278,9 +278,14 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 			case <-ctx.Done():
 				return
 			}
-			defer func() { <-sem }()
+			// The job's slot is free once its output is built and
+			// hashed: its registration (a sync and a transaction,
+			// shared with the builds that end meanwhile) goes on while
+			// the next build runs. Its dependents wait for done[h].
+			release := sync.OnceFunc(func() { <-sem })
+			defer release()
 			note := func(k EventKind) { safeEmit(Event{Kind: k, Drv: h, Path: p, Fixed: d.IsFixedOutput()}) }
-			info, how, err := buildOne(ctx, st, g, h, opts, note)
+			info, how, err := buildOne(ctx, st, g, h, opts, note, release)
 			if err != nil && ctx.Err() != nil && parent.Err() == nil {
 				// Stopped because another build failed: not a failure
 				// of its own.
@@ -336,8 +341,9 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 // (EventValid, EventSubstituted, EventBuilt). It holds h's lock from
 // before it looks until the output is installed. note hears EventWaiting
 // if another process holds the lock, and EventStarted once the lock is
-// held and the output is still not valid.
-func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, note func(EventKind)) (info *store.PathInfo, how EventKind, err error) {
+// held and the output is still not valid. registering is called when a
+// build has only its registration left.
+func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, note func(EventKind), registering func()) (info *store.PathInfo, how EventKind, err error) {
 	p := g.PathOf(h)
 	lock, err := st.LockPathWaiting(ctx, p, func() { note(EventWaiting) })
 	if err != nil {
@@ -362,7 +368,7 @@ func buildOne(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvH
 			return info, EventSubstituted, err
 		}
 	}
-	info, err = build(ctx, st, g, h, opts, lock, nil)
+	info, err = build(ctx, st, g, h, opts, lock, nil, registering)
 	if err == nil && opts.Attester != nil {
 		if err = opts.Attester.Built(ctx, info); err != nil {
 			err = fmt.Errorf("attesting %s: %w (it is valid, not attested)", p, err)

@@ -166,7 +166,7 @@ func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options
 		return err
 	}
 	defer lock.Unlock()
-	_, err = build(ctx, st, g, h, opts, lock, recorded)
+	_, err = build(ctx, st, g, h, opts, lock, recorded, nil)
 	return err
 }
 

@@ -145,6 +145,12 @@ func (s *Store) holdsPaths() bool {
 // directory may hold '?' or '#', which would end its path.
 var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
+// DBURI is the "file:" URI of the database of the store in dir, its path
+// escaped, for opening it beside the store (options follow a '?').
+func DBURI(dir string) string {
+	return "file:" + uriEscaper.Replace(filepath.Join(dir, DBFile))
+}
+
 // schemaObjects are the tables and indexes schema makes.
 var schemaObjects = func() []any {
 	var names []any
@@ -171,7 +177,7 @@ func openDB(dir string) (*sql.DB, error) {
 	path := filepath.Join(dir, DBFile)
 	// _txlock=immediate: a write transaction takes the write lock when it
 	// begins, so two processes never deadlock upgrading read locks.
-	dsn := "file:" + uriEscaper.Replace(path) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	dsn := DBURI(dir) + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening store database %s: %w", path, err)
@@ -320,59 +326,6 @@ func (s *Store) ValidPathList(ctx context.Context) (_ []Path, err error) {
 		ps = append(ps, p)
 	}
 	return ps, rows.Err()
-}
-
-// register records info (whose content is already complete at its
-// physical path), its references and the build that made it (if any) in
-// one transaction. References must be valid paths. Install is its only
-// caller.
-func (s *Store) register(ctx context.Context, info *PathInfo, build *BuildRecord) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("registering %s: %w", info.Path, err)
-	}
-	defer tx.Rollback()
-	exec := func(query string, args ...any) (sql.Result, error) {
-		q, err := s.stmt(ctx, query)
-		if err != nil {
-			return nil, err
-		}
-		return tx.StmtContext(ctx, q).ExecContext(ctx, args...)
-	}
-	res, err := exec(`INSERT INTO paths(path, content_hash, size, files, deriver, registered, ca) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		info.Path.String(), info.ContentHash.String(), info.Size, info.Files, info.Deriver.String(), info.Registered, info.CA)
-	if err != nil {
-		return fmt.Errorf("registering %s: %w", info.Path, err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return fmt.Errorf("registering %s: %w", info.Path, err)
-	}
-	for _, r := range info.References {
-		if r == info.Path {
-			if _, err := exec(`INSERT INTO refs(referrer, reference) VALUES (?, ?)`, id, id); err != nil {
-				return fmt.Errorf("registering %s: %w", info.Path, err)
-			}
-			continue
-		}
-		res, err := exec(`INSERT INTO refs(referrer, reference) SELECT ?, id FROM paths WHERE path = ?`, id, r.String())
-		if err != nil {
-			return fmt.Errorf("registering %s: reference %s: %w", info.Path, r, err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return fmt.Errorf("registering %s: its reference %s is not a valid path", info.Path, r)
-		}
-	}
-	if build != nil {
-		if _, err := exec(`INSERT INTO builds(drv, started, finished, status, log) VALUES (?, ?, ?, 'ok', ?)`,
-			build.Drv.String(), build.Started, info.Registered, build.Log); err != nil {
-			return fmt.Errorf("registering %s: %w", info.Path, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("registering %s: %w", info.Path, err)
-	}
-	return nil
 }
 
 // stmt returns the statement query, prepared once per Store and closed

@@ -38,6 +38,12 @@ type InstallRequest struct {
 	// Build, if not nil, is the build that made the content, recorded
 	// (status ok) in the transaction that registers it.
 	Build *BuildRecord
+	// Registering, if not nil, is called once the content is in place,
+	// canonical, hashed and checked, when only its durable registration
+	// is left (a sync and a transaction it may share with other
+	// installs): a caller that runs a bounded number of builds may start
+	// the next one then. It is not called for a repair.
+	Registering func()
 	// Repair replaces the content of Path, which must be valid, with
 	// Source, which must hash to the content hash the database recorded:
 	// in one atomic exchange, leaving Path's row and references as they
@@ -53,7 +59,8 @@ type InstallRequest struct {
 // and the store owner's (fstree.CanonicalizeAs), hashes it and finds its
 // references in one pass, lets req.Check see it, writes its record
 // (info/<hash>.json), syncs the store's file system, and registers it
-// with its references in one transaction. Nothing is registered unless
+// with its references in one transaction (the sync and the transaction
+// shared with the installs waiting at the same time: register.go). Nothing is registered unless
 // every step succeeds, and a registered path is complete, durably, and
 // refers only to valid paths. An error that says the disk is full is a
 // *NoSpaceError. If Path is
@@ -106,6 +113,9 @@ func (s *Store) Install(ctx context.Context, req InstallRequest) (info *PathInfo
 	}
 	info, err = s.hashInPlace(p, phys, req)
 	if err == nil {
+		if req.Registering != nil {
+			req.Registering()
+		}
 		err = s.registerDurably(ctx, info, req.Build)
 	}
 	if err != nil {
@@ -114,22 +124,6 @@ func (s *Store) Install(ctx context.Context, req InstallRequest) (info *PathInfo
 		return nil, err
 	}
 	return info, nil
-}
-
-// registerDurably registers info once its content, the rename that put it
-// in place and its record (info/<hash>.json) are durable: the record is
-// written, the store's file system synced, and only then is the
-// registering transaction committed. After a power loss at any moment a
-// registered path is complete, and a record never describes content that
-// is not (RebuildDB checks the content against it).
-func (s *Store) registerDurably(ctx context.Context, info *PathInfo, build *BuildRecord) error {
-	if err := s.writePathRecord(info); err != nil {
-		return err
-	}
-	if err := s.sync(); err != nil {
-		return fmt.Errorf("registering %s: %w", info.Path, err)
-	}
-	return s.register(ctx, info, build)
 }
 
 // hashInPlace canonicalizes and hashes the content at phys, and has

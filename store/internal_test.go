@@ -7,3 +7,11 @@ import "context"
 func (s *Store) IndirectRoots(ctx context.Context) ([]string, error) {
 	return indirectRoots(ctx, s.db)
 }
+
+// WaitingRegistrations returns how many installs wait for a group to
+// register them (register.go): for the tests of group registration.
+func (s *Store) WaitingRegistrations() int {
+	s.registrar.mu.Lock()
+	defer s.registrar.mu.Unlock()
+	return len(s.registrar.queue)
+}

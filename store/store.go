@@ -46,6 +46,9 @@ type Store struct {
 	SyncFS func() error
 
 	syncs groupSync
+	// registrar registers the paths installs wait to register, in
+	// groups (register.go).
+	registrar registrar
 	// stmts are the database's statements prepared so far, by query
 	// (Store.stmt).
 	stmts sync.Map

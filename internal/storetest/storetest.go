@@ -121,7 +121,7 @@ func (f *Fixture) Realize(t TB, opts realize.Options, roots ...store.DrvHash) (*
 // what tests check or set up directly. The caller closes it.
 func OpenDB(t TB, dir string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, store.DBFile)+"?_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)")
+	db, err := sql.Open("sqlite", store.DBURI(dir)+"?_pragma=busy_timeout(30000)&_pragma=foreign_keys(1)")
 	if err != nil {
 		t.Fatal(err)
 	}
