@@ -193,11 +193,29 @@ func TestMountinfoHidesHostPaths(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(tmp, "store/ccc-out")); err != nil || string(b) != "written inside\n" {
 		t.Errorf("$out on the host: got %q, %v", b, err)
 	}
-	ents, _ := os.ReadDir(tmp)
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".hephc-work") {
-			t.Errorf("work directory %s left behind", e.Name())
+	for _, d := range []string{tmp, filepath.Dir(tmp)} {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".hephc-work") {
+				t.Errorf("work directory %s left behind in %s", e.Name(), d)
+			}
 		}
+	}
+	// The inputs' mount points below $out's directory were made in the
+	// sandbox (writable.go), not on the host's disk.
+	ents, _ := os.ReadDir(filepath.Join(tmp, "store"))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != "ccc-out" {
+		t.Errorf("the host's $out directory holds %q, want only ccc-out", names)
+	}
+	// Their parent, lent to the build user for their shared overlay, is
+	// the caller's again.
+	var st syscall.Stat_t
+	if err := syscall.Stat(tmp, &st); err != nil || int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid() {
+		t.Errorf("%s: owned by %d:%d (%v), want %d:%d", tmp, st.Uid, st.Gid, err, os.Geteuid(), os.Getegid())
 	}
 }
 

@@ -43,6 +43,13 @@ type source struct {
 	parentPath string
 	name       string
 	workFD     int // a writable directory's overlay work directory, or -1
+	// upper is the directory whose overlay a writable directory is bound
+	// from (mountJSON.Upper), open as upperFD; "" and -1 for an overlay
+	// of its own. lower is the overlay's lower layer in the new root,
+	// which holds the mount points of the mounts below it (writable.go).
+	upper   string
+	upperFD int
+	lower   string
 	// stagedFD is the source opened in its directory's overlay (O_PATH),
 	// or stageErr why it could not be.
 	stagedFD int
@@ -69,7 +76,7 @@ func (o *opener) keep(fd int) int {
 
 // add opens src, to be mounted on target. work is the overlay work
 // directory of a writable directory. An optional source may be missing.
-func (o *opener) add(src, target, work string, readOnly, optional, device bool) error {
+func (o *opener) add(src, target, work, upper string, readOnly, optional, device bool) error {
 	wrap := func(err error) error {
 		return fmt.Errorf("sandbox: bind-mounting %s on %s: %w", src, target, err)
 	}
@@ -86,7 +93,7 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 		return wrap(err)
 	}
 	s := &source{src: src, target: target, fd: fd, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR,
-		readOnly: readOnly, device: device, parentFD: -1, workFD: -1, stagedFD: -1}
+		readOnly: readOnly, device: device, parentFD: -1, workFD: -1, stagedFD: -1, upperFD: -1}
 	switch {
 	case s.dir && !readOnly && work != "":
 		wfd, err := unix.Open(work, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -94,6 +101,13 @@ func (o *opener) add(src, target, work string, readOnly, optional, device bool) 
 			return wrap(fmt.Errorf("opening the overlay work directory: %w", err))
 		}
 		s.workFD = o.keep(wfd)
+		if upper != "" {
+			ufd, err := unix.Open(upper, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return wrap(fmt.Errorf("opening the overlay's upper directory: %w", err))
+			}
+			s.upper, s.upperFD = upper, o.keep(ufd)
+		}
 	case readOnly && !device:
 		s.parentFD, s.parentPath, s.name = o.parent(fd)
 	}
@@ -136,10 +150,12 @@ type overlayMounter struct {
 }
 
 // mountDir mounts the directory s on its target: bound from its
-// directory's overlay if it is read-only, else through an overlay of its
-// own.
+// directory's overlay if it is read-only, else as writable.go says.
 func (m *overlayMounter) mountDir(s *source) error {
-	if s.readOnly && s.parentFD >= 0 {
+	if !s.readOnly {
+		return m.mountWritable(s)
+	}
+	if s.parentFD >= 0 {
 		return m.mountStaged(s)
 	}
 	fd, err := m.r.open(s.target, true, true)
@@ -147,16 +163,10 @@ func (m *overlayMounter) mountDir(s *source) error {
 		return fmt.Errorf("sandbox: mounting %s on %s: making mount point: %w", s.src, s.target, err)
 	}
 	defer unix.Close(fd)
-	flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
-	opts := overlayOptions
-	if s.readOnly {
-		flags |= unix.MS_RDONLY
-		opts += fmt.Sprintf(",lowerdir=%s:%s", fdPath(s.fd), fdPath(m.empty))
-		err = m.asCaller(func() error { return unix.Mount("heph", fdPath(fd), "overlay", flags, opts) })
-	} else {
-		opts += fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", fdPath(m.empty), fdPath(s.fd), fdPath(s.workFD))
-		err = unix.Mount("heph", fdPath(fd), "overlay", flags, opts)
-	}
+	opts := overlayOptions + fmt.Sprintf(",lowerdir=%s:%s", fdPath(s.fd), fdPath(m.empty))
+	err = m.asCaller(func() error {
+		return unix.Mount("heph", fdPath(fd), "overlay", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_RDONLY, opts)
+	})
 	if err != nil {
 		m.warn(s, err)
 		return m.r.bind(s)
@@ -198,7 +208,7 @@ func (m *overlayMounter) stage(o *opener) error {
 	var mounts []*mount
 	byParent := map[string]*mount{}
 	for _, s := range sources {
-		if !s.readOnly || s.device || s.parentFD < 0 {
+		if !s.readOnly || s.device || s.parentFD < 0 || s.stagedFD >= 0 || s.stageErr != nil {
 			continue
 		}
 		if _, ok := byParent[s.parentPath]; ok {
@@ -228,7 +238,7 @@ func (m *overlayMounter) stage(o *opener) error {
 		}
 		for _, s := range sources {
 			mt := byParent[s.parentPath]
-			if mt == nil || !s.readOnly || s.device || s.parentFD < 0 {
+			if mt == nil || !s.readOnly || s.device || s.parentFD < 0 || s.stagedFD >= 0 || s.stageErr != nil {
 				continue
 			}
 			if mt.err != nil {

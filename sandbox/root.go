@@ -28,7 +28,7 @@ func setup(is *initSpec) ([]string, error) {
 	o := &opener{}
 	defer o.close()
 	for _, m := range s.Mounts {
-		if err := o.add(m.Source, m.Target, m.Work, !m.Writable, false, false); err != nil {
+		if err := o.add(m.Source, m.Target, m.Work, m.Upper, !m.Writable, false, false); err != nil {
 			return nil, err
 		}
 	}
@@ -43,23 +43,23 @@ func setup(is *initSpec) ([]string, error) {
 				return nil, fmt.Errorf("sandbox: finding this executable: %w", err)
 			}
 		}
-		if err := o.add(exe, ExePath, "", true, false, false); err != nil {
+		if err := o.add(exe, ExePath, "", "", true, false, false); err != nil {
 			return nil, err
 		}
 		for _, lib := range is.ExeLibs {
-			if err := o.add(lib, lib, "", true, false, false); err != nil {
+			if err := o.add(lib, lib, "", "", true, false, false); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom"} {
-		if err := o.add("/dev/"+d, "/dev/"+d, "", false, false, true); err != nil {
+		if err := o.add("/dev/"+d, "/dev/"+d, "", "", false, false, true); err != nil {
 			return nil, err
 		}
 	}
 	etc := etcFiles(s)
 	if s.Network || s.Outbound {
-		if err := o.add("/etc/ssl/certs", "/etc/ssl/certs", "", true, true, false); err != nil {
+		if err := o.add("/etc/ssl/certs", "/etc/ssl/certs", "", "", true, true, false); err != nil {
 			return nil, err
 		}
 	}
@@ -114,6 +114,9 @@ func setup(is *initSpec) ([]string, error) {
 	}
 	o.keep(empty)
 	om := &overlayMounter{r: r, empty: empty, buildIDs: is.BuildIDs}
+	if err := om.stageWritable(o); err != nil {
+		return nil, err
+	}
 	if err := om.stage(o); err != nil {
 		return nil, err
 	}

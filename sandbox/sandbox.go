@@ -111,6 +111,10 @@ type specJSON struct {
 type mountJSON struct {
 	Mount
 	Work string `json:",omitempty"`
+	// Upper is the directory whose overlay the writable directory is
+	// bound from, shared with the other writable directories beside it
+	// (see groupWritable); "" for an overlay of the directory itself.
+	Upper string `json:",omitempty"`
 }
 
 // initStatus is what the init reports back: a setup error, or how the build
@@ -173,9 +177,16 @@ type run struct {
 	// chowned: the writable mounts were given to the build user and
 	// must be given back.
 	chowned bool
+	lent    []lentDir // shared overlays' upper directories lent to the build user
 	// diskUsed is set to what the build had written when it exceeded
 	// Limits.Disk.
 	diskUsed atomic.Int64
+}
+
+// lentDir is a directory lent to the build user, and its owner.
+type lentDir struct {
+	path     string
+	uid, gid int
 }
 
 // prepare chooses the build's host ids, gives it its writable mounts,
@@ -191,6 +202,7 @@ func (r *run) prepare() error {
 		return err
 	}
 	r.is.BuildIDs = r.ids.own()
+	var dirs []int // the writable directories, by index in Mounts
 	for i := range r.is.Spec.Mounts {
 		m := &r.is.Spec.Mounts[i]
 		if !m.Writable {
@@ -204,14 +216,17 @@ func (r *run) prepare() error {
 			continue
 		}
 		r.writable = append(r.writable, m.Source)
+		dirs = append(dirs, i)
 		if r.ids.own() {
 			r.chowned = true
 			if err := chownTree(m.Source, r.ids.uid, r.ids.gid); err != nil {
 				return fmt.Errorf("sandbox: giving %s to the build user: %w", m.Source, err)
 			}
 		}
+	}
+	for _, g := range groupWritable(r.is.Spec.Mounts, dirs) {
 		// Without a work directory, the mount is bound as it is.
-		w := workDir(m.Source)
+		w := workDir(g.upper)
 		err = os.Mkdir(w, 0o700)
 		if errors.Is(err, fs.ErrExist) { // left by a build that was killed
 			removeWorkDir(w)
@@ -226,7 +241,26 @@ func (r *run) prepare() error {
 				return fmt.Errorf("sandbox: giving %s to the build user: %w", w, err)
 			}
 		}
-		m.Work = w
+		if g.shared && r.ids.own() {
+			// The overlay, mounted as the build user, looks its members
+			// up in their parent: lend it for the build (the build sees
+			// only the members).
+			var st unix.Stat_t
+			if err := unix.Stat(g.upper, &st); err != nil {
+				return fmt.Errorf("sandbox: %w", err)
+			}
+			if err := os.Chown(g.upper, r.ids.uid, r.ids.gid); err != nil {
+				return fmt.Errorf("sandbox: lending %s to the build user: %w", g.upper, err)
+			}
+			r.lent = append(r.lent, lentDir{g.upper, int(st.Uid), int(st.Gid)})
+		}
+		for _, i := range g.members {
+			m := &r.is.Spec.Mounts[i]
+			m.Work = w
+			if g.shared {
+				m.Upper = g.upper
+			}
+		}
 	}
 	if r.spec.Outbound {
 		if _, err := slirpPath(); err != nil {
@@ -260,6 +294,9 @@ func (r *run) cleanup() {
 		for _, d := range r.writable {
 			chownTree(d, r.ids.ownerUID, r.ids.ownerGID)
 		}
+	}
+	for _, l := range r.lent {
+		os.Lchown(l.path, l.uid, l.gid)
 	}
 	if r.ids != nil {
 		r.ids.release()

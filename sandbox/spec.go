@@ -40,7 +40,11 @@ type Spec struct {
 	// tmpfs. Mounts of directories go through overlayfs so that
 	// /proc/self/mountinfo names no host path; mounts below a mounted
 	// directory on the host are not seen. A writable directory's source
-	// gets a sibling, .NAME.hephc-work, for the length of the build.
+	// gets a sibling, .NAME.hephc-work, for the length of the build;
+	// writable directories side by side share one overlay of their
+	// parent, which gets the sibling instead (and is lent to the build's
+	// uid for the build when the caller is root: the build sees only the
+	// mounted directories).
 	Mounts []Mount
 	// Network shares the host's network namespace: loopback, the host's
 	// addresses, everything. Only hephc's own fetchers, whose code is
