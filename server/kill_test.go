@@ -31,7 +31,9 @@ func TestKilledProcess(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "server")
 			marker := filepath.Join(t.TempDir(), "stopped")
 			cmd := exec.Command(os.Args[0], "-test.run=^TestKilledProcess$", "-test.count=1")
-			cmd.Env = append(os.Environ(), "HEPHC_SERVER_KILL_AT="+step, "HEPHC_SERVER_DIR="+dir, "HEPHC_SERVER_MARKER="+marker)
+			// The child is killed before its own t.TempDir is removed:
+			// its temporary files go under this test's.
+			cmd.Env = append(os.Environ(), "HEPHC_SERVER_KILL_AT="+step, "HEPHC_SERVER_DIR="+dir, "HEPHC_SERVER_MARKER="+marker, "TMPDIR="+t.TempDir())
 			out, err := os.CreateTemp(t.TempDir(), "child")
 			if err != nil {
 				t.Fatal(err)
