@@ -47,8 +47,6 @@ func Init() {
 		os.Exit(runInit())
 	case builtinArg0:
 		os.Exit(runBuiltin(os.Args[1:]))
-	case spawnArg0:
-		os.Exit(runSpawn(os.Args[1:]))
 	}
 }
 

@@ -26,15 +26,6 @@ func runInit() int {
 	// Capabilities are per thread: this thread sets up the sandbox, drops
 	// its capabilities and starts the build. It is never unlocked.
 	runtime.LockOSThread()
-	// The init's other threads keep their capabilities. If the build, with
-	// the same uid, could ptrace the init or open its /proc entries, it
-	// could take them over; a non-dumpable process needs CAP_SYS_PTRACE
-	// for that, which the build lacks. (The build itself is dumpable again
-	// after execve.)
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		fmt.Fprintf(os.Stderr, "sandbox: init: making it non-dumpable: %v\n", err)
-		return setupFailed
-	}
 	unix.CloseOnExec(specFD)
 	unix.CloseOnExec(statusFD)
 	// The build may signal its init (same uid). The Go runtime would exit
@@ -66,6 +57,16 @@ func initMain() initStatus {
 	var is initSpec
 	if err := json.Unmarshal(raw, &is); err != nil {
 		return failed(fmt.Errorf("sandbox: decoding spec: %w", err))
+	}
+	// The init's other threads keep their capabilities. If the build, with
+	// the same uid, could ptrace the init or open its /proc entries, it
+	// could take them over; a non-dumpable process needs CAP_SYS_PTRACE
+	// for that, which the build lacks. (The build itself is dumpable again
+	// after execve.) Not before the spec has come: until then the caller
+	// writes the init's id maps, which it could not if the caller is not
+	// root, and nothing of the build runs.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return failed(fmt.Errorf("sandbox: init: making it non-dumpable: %w", err))
 	}
 	warnings, err := setup(&is)
 	if err != nil {

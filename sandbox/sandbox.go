@@ -45,6 +45,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -323,48 +324,37 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	// this goroutine on one thread until the init has exited.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var (
-		cmd *exec.Cmd
-		sp  *spawned
-	)
+	// The small init (helper.go) if it is there; builtins still run this
+	// executable. Else, or if it is gone, this executable is the init.
+	var cmd *exec.Cmd
 	if helper := initProgram(); helper != "" {
-		// A small init (helper.go), started by the spawner (spawn.go);
-		// builtins still run this executable.
 		if r.is.Exe, err = selfExe(); err == nil {
-			if sp, err = spawn(helper, s, r.ids, specR, statusW); err != nil {
-				specR.Close()
-				statusW.Close()
-				return err
+			cmd = initCmd(helper, s, r.ids, specR, statusW)
+			if err = cmd.Start(); err != nil {
+				cmd, r.is.Exe = nil, ""
 			}
 		}
 	}
-	pid := 0
-	if sp != nil {
-		defer sp.close()
-		cmd, pid = sp.cmd, sp.pid
-	} else {
-		// No helper, or it is gone: this executable is the init.
-		cmd = initCmd(s, r.ids, specR, statusW)
-		if err = cmd.Start(); err == nil {
-			pid = cmd.Process.Pid
-		}
+	if cmd == nil {
+		cmd = initCmd("/proc/self/exe", s, r.ids, specR, statusW)
+		err = cmd.Start()
 	}
 	specR.Close()
 	statusW.Close()
 	if err != nil {
 		return fmt.Errorf("sandbox: starting init: %w", err)
 	}
+	pid := cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	kill := func() {
-		// The whole pid namespace dies with its init; the spawner
-		// reaps it and ends.
-		if sp != nil {
-			sp.kill()
-		} else {
-			cmd.Process.Kill()
-		}
+		// The whole pid namespace dies with its init.
+		cmd.Process.Kill()
 		<-done
+	}
+	if err := writeIDMaps(pid, r.ids); err != nil {
+		kill()
+		return err
 	}
 	// The init waits for its spec: until then it is alone in its
 	// namespaces and runs nothing of the build.
@@ -443,20 +433,28 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	return r.statusError(raw)
 }
 
-// initCmd returns the command that starts the sandbox's init in its new
-// namespaces, passing it specR and statusW as specFD and statusFD. The
-// build's uid and gid, 1000 inside, are ids's on the host; when those are
-// not the caller's (the caller is root), the init itself keeps the
-// caller's uid, which nothing in the namespace maps, and with it the
-// caller's access to the mounts' sources.
-func initCmd(s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
+// initCmd returns the command that starts prog as the sandbox's init in
+// its new namespaces, passing it specR and statusW as specFD and
+// statusFD. The caller writes its id maps once it has started
+// (writeIDMaps).
+//
+// Go forks the whole caller for a new user namespace (clone without
+// CLONE_VM), so that the child can wait for its id maps before it execs:
+// that copies the caller's page tables and leaves every page it then
+// writes to a copy-on-write fault, tens of milliseconds a build for a
+// hephc holding an evaluated configuration. The init needs no id map
+// before it has read its spec, which Run sends after writing them: so it
+// is started with vfork (CLONE_VM|CLONE_VFORK, which Go then leaves as
+// they are), the cost of an exec whatever the caller's size, and no
+// process in between.
+func initCmd(prog string, s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID |
-		unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+		unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_VM | unix.CLONE_VFORK)
 	if !s.Network {
 		flags |= unix.CLONE_NEWNET
 	}
 	return &exec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       prog,
 		Args:       []string{initArg0},
 		Env:        []string{},
 		Dir:        "/",
@@ -464,12 +462,7 @@ func initCmd(s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
 		Stderr:     s.Stderr,
 		ExtraFiles: []*os.File{specR, statusW},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:  flags,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: UID, HostID: ids.uid, Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: GID, HostID: ids.gid, Size: 1}},
-			// Only root may let the namespace drop supplementary
-			// groups, and must: root's own would go to the build.
-			GidMappingsEnableSetgroups: ids.own(),
+			Cloneflags: flags,
 			// The init is not uid 0 in its user namespace, so execve
 			// would drop the full capabilities it is born with. Keep, as
 			// ambient capabilities, the few it needs to set up the
@@ -478,6 +471,30 @@ func initCmd(s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
 			Pdeathsig:   syscall.SIGKILL,
 		},
 	}
+}
+
+// writeIDMaps maps the init's user namespace: the build's uid and gid,
+// 1000 inside, are ids's on the host. When those are not the caller's
+// (the caller is root), the init itself keeps the caller's uid, which
+// nothing in the namespace maps, and with it the caller's access to the
+// mounts' sources. Only root may let the namespace drop supplementary
+// groups, and must: root's own would go to the build.
+func writeIDMaps(pid int, ids *hostIDs) error {
+	dir := "/proc/" + strconv.Itoa(pid) + "/"
+	setgroups := "deny"
+	if ids.own() {
+		setgroups = "allow"
+	}
+	for _, f := range []struct{ name, data string }{
+		{"uid_map", fmt.Sprintf("%d %d 1\n", UID, ids.uid)},
+		{"setgroups", setgroups},
+		{"gid_map", fmt.Sprintf("%d %d 1\n", GID, ids.gid)},
+	} {
+		if err := os.WriteFile(dir+f.name, []byte(f.data), 0); err != nil {
+			return fmt.Errorf("sandbox: mapping the init's user namespace: %w", err)
+		}
+	}
+	return nil
 }
 
 // initCaps are the capabilities the init keeps across its execve. Being
