@@ -73,7 +73,8 @@ var fetchEnv = []string{"GOPROXY", "GONOPROXY", "GOPRIVATE", "GOINSECURE", "HTTP
 // (store.Install): moved into place, made canonical, hashed, its
 // references found, checked against its pin if it is a fetch, and
 // registered. Nothing is registered unless all of that succeeds. lock is
-// h's output lock, held by the caller. A repair (repair is what the store
+// h's output lock, held by the caller, who found the output not valid
+// once it held it. A repair (repair is what the store
 // recorded of h's valid output) puts the rebuild in place of the content
 // if it hashes the same, else it is a *NotReproducibleError; its log goes
 // beside the first build's. registering, if not nil, is called once only
@@ -89,12 +90,33 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 	if err != nil {
 		return nil, err
 	}
-	defer fstree.RemoveTree(b.tmp)
+	var removed chan struct{} // closed once b.tmp is removed, if that started
+	defer func() {
+		if removed == nil {
+			fstree.RemoveTree(b.tmp)
+		} else {
+			<-removed
+		}
+	}()
 	rec := b.rec
 	rebuilt := false
 	req := store.InstallRequest{
 		Path: p, Source: b.out, Lock: lock, References: b.closure, Deriver: h, CA: d.OutputHash, Build: &rec, Repair: repair != nil,
-		Registering: registering,
+		// buildOne found p not valid once it held lock.
+		NotValid: repair == nil,
+		// Once the output is hashed, the next build may start, and
+		// what is left of this one's directory is removed while its
+		// registration waits for a sync.
+		Registering: func() {
+			if registering != nil {
+				registering()
+			}
+			removed = make(chan struct{})
+			go func() {
+				defer close(removed)
+				fstree.RemoveTree(b.tmp)
+			}()
+		},
 		Check: func(phys string, info *store.PathInfo) error {
 			if d.IsFixedOutput() {
 				if err := verifyFixedOutput(d, phys, info.ContentHash); err != nil {

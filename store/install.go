@@ -26,6 +26,9 @@ type InstallRequest struct {
 	// whose hash the content mentions, and Path itself if it does, are
 	// its references.
 	References []Path
+	// NotValid says the caller, holding Lock, found Path not valid after
+	// it took it: Install does not look again.
+	NotValid bool
 	// Deriver is the derivation that made the content; CA a fixed-output
 	// path's pin, "" for any other.
 	Deriver DrvHash
@@ -86,9 +89,14 @@ func (s *Store) Install(ctx context.Context, req InstallRequest) (info *PathInfo
 	} else if req.Lock.path != p {
 		return nil, fmt.Errorf("installing %s: the lock held is %s's", p, req.Lock.path)
 	}
-	old, valid, err := s.QueryPathInfo(ctx, p)
-	if err != nil {
-		return nil, err
+	var (
+		old   *PathInfo
+		valid bool
+	)
+	if !req.NotValid || req.Lock == nil || req.Repair {
+		if old, valid, err = s.QueryPathInfo(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	if req.Repair {
 		if !valid {

@@ -14,8 +14,7 @@ import (
 // the sync that started after its record was written (so its content,
 // the rename that put it in place and its record are durable), and each
 // gets its own result: a member that cannot be registered (a reference
-// that is not valid) is rolled back to its savepoint, alone, and the rest
-// of its group is committed.
+// that is not valid) fails alone, and the rest of its group is committed.
 
 // registrar queues the registrations waiting for a group.
 type registrar struct {
@@ -76,7 +75,10 @@ func (s *Store) registerDurably(ctx context.Context, info *PathInfo, build *Buil
 }
 
 // registerGroup syncs the store's file system and registers the group in
-// one transaction, setting each member's error.
+// one transaction, setting each member's error. A member that cannot be
+// registered fails alone: the transaction is rolled back and the rest
+// registered again without it (failures are rare; savepoints for every
+// member would cost every group).
 func (s *Store) registerGroup(ctx context.Context, group []*registration) {
 	fail := func(err error) {
 		for _, m := range group {
@@ -89,40 +91,41 @@ func (s *Store) registerGroup(ctx context.Context, group []*registration) {
 		fail(err)
 		return
 	}
+	for {
+		retry, err := s.registerTx(ctx, group)
+		if err != nil {
+			fail(err)
+		}
+		if !retry {
+			return
+		}
+	}
+}
+
+// registerTx registers the members of group that have not failed in one
+// transaction. If one fails, it rolls back and says to retry.
+func (s *Store) registerTx(ctx context.Context, group []*registration) (retry bool, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		fail(err)
-		return
+		return false, err
 	}
 	defer tx.Rollback()
-	alone := len(group) == 1
+	left := 0
 	for _, m := range group {
-		if alone {
-			m.err = s.register(ctx, tx, m.info, m.build)
+		if m.err != nil {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT member`); err != nil {
-			fail(err)
-			return
+		if m.err = s.register(ctx, tx, m.info, m.build); m.err != nil {
+			// Those registered before it are rolled back with it, and
+			// registered again.
+			return true, nil
 		}
-		m.err = s.register(ctx, tx, m.info, m.build)
-		if m.err != nil {
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO member`); err != nil {
-				fail(err)
-				return
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE member`); err != nil {
-			fail(err)
-			return
-		}
+		left++
 	}
-	if alone && group[0].err != nil {
-		return
+	if left == 0 {
+		return false, nil
 	}
-	if err := tx.Commit(); err != nil {
-		fail(err)
-	}
+	return false, tx.Commit()
 }
 
 // register records info (whose content is already complete at its
