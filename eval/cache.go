@@ -105,7 +105,7 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 		return nil, false
 	}
 	dec := &decoder{b: b, interned: make(map[string]string)}
-	e := dec.entry()
+	e := dec.entryDeps()
 	if dec.err != nil {
 		return nil, false
 	}
@@ -118,6 +118,9 @@ func (c *Cache) Get(r Request) (*Graph, bool) {
 		if h, err := hashDir(d.Path); err != nil || h != d.Hash {
 			return nil, false
 		}
+	}
+	if dec.entryGraph(e); dec.err != nil {
+		return nil, false
 	}
 	g := &Graph{Roots: e.Roots, Nodes: make(map[store.DrvHash]*Node, len(e.Nodes)), Deferred: e.Deferred}
 	for _, n := range e.Nodes {

@@ -185,7 +185,9 @@ func (e *encoder) entry(c *cacheEntry) {
 	e.bytes(c.Deferred)
 }
 
-func (d *decoder) entry() *cacheEntry {
+// entryDeps reads an entry's format and what it depends on, which come
+// first: an entry whose files changed is not decoded further.
+func (d *decoder) entryDeps() *cacheEntry {
 	c := &cacheEntry{Format: d.str()}
 	if c.Format != cacheFormat {
 		d.err = errors.New("cache entry: other format")
@@ -197,6 +199,11 @@ func (d *decoder) entry() *cacheEntry {
 			*deps = append(*deps, fileDep{Path: d.str(), Hash: d.hash()})
 		}
 	}
+	return c
+}
+
+// entryGraph reads the rest of the entry entryDeps began.
+func (d *decoder) entryGraph(c *cacheEntry) {
 	c.Roots = d.hashMap()
 	n := d.count()
 	c.Nodes = make([]cacheNode, n)
@@ -234,5 +241,4 @@ func (d *decoder) entry() *cacheEntry {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("cache entry: trailing bytes")
 	}
-	return c
 }

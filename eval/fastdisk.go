@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/zeebo/blake3"
 
@@ -238,7 +239,8 @@ func (c *FileCache) prune() {
 // it, its package and its declarations.
 
 func encodeFileEntry(build string, ff *fastFile) []byte {
-	e := encoder{b: make([]byte, 0, 64+256*len(ff.decls))}
+	head := len(fileCacheFormat) + 32
+	e := encoder{b: make([]byte, head, head+64+512*len(ff.decls))}
 	e.str(build)
 	e.str(ff.name)
 	e.hash(ff.sum)
@@ -248,16 +250,10 @@ func encodeFileEntry(build string, ff *fastFile) []byte {
 	for _, d := range ff.decls {
 		e.decl(d)
 	}
-	return sealEntry(e.b)
-}
-
-// sealEntry puts the format and checksum before an entry's body.
-func sealEntry(body []byte) []byte {
-	sum := blake3.Sum256(body)
-	out := make([]byte, 0, len(fileCacheFormat)+32+len(body))
-	out = append(out, fileCacheFormat...)
-	out = append(out, sum[:]...)
-	return append(out, body...)
+	sum := blake3.Sum256(e.b[head:])
+	copy(e.b, fileCacheFormat)
+	copy(e.b[len(fileCacheFormat):], sum[:])
+	return e.b
 }
 
 func (e *encoder) bool(v bool) {
@@ -318,7 +314,9 @@ func (e *encoder) decl(d *fastDecl) {
 var errEntry = errors.New("file cache entry: not one for this file")
 
 // decodeFileEntry reads an entry, which must be fl's (its name and
-// content) for build; ok=false for anything else.
+// content) for build; ok=false for anything else. Its strings share the
+// entry's bytes, and its declarations, their slices and hashes are cut
+// from a few large allocations: a new process reads thousands.
 func decodeFileEntry(b []byte, build string, fl File) (*fastFile, bool) {
 	if !bytes.HasPrefix(b, []byte(fileCacheFormat)) || len(b) < len(fileCacheFormat)+32 {
 		return nil, false
@@ -327,24 +325,35 @@ func decodeFileEntry(b []byte, build string, fl File) (*fastFile, bool) {
 	if blake3.Sum256(b[32:]) != [32]byte(b[:32]) {
 		return nil, false
 	}
-	d := &decoder{b: b[32:], interned: make(map[string]string)}
+	d := &entryDecoder{decoder: decoder{b: b[32:]}}
 	if d.str() != build || d.str() != fl.Name || d.hash() != fl.Sum {
 		return nil, false
 	}
 	ff := &fastFile{name: fl.Name, sum: fl.Sum, ok: d.bool(), pkg: d.str()}
 	n := d.countOf(16)
-	ff.decls = make([]*fastDecl, 0, n)
-	for range n {
-		x := d.decl(ff)
+	decls := make([]fastDecl, n)
+	ff.decls = make([]*fastDecl, n)
+	for i := range decls {
+		d.decl(ff, &decls[i])
 		if d.err != nil {
 			return nil, false
 		}
-		ff.decls = append(ff.decls, x)
+		ff.decls[i] = &decls[i]
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return nil, false
 	}
 	return ff, true
+}
+
+// entryDecoder reads an entry's declarations.
+type entryDecoder struct {
+	decoder
+	// Arenas the declarations' slices are cut from.
+	strs   []string
+	refs   [][]string
+	inputs []fastInput
+	hashes []store.DrvHash
 }
 
 func (d *decoder) bool() bool {
@@ -356,13 +365,6 @@ func (d *decoder) bool() bool {
 	}
 	d.err = errEntry
 	return false
-}
-
-func (d *decoder) strsOrNil() []string {
-	if !d.bool() {
-		return nil
-	}
-	return d.strs()
 }
 
 // countOf reads a length of elements each encoded in at least size
@@ -377,43 +379,68 @@ func (d *decoder) countOf(size int) int {
 	return int(n)
 }
 
-// istrs reads a list of strings likely to repeat.
-func (d *decoder) istrs() []string {
-	n := d.count()
-	ss := make([]string, n)
+// ustr reads a string that shares the entry's bytes (never written to).
+func (d *entryDecoder) ustr() string {
+	b := d.raw()
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// cut returns n elements of *arena (never nil), growing it by chunks.
+func cut[T any](arena *[]T, n int) []T {
+	if cap(*arena)-len(*arena) < n || *arena == nil {
+		*arena = make([]T, 0, max(n, 1024))
+	}
+	a := *arena
+	*arena = a[:len(a)+n]
+	return a[len(a) : len(a)+n : len(a)+n]
+}
+
+// ustrs reads a list of strings (never nil).
+func (d *entryDecoder) ustrs() []string {
+	ss := cut(&d.strs, d.countOf(1))
 	for i := range ss {
-		ss[i] = d.istr()
+		ss[i] = d.ustr()
 	}
 	return ss
 }
 
-func (d *decoder) decl(ff *fastFile) *fastDecl {
-	x := &fastDecl{ff: ff, path: d.istrs()}
+func (d *entryDecoder) decl(ff *fastFile, x *fastDecl) {
+	x.ff, x.path = ff, d.ustrs()
 	x.pos.File = ff.name
 	x.pos.Line = int(d.uint())
 	x.pos.Col = int(d.uint())
-	x.drv.Name = d.str()
-	x.drv.Version = d.str()
-	x.drv.System = d.istr()
-	x.drv.Builder = d.istr()
-	x.drv.Args = d.strs()
-	x.drv.Env = d.strMap()
+	x.drv.Name = d.ustr()
+	x.drv.Version = d.ustr()
+	x.drv.System = d.ustr()
+	x.drv.Builder = d.ustr()
+	x.drv.Args = d.ustrs()
+	n := d.countOf(2)
+	x.drv.Env = make(map[string]string, n)
+	for range n {
+		k := d.ustr()
+		x.drv.Env[k] = d.ustr()
+	}
 	x.drv.Attrs = map[string]any{}
-	x.drv.OutputHash = d.str()
-	x.meta.Description = d.str()
-	x.meta.License = d.istr()
-	x.meta.Homepage = d.str()
-	x.meta.Channel = d.istr()
-	x.meta.Provides = d.strsOrNil()
+	x.drv.OutputHash = d.ustr()
+	x.meta.Description = d.ustr()
+	x.meta.License = d.ustr()
+	x.meta.Homepage = d.ustr()
+	x.meta.Channel = d.ustr()
+	if d.bool() {
+		x.meta.Provides = d.ustrs()
+	}
 	refs := 0
-	x.inputs = make([]fastInput, d.countOf(3))
+	x.inputs = cut(&d.inputs, d.countOf(3))
 	for i := range x.inputs {
 		in := &x.inputs[i]
-		in.label = d.istr()
+		in.label = d.ustr()
 		in.kind = byte(d.uint())
-		in.refs = make([][]string, d.countOf(2))
+		in.refs = cut(&d.refs, d.countOf(2))
 		for k := range in.refs {
-			if in.refs[k] = d.istrs(); len(in.refs[k]) == 0 {
+			if in.refs[k] = d.ustrs(); len(in.refs[k]) == 0 {
 				d.err = errEntry
 			}
 		}
@@ -423,7 +450,7 @@ func (d *decoder) decl(ff *fastFile) *fastDecl {
 				d.err = errEntry
 			}
 		case 's':
-			if in.keys = d.istrs(); len(in.keys) != len(in.refs) {
+			if in.keys = d.ustrs(); len(in.keys) != len(in.refs) {
 				d.err = errEntry
 			}
 		case 'l':
@@ -436,16 +463,14 @@ func (d *decoder) decl(ff *fastFile) *fastDecl {
 		d.err = errEntry
 	}
 	if x.linked = d.bool(); x.linked {
-		n := d.countOf(32)
-		if n != refs {
+		if d.countOf(32) != refs {
 			d.err = errEntry
-			return x
+			return
 		}
-		x.lastIns = make([]store.DrvHash, n)
+		x.lastIns = cut(&d.hashes, refs)
 		for i := range x.lastIns {
 			x.lastIns[i] = d.hash()
 		}
 		x.lastHash = d.hash()
 	}
-	return x
 }

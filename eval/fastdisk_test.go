@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/zeebo/blake3"
+
 	"hephc.dev/hephc/internal/benchconfig"
 	"hephc.dev/hephc/lang"
 )
@@ -169,6 +171,15 @@ func TestFileCacheHostile(t *testing.T) {
 			t.Errorf("%s: the entry was not written anew (parsed %d)", name, parsed)
 		}
 	}
+}
+
+// sealEntry puts the format and checksum before an entry's body.
+func sealEntry(body []byte) []byte {
+	sum := blake3.Sum256(body)
+	out := make([]byte, 0, len(fileCacheFormat)+32+len(body))
+	out = append(out, fileCacheFormat...)
+	out = append(out, sum[:]...)
+	return append(out, body...)
 }
 
 // TestFileCacheBounded keeps a FileCache under a bound smaller than one
