@@ -124,7 +124,7 @@ func (f *Fast) Build(files []File, opts Options, disk *FileCache) (g *Graph, ok 
 	if opts.Attr != "" {
 		at = strings.Split(opts.Attr, ".")
 		for _, l := range at {
-			if !identRE.MatchString(l) || reserved[l] {
+			if !isLabel(l) {
 				return nil, false
 			}
 		}
