@@ -11,16 +11,20 @@
 //	sleep=MS         sleep MS milliseconds
 //	fail=CODE        exit with CODE
 //	env              print the environment, sorted
-//	dial=HOST:PORT   connect to HOST:PORT over TCP and print "dial HOST:PORT: connected" or "dial HOST:PORT: unreachable: ERROR"
+//	dial=IP:PORT     connect to IP:PORT over TCP and print "dial IP:PORT: connected" or "dial IP:PORT: unreachable: ERROR"
+//
+// It is started once per build by the benchmarks of realize, so it
+// imports little (no fmt, net or crypto): a Go program's start grows
+// with the packages it initializes.
 package main
 
 import (
-	"crypto/rand"
-	"fmt"
-	"net"
+	"encoding/hex"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,10 +32,12 @@ import (
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "testbuilder:", err)
+		os.Stderr.WriteString("testbuilder: " + err.Error() + "\n")
 		os.Exit(1)
 	}
 }
+
+func line(s string) { os.Stdout.WriteString(s + "\n") }
 
 func run(args []string) error {
 	out := os.Getenv("out")
@@ -39,13 +45,10 @@ func run(args []string) error {
 		op, val, _ := strings.Cut(a, "=")
 		switch op {
 		case "echo":
-			fmt.Println(val)
+			line(val)
 		case "file":
 			name, text, _ := strings.Cut(val, "=")
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(out, name), []byte(text), 0o644); err != nil {
+			if err := writeOut(out, name, text); err != nil {
 				return err
 			}
 		case "single":
@@ -56,22 +59,22 @@ func run(args []string) error {
 			text := "built at " + time.Now().Format(time.RFC3339Nano) + "\n"
 			if op == "random" {
 				b := make([]byte, 16)
-				if _, err := rand.Read(b); err != nil {
+				f, err := os.Open("/dev/urandom")
+				if err != nil {
 					return err
 				}
-				text = fmt.Sprintf("random %x\n", b)
+				_, err = io.ReadFull(f, b)
+				f.Close()
+				if err != nil {
+					return err
+				}
+				text = "random " + hex.EncodeToString(b) + "\n"
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(out, val), []byte(text), 0o644); err != nil {
+			if err := writeOut(out, val, text); err != nil {
 				return err
 			}
 		case "ref":
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(out, "ref-"+val), []byte(os.Getenv(val)), 0o644); err != nil {
+			if err := writeOut(out, "ref-"+val, os.Getenv(val)); err != nil {
 				return err
 			}
 		case "cat":
@@ -91,25 +94,31 @@ func run(args []string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "failing with %d as asked\n", code)
+			os.Stderr.WriteString("failing with " + val + " as asked\n")
 			os.Exit(code)
 		case "env":
 			env := os.Environ()
-			sort.Strings(env)
+			slices.Sort(env)
 			for _, e := range env {
-				fmt.Println(e)
+				line(e)
 			}
 		case "dial":
-			c, err := net.DialTimeout("tcp", val, 3*time.Second)
-			if err != nil {
-				fmt.Printf("dial %s: unreachable: %v\n", val, err)
+			if err := dial(val, 3*time.Second); err != nil {
+				line("dial " + val + ": unreachable: " + err.Error())
 				break
 			}
-			c.Close()
-			fmt.Printf("dial %s: connected\n", val)
+			line("dial " + val + ": connected")
 		default:
-			return fmt.Errorf("unknown step %q", a)
+			return errors.New("unknown step " + strconv.Quote(a))
 		}
 	}
 	return nil
+}
+
+// writeOut writes $out/name holding text, making $out a directory.
+func writeOut(out, name, text string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, name), []byte(text), 0o644)
 }
