@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"hephc.dev/hephc/internal/storetest"
 	"hephc.dev/hephc/realize"
@@ -91,5 +92,65 @@ func TestRegistrationFailureReachesItsBuild(t *testing.T) {
 	// Realized again, everything is built.
 	if _, err := f.Realize(t, realize.Options{Jobs: 2}, roots...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNextBuildRunsWhileRegistering holds the sync before the first
+// build's registration until the next build has started, with one job at
+// a time: a build's slot is free once its output is hashed. Its
+// dependent starts only once it is registered.
+func TestNextBuildRunsWhileRegistering(t *testing.T) {
+	f := storetest.New(t, t.TempDir())
+	var roots, builds []store.DrvHash
+	for _, name := range []string{"a", "b"} {
+		h := f.Step(t, name, nil, nil, "file=f="+name)
+		builds = append(builds, h)
+		roots = append(roots, f.Step(t, "uses-"+name, map[string]store.DrvHash{"in": h}, map[string]string{"IN": "@{in}"}, "ref=IN"))
+	}
+	var mu sync.Mutex
+	var order []store.Path // started
+	second := make(chan struct{})
+	syncs := 0
+	f.St.SyncFS = func() error {
+		mu.Lock()
+		syncs++
+		first := syncs == 1
+		mu.Unlock()
+		if !first {
+			return nil
+		}
+		// The first build's registration: the second build starts
+		// meanwhile, no dependent does.
+		select {
+		case <-second:
+		case <-time.After(time.Minute):
+			t.Error("the second build did not start while the first one's registration waited")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range order {
+			if p.Name != "a" && p.Name != "b" {
+				t.Errorf("%s started before its input was registered", p.Name)
+			}
+		}
+		return nil
+	}
+	_, err := f.Realize(t, realize.Options{Jobs: 1, Events: func(e realize.Event) {
+		if e.Kind != realize.EventStarted {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if order = append(order, e.Path); len(order) == 2 {
+			close(second)
+		}
+	}}, roots...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range append(builds, roots...) {
+		if err := storetest.VerifyPath(f.St, f.G.PathOf(h)); err != nil {
+			t.Error(err)
+		}
 	}
 }

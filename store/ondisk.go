@@ -67,11 +67,11 @@ func writeRecord(dir, name string, data []byte) error {
 		return err
 	}
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o444)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o444)
 	}
 	if err == nil {
 		err = os.Rename(f.Name(), filepath.Join(dir, name))
