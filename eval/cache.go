@@ -166,6 +166,7 @@ func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
 		}
 		e.Dirs = append(e.Dirs, fileDep{d, h})
 	}
+	e.Nodes = make([]cacheNode, 0, len(g.Nodes))
 	for _, n := range g.SortedNodes() {
 		attrs, err := store.AppendCanonicalJSON(nil, n.Drv.Attrs)
 		if err != nil {
@@ -178,7 +179,7 @@ func (c *Cache) Put(r Request, files, dirs []string, g *Graph) error {
 			Attrs: attrs, OutputHash: d.OutputHash, Meta: n.Meta, Limits: n.Limits, Attr: n.Attr, Pos: n.Pos,
 		})
 	}
-	var enc encoder
+	enc := encoder{b: make([]byte, 0, 4096+320*len(e.Nodes))}
 	enc.entry(&e)
 	p := c.path(r)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

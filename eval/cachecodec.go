@@ -3,7 +3,7 @@ package eval
 import (
 	"encoding/binary"
 	"errors"
-	"sort"
+	"slices"
 
 	"hephc.dev/hephc/store"
 )
@@ -27,14 +27,16 @@ func (e *encoder) strs(ss []string) {
 }
 func (e *encoder) strMap(m map[string]string) {
 	e.uint(uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	var buf [8]string
+	for _, k := range appendSortedKeys(buf[:0], m) {
 		e.str(k)
 		e.str(m[k])
 	}
 }
 func (e *encoder) hashMap(m map[string]store.DrvHash) {
 	e.uint(uint64(len(m)))
-	for _, k := range sortedKeys(m) {
+	var buf [8]string
+	for _, k := range appendSortedKeys(buf[:0], m) {
 		e.str(k)
 		e.hash(m[k])
 	}
@@ -136,12 +138,13 @@ func (d *decoder) hashMap() map[string]store.DrvHash {
 	return m
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// appendSortedKeys appends m's keys to keys, sorted (a small map's to a
+// buffer on the stack: no allocation).
+func appendSortedKeys[V any](keys []string, m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }
 

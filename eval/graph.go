@@ -7,7 +7,9 @@ package eval
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
+	"strings"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
@@ -85,11 +87,11 @@ func (g *Graph) SortedNodes() []*Node {
 	for _, n := range g.Nodes {
 		ns = append(ns, n)
 	}
-	sort.Slice(ns, func(i, j int) bool {
-		if ns[i].Drv.Name != ns[j].Drv.Name {
-			return ns[i].Drv.Name < ns[j].Drv.Name
+	slices.SortFunc(ns, func(a, b *Node) int {
+		if c := strings.Compare(a.Drv.Name, b.Drv.Name); c != 0 {
+			return c
 		}
-		return ns[i].Hash.String() < ns[j].Hash.String()
+		return strings.Compare(a.Hash.String(), b.Hash.String())
 	})
 	return ns
 }
