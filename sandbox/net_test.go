@@ -149,3 +149,41 @@ func TestHostNetworkKeepsLoopback(t *testing.T) {
 		t.Errorf("resolv.conf is bound, not copied: %s", res["read=/proc/self/mountinfo"])
 	}
 }
+
+// TestNetnsReuse: as root, builds without a network of their own reuse
+// network namespaces (netpool.go), but only ones the last build left no
+// socket in: a TCP connection left in TIME_WAIT makes the next build get
+// a new namespace, which shows none. No build may change a namespace's
+// sysctls.
+func TestNetnsReuse(t *testing.T) {
+	if !privileged() {
+		t.Skip("builds get pooled network namespaces when the caller is root")
+	}
+	const ns = "readlink=/proc/self/ns/net"
+	first := runProbes(t, Spec{}, ns, "read=/proc/net/tcp")[ns]
+	second := runProbes(t, Spec{}, ns)[ns]
+	if !strings.HasPrefix(first, "ok: net:[") || second != first {
+		t.Fatalf("two builds in a row ran in %s and %s, want one reused namespace", first, second)
+	}
+	dirty := runProbes(t, Spec{}, ns, "timewait", "write=/proc/sys/net/ipv4/ip_local_port_range",
+		"write=/proc/sys/net/core/somaxconn")
+	t.Logf("results: %q", dirty)
+	if dirty[ns] != first {
+		t.Fatalf("the third build ran in %s, want the reused %s", dirty[ns], first)
+	}
+	wantOK(t, dirty, "timewait", "")
+	wantErr(t, dirty, "write=/proc/sys/net/ipv4/ip_local_port_range", "permission denied")
+	wantErr(t, dirty, "write=/proc/sys/net/core/somaxconn", "permission denied")
+	next := runProbes(t, Spec{}, ns, "read=/proc/net/tcp", "read=/proc/net/tcp6")
+	t.Logf("results: %q", next)
+	if next[ns] == first {
+		t.Errorf("the build after one that left a connection in TIME_WAIT reused its namespace %s", first)
+	}
+	for _, f := range []string{"read=/proc/net/tcp", "read=/proc/net/tcp6"} {
+		if r := next[f]; !strings.HasPrefix(r, "ok: ") || strings.Contains(r, "\n") {
+			t.Errorf("%s: got %q, want its header alone", f, r)
+		}
+	}
+	// And the namespace is still only loopback's, up.
+	wantOK(t, runProbes(t, Spec{}, "loopback"), "loopback", "")
+}

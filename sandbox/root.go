@@ -160,7 +160,7 @@ func setup(is *initSpec) ([]string, error) {
 	if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
 		return nil, fmt.Errorf("sandbox: setting host name: %w", err)
 	}
-	if !s.Network {
+	if !s.Network && !is.PooledNet {
 		if err := loopbackUp(); err != nil {
 			return nil, fmt.Errorf("sandbox: bringing up loopback: %w", err)
 		}

@@ -89,6 +89,10 @@ type initSpec struct {
 	// HostAddrs are the host's addresses, which an Outbound build may not
 	// reach.
 	HostAddrs []string
+	// PooledNet: the init was started in a network namespace of the
+	// pool (netpool.go), whose loopback is up, and which it may not
+	// change.
+	PooledNet bool `json:",omitempty"`
 }
 
 type cgroupLimits struct{ Memory, Pids bool }
@@ -321,23 +325,40 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	defer statusR.Close()
 
 	// Pdeathsig fires when the thread that started the child exits; keep
-	// this goroutine on one thread until the init has exited.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	// The small init (helper.go) if it is there; builtins still run this
-	// executable. Else, or if it is gone, this executable is the init.
+	// that thread until the init has exited.
 	var cmd *exec.Cmd
-	if helper := initProgram(); helper != "" {
-		if r.is.Exe, err = selfExe(); err == nil {
-			cmd = initCmd(helper, s, r.ids, specR, statusW)
-			if err = cmd.Start(); err != nil {
-				cmd, r.is.Exe = nil, ""
+	reaped := make(chan struct{})
+	if pooledNet(s, r.ids) {
+		r.is.PooledNet = true
+		started, finished := make(chan error, 1), make(chan struct{})
+		// The namespace is back in the pool when Run returns.
+		defer func() { <-finished }()
+		go func() {
+			// A thread of its own enters the pooled namespace
+			// (netpool.go) to start the init there.
+			defer close(finished)
+			runtime.LockOSThread()
+			fd, err := enterPooledNet()
+			if err == nil {
+				cmd, err = r.startInit(specR, statusW)
 			}
-		}
-	}
-	if cmd == nil {
-		cmd = initCmd("/proc/self/exe", s, r.ids, specR, statusW)
-		err = cmd.Start()
+			tainted := leaveNet() != nil
+			started <- err
+			if err == nil {
+				<-reaped
+			}
+			if fd >= 0 {
+				putNet(fd)
+			}
+			if !tainted { // else the thread ends with the goroutine
+				runtime.UnlockOSThread()
+			}
+		}()
+		err = <-started
+	} else {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd, err = r.startInit(specR, statusW)
 	}
 	specR.Close()
 	statusW.Close()
@@ -346,7 +367,11 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	}
 	pid := cmd.Process.Pid
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(reaped)
+		done <- err
+	}()
 	kill := func() {
 		// The whole pid namespace dies with its init.
 		cmd.Process.Kill()
@@ -433,6 +458,25 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	return r.statusError(raw)
 }
 
+// startInit starts the sandbox's init: the small init (helper.go) if it
+// is there, builtins still running this executable; else, or if it is
+// gone, this executable. The calling thread is locked (Pdeathsig).
+func (r *run) startInit(specR, statusW *os.File) (*exec.Cmd, error) {
+	newNet := !r.spec.Network && !r.is.PooledNet
+	if helper := initProgram(); helper != "" {
+		exe, err := selfExe()
+		if err == nil {
+			cmd := initCmd(helper, r.spec, newNet, specR, statusW)
+			if err = cmd.Start(); err == nil {
+				r.is.Exe = exe
+				return cmd, nil
+			}
+		}
+	}
+	cmd := initCmd("/proc/self/exe", r.spec, newNet, specR, statusW)
+	return cmd, cmd.Start()
+}
+
 // initCmd returns the command that starts prog as the sandbox's init in
 // its new namespaces, passing it specR and statusW as specFD and
 // statusFD. The caller writes its id maps once it has started
@@ -447,10 +491,10 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 // is started with vfork (CLONE_VM|CLONE_VFORK, which Go then leaves as
 // they are), the cost of an exec whatever the caller's size, and no
 // process in between.
-func initCmd(prog string, s *Spec, ids *hostIDs, specR, statusW *os.File) *exec.Cmd {
+func initCmd(prog string, s *Spec, newNet bool, specR, statusW *os.File) *exec.Cmd {
 	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID |
 		unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_VM | unix.CLONE_VFORK)
-	if !s.Network {
+	if newNet {
 		flags |= unix.CLONE_NEWNET
 	}
 	return &exec.Cmd{

@@ -77,7 +77,7 @@ func probeOne(op, arg string, env []string) (string, error) {
 			return "", err
 		}
 		return "", c.Close()
-	case "loopback":
+	case "loopback", "timewait":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return "", err
@@ -87,7 +87,17 @@ func probeOne(op, arg string, env []string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return "", c.Close()
+		if op == "loopback" {
+			return "", c.Close()
+		}
+		// A TCP connection this side closes first, left in TIME_WAIT.
+		s, err := l.Accept()
+		if err != nil {
+			return "", err
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+		return "", s.Close()
 	case "read":
 		b, err := os.ReadFile(arg)
 		return strings.TrimSpace(string(b)), err
