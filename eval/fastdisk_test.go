@@ -4,12 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/zeebo/blake3"
 
 	"hephc.dev/hephc/internal/benchconfig"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/store"
 )
 
 // readConfig reads the configuration in dir as Fast takes it.
@@ -212,5 +214,28 @@ func TestFileCacheBounded(t *testing.T) {
 	}
 	if after > disk.MaxBytes || len(ents) == 0 {
 		t.Fatalf("%d bytes in %d entries after pruning to %d", after, len(ents), disk.MaxBytes)
+	}
+}
+
+// TestFastHash holds fastHash to store.Derivation.Hash, on strings that
+// need escaping, empty and several args, env and inputs, and what it
+// leaves to Hash (fixed outputs, attrs, bad names, bad UTF-8).
+func TestFastHash(t *testing.T) {
+	h := func(b byte) store.DrvHash { return store.DrvHash{b} }
+	for i, d := range []store.Derivation{
+		{Name: "a", Builder: "builtin:exec", System: "x86_64-linux", Args: []string{}, Env: map[string]string{}, Inputs: map[string]store.DrvHash{}},
+		{Name: "b+c_d?=e-1.2", Version: "1.\"2\"\\", Builder: "@{in.x}/bin/\x01b", System: "aarch64-linux",
+			Args: []string{"é", "\t\n\x1f", "", "<>&\u2028"}, Env: map[string]string{"Z": "1", "A_b": "\"", "a": "\x7f"},
+			Inputs: map[string]store.DrvHash{"in.x": h(1), "d": h(2), "l.0": h(3), "l.10": h(4), "l.2": h(5)}},
+		{Name: "f", Builder: "builtin:fetch-url", OutputHash: "blake3:" + strings.Repeat("0", 64)},
+		{Name: "g", Builder: "builtin:exec", Attrs: map[string]any{"x": int64(1)}},
+		{Name: "..", Builder: "builtin:exec"},
+		{Name: "u", Builder: "builtin:exec", Args: []string{"\xff"}},
+	} {
+		want, werr := d.Hash()
+		got, err := fastHash(&d)
+		if got != want || (err == nil) != (werr == nil) {
+			t.Errorf("derivation %d: fastHash %v %v, Hash %v %v", i, got, err, want, werr)
+		}
 	}
 }
