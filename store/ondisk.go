@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,7 +173,14 @@ func (s *Store) writeDerivationRecord(h DrvHash, b []byte, attr, pos string) err
 	if err != nil {
 		return fmt.Errorf("recording derivation %s: %w", h, err)
 	}
-	if err := writeRecord(filepath.Join(s.Dir, drvDir), h.String()+".json", append(rec, '\n')); err != nil {
+	rec = append(rec, '\n')
+	dir, name := filepath.Join(s.Dir, drvDir), h.String()+".json"
+	if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && bytes.Equal(old, rec) {
+		// Recorded by an earlier realization: a file made and renamed
+		// costs more than reading it.
+		return nil
+	}
+	if err := writeRecord(dir, name, rec); err != nil {
 		return fmt.Errorf("recording derivation %s: %w", h, err)
 	}
 	return nil

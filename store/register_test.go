@@ -211,3 +211,41 @@ func TestKillBetweenSyncAndCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivationRecordWrittenOnce saves a derivation twice: its record
+// (drv/<hash>.json) is written once, and again only when where it was
+// written changes.
+func TestDerivationRecordWrittenOnce(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, t.TempDir())
+	d := &store.Derivation{Name: "d", Builder: "builtin:x", System: "x86_64-linux"}
+	h, err := d.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &store.Graph{Derivations: map[store.DrvHash]*store.Derivation{h: d}, Origins: map[store.DrvHash]store.Origin{h: {Attr: "pkgs.d"}}}
+	file := filepath.Join(st.Dir, "drv", h.String()+".json")
+	inode := func() uint64 {
+		t.Helper()
+		if err := st.SaveDerivations(ctx, g, []store.DrvHash{h}); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	first := inode()
+	if again := inode(); again != first {
+		t.Errorf("the same record was written again (inode %d, then %d)", first, again)
+	}
+	g.Origins[h] = store.Origin{Attr: "pkgs.moved"}
+	if moved := inode(); moved == first {
+		t.Errorf("the record was not rewritten when its attribute changed")
+	}
+	sd, ok, err := st.LoadDerivation(ctx, h)
+	if err != nil || !ok || sd.Attr != "pkgs.moved" {
+		t.Fatalf("loaded %+v, %v, %v; want it written at pkgs.moved", sd, ok, err)
+	}
+}
