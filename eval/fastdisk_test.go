@@ -239,3 +239,35 @@ func TestFastHash(t *testing.T) {
 		}
 	}
 }
+
+// TestFileCacheConcurrent evaluates one configuration from several
+// goroutines, each a new process or the same one, through one FileCache
+// (run with -race).
+func TestFileCacheConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	benchconfig.Write(t, dir, 1200)
+	files := readConfig(t, dir)
+	want, _ := (&Fast{}).Build(files, Options{}, nil)
+	disk := &FileCache{Dir: t.TempDir(), Build: "test"}
+	shared := &Fast{}
+	errs := make(chan string, 8)
+	for i := range 8 {
+		go func() {
+			f := shared
+			if i%2 == 0 {
+				f = &Fast{}
+			}
+			g, ok := f.Build(files, Options{}, disk)
+			if !ok || !reflect.DeepEqual(g, want) {
+				errs <- "a graph that is not the one evaluated without a cache"
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
