@@ -46,6 +46,9 @@ type FileCache struct {
 	// MaxBytes bounds the entries' total size; 0 means
 	// DefaultFileCacheBytes.
 	MaxBytes int64
+	// Fresh writes entries but reads none: for an evaluation asked not
+	// to use what caches hold (hephc eval --no-cache).
+	Fresh bool
 }
 
 // DefaultFileCacheBytes is the default bound of a FileCache's size: about
@@ -87,7 +90,7 @@ func hexString(b []byte) string {
 // load returns what fl's entry holds, or nil when there is no entry for fl
 // as it is now (a miss of any kind).
 func (c *FileCache) load(fl File) *fastFile {
-	if c == nil {
+	if c == nil || c.Fresh {
 		return nil
 	}
 	b, ok := readEntry(c.name(fl.Name))

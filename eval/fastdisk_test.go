@@ -155,6 +155,11 @@ func TestFileCacheHostile(t *testing.T) {
 			return os.Chown(a, 1, 1)
 		}
 	}
+	fresh := *disk
+	fresh.Fresh = true
+	if _, parsed := newProcess(t, files, &fresh); parsed != 2 {
+		t.Errorf("Fresh: parsed %d files, want 2 (entries not read)", parsed)
+	}
 	for name, plant := range cases {
 		if err := os.RemoveAll(a); err != nil {
 			t.Fatal(err)

@@ -150,7 +150,7 @@ func evaluateFast(req Request, key eval.Request) (*eval.Graph, *lang.Config, boo
 	}
 	var disk *eval.FileCache
 	if req.CacheDir != "" {
-		disk = &eval.FileCache{Dir: filepath.Join(req.CacheDir, "eval", "files"), Build: key.Build}
+		disk = &eval.FileCache{Dir: filepath.Join(req.CacheDir, "eval", "files"), Build: key.Build, Fresh: !req.UseCache}
 	}
 	g, ok := fast.Build(fs, eval.Options{Attr: req.Attr}, disk)
 	return g, cfg, ok
