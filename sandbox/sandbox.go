@@ -30,7 +30,8 @@
 //     TestTimeout).
 //   - Reach the network: loopback only, unless Network (hephc's own
 //     fetchers) or Outbound, which reaches public addresses only
-//     (TestOutboundCannotReachHost).
+//     (TestOutboundCannotReachHost); nor see another build's sockets
+//     in a reused network namespace, nor change it (TestNetnsReuse).
 //   - Outlive Run, or signal and trace the init (TestTimeout, TestCancel,
 //     TestSignalInit).
 package sandbox
