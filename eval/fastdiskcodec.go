@@ -49,21 +49,21 @@ func (e *encoder) strsOrNil(ss []string) {
 	}
 }
 
+// strings are a declaration's string fields, in the entry's order.
+func (d *fastDecl) strings() [9]*string {
+	return [...]*string{&d.drv.Name, &d.drv.Version, &d.drv.System, &d.drv.Builder, &d.drv.OutputHash,
+		&d.meta.Description, &d.meta.License, &d.meta.Homepage, &d.meta.Channel}
+}
+
 func (e *encoder) decl(d *fastDecl) {
 	e.strs(d.path)
 	e.uint(uint64(d.pos.Line))
 	e.uint(uint64(d.pos.Col))
-	e.str(d.drv.Name)
-	e.str(d.drv.Version)
-	e.str(d.drv.System)
-	e.str(d.drv.Builder)
+	for _, s := range d.strings() {
+		e.str(*s)
+	}
 	e.strs(d.drv.Args)
 	e.strMap(d.drv.Env)
-	e.str(d.drv.OutputHash)
-	e.str(d.meta.Description)
-	e.str(d.meta.License)
-	e.str(d.meta.Homepage)
-	e.str(d.meta.Channel)
 	e.strsOrNil(d.meta.Provides)
 	e.uint(uint64(len(d.inputs)))
 	for _, in := range d.inputs {
@@ -188,10 +188,9 @@ func (d *entryDecoder) decl(ff *fastFile, x *fastDecl) {
 	x.pos.File = ff.name
 	x.pos.Line = int(d.uint())
 	x.pos.Col = int(d.uint())
-	x.drv.Name = d.ustr()
-	x.drv.Version = d.ustr()
-	x.drv.System = d.ustr()
-	x.drv.Builder = d.ustr()
+	for _, s := range x.strings() {
+		*s = d.ustr()
+	}
 	x.drv.Args = d.ustrs()
 	n := d.countOf(2)
 	x.drv.Env = make(map[string]string, n)
@@ -200,11 +199,6 @@ func (d *entryDecoder) decl(ff *fastFile, x *fastDecl) {
 		x.drv.Env[k] = d.ustr()
 	}
 	x.drv.Attrs = map[string]any{}
-	x.drv.OutputHash = d.ustr()
-	x.meta.Description = d.ustr()
-	x.meta.License = d.ustr()
-	x.meta.Homepage = d.ustr()
-	x.meta.Channel = d.ustr()
 	if d.bool() {
 		x.meta.Provides = d.ustrs()
 	}
