@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,7 +126,10 @@ func printSummary(e *env, g *eval.Graph) error {
 	if len(g.Roots) > pinnedRoots(g) {
 		fmt.Fprintln(e.stdout)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	// tabwriter writes each cell and its padding on its own: buffered,
+	// 10,000 roots are a few writes, not 60,000 system calls.
+	out := bufio.NewWriterSize(e.stdout, 64<<10)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	pinned := 0
 	for _, attr := range g.RootNames() {
 		n := g.Nodes[g.Roots[attr]]
@@ -136,6 +140,9 @@ func printSummary(e *env, g *eval.Graph) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", attr, n.Path(), n.Drv.Builder)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := out.Flush(); err != nil {
 		return err
 	}
 	if pinned > 0 {
