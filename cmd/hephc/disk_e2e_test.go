@@ -21,6 +21,7 @@ import (
 // again, from slot B. Each boot is seen on the console (the kernel prints
 // its command line, which names the loader entry).
 func TestDiskImageABDeploy(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	storeDir, _, _ := systemStore(t)
 	requireQEMU(t)
 	requireOVMF(t)

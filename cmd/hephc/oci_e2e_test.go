@@ -26,6 +26,7 @@ import (
 // same from stores A and B, skopeo reads it, and age runs from its
 // layers unpacked into a chroot.
 func TestBinaryCacheSystem(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	storeA, _, realizeTook := systemStore(t)
 	regs := registrytest.All(t)
 	v3 := regs[0]

@@ -28,6 +28,7 @@ import (
 // its channel metadata is at lower versions, and realize --server
 // refuses it.
 func TestServerSystem(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	storeA, _, _ := systemStore(t)
 	repo, err := filepath.Abs("../..")
 	if err != nil {

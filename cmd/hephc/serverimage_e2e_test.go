@@ -31,6 +31,7 @@ import (
 // for the host), plants a file in the workstation's /bin through its
 // console shell, and finds the sentinel's alert on the server's page.
 func TestServerImage(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	storeDir, _, _ := systemStore(t)
 	requireQEMU(t)
 	work := t.TempDir()

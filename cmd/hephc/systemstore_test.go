@@ -20,6 +20,13 @@ import (
 // realize of system.cue is several minutes of it). A test that needs a
 // store of its own seeds it from the shared one (seedStore) instead of
 // fetching and building again.
+//
+// The longest e2e tests that come after it (a disk deploy, update and
+// add, the binary cache, the trust quorum, the package server and its
+// image) are parallel tests: go test runs them once every sequential test
+// has ended, two at a time on CI's two cores, where one at a time left a
+// core idle for most of 15 minutes. Each works in stores of its own or
+// only adds to the shared one, and takes its ports from the kernel.
 var shared struct {
 	once   sync.Once
 	dir    string          // the shared store

@@ -20,6 +20,7 @@ import (
 // both. The toolchain and modules are fetched once, by the first store:
 // the second imports them from its export, admitted on their pins.
 func TestTrustQuorumE2E(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	e2e(t, "fetches the Go toolchain and age's modules, and builds age twice")
 	repo, err := filepath.Abs("../..")
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 // golang.org/x/crypto the example policy refuses, and realize and check
 // say so with both positions before anything is built.
 func TestUpdateAndAddOnTheRealizedSystem(t *testing.T) {
+	t.Parallel() // one of the long e2e tests run two at a time (systemstore_test.go)
 	storeDir, _, took := systemStore(t)
 	requireQEMU(t)
 	t.Logf("the shared store: system.cue realized from nothing in %v (once per test binary)", took.Round(time.Second))
