@@ -106,8 +106,16 @@ func TestTestSystem(t *testing.T) {
 // its step's timeout, with the step's position and the console's tail;
 // the image's passing test is not run again.
 func TestImageTestFails(t *testing.T) {
-	storeDir, _, _ := systemStore(t)
+	shared, _, _ := systemStore(t)
 	requireQEMU(t)
+	// A store of its own, seeded with the shared one's paths and test
+	// results: the failing result would stay with the server image, and
+	// publishing that image from the shared store (TestServerSystem)
+	// would then rightly be refused.
+	storeDir := t.TempDir()
+	if err := seedSharedStore(storeDir, shared); err != nil {
+		t.Fatal(err)
+	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
