@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // a tool) once per test binary, so scripts can check that `hephc init`
 // makes the same files valid for it.
 var cueTool = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "hephc-cue-tool-")
+	dir, err := toolDir("hephc-cue-tool-")
 	if err != nil {
 		return "", err
 	}
@@ -38,6 +38,34 @@ var cueTool = sync.OnceValues(func() (string, error) {
 	return exe, nil
 })
 
+// toolDirs are the directories of the programs built for the scripts,
+// removed when the test binary ends (cleanupM).
+var toolDirs struct {
+	sync.Mutex
+	dirs []string
+}
+
+// toolDir makes a temporary directory that lasts as long as the test
+// binary.
+func toolDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err == nil {
+		toolDirs.Lock()
+		toolDirs.dirs = append(toolDirs.dirs, dir)
+		toolDirs.Unlock()
+	}
+	return dir, err
+}
+
+func removeToolDirs() {
+	toolDirs.Lock()
+	defer toolDirs.Unlock()
+	for _, d := range toolDirs.dirs {
+		os.RemoveAll(d)
+	}
+	toolDirs.dirs = nil
+}
+
 type buildError struct {
 	err error
 	out string
@@ -48,7 +76,7 @@ func (e *buildError) Error() string { return "building cue: " + e.err.Error() + 
 // testBuilder builds internal/testbuilder (a static program scripts use as
 // a builder) once per test binary.
 var testBuilder = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "hephc-testbuilder-")
+	dir, err := toolDir("hephc-testbuilder-")
 	if err != nil {
 		return "", err
 	}

@@ -131,10 +131,12 @@ func (e *realizeError) Error() string {
 	return fmt.Sprintf("hephc realize system.cue: exit %d\n%s", e.code, e.stderr)
 }
 
-// cleanupM runs the tests, then removes the shared store.
+// cleanupM runs the tests, then removes the shared store and the
+// programs built for the scripts.
 type cleanupM struct{ m *testing.M }
 
 func (c cleanupM) Run() int {
+	defer removeToolDirs()
 	defer removeSharedStore()
 	return c.m.Run()
 }
