@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -98,5 +99,81 @@ func TestCgroupRemoved(t *testing.T) {
 				t.Errorf("%s/%s left behind", d, e.Name())
 			}
 		}
+	}
+}
+
+// TestStartsInCgroup: the init and the build are in the build's cgroup
+// from their start, and every thread of the caller is back in its own.
+func TestStartsInCgroup(t *testing.T) {
+	requireCgroup(t, "memory")
+	requireCgroup(t, "pids")
+	before, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := runProbes(t, Spec{Limits: Limits{Memory: 256 << 20, Pids: 64}},
+		"read=/proc/self/cgroup", "read=/proc/1/cgroup")
+	name := fmt.Sprintf("/hephc-build-%d-", os.Getpid())
+	for _, op := range []string{"read=/proc/self/cgroup", "read=/proc/1/cgroup"} {
+		got := res[op]
+		if !strings.HasPrefix(got, "ok: ") {
+			t.Fatalf("%s: %s", op, got)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(got[4:]), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			limited := f[1] == "" && cgroupHostOnce().v2 != ""
+			for _, c := range strings.Split(f[1], ",") {
+				limited = limited || c == "memory" || c == "pids"
+			}
+			if limited && !strings.Contains(f[2], name) {
+				t.Errorf("%s: %q is not in the build's cgroup", op, line)
+			}
+		}
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, p := range tasks {
+		if b, err := os.ReadFile(p); err == nil && string(b) != string(before) {
+			t.Errorf("%s:\n%s\nwant the caller's:\n%s", p, b, before)
+		}
+	}
+}
+
+// TestEnterThread: the thread that starts the init moves itself into the
+// build's v1 cgroups and back.
+func TestEnterThread(t *testing.T) {
+	h := cgroupHostOnce()
+	if h.v2 != "" || h.memory == "" || h.pids == "" {
+		t.Skipf("no writable v1 memory and pids hierarchies (%+v)", h)
+	}
+	cg, err := newCgroup(h, Limits{Memory: 256 << 20, Pids: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.remove()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self := func() string {
+		b, _ := os.ReadFile("/proc/thread-self/cgroup")
+		return string(b)
+	}
+	before := self()
+	leave, entered, tainted := cg.enterThread()
+	if !entered || tainted {
+		t.Fatalf("entered %v, tainted %v", entered, tainted)
+	}
+	in := self()
+	for _, d := range []string{cg.memory, cg.pids} {
+		if !strings.Contains(in, "/"+filepath.Base(d)+"\n") {
+			t.Errorf("the thread is not in %s:\n%s", d, in)
+		}
+	}
+	if err := leave(); err != nil {
+		t.Fatal(err)
+	}
+	if after := self(); after != before {
+		t.Errorf("after leaving:\n%s\nwant:\n%s", after, before)
 	}
 }

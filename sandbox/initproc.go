@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,21 +16,55 @@ import (
 
 // startInit starts the sandbox's init: the small init (helper.go) if it
 // is there, builtins still running this executable; else, or if it is
-// gone, this executable. The calling thread is locked (Pdeathsig).
-func (r *run) startInit(specR, statusW *os.File) (*exec.Cmd, error) {
+// gone, this executable. The calling thread is locked (Pdeathsig). The
+// init is started in the build's cgroup where it can be (cgroupenter.go):
+// inCgroup says so. tainted says the thread could not leave that cgroup
+// and must end.
+func (r *run) startInit(specR, statusW *os.File) (cmd *exec.Cmd, inCgroup, tainted bool, err error) {
 	newNet := !r.spec.Network && !r.is.PooledNet
+	v2 := r.cg.openV2()
+	if v2 != nil {
+		defer v2.Close()
+	}
+	start := func(prog string) (*exec.Cmd, error) {
+		if v2 != nil {
+			cmd := initCmd(prog, r.spec, newNet, specR, statusW)
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(v2.Fd())
+			if err := cmd.Start(); err == nil {
+				inCgroup = true
+				return cmd, nil
+			}
+		}
+		cmd := initCmd(prog, r.spec, newNet, specR, statusW)
+		return cmd, cmd.Start()
+	}
+	leave, entered, tainted := r.cg.enterThread()
+	if tainted {
+		return nil, false, true, errors.New("sandbox: could not move this thread back into its cgroup")
+	}
+	cmd, err = r.startProgram(start)
+	if entered {
+		inCgroup = err == nil
+		if leave() != nil {
+			tainted = true
+		}
+	}
+	return cmd, inCgroup, tainted, err
+}
+
+// startProgram starts the init with start: the helper, or this
+// executable.
+func (r *run) startProgram(start func(prog string) (*exec.Cmd, error)) (*exec.Cmd, error) {
 	if helper := initProgram(); helper != "" {
 		exe, err := selfExe()
 		if err == nil {
-			cmd := initCmd(helper, r.spec, newNet, specR, statusW)
-			if err = cmd.Start(); err == nil {
+			if cmd, err := start(helper); err == nil {
 				r.is.Exe = exe
 				return cmd, nil
 			}
 		}
 	}
-	cmd := initCmd("/proc/self/exe", r.spec, newNet, specR, statusW)
-	return cmd, cmd.Start()
+	return start("/proc/self/exe")
 }
 
 // initCmd returns the command that starts prog as the sandbox's init in
@@ -55,7 +90,7 @@ func initCmd(prog string, s *Spec, newNet bool, specR, statusW *os.File) *exec.C
 	return &exec.Cmd{
 		Path:       prog,
 		Args:       []string{initArg0},
-		Env:        []string{},
+		Env:        initEnv,
 		Dir:        "/",
 		Stdout:     s.Stdout,
 		Stderr:     s.Stderr,
@@ -71,6 +106,11 @@ func initCmd(prog string, s *Spec, newNet bool, specR, statusW *os.File) *exec.C
 		},
 	}
 }
+
+// initEnv is the init's environment (the build gets Spec.Env). The
+// init's work is sequential and small: one P, and no garbage collector,
+// keep its Go runtime from starting threads and waking them for nothing.
+var initEnv = []string{"GOMAXPROCS=1", "GOGC=off"}
 
 // writeIDMaps maps the init's user namespace: the build's uid and gid,
 // 1000 inside, are ids's on the host. When those are not the caller's

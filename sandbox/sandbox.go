@@ -324,42 +324,44 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	}
 	defer statusR.Close()
 
-	// Pdeathsig fires when the thread that started the child exits; keep
-	// that thread until the init has exited.
+	// A thread of its own starts the init, locked to it: Pdeathsig fires
+	// when the thread that started the child exits, so it is kept until
+	// the init has exited; it may enter a pooled network namespace
+	// (netpool.go) and the build's cgroup (cgroupenter.go) to start the
+	// init there, and ends with its goroutine if it cannot leave them.
 	var cmd *exec.Cmd
+	var inCgroup bool
 	reaped := make(chan struct{})
-	if pooledNet(s, r.ids) {
-		r.is.PooledNet = true
-		started, finished := make(chan error, 1), make(chan struct{})
-		// The namespace is back in the pool when Run returns.
-		defer func() { <-finished }()
-		go func() {
-			// A thread of its own enters the pooled namespace
-			// (netpool.go) to start the init there.
-			defer close(finished)
-			runtime.LockOSThread()
-			fd, err := enterPooledNet()
-			if err == nil {
-				cmd, err = r.startInit(specR, statusW)
-			}
-			tainted := leaveNet() != nil
-			started <- err
-			if err == nil {
-				<-reaped
-			}
-			if fd >= 0 {
-				putNet(fd)
-			}
-			if !tainted { // else the thread ends with the goroutine
-				runtime.UnlockOSThread()
-			}
-		}()
-		err = <-started
-	} else {
+	r.is.PooledNet = pooledNet(s, r.ids)
+	started, finished := make(chan error, 1), make(chan struct{})
+	// The namespace is back in the pool when Run returns.
+	defer func() { <-finished }()
+	go func() {
+		defer close(finished)
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		cmd, err = r.startInit(specR, statusW)
-	}
+		fd, err := -1, error(nil)
+		if r.is.PooledNet {
+			fd, err = enterPooledNet()
+		}
+		tainted := false
+		if err == nil {
+			cmd, inCgroup, tainted, err = r.startInit(specR, statusW)
+		}
+		if r.is.PooledNet && leaveNet() != nil {
+			tainted = true
+		}
+		started <- err
+		if cmd != nil && err == nil {
+			<-reaped
+		}
+		if fd >= 0 {
+			putNet(fd)
+		}
+		if !tainted { // else the thread ends with the goroutine
+			runtime.UnlockOSThread()
+		}
+	}()
+	err = <-started
 	specR.Close()
 	statusW.Close()
 	if err != nil {
@@ -383,7 +385,7 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	}
 	// The init waits for its spec: until then it is alone in its
 	// namespaces and runs nothing of the build.
-	if r.cg != nil {
+	if r.cg != nil && !inCgroup {
 		if err := r.cg.add(pid); err != nil {
 			kill()
 			return err

@@ -137,8 +137,7 @@ func (m *overlayMounter) stageWritable(o *opener) error {
 		if err != nil {
 			return fmt.Errorf("sandbox: opening %s: %w", ov.lower, err)
 		}
-		opts := overlayOptions + fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", fdPath(lower), fdPath(ov.src.upperFD), fdPath(ov.src.workFD))
-		ov.err = unix.Mount("heph", fdPath(ov.fd), "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
+		ov.err = mountUpper(fdPath(ov.fd), fdPath(lower), fdPath(ov.src.upperFD), fdPath(ov.src.workFD))
 		unix.Close(lower)
 		if ov.err == nil {
 			m.staged = append(m.staged, ov.stage)
@@ -225,10 +224,40 @@ func (m *overlayMounter) mountWritable(s *source) error {
 		return fmt.Errorf("sandbox: opening %s: %w", s.lower, err)
 	}
 	defer unix.Close(lower)
-	opts := overlayOptions + fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", fdPath(lower), fdPath(s.fd), fdPath(s.workFD))
-	if err := unix.Mount("heph", fdPath(fd), "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+	if err := mountUpper(fdPath(fd), fdPath(lower), fdPath(s.fd), fdPath(s.workFD)); err != nil {
 		m.warn(s, err)
 		return m.r.bind(s)
 	}
 	return nil
+}
+
+// mountUpper mounts on target a writable overlay of upper, over lower,
+// with its work directory work.
+//
+// The overlay is volatile (Linux 5.10 and later): when its last
+// reference goes, at the init's exit, an overlay with an upper layer
+// otherwise syncs the whole upper file system (sync_filesystem of the
+// store's disk: every dirty inode written back, the journal committed
+// and the disk flushed), once per build, while Run waits. hephc's
+// durability does not rest on it: an output counts once its
+// registration has synced the store's file system (store/register.go),
+// which writes the upper layer's files, the build's output among them,
+// like any other. A volatile overlay leaves work/incompat/volatile,
+// which goes with its work directory (removeWorkDir). A kernel that
+// refuses the option gets the overlay without it (volatileFallback).
+func mountUpper(target, lower, upper, work string) error {
+	opts := overlayOptions + fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
+	return volatileFallback(opts, func(opts string) error {
+		return unix.Mount("heph", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
+	})
+}
+
+// volatileFallback mounts with opts and ",volatile", or, if the kernel
+// does not know the option (EINVAL), with opts alone.
+func volatileFallback(opts string, mount func(opts string) error) error {
+	err := mount(opts + ",volatile")
+	if errors.Is(err, unix.EINVAL) {
+		err = mount(opts)
+	}
+	return err
 }

@@ -1,0 +1,93 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestVolatileFallback: a kernel that refuses overlayfs's volatile option
+// (EINVAL, before Linux 5.10) gets the overlay without it; other errors
+// are not retried.
+func TestVolatileFallback(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		refuse  error // what a mount with volatile returns
+		want    []string
+		wantErr error
+	}{
+		{"accepted", nil, []string{"o,volatile"}, nil},
+		{"refused", unix.EINVAL, []string{"o,volatile", "o"}, nil},
+		{"other error", unix.EPERM, []string{"o,volatile"}, unix.EPERM},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var tried []string
+			err := volatileFallback("o", func(opts string) error {
+				tried = append(tried, opts)
+				if strings.HasSuffix(opts, ",volatile") {
+					return c.refuse
+				}
+				return nil
+			})
+			if !errors.Is(err, c.wantErr) || err != nil && c.wantErr == nil {
+				t.Errorf("got %v, want %v", err, c.wantErr)
+			}
+			if strings.Join(tried, " ") != strings.Join(c.want, " ") {
+				t.Errorf("mounted with %q, want %q", tried, c.want)
+			}
+		})
+	}
+}
+
+// TestWritableOverlayVolatile: on Linux 5.10 and later a writable
+// directory's overlay is volatile (its end does not sync the host's
+// disk), what the build writes reaches the host, and the work directory,
+// with the volatile marker overlayfs leaves in it, is removed.
+func TestWritableOverlayVolatile(t *testing.T) {
+	var u unix.Utsname
+	unix.Uname(&u)
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil || major < 5 || major == 5 && minor < 10 {
+		t.Skipf("kernel %s has no volatile overlays", unix.ByteSliceToString(u.Release[:]))
+	}
+	tmp := t.TempDir()
+	for _, d := range []string{"store", "build"} {
+		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := runProbes(t, Spec{Mounts: []Mount{
+		{Source: filepath.Join(tmp, "store"), Target: "/heph/store", Writable: true},
+		{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
+	}}, "write=/heph/store/out", "read=/proc/self/mountinfo")
+	wantOK(t, res, "write=/heph/store/out", "")
+	mi := res["read=/proc/self/mountinfo"]
+	found := false
+	for _, line := range strings.Split(mi, "\n") {
+		f := strings.Fields(line)
+		// ",volatile", or "fsync=volatile" since Linux 6.6.
+		if len(f) > 4 && (f[4] == "/heph/store" || f[4] == "/build") {
+			found = true
+			if !strings.Contains(line, " - overlay ") || !strings.Contains(line, "volatile") {
+				t.Errorf("writable mount is not a volatile overlay: %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no writable mount in mountinfo:\n%s", mi)
+	}
+	if b, err := os.ReadFile(filepath.Join(tmp, "store/out")); err != nil || string(b) != "written inside\n" {
+		t.Errorf("$out on the host: got %q, %v", b, err)
+	}
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".hephc-work") {
+			t.Errorf("work directory %s left behind", e.Name())
+		}
+	}
+}
