@@ -43,6 +43,21 @@ const (
 	uinitProgram = "bin/hephinit"
 )
 
+// gobusybox runs go build with -a (rebuild every package) and
+// -gcflags=all=-l (no inlining, for a smaller binary), so that nothing of
+// the go command's cache is used. The busybox takes u-root's flags that
+// undo both, so that its build uses the std cache of input gostd (built
+// with goBuildFlags only, as every Go build is) like any other Go build:
+// -go-enable-inlining drops -gcflags=all=-l, and -a=false, which go build
+// reads after gobusybox's -a, turns -a off. The binary stays reproducible
+// (-trimpath, -buildid=, no symbols): the go command reuses a cache entry
+// only when its action ID, a hash of everything that goes into it, is the
+// one it would compute.
+const (
+	urootInlining  = "-go-enable-inlining"
+	urootNoRebuild = "-go-extra-args=-a=false"
+)
+
 // urootBusybox compiles u-root's commands attrs.commands (templates of
 // u-root's .mkuimage.yaml such as "core" or "minimal", or package paths),
 // with the Go build tags attrs.tags, into one busybox binary with the u-root command of input tool, in the
@@ -69,12 +84,15 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("uroot-busybox: attrs.tags: %w", err)
 	}
-	uArgs := []string{"-go-mod=readonly"}
+	uArgs := []string{"-go-mod=readonly", urootInlining, urootNoRebuild}
 	for _, tag := range tags {
 		uArgs = append(uArgs, "-go-build-tags="+tag)
 	}
 	const modcache = "/build/gomodcache"
 	if err := layoutModuleCache(info, modcache, stdout); err != nil {
+		return fmt.Errorf("uroot-busybox: %w", err)
+	}
+	if err := seedGoCache(info, stdout); err != nil { // gostdcache.go
 		return fmt.Errorf("uroot-busybox: %w", err)
 	}
 	urootEnv := append(goEnviron(gotool.Path, modcache, env), "GOAMD64=v1")
