@@ -14,8 +14,8 @@ import (
 // waits for an RCU grace period (~2 ms here, serialising every build).
 // The kernel skips that lock when a thread moves itself alone (it writes
 // 0 to a v1 hierarchy's tasks file: cgroup_procs_write_start sets
-// threadgroup_locked = pid || threadgroup, false then; Linux 5.19 and
-// later, still so in 6.x, where it is lock mode CGRP_ATTACH_LOCK_NONE),
+// threadgroup_locked = pid || threadgroup, false then; in the 6.x
+// source, and lock mode CGRP_ATTACH_LOCK_NONE where that replaced it),
 // and a child starts in its parent thread's cgroups. So the thread that
 // starts the init, locked to its OS thread, moves itself into the
 // build's v1 memory and pids cgroups, starts the init, which is born

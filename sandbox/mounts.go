@@ -18,8 +18,9 @@ import (
 // file or directory is bound from an overlayfs of its directory, whose
 // lower layer is that directory, given as /proc/self/fd/N: the overlay is
 // mounted for the moment on a staging point, shared by everything from
-// the same directory (the store's inputs: one overlay), and detached
-// once they are bound; their root is "/NAME". One that is a mount point
+// the same directory (the store's inputs: one overlay), in a tmpfs of
+// the old root, detached with it after pivot_root (root.go); their root
+// is "/NAME". One that is a mount point
 // of its own gets an overlay of its own (a directory) or is bound as it
 // is (a file). A writable directory is the upper layer of an overlay of
 // its own, whose root is "/". Nothing is copied. Device nodes are bound
@@ -140,12 +141,13 @@ func (o *opener) parent(fd int) (int, string, string) {
 // overlayMounter mounts the overlays, remembering the file systems it
 // could not use them for.
 type overlayMounter struct {
-	r     *rootDir
-	empty int // an empty directory: the second lower layer a read-only overlay needs
+	r       *rootDir
+	staging *rootDir // the staging tmpfs, detached with the old root (root.go)
+	empty   int      // an empty directory: the second lower layer a read-only overlay needs
 	// buildIDs: the build has host ids of its own, and the init's
 	// thread works as the build user (see asCaller).
 	buildIDs bool
-	staged   []string // staging points with an overlay mounted
+	staged   int // staging points made
 	warnings []string
 }
 
@@ -214,8 +216,9 @@ func (m *overlayMounter) stage(o *opener) error {
 		if _, ok := byParent[s.parentPath]; ok {
 			continue
 		}
-		stage := fmt.Sprintf("/.hephc/stage/%d", len(mounts))
-		fd, err := m.r.open(stage, true, true)
+		stage := fmt.Sprintf("/%d", m.staged)
+		m.staged++
+		fd, err := m.staging.open(stage, true, true)
 		if err != nil {
 			return fmt.Errorf("sandbox: making staging point %s: %w", stage, err)
 		}
@@ -245,18 +248,13 @@ func (m *overlayMounter) stage(o *opener) error {
 				s.stageErr = mt.err
 				continue
 			}
-			s.stagedFD, s.stageErr = m.r.open(mt.stage+"/"+s.name, false, false)
+			s.stagedFD, s.stageErr = m.staging.open(mt.stage+"/"+s.name, false, false)
 			if s.stageErr == nil {
 				o.keep(s.stagedFD)
 			}
 		}
 		return nil
 	})
-	for _, mt := range mounts {
-		if mt.err == nil {
-			m.staged = append(m.staged, mt.stage)
-		}
-	}
 	return nil
 }
 
@@ -280,21 +278,6 @@ func (m *overlayMounter) mountStaged(s *source) error {
 	staged := *s
 	staged.fd = s.stagedFD
 	return m.r.bind(&staged)
-}
-
-// unstage detaches the staging overlays; the files bound from them stay.
-func (m *overlayMounter) unstage() error {
-	for _, stage := range m.staged {
-		fd, err := m.r.open(stage, false, true)
-		if err == nil {
-			err = unix.Unmount(fdPath(fd), unix.MNT_DETACH)
-			unix.Close(fd)
-		}
-		if err != nil {
-			return fmt.Errorf("sandbox: detaching staging point %s: %w", stage, err)
-		}
-	}
-	return nil
 }
 
 func (m *overlayMounter) warn(s *source, err error) {

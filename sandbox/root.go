@@ -12,9 +12,17 @@ import (
 
 // This file builds the sandbox's root file system, inside the init.
 
-// newRoot is where the init builds the sandbox's root before pivoting into
-// it. Every host path the sandbox needs is opened before a tmpfs covers it.
-const newRoot = "/tmp"
+// The init builds the sandbox's root at newRoot before pivoting into it,
+// on a tmpfs mounted on another, at stagingRoot, which holds the staging
+// points (mounts.go): the old root, detached in one umount2 after
+// pivot_root, takes them with it. Each umount ends in namespace_unlock,
+// which waits for an expedited RCU grace period; one for the whole lot
+// instead of one per staging point. Every host path the sandbox needs is
+// opened before a tmpfs covers it.
+const (
+	stagingRoot = "/tmp"
+	newRoot     = stagingRoot + "/root"
+)
 
 // setup builds the sandbox's root and pivots into it. It returns warnings
 // for the build's log.
@@ -79,9 +87,21 @@ func setup(is *initSpec) ([]string, error) {
 		unix.Setfsgid(GID)
 		unix.Setfsuid(UID)
 	}
-	if err := unix.Mount("tmpfs", newRoot, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
-		return nil, fmt.Errorf("sandbox: mounting the root tmpfs on %s: %w", newRoot, err)
+	for _, d := range []string{stagingRoot, newRoot} {
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+			return nil, fmt.Errorf("sandbox: mounting a tmpfs on %s: %w", d, err)
+		}
+		if d == stagingRoot {
+			if err := unix.Mkdir(newRoot, 0o755); err != nil {
+				return nil, fmt.Errorf("sandbox: making %s: %w", newRoot, err)
+			}
+		}
 	}
+	staging, err := unix.Open(stagingRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: opening the staging tmpfs: %w", err)
+	}
+	o.keep(staging)
 	root, err := unix.Open(newRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: opening the new root: %w", err)
@@ -113,7 +133,7 @@ func setup(is *initSpec) ([]string, error) {
 		return nil, fmt.Errorf("sandbox: making /.hephc/empty: %w", err)
 	}
 	o.keep(empty)
-	om := &overlayMounter{r: r, empty: empty, buildIDs: is.BuildIDs}
+	om := &overlayMounter{r: r, staging: &rootDir{fd: staging}, empty: empty, buildIDs: is.BuildIDs}
 	if err := om.stageWritable(o); err != nil {
 		return nil, err
 	}
@@ -136,9 +156,6 @@ func setup(is *initSpec) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-	}
-	if err := om.unstage(); err != nil {
-		return nil, err
 	}
 	for name, target := range map[string]string{
 		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
@@ -172,7 +189,8 @@ func setup(is *initSpec) ([]string, error) {
 	}
 
 	// pivot_root(".", ".") stacks the old root on the new one; detaching
-	// it leaves the new root alone (see pivot_root(2)).
+	// it leaves the new root alone (see pivot_root(2)), and takes the
+	// staging tmpfs and the staging overlays with it.
 	if err := unix.Chdir(newRoot); err != nil {
 		return nil, fmt.Errorf("sandbox: entering the new root: %w", err)
 	}
@@ -185,10 +203,6 @@ func setup(is *initSpec) ([]string, error) {
 	if err := unix.Chdir("/"); err != nil {
 		return nil, fmt.Errorf("sandbox: entering the new root: %w", err)
 	}
-	for _, stage := range om.staged {
-		unix.Rmdir(stage)
-	}
-	unix.Rmdir("/.hephc/stage")
 	for _, m := range []struct {
 		path  string
 		flags uintptr

@@ -127,9 +127,10 @@ func (m *overlayMounter) stageWritable(o *opener) error {
 		if ov.src.upper == "" {
 			continue
 		}
-		ov.stage = fmt.Sprintf("/.hephc/stage/w%d", len(m.staged))
+		ov.stage = fmt.Sprintf("/%d", m.staged)
+		m.staged++
 		var err error
-		if ov.fd, err = m.r.open(ov.stage, true, true); err != nil {
+		if ov.fd, err = m.staging.open(ov.stage, true, true); err != nil {
 			return fmt.Errorf("sandbox: making staging point %s: %w", ov.stage, err)
 		}
 		defer unix.Close(ov.fd)
@@ -140,7 +141,6 @@ func (m *overlayMounter) stageWritable(o *opener) error {
 		ov.err = mountUpper(fdPath(ov.fd), fdPath(lower), fdPath(ov.src.upperFD), fdPath(ov.src.workFD))
 		unix.Close(lower)
 		if ov.err == nil {
-			m.staged = append(m.staged, ov.stage)
 			ov.err = unix.Fstat(ov.src.upperFD, &ov.parent)
 		}
 	}
@@ -169,7 +169,7 @@ func (m *overlayMounter) stageWritable(o *opener) error {
 			s.stageErr = ov.err
 			continue
 		}
-		s.stagedFD, s.stageErr = m.r.open(ov.stage+"/"+name, false, s.dir)
+		s.stagedFD, s.stageErr = m.staging.open(ov.stage+"/"+name, false, s.dir)
 		if s.stageErr == nil {
 			o.keep(s.stagedFD)
 		}
