@@ -85,7 +85,12 @@ func setupGo(info *realize.BuildInfo, kind string, env []string, log io.Writer) 
 	if err := seedGoCache(info, log); err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
-	goEnv := append(goEnviron(gotool.Path, modcache, env), "GOFLAGS=-mod=readonly", "TMPDIR=/tmp")
+	// goBuildFlags in GOFLAGS too: a go command that a test runs (age's
+	// cmd/age test builds its plugins with go build) then compiles as the
+	// std cache was compiled and takes its entries, instead of compiling
+	// the standard library again without them.
+	goFlags := "GOFLAGS=" + strings.Join(append([]string{"-mod=readonly"}, goBuildFlags...), " ")
+	goEnv := append(goEnviron(gotool.Path, modcache, env), goFlags, "TMPDIR=/tmp")
 	return &goJob{src: src, gotool: gotool, env: goEnv}, nil
 }
 
