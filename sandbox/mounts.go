@@ -48,9 +48,10 @@ type source struct {
 	// from (mountJSON.Upper), open as upperFD; "" and -1 for an overlay
 	// of its own. lower is the overlay's lower layer in the new root,
 	// which holds the mount points of the mounts below it (writable.go).
-	upper   string
-	upperFD int
-	lower   string
+	upper    string
+	upperFD  int
+	lower    string
+	volatile bool // mountJSON.Volatile
 	// stagedFD is the source opened in its directory's overlay (O_PATH),
 	// or stageErr why it could not be.
 	stagedFD int

@@ -39,6 +39,7 @@ func setup(is *initSpec) ([]string, error) {
 		if err := o.add(m.Source, m.Target, m.Work, m.Upper, !m.Writable, false, false); err != nil {
 			return nil, err
 		}
+		o.sources[len(o.sources)-1].volatile = m.Volatile // not optional: added
 	}
 	if s.Builtin != "" {
 		// /proc/self/exe leads to a mount in the host's namespace, which

@@ -120,6 +120,9 @@ type mountJSON struct {
 	// bound from, shared with the other writable directories beside it
 	// (see groupWritable); "" for an overlay of the directory itself.
 	Upper string `json:",omitempty"`
+	// Volatile: the writable directory's overlay is volatile (see
+	// mountUpper).
+	Volatile bool `json:",omitempty"`
 }
 
 // initStatus is what the init reports back: a setup error, or how the build
@@ -241,6 +244,7 @@ func (r *run) prepare() error {
 			continue
 		}
 		r.works = append(r.works, w)
+		volatile := volatileHelps(g.upper)
 		if r.ids.own() {
 			if err := os.Chown(w, r.ids.uid, r.ids.gid); err != nil {
 				return fmt.Errorf("sandbox: giving %s to the build user: %w", w, err)
@@ -262,6 +266,7 @@ func (r *run) prepare() error {
 		for _, i := range g.members {
 			m := &r.is.Spec.Mounts[i]
 			m.Work = w
+			m.Volatile = volatile
 			if g.shared {
 				m.Upper = g.upper
 			}

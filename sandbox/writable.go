@@ -138,7 +138,7 @@ func (m *overlayMounter) stageWritable(o *opener) error {
 		if err != nil {
 			return fmt.Errorf("sandbox: opening %s: %w", ov.lower, err)
 		}
-		ov.err = mountUpper(fdPath(ov.fd), fdPath(lower), fdPath(ov.src.upperFD), fdPath(ov.src.workFD))
+		ov.err = mountUpper(fdPath(ov.fd), fdPath(lower), fdPath(ov.src.upperFD), fdPath(ov.src.workFD), ov.src.volatile)
 		unix.Close(lower)
 		if ov.err == nil {
 			ov.err = unix.Fstat(ov.src.upperFD, &ov.parent)
@@ -224,7 +224,7 @@ func (m *overlayMounter) mountWritable(s *source) error {
 		return fmt.Errorf("sandbox: opening %s: %w", s.lower, err)
 	}
 	defer unix.Close(lower)
-	if err := mountUpper(fdPath(fd), fdPath(lower), fdPath(s.fd), fdPath(s.workFD)); err != nil {
+	if err := mountUpper(fdPath(fd), fdPath(lower), fdPath(s.fd), fdPath(s.workFD), s.volatile); err != nil {
 		m.warn(s, err)
 		return m.r.bind(s)
 	}
@@ -232,24 +232,18 @@ func (m *overlayMounter) mountWritable(s *source) error {
 }
 
 // mountUpper mounts on target a writable overlay of upper, over lower,
-// with its work directory work.
-//
-// The overlay is volatile (Linux 5.10 and later): when its last
-// reference goes, at the init's exit, an overlay with an upper layer
-// otherwise syncs the whole upper file system (sync_filesystem of the
-// store's disk: every dirty inode written back, the journal committed
-// and the disk flushed), once per build, while Run waits. hephc's
-// durability does not rest on it: an output counts once its
-// registration has synced the store's file system (store/register.go),
-// which writes the upper layer's files, the build's output among them,
-// like any other. A volatile overlay leaves work/incompat/volatile,
-// which goes with its work directory (removeWorkDir). A kernel that
-// refuses the option gets the overlay without it (volatileFallback).
-func mountUpper(target, lower, upper, work string) error {
+// with its work directory work; volatile if volatile (volatile.go). A
+// kernel that refuses the option gets the overlay without it
+// (volatileFallback).
+func mountUpper(target, lower, upper, work string, volatile bool) error {
 	opts := overlayOptions + fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
-	return volatileFallback(opts, func(opts string) error {
+	mount := func(opts string) error {
 		return unix.Mount("heph", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
-	})
+	}
+	if !volatile {
+		return mount(opts)
+	}
+	return volatileFallback(opts, mount)
 }
 
 // volatileFallback mounts with opts and ",volatile", or, if the kernel

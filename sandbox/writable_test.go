@@ -45,9 +45,10 @@ func TestVolatileFallback(t *testing.T) {
 }
 
 // TestWritableOverlayVolatile: on Linux 5.10 and later a writable
-// directory's overlay is volatile (its end does not sync the host's
-// disk), what the build writes reaches the host, and the work directory,
-// with the volatile marker overlayfs leaves in it, is removed.
+// directory's overlay is volatile where volatileHelps says so (its end
+// does not sync the host's disk), and not elsewhere; either way what the
+// build writes reaches the host, and the work directory, with the
+// volatile marker overlayfs leaves in it, is removed.
 func TestWritableOverlayVolatile(t *testing.T) {
 	var u unix.Utsname
 	unix.Uname(&u)
@@ -55,39 +56,71 @@ func TestWritableOverlayVolatile(t *testing.T) {
 	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil || major < 5 || major == 5 && minor < 10 {
 		t.Skipf("kernel %s has no volatile overlays", unix.ByteSliceToString(u.Release[:]))
 	}
-	tmp := t.TempDir()
-	for _, d := range []string{"store", "build"} {
-		if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	res := runProbes(t, Spec{Mounts: []Mount{
-		{Source: filepath.Join(tmp, "store"), Target: "/heph/store", Writable: true},
-		{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
-	}}, "write=/heph/store/out", "read=/proc/self/mountinfo")
-	wantOK(t, res, "write=/heph/store/out", "")
-	mi := res["read=/proc/self/mountinfo"]
-	found := false
-	for _, line := range strings.Split(mi, "\n") {
-		f := strings.Fields(line)
-		// ",volatile", or "fsync=volatile" since Linux 6.6.
-		if len(f) > 4 && (f[4] == "/heph/store" || f[4] == "/build") {
-			found = true
-			if !strings.Contains(line, " - overlay ") || !strings.Contains(line, "volatile") {
-				t.Errorf("writable mount is not a volatile overlay: %s", line)
+	saved := volatileHelps
+	t.Cleanup(func() { volatileHelps = saved })
+	for _, volatile := range []bool{true, false} {
+		t.Run(fmt.Sprint("volatile=", volatile), func(t *testing.T) {
+			volatileHelps = func(string) bool { return volatile }
+			tmp := t.TempDir()
+			for _, d := range []string{"store", "build"} {
+				if err := os.Mkdir(filepath.Join(tmp, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
+			res := runProbes(t, Spec{Mounts: []Mount{
+				{Source: filepath.Join(tmp, "store"), Target: "/heph/store", Writable: true},
+				{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
+			}}, "write=/heph/store/out", "read=/proc/self/mountinfo")
+			wantOK(t, res, "write=/heph/store/out", "")
+			mi := res["read=/proc/self/mountinfo"]
+			found := false
+			for _, line := range strings.Split(mi, "\n") {
+				f := strings.Fields(line)
+				// ",volatile", or "fsync=volatile" since Linux 6.6.
+				if len(f) > 4 && (f[4] == "/heph/store" || f[4] == "/build") {
+					found = true
+					if !strings.Contains(line, " - overlay ") || strings.Contains(line, "volatile") != volatile {
+						t.Errorf("writable mount, want an overlay, volatile %v: %s", volatile, line)
+					}
+				}
+			}
+			if !found {
+				t.Fatalf("no writable mount in mountinfo:\n%s", mi)
+			}
+			if b, err := os.ReadFile(filepath.Join(tmp, "store/out")); err != nil || string(b) != "written inside\n" {
+				t.Errorf("$out on the host: got %q, %v", b, err)
+			}
+			ents, _ := os.ReadDir(tmp)
+			for _, e := range ents {
+				if strings.HasSuffix(e.Name(), ".hephc-work") {
+					t.Errorf("work directory %s left behind", e.Name())
+				}
+			}
+		})
 	}
-	if !found {
-		t.Fatalf("no writable mount in mountinfo:\n%s", mi)
+}
+
+// TestExt4Journaled: an ext4 file system has a journal when its options
+// say how data goes through it.
+func TestExt4Journaled(t *testing.T) {
+	journaled := "rw\nbsddf\nnodiscard\njournal_checksum\nbarrier\ndata=ordered\ninode_readahead_blks=32\n"
+	none := "rw\nbsddf\ndiscard\nnojournal_checksum\nbarrier\ncommit=5\ninode_readahead_blks=32\n"
+	if !ext4Journaled(journaled) || ext4Journaled(none) {
+		t.Errorf("ext4Journaled: %v for a journal, %v for none", ext4Journaled(journaled), ext4Journaled(none))
 	}
-	if b, err := os.ReadFile(filepath.Join(tmp, "store/out")); err != nil || string(b) != "written inside\n" {
-		t.Errorf("$out on the host: got %q, %v", b, err)
+	// The test's directory, if on ext4: jbd2 lists the journal, if any.
+	dir := t.TempDir()
+	var fs unix.Statfs_t
+	var st unix.Stat_t
+	if unix.Statfs(dir, &fs) != nil || fs.Type != unix.EXT4_SUPER_MAGIC || unix.Stat(dir, &st) != nil {
+		return
 	}
-	ents, _ := os.ReadDir(tmp)
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".hephc-work") {
-			t.Errorf("work directory %s left behind", e.Name())
-		}
+	link, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	if err != nil {
+		t.Skip(err)
+	}
+	_, err = os.Stat("/proc/fs/jbd2/" + filepath.Base(link) + "-8")
+	if got, want := ext4WithoutJournal(dir, st.Dev), err != nil; got != want {
+		t.Errorf("ext4WithoutJournal(%s) = %v, want %v (/proc/fs/jbd2: %v)", dir, got, want, err)
 	}
 }
