@@ -232,26 +232,35 @@ func (m *overlayMounter) mountWritable(s *source) error {
 }
 
 // mountUpper mounts on target a writable overlay of upper, over lower,
-// with its work directory work; volatile if volatile (volatile.go). A
-// kernel that refuses the option gets the overlay without it
-// (volatileFallback).
+// with its work directory work; volatile if volatile (volatile.go).
+//
+// Its extended attributes are user.overlay.* (userxattr, Linux 5.11 and
+// later): mounted in the sandbox's user namespace, the overlay cannot
+// set trusted.* ones on the host's disk, and each mount otherwise tried,
+// failed and said so in the kernel's log (three lines a build). The
+// layers it reads them from are hephc's own: the upper directories made
+// for this build and the lower one in the sandbox's tmpfs; the build
+// cannot set them through the overlay. A kernel that refuses an option
+// (EINVAL) gets the overlay without it (mountFirst).
 func mountUpper(target, lower, upper, work string, volatile bool) error {
 	opts := overlayOptions + fmt.Sprintf(",lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 	mount := func(opts string) error {
 		return unix.Mount("heph", target, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts)
 	}
-	if !volatile {
-		return mount(opts)
+	if volatile {
+		return mountFirst(opts, []string{",userxattr,volatile", ",volatile", ",userxattr", ""}, mount)
 	}
-	return volatileFallback(opts, mount)
+	return mountFirst(opts, []string{",userxattr", ""}, mount)
 }
 
-// volatileFallback mounts with opts and ",volatile", or, if the kernel
-// does not know the option (EINVAL), with opts alone.
-func volatileFallback(opts string, mount func(opts string) error) error {
-	err := mount(opts + ",volatile")
-	if errors.Is(err, unix.EINVAL) {
-		err = mount(opts)
+// mountFirst mounts with opts and each of extras in turn until the
+// kernel does not refuse them as unknown (EINVAL).
+func mountFirst(opts string, extras []string, mount func(opts string) error) error {
+	var err error
+	for _, x := range extras {
+		if err = mount(opts + x); !errors.Is(err, unix.EINVAL) {
+			break
+		}
 	}
 	return err
 }

@@ -11,28 +11,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestVolatileFallback: a kernel that refuses overlayfs's volatile option
-// (EINVAL, before Linux 5.10) gets the overlay without it; other errors
-// are not retried.
-func TestVolatileFallback(t *testing.T) {
+// TestMountFirst: a kernel that refuses an overlay option (EINVAL:
+// volatile before Linux 5.10, userxattr before 5.11) gets the overlay
+// without it; other errors are not retried.
+func TestMountFirst(t *testing.T) {
+	extras := []string{",userxattr,volatile", ",volatile", ",userxattr", ""}
 	for _, c := range []struct {
 		name    string
-		refuse  error // what a mount with volatile returns
+		refuse  map[string]error // what a mount with these options returns
 		want    []string
 		wantErr error
 	}{
-		{"accepted", nil, []string{"o,volatile"}, nil},
-		{"refused", unix.EINVAL, []string{"o,volatile", "o"}, nil},
-		{"other error", unix.EPERM, []string{"o,volatile"}, unix.EPERM},
+		{"accepted", nil, []string{"o,userxattr,volatile"}, nil},
+		{"no userxattr", map[string]error{"o,userxattr,volatile": unix.EINVAL, "o,userxattr": unix.EINVAL},
+			[]string{"o,userxattr,volatile", "o,volatile"}, nil},
+		{"neither", map[string]error{"o,userxattr,volatile": unix.EINVAL, "o,volatile": unix.EINVAL, "o,userxattr": unix.EINVAL},
+			[]string{"o,userxattr,volatile", "o,volatile", "o,userxattr", "o"}, nil},
+		{"other error", map[string]error{"o,userxattr,volatile": unix.EPERM}, []string{"o,userxattr,volatile"}, unix.EPERM},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var tried []string
-			err := volatileFallback("o", func(opts string) error {
+			err := mountFirst("o", extras, func(opts string) error {
 				tried = append(tried, opts)
-				if strings.HasSuffix(opts, ",volatile") {
-					return c.refuse
-				}
-				return nil
+				return c.refuse[opts]
 			})
 			if !errors.Is(err, c.wantErr) || err != nil && c.wantErr == nil {
 				t.Errorf("got %v, want %v", err, c.wantErr)
@@ -79,8 +80,8 @@ func TestWritableOverlayVolatile(t *testing.T) {
 				// ",volatile", or "fsync=volatile" since Linux 6.6.
 				if len(f) > 4 && (f[4] == "/heph/store" || f[4] == "/build") {
 					found = true
-					if !strings.Contains(line, " - overlay ") || strings.Contains(line, "volatile") != volatile {
-						t.Errorf("writable mount, want an overlay, volatile %v: %s", volatile, line)
+					if !strings.Contains(line, " - overlay ") || strings.Contains(line, "volatile") != volatile || !strings.Contains(line, "userxattr") {
+						t.Errorf("writable mount, want an overlay with userxattr, volatile %v: %s", volatile, line)
 					}
 				}
 			}
