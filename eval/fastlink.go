@@ -3,7 +3,6 @@ package eval
 import (
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -27,31 +26,41 @@ type fastNode struct {
 // With at, only the derivations at or below the attribute with those
 // labels are roots (what they depend on is in the graph all the same).
 func link(ffs []*fastFile, at []string) (*Graph, bool) {
+	count := 0
+	for _, ff := range ffs {
+		count += len(ff.decls)
+	}
+	// The derivations' nodes, in the files' order, side by side: a
+	// declaration's inputs are mostly declared near it, so visiting them
+	// in this order touches memory that is still in the cache (a sort by
+	// attribute made the visit jump across the whole graph).
+	leaves := make([]fastNode, count)
 	root := &fastNode{fields: make(map[string]*fastNode)}
-	var leaves []*fastNode
+	k := 0
 	for _, ff := range ffs {
 		for _, d := range ff.decls {
 			n := root
-			for i, l := range d.path {
+			last := len(d.path) - 1
+			for _, l := range d.path[:last] {
 				c := n.fields[l]
-				last := i == len(d.path)-1
 				if c == nil {
-					c = &fastNode{}
-					if !last {
-						c.fields = make(map[string]*fastNode)
-					}
+					c = &fastNode{fields: make(map[string]*fastNode)}
 					n.fields[l] = c
-				} else if last || c.decl != nil {
+				} else if c.decl != nil {
 					return nil, false // two values of one field: CUE unifies them
 				}
 				n = c
 			}
-			n.decl = d
-			n.attr = strings.Join(d.path, ".")
-			leaves = append(leaves, n)
+			if n.fields[d.path[last]] != nil {
+				return nil, false
+			}
+			leaf := &leaves[k]
+			k++
+			leaf.decl, leaf.attr = d, strings.Join(d.path, ".")
+			n.fields[d.path[last]] = leaf
 		}
 	}
-	g := &Graph{Nodes: make(map[store.DrvHash]*Node, len(leaves)), Roots: make(map[string]store.DrvHash, len(leaves))}
+	g := &Graph{Nodes: make(map[store.DrvHash]*Node, count), Roots: make(map[string]store.DrvHash, count)}
 	lookup := func(r []string) *fastNode {
 		n := root
 		for _, l := range r {
@@ -125,29 +134,32 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 		}
 		return true
 	}
-	// Visit in the order of the attributes, as a CUE walk would, so that
-	// the graph does not depend on the order of the files.
-	if at != nil {
-		prefix := strings.Join(at, ".")
-		var under []*fastNode
-		for _, n := range leaves {
-			if n.attr == prefix || strings.HasPrefix(n.attr, prefix+".") {
-				under = append(under, n)
-			}
+	// The graph does not depend on the order of the visits: a node's
+	// attribute is the best of its declarations' (betterAttr), and any
+	// failure fails the whole.
+	prefix := strings.Join(at, ".")
+	under := 0
+	for i := range leaves {
+		n := &leaves[i]
+		if at != nil && !isUnder(n.attr, prefix) {
+			continue
 		}
-		if len(under) == 0 {
-			return nil, false // not there, or nothing there: CUE says which
-		}
-		leaves = under
-	}
-	sort.Slice(leaves, func(i, j int) bool { return leaves[i].attr < leaves[j].attr })
-	for _, n := range leaves {
+		under++
 		if !visit(n) {
 			return nil, false
 		}
 		g.Roots[n.attr] = n.hash
 	}
+	if at != nil && under == 0 {
+		return nil, false // not there, or nothing there: CUE says which
+	}
 	return g, true
+}
+
+// isUnder says whether attr is prefix or an attribute below it.
+func isUnder(attr, prefix string) bool {
+	rest, ok := strings.CutPrefix(attr, prefix)
+	return ok && (rest == "" || rest[0] == '.')
 }
 
 // derivation is the declaration's derivation with ins, its inputs'
