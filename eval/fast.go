@@ -208,6 +208,7 @@ func extractFile(fl File) *fastFile {
 		return ff // CUE says what is wrong
 	}
 	imported, used := false, false
+	var ar arenas
 	for _, d := range x.Decls {
 		switch d := d.(type) {
 		case *ast.Package:
@@ -224,7 +225,7 @@ func extractFile(fl File) *fastFile {
 			}
 		case *ast.CommentGroup:
 		case *ast.Field:
-			if !fastContainer(d, nil, nil, ff, &used) {
+			if !fastContainer(d, nil, nil, ff, &ar, &used) {
 				return ff
 			}
 		default:
@@ -234,5 +235,46 @@ func extractFile(fl File) *fastFile {
 	// A package clause is required for an import; an unused import is an
 	// error in CUE.
 	ff.ok = ff.pkg != "" && imported == used
+	if ff.ok {
+		internStrings(ff.decls)
+	}
 	return ff
+}
+
+// internStrings makes the declarations of a file share one copy of each
+// string they repeat: the parser allocates every label and literal on its
+// own, and a file's declarations repeat most of them (the top-level
+// labels in their paths and references, inputs' labels and their targets,
+// builders, licenses). Fewer, shared strings are less for the collector
+// to mark and for linking to read, which compares the labels of
+// references with the map's keys, the same strings now.
+func internStrings(decls []*fastDecl) {
+	tab := make(map[string]string, 8*len(decls))
+	in := func(s *string) {
+		if t, ok := tab[*s]; ok {
+			*s = t
+		} else {
+			tab[*s] = *s
+		}
+	}
+	all := func(ss []string) {
+		for i := range ss {
+			in(&ss[i])
+		}
+	}
+	for _, d := range decls {
+		all(d.path)
+		for _, s := range d.strings() {
+			in(s)
+		}
+		all(d.drv.Args)
+		for i := range d.inputs {
+			x := &d.inputs[i]
+			in(&x.label)
+			for _, r := range x.refs {
+				all(r)
+			}
+			all(x.keys)
+		}
+	}
 }

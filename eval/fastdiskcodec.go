@@ -164,10 +164,11 @@ func (d *entryDecoder) ustr() string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// cut returns n elements of *arena (never nil), growing it by chunks.
+// cut returns n elements of *arena (never nil), growing it by chunks,
+// each twice the one before, from 16 elements to 1,024.
 func cut[T any](arena *[]T, n int) []T {
 	if cap(*arena)-len(*arena) < n || *arena == nil {
-		*arena = make([]T, 0, max(n, 1024))
+		*arena = make([]T, 0, max(n, min(2*cap(*arena), 1024), 16))
 	}
 	a := *arena
 	*arena = a[:len(a)+n]

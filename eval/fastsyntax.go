@@ -109,7 +109,7 @@ func isLabel(s string) bool {
 
 // fastContainer handles a field of a struct holding derivations: its value
 // is a derivation literal or a struct literal of such fields.
-func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, used *bool) bool {
+func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, ar *arenas, used *bool) bool {
 	label, ok := plainLabel(fd)
 	if !ok || len(path) == 0 && label == "policy" {
 		return false
@@ -123,13 +123,13 @@ func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, us
 		}
 		inner := within(shadow, labels)
 		for _, e := range fs {
-			if !fastContainer(e, path, inner, ff, used) {
+			if !fastContainer(e, path, inner, ff, ar, used) {
 				return false
 			}
 		}
 		return true
 	case *ast.BinaryExpr:
-		d, ok := fastDerivation(v, fd.Label.Pos(), path, shadow)
+		d, ok := fastDerivation(v, fd.Label.Pos(), path, shadow, ar)
 		if !ok {
 			return false
 		}
@@ -153,7 +153,7 @@ var (
 // fastDerivation decodes heph.#Derivation & {…} whose fields are name,
 // builder (required), version, system, args, env, meta, outputHash (string
 // literals and lists and structs of them) and inputs (references).
-func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scope) (*fastDecl, bool) {
+func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scope, ar *arenas) (*fastDecl, bool) {
 	if e.Op != token.AND {
 		return nil, false
 	}
@@ -171,7 +171,8 @@ func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scop
 	if !ok || !lit.Lbrace.IsValid() {
 		return nil, false
 	}
-	d := &fastDecl{path: path, pos: posOf(at)}
+	d := &cut(&ar.decls, 1)[0]
+	d.path, d.pos = path, posOf(at)
 	d.drv = store.Derivation{System: DefaultSystem, Env: map[string]string{}, Attrs: map[string]any{}, Args: []string{}}
 	d.meta.Channel = DefaultChannel
 	fields, labels, ok := plainFields(lit)
@@ -210,7 +211,7 @@ func fastDerivation(e *ast.BinaryExpr, at token.Pos, path []string, shadow *scop
 		case "meta":
 			good = fastMeta(fd.Value, &d.meta)
 		case "inputs":
-			d.inputs, good = fastInputs(fd.Value, inner)
+			d.inputs, good = fastInputs(fd.Value, inner, ar)
 		}
 		if !good {
 			return nil, false
@@ -303,20 +304,20 @@ func fastMeta(e ast.Expr, m *Meta) bool {
 
 // fastInputs reads inputs: each field a reference, a list literal of
 // references or a struct literal of references.
-func fastInputs(e ast.Expr, shadow *scope) ([]fastInput, bool) {
+func fastInputs(e ast.Expr, shadow *scope, ar *arenas) ([]fastInput, bool) {
 	fields, labels, ok := plainFields(e)
 	if !ok {
 		return nil, false
 	}
 	inner := within(shadow, labels)
-	ins := make([]fastInput, 0, len(fields))
+	ins := cut(&ar.inputs, len(fields))[:0]
 	for i, fd := range fields {
 		in := fastInput{label: labels[i]}
 		switch v := fd.Value.(type) {
 		case *ast.ListLit:
 			in.kind = 'l'
 			for _, el := range v.Elts {
-				r, ok := ref(el, inner)
+				r, ok := ref(el, inner, ar)
 				if !ok {
 					return nil, false
 				}
@@ -330,7 +331,7 @@ func fastInputs(e ast.Expr, shadow *scope) ([]fastInput, bool) {
 			}
 			scope := within(inner, keys)
 			for _, f := range fs {
-				r, ok := ref(f.Value, scope)
+				r, ok := ref(f.Value, scope, ar)
 				if !ok {
 					return nil, false
 				}
@@ -338,12 +339,13 @@ func fastInputs(e ast.Expr, shadow *scope) ([]fastInput, bool) {
 			}
 			in.keys = keys
 		default:
-			r, ok := ref(fd.Value, inner)
+			r, ok := ref(fd.Value, inner, ar)
 			if !ok {
 				return nil, false
 			}
 			in.kind = 'r'
-			in.refs = [][]string{r}
+			in.refs = cut(&ar.refs, 1)
+			in.refs[0] = r
 		}
 		ins = append(ins, in)
 	}
@@ -351,30 +353,44 @@ func fastInputs(e ast.Expr, shadow *scope) ([]fastInput, bool) {
 }
 
 // ref reads a reference a.b.c whose first identifier is not one of
-// shadow's (so that it names a field of the package's top level).
-func ref(e ast.Expr, shadow *scope) ([]string, bool) {
-	var rev []string
-	for {
-		switch x := e.(type) {
-		case *ast.SelectorExpr:
-			id, ok := x.Sel.(*ast.Ident)
+// shadow's (so that it names a field of the package's top level); its
+// labels are cut from ar.
+func ref(e ast.Expr, shadow *scope, ar *arenas) ([]string, bool) {
+	n := 0
+	for x := e; ; n++ {
+		if sel, ok := x.(*ast.SelectorExpr); ok {
+			id, ok := sel.Sel.(*ast.Ident)
 			if !ok || !isLabel(id.Name) {
 				return nil, false
 			}
-			rev = append(rev, id.Name)
-			e = x.X
+			x = sel.X
 			continue
-		case *ast.Ident:
-			if !isLabel(x.Name) || shadow.has(x.Name) {
-				return nil, false
-			}
-			rev = append(rev, x.Name)
-			out := make([]string, len(rev))
-			for i, s := range rev {
-				out[len(rev)-1-i] = s
-			}
-			return out, true
 		}
-		return nil, false
+		id, ok := x.(*ast.Ident)
+		if !ok || !isLabel(id.Name) || shadow.has(id.Name) {
+			return nil, false
+		}
+		n++
+		break
 	}
+	out := cut(&ar.parts, n)
+	for x := e; n > 0; {
+		n--
+		if sel, ok := x.(*ast.SelectorExpr); ok {
+			out[n], x = sel.Sel.(*ast.Ident).Name, sel.X
+		} else {
+			out[n] = x.(*ast.Ident).Name
+		}
+	}
+	return out, true
+}
+
+// arenas hold, in chunks, what a file's declarations are made of while it
+// is extracted: fewer objects for the collector to mark, and each
+// declaration's parts side by side in memory, as linking reads them.
+type arenas struct {
+	decls  []fastDecl
+	inputs []fastInput
+	refs   [][]string
+	parts  []string
 }
