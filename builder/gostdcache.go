@@ -217,9 +217,13 @@ func seedGoCache(info *realize.BuildInfo, log io.Writer) error {
 	return nil
 }
 
+// seededEntryTime is the time of the entries seedGoCacheFrom copies, so
+// that the go command marks those it uses (reportStdCacheUse).
+var seededEntryTime = time.Unix(0, 0)
+
 // seedGoCacheFrom starts the go command cache dst from the read-only cache
-// src (a GoStdCache output): the action entries are copied (the go command
-// touches them), the outputs are links to src's, which the go command only
+// src (a GoStdCache output): the action entries are copied, dated 1970
+// (the go command touches those it uses), the outputs are links to src's, which the go command only
 // reads. trim.txt says dst was just trimmed, so the go command never
 // removes the links. It returns the number of action entries.
 func seedGoCacheFrom(src, dst string) (int, error) {
@@ -241,7 +245,10 @@ func seedGoCacheFrom(src, dst string) (int, error) {
 			return os.Symlink(p, target)
 		}
 		n++
-		return copyFile(p, target)
+		if err := copyFile(p, target); err != nil {
+			return err
+		}
+		return os.Chtimes(target, seededEntryTime, seededEntryTime)
 	})
 	if err != nil {
 		return 0, err
@@ -257,4 +264,37 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o644)
+}
+
+// reportStdCacheUse says in log how many of the action entries that
+// seedGoCache copied from input gostd the go command used: it sets the
+// time of an entry it uses to now when it is older than an hour, and
+// seedGoCacheFrom dates the copies 1970. Nothing when there is no input
+// gostd.
+func reportStdCacheUse(info *realize.BuildInfo, log io.Writer) error {
+	in, ok := info.Inputs["gostd"]
+	if !ok {
+		return nil
+	}
+	n, used := 0, 0
+	err := filepath.WalkDir(in.Path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, "-a") {
+			return err
+		}
+		rel, _ := filepath.Rel(in.Path, p)
+		fi, err := os.Stat(filepath.Join(goCache, rel))
+		if err != nil {
+			return err
+		}
+		n++
+		if fi.ModTime().After(seededEntryTime) {
+			used++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("input gostd: %w", err)
+	}
+	fmt.Fprintf(log, "go cache: used %d of the %d entries of input gostd\n", used, n)
+	return nil
 }

@@ -99,6 +99,9 @@ func urootBusybox(args, env []string, stdout, stderr io.Writer) error {
 	if err := runURoot(tool, src.Path, info.Out, urootEnv, append(uArgs, commands...), stdout, stderr); err != nil {
 		return err
 	}
+	if err := reportStdCacheUse(info, stdout); err != nil {
+		return fmt.Errorf("uroot-busybox: %w", err)
+	}
 	toolPins, err := readSources(tool.Path)
 	if err != nil {
 		return fmt.Errorf("uroot-busybox: input tool: %w", err)

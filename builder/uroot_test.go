@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ import (
 // store: secondBuild) and checks that the
 // standard library's go command cache (#GoStdCache), the busybox, the
 // initramfs and the whole toplevel are bit-identical, that
-// the archive is what heph's init needs (sorted records, no times or
+// the busybox's build used the std cache (its log), the archive is what heph's init needs (sorted records, no times or
 // owners, uinit, the services, programs and console files),
 // and that realizing again does nothing. Two fresh stores fetch through
 // one caching proxy, so the sources come from the network once.
@@ -118,6 +119,25 @@ func TestImageIsReproducible(t *testing.T) {
 				t.Errorf("%s/%s differs between the two stores (%d and %d bytes)", p, f, len(ba), len(bb))
 			}
 		}
+	}
+
+	// The busybox took packages of the standard library from the std
+	// cache: u-root's -a is off and its flags are the std cache's
+	// (uroot.go).
+	blog, err := os.ReadFile(stores[0].LogPath(busybox))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server's busybox used 687 entries with go1.26.8; with u-root's
+	// -a and -gcflags=all=-l it used 265 (what the go command reads even
+	// with -a).
+	const minUsed = 500
+	used := regexp.MustCompile(`(?m)^go cache: used ([0-9]+) of the [0-9]+ entries of input gostd$`).FindSubmatch(blog)
+	if used == nil {
+		t.Fatalf("the busybox's build log %s does not say how much of the std cache it used:\n%s", stores[0].LogPath(busybox), blog)
+	}
+	if n, _ := strconv.Atoi(string(used[1])); n < minUsed {
+		t.Errorf("the busybox's build used %d entries of the std cache, want at least %d: it compiled the standard library again (log %s)", n, minUsed, stores[0].LogPath(busybox))
 	}
 
 	topDir := stores[0].Physical(g.PathOf(top))
