@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeCgroupFS lays out files under root: "path" → content.
@@ -175,5 +178,18 @@ func TestEnterThread(t *testing.T) {
 	}
 	if after := self(); after != before {
 		t.Errorf("after leaving:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+// TestPidsLimitOne: a pids limit too small for the starting thread and
+// the init together: the init is started outside the cgroup and moved in,
+// and the limit still holds: the build cannot be started (as before the
+// init was born in its cgroup).
+func TestPidsLimitOne(t *testing.T) {
+	requireCgroup(t, "pids")
+	err, log := runLimited(t, Limits{Pids: 1}, nil, "true")
+	var le *LimitError
+	if !(errors.As(err, &le) && le.Limit == "pids") && !errors.Is(err, unix.EAGAIN) || strings.Contains(err.Error(), "starting init") {
+		t.Errorf("got %v, want the build refused its process (the pids limit, EAGAIN)\n%s", err, log)
 	}
 }

@@ -44,12 +44,18 @@ func (r *run) startInit(specR, statusW *os.File) (cmd *exec.Cmd, inCgroup, taint
 	}
 	cmd, err = r.startProgram(start)
 	if entered {
-		inCgroup = err == nil
 		if leave() != nil {
-			tainted = true
+			// The thread stays in the build's cgroup: it ends (Run).
+			return cmd, err == nil, true, err
 		}
+		if err == nil {
+			return cmd, true, false, nil
+		}
+		// Started outside the cgroup (its pids limit may have refused
+		// the clone): Run moves it in, or says why it cannot.
+		cmd, err = r.startProgram(start)
 	}
-	return cmd, inCgroup, tainted, err
+	return cmd, inCgroup, false, err
 }
 
 // startProgram starts the init with start: the helper, or this
