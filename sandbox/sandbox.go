@@ -156,8 +156,8 @@ func (e *setupError) Unwrap() error {
 // *ExitError if it exits otherwise, an error wrapping ctx.Err() if it was
 // stopped, and other errors if the sandbox could not be set up.
 //
-// Run keeps the calling goroutine on its OS thread until the build ends: the
-// sandbox's init is killed if that thread exits.
+// Run starts the sandbox's init from an OS thread of its own, kept until
+// the build ends: the init is killed if that thread exits.
 func Run(ctx context.Context, s *Spec) error {
 	js, timeout, err := check(s)
 	if err != nil {
