@@ -259,6 +259,10 @@ b: heph.#Derivation & {
 c: d: heph.#Derivation & {name: "d", builder: "builtin:exec", version: "2", system: "aarch64-linux", env: {Z: "\t", A_1: "é"}}`,
 		"same derivation twice": `x: heph.#Derivation & {name: "a", builder: "builtin:exec"}
 a: heph.#Derivation & {name: "a", builder: "builtin:exec"}`,
+		// Link visits in the file's order, z first: the graph is the same.
+		"the same derivation twice, declared after what uses it": `z: heph.#Derivation & {name: "z", builder: "builtin:exec", inputs: {a: b.c, d: y}}
+y: heph.#Derivation & {name: "a", builder: "builtin:exec"}
+b: c: heph.#Derivation & {name: "a", builder: "builtin:exec"}`,
 		"a fixed output": `src: heph.#Derivation & {name: "src", builder: "builtin:fetch-url", args: ["u"], outputHash: "blake3:` + strings.Repeat("0", 64) + `"}
 u: heph.#Derivation & {name: "u", builder: "builtin:exec", inputs: s: src, meta: {license: "(MIT OR Apache-2.0) AND BSD-3-Clause", homepage: "h", channel: "deprecated"}}`,
 	} {
