@@ -249,7 +249,7 @@ func extractFile(fl File) *fastFile {
 // to mark and for linking to read, which compares the labels of
 // references with the map's keys, the same strings now.
 func internStrings(decls []*fastDecl) {
-	tab := make(map[string]string, 8*len(decls))
+	tab := make(map[string]string, 3*len(decls))
 	in := func(s *string) {
 		if t, ok := tab[*s]; ok {
 			*s = t
