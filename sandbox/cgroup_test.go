@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -114,25 +115,53 @@ func TestStartsInCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// From the host: the processes in the build's cgroups while it runs.
+	h := cgroupHostOnce()
+	var parents []string
+	for _, d := range []string{h.v2, h.memory, h.pids} {
+		if d != "" {
+			parents = append(parents, d)
+		}
+	}
+	seen := make([]int, len(parents))
+	stop, polled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			for i, parent := range parents {
+				dirs, _ := filepath.Glob(filepath.Join(parent, fmt.Sprintf("hephc-build-%d-*", os.Getpid())))
+				for _, d := range dirs {
+					b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+					seen[i] = max(seen[i], len(strings.Fields(string(b))))
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	res := runProbes(t, Spec{Limits: Limits{Memory: 256 << 20, Pids: 64}},
-		"read=/proc/self/cgroup", "read=/proc/1/cgroup")
-	name := fmt.Sprintf("/hephc-build-%d-", os.Getpid())
+		"read=/proc/self/cgroup", "read=/proc/1/cgroup", "sleep=300ms")
+	close(stop)
+	<-polled
+	for i, parent := range parents {
+		// The init and the build.
+		if seen[i] < 2 {
+			t.Errorf("%s: at most %d processes seen in the build's cgroup, want the init and the build", parent, seen[i])
+		}
+	}
+	// Inside: a cgroup namespace of their own, rooted at the build's
+	// cgroup, so that no host path shows.
 	for _, op := range []string{"read=/proc/self/cgroup", "read=/proc/1/cgroup"} {
 		got := res[op]
 		if !strings.HasPrefix(got, "ok: ") {
 			t.Fatalf("%s: %s", op, got)
 		}
 		for _, line := range strings.Split(strings.TrimSpace(got[4:]), "\n") {
-			f := strings.SplitN(line, ":", 3)
-			if len(f) != 3 {
-				continue
-			}
-			limited := f[1] == "" && cgroupHostOnce().v2 != ""
-			for _, c := range strings.Split(f[1], ",") {
-				limited = limited || c == "memory" || c == "pids"
-			}
-			if limited && !strings.Contains(f[2], name) {
-				t.Errorf("%s: %q is not in the build's cgroup", op, line)
+			if f := strings.SplitN(line, ":", 3); len(f) != 3 || f[2] != "/" {
+				t.Errorf("%s: %q, want the root of the build's own cgroup namespace", op, line)
 			}
 		}
 	}

@@ -72,6 +72,14 @@ func initMain() initStatus {
 	if err != nil {
 		return failed(err)
 	}
+	// A cgroup namespace rooted where the init now is (the build's
+	// cgroup: it was born there or moved before its spec was sent), so
+	// that /proc/self/cgroup shows the build "/" and no host path or
+	// per-build name. Kernels without cgroup namespaces (before 4.6)
+	// refuse the flag.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil && err != unix.EINVAL {
+		return failed(fmt.Errorf("sandbox: init: a cgroup namespace: %w", err))
+	}
 	for _, w := range warnings {
 		fmt.Fprintf(os.Stderr, "sandbox: warning: %s\n", w)
 	}

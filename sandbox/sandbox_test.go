@@ -98,6 +98,10 @@ func probeOne(op, arg string, env []string) (string, error) {
 		c.Close()
 		time.Sleep(10 * time.Millisecond)
 		return "", s.Close()
+	case "sleep":
+		d, err := time.ParseDuration(arg)
+		time.Sleep(d)
+		return "", err
 	case "read":
 		b, err := os.ReadFile(arg)
 		return strings.TrimSpace(string(b)), err
