@@ -85,6 +85,7 @@ type fastFile struct {
 
 // fastDecl is one derivation literal: where it is (labels from the top),
 // its derivation without inputs, its meta and its inputs' references.
+// Its derivation passed Validate when it was extracted (valid).
 type fastDecl struct {
 	ff     *fastFile
 	path   []string
@@ -92,9 +93,9 @@ type fastDecl struct {
 	drv    store.Derivation
 	meta   Meta
 	inputs []fastInput
+	spare  map[string]store.DrvHash // for derivation: the map valid checked
 	// linked says that the declaration was linked before (in this
-	// process or, through a FileCache, another): it passed Validate, and
-	// with its inputs' hashes lastIns (in the order they are visited) it
+	// process or, through a FileCache, another): with its inputs' hashes lastIns (in the order they are visited) it
 	// made the derivation hashed lastHash; the same inputs make the same
 	// derivation, not hashed again. last is that derivation, made when
 	// it is first needed.

@@ -52,7 +52,7 @@ const DefaultFileCacheBytes = 128 << 20
 
 // fileCacheFormat changes whenever the entry's format or the meaning of
 // what it holds changes.
-const fileCacheFormat = "hephc-fast-file-2\n"
+const fileCacheFormat = "hephc-fast-file-3\n"
 
 // maxEntry is the largest entry read: a larger file is not one this
 // cache wrote for a configuration anyone evaluates.

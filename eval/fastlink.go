@@ -100,13 +100,6 @@ func link(ffs []*fastFile, at []string) (*Graph, bool) {
 		h := d.lastHash
 		if !d.linked || !slices.Equal(ins, d.lastIns) {
 			dc := d.derivation(ins)
-			// What Validate checks (names, placeholders naming inputs,
-			// NUL bytes) does not depend on the inputs' hashes: once is
-			// enough for a declaration.
-			if !d.linked && len(dc.Validate()) > 0 {
-				n.state = failed
-				return false
-			}
 			var err error
 			if h, err = fastHash(&dc); err != nil {
 				n.state = failed
@@ -162,11 +155,37 @@ func isUnder(attr, prefix string) bool {
 	return ok && (rest == "" || rest[0] == '.')
 }
 
+// valid says whether the declaration's derivation passes Validate. What
+// Validate checks (names, placeholders naming inputs, NUL bytes) does not
+// depend on the inputs' hashes: a declaration is checked once, when it is
+// extracted (in parallel, while what it holds is still in the processor's
+// cache), not when it is linked.
+func (d *fastDecl) valid() bool {
+	refs := 0
+	for _, in := range d.inputs {
+		refs += len(in.refs)
+	}
+	var zero [8]store.DrvHash
+	ins := zero[:]
+	if refs > len(zero) {
+		ins = make([]store.DrvHash, refs)
+	}
+	dc := d.derivation(ins[:refs])
+	if len(dc.Validate()) > 0 {
+		return false
+	}
+	d.spare = dc.Inputs
+	return true
+}
+
 // derivation is the declaration's derivation with ins, its inputs'
-// hashes in the order link visits them.
+// hashes in the order link visits them. Its map of inputs is the one valid
+// made, the first time (it has every input's name), else a new one.
 func (d *fastDecl) derivation(ins []store.DrvHash) store.Derivation {
 	dc := d.drv
-	dc.Inputs = make(map[string]store.DrvHash, len(ins))
+	if dc.Inputs, d.spare = d.spare, nil; dc.Inputs == nil {
+		dc.Inputs = make(map[string]store.DrvHash, len(ins))
+	}
 	k := 0
 	for _, in := range d.inputs {
 		for i := range in.refs {

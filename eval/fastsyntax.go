@@ -130,7 +130,7 @@ func fastContainer(fd *ast.Field, path []string, shadow *scope, ff *fastFile, ar
 		return true
 	case *ast.BinaryExpr:
 		d, ok := fastDerivation(v, fd.Label.Pos(), path, shadow, ar)
-		if !ok {
+		if !ok || !d.valid() {
 			return false
 		}
 		*used = true
