@@ -24,8 +24,8 @@
 //     if _, err := m.Console().Expect(ctx, "HEPH-SELFTEST OK"); err != nil { … }
 //     m.Console().WriteLine("ls /bin")
 //
-// Secrets (the package server's reporter token) are handed to the guest
-// at boot by WithReporterToken, never through the store or QEMU's argv.
+// Secrets (the package server's reporter and admin tokens) are handed to the guest
+// at boot by WithTokens, never through the store or QEMU's argv.
 package qemu
 
 // Binary is the system emulator run by default, a command on $PATH.

@@ -33,6 +33,7 @@ func init() {
 			fs.StringArray("forward", nil, "forward a host port to the guest: `SPEC` is tcp:127.0.0.1:HOSTPORT-:GUESTPORT (repeatable), on a virtio NIC the kernel configures by DHCP (ip=dhcp); the host side is 127.0.0.1 only")
 			fs.String("qemu", "qemu-system-x86_64", "the QEMU to run: a `PATH` or a command on $PATH")
 			fs.String("reporter-token-file", "", "hand the sentinel the package server's reporter token in `FILE` at boot (QEMU's fw_cfg and the kernel command line; never in the store or the image)")
+			fs.String("admin-token-file", "", "hand a server image's hephc serve the admin token in `FILE` at boot (the kernel command line, heph.admin_token=; never in the store, the image or QEMU's argv)")
 			fs.Bool("dry-run", false, "print the QEMU command line and run nothing")
 			fs.String("disk", "", "boot the heph disk image `FILE` (hephc image --disk) under UEFI firmware (OVMF), as a machine boots its drive")
 		},
@@ -58,8 +59,10 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 	if !memorySize.MatchString(memory) {
 		return usagef("--memory wants a size like 512, 512M or 1G, got %q", memory)
 	}
-	if tf, _ := fs.GetString("reporter-token-file"); tf != "" && fs.Changed("disk") {
-		return usagef("--reporter-token-file hands the token over on a toplevel's kernel command line; a disk image's is its boot loader's")
+	for _, flag := range []string{"reporter-token-file", "admin-token-file"} {
+		if tf, _ := fs.GetString(flag); tf != "" && fs.Changed("disk") {
+			return usagef("--%s hands the token over on a toplevel's kernel command line; a disk image's is its boot loader's", flag)
+		}
 	}
 	forwards, err := parseForwards(fs)
 	if err != nil {
@@ -85,15 +88,18 @@ func runBoot(e *env, fs *pflag.FlagSet, args []string) error {
 			cfg.Cmdline += " " + qemu.DHCPKernelArg
 		}
 	}
-	qargs := cfg.Args()
-	shown := qargs
+	var tokens []qemu.BootToken
 	if tf, _ := fs.GetString("reporter-token-file"); tf != "" {
-		var cleanup func()
-		if qargs, shown, cleanup, err = qemu.WithReporterToken(absPath(e.cwd, tf), qargs, dry); err != nil {
-			return err
-		}
-		defer cleanup()
+		tokens = append(tokens, qemu.ReporterToken(absPath(e.cwd, tf)))
 	}
+	if tf, _ := fs.GetString("admin-token-file"); tf != "" {
+		tokens = append(tokens, qemu.AdminToken(absPath(e.cwd, tf)))
+	}
+	qargs, shown, cleanup, err := qemu.WithTokens(tokens, cfg.Args(), dry)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	if t.note != "" {
 		fmt.Fprintln(e.stderr, t.note)
 	}

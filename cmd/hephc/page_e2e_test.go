@@ -87,6 +87,54 @@ func TestBootReporterToken(t *testing.T) {
 	}
 }
 
+// hephc boot --admin-token-file hands a server image's hephc serve its
+// admin token on the kernel command line beside the reporter token: in
+// the -readconfig file of mode 0600, not in QEMU's argv, nor in what
+// --dry-run prints; no fw_cfg for it.
+func TestBootAdminToken(t *testing.T) {
+	noDefaultStore(t)
+	dir := t.TempDir()
+	fakeToplevel(t, dir, toplevelFiles)
+	const admin = "heph_ADMINadminADMINadminADMINadminADMINadminADM"
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte(admin+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "reporter.token"), []byte(bootTestToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := hephcIn(dir, "boot", "--dry-run", "--reporter-token-file", "reporter.token", "--admin-token-file", "admin.token")
+	if code != 0 || strings.Contains(stdout+stderr, admin) ||
+		!strings.Contains(stdout, "quiet heph.reporter_token=(from "+dir+"/reporter.token) heph.admin_token=(from "+dir+"/admin.token)") ||
+		strings.Contains(stdout, "admin-token,file") {
+		t.Fatalf("dry run: exit %d\n%s%s", code, stdout, stderr)
+	}
+	cfgCopy := filepath.Join(dir, "cfg-copy")
+	exe, _, argsfile := fakeQEMU(t, `prev=; for a; do [ "$prev" = -readconfig ] && cp "$a" `+cfgCopy+`; prev=$a; done; echo BOOTED`)
+	code, stdout, stderr = hephcIn(dir, "boot", "--qemu", exe, "--expect", "BOOTED", "--admin-token-file", "admin.token")
+	if code != 0 {
+		t.Fatalf("boot: exit %d\n%s%s", code, stdout, stderr)
+	}
+	args, _ := os.ReadFile(argsfile)
+	if strings.Contains(string(args), admin) || strings.Contains(string(args), "-append") || strings.Contains(string(args), "-fw_cfg") {
+		t.Fatalf("QEMU's argv holds the command line, the token or a fw_cfg:\n%s", args)
+	}
+	cfg, _ := os.ReadFile(cfgCopy)
+	want := "[machine]\n  append = \"console=ttyS0 panic=-1 no_timer_check quiet heph.admin_token=" + admin + "\"\n"
+	if string(cfg) != want {
+		t.Fatalf("QEMU's config:\n%s\nwant\n%s", cfg, want)
+	}
+	// Not a token: refused, its content never shown; and not with a disk.
+	os.WriteFile(filepath.Join(dir, "admin.token"), []byte("hunter2-not-a-token"), 0o600)
+	code, stdout, stderr = hephcIn(dir, "boot", "--dry-run", "--admin-token-file", "admin.token")
+	if code == 0 || strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stderr, "--admin-token-file "+dir+"/admin.token: not a package server token") {
+		t.Fatalf("a bad token: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = hephcIn(dir, "boot", "--dry-run", "--disk", "x.img", "--admin-token-file", "admin.token")
+	if code == 0 || !strings.Contains(stderr, "--admin-token-file hands the token over on a toplevel's kernel command line") {
+		t.Fatalf("with --disk: exit %d\n%s", code, stderr)
+	}
+}
+
 // pageServer is a real hephc serve on 127.0.0.1 whose registry is an
 // in-process one, with one package published by alice into testing and a
 // threat report: its URL, a client of it (the certificate pinned) and

@@ -54,15 +54,18 @@ func TestServerImage(t *testing.T) {
 	workstation := imageToplevel(t, storeDir, "images.workstation")
 
 	admin, reporter := bootToken(t), bootToken(t)
-	tokFile := filepath.Join(work, "reporter.token")
+	tokFile, adminFile := filepath.Join(work, "reporter.token"), filepath.Join(work, "admin.token")
 	if err := os.WriteFile(tokFile, []byte(reporter+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(adminFile, []byte(admin+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	// The server: its first start prints its pins, then serves.
 	bootStart := time.Now()
-	srv := bootOnTerminal(t, serverTop, "--memory", "1024", "--reporter-token-file", tokFile,
-		"--forward", fmt.Sprintf("tcp:127.0.0.1:%d-:8080", port), "--append", "ip=dhcp heph.admin_token="+admin)
+	srv := bootOnTerminal(t, serverTop, "--memory", "1024", "--reporter-token-file", tokFile, "--admin-token-file", adminFile,
+		"--forward", fmt.Sprintf("tcp:127.0.0.1:%d-:8080", port))
 	pinRE := `rootHash:\s+"(sha256:[0-9a-f]{64})"\s+certificate:\s+"(sha256:[0-9a-f]{64})"`
 	srv.expect(t, pinRE, 5*time.Minute)
 	pins := regexp.MustCompile(pinRE).FindStringSubmatch(srv.plain())
