@@ -176,9 +176,11 @@ func TestStartsInCgroup(t *testing.T) {
 // TestEnterThread: the thread that starts the init moves itself into the
 // build's v1 cgroups and back.
 func TestEnterThread(t *testing.T) {
+	requireCgroup(t, "memory")
+	requireCgroup(t, "pids")
 	h := cgroupHostOnce()
-	if h.v2 != "" || h.memory == "" || h.pids == "" {
-		t.Skipf("no writable v1 memory and pids hierarchies (%+v)", h)
+	if h.v2 != "" {
+		t.Skipf("cgroup v2 is delegated here: the init is cloned into its cgroup (TestStartsInCgroup), no thread moves")
 	}
 	cg, err := newCgroup(h, Limits{Memory: 256 << 20, Pids: 64})
 	if err != nil {
