@@ -54,6 +54,9 @@ func goBuild(args, env []string, stdout, stderr io.Writer) error {
 	if err := cmd.Run(); err != nil {
 		return goBuildFailed(info, goErr, err) // gomissing.go
 	}
+	if err := reportStdCacheUse(info, stdout); err != nil { // gostdcache.go
+		return fmt.Errorf("go-build: %w", err)
+	}
 	return writeSources(info)
 }
 

@@ -43,10 +43,12 @@ func goStdCacheAttrs() map[string]any {
 // (seedGoCache) do not compile it again. The go command keys each entry
 // by an action ID that hashes the toolchain, the platform, the flags and
 // the package's files, and uses an entry only when the IDs match: a build
-// with other tags or flags compiles what differs. The cache also holds
-// what go test's vet learns of each package (fillStdCache). The cache is
-// made deterministic: the last-trim time is dropped and every entry's
-// time-added field is zero.
+// with other tags or flags compiles what differs. With attrs.vet (a
+// #GoStdVet), it is the other half, which only go test needs: starting
+// from input gostd (the compiled half), what go test's vet learns of each
+// package and the test link (vetStdCache), and $out holds only the
+// entries that gostd does not. The cache is made deterministic: the
+// last-trim time is dropped and every entry's time-added field is zero.
 func goStdCache(args, env []string, stdout, stderr io.Writer) error {
 	info, err := readBuildInfo()
 	if err != nil {
@@ -56,11 +58,17 @@ func goStdCache(args, env []string, stdout, stderr io.Writer) error {
 	if !ok {
 		return fmt.Errorf("go-std-cache: no input go (the toolchain)")
 	}
-	if err := checkStdCacheAttrs(info.Derivation.Attrs); err != nil {
+	vet, err := checkStdCacheAttrs(info.Derivation.Attrs)
+	if err != nil {
 		return err
 	}
 	goEnv := append(goEnviron(gotool.Path, scratch+"/gomodcache", env), "GOCACHE="+info.Out, "TMPDIR=/tmp") // the last GOCACHE wins
-	if err := fillStdCache(gotool.Path, goEnv, "std", stdout, stderr); err != nil {
+	if vet {
+		err = vetStdFrom(info, gotool.Path, goEnv, stdout, stderr)
+	} else {
+		err = buildStdCache(gotool.Path, goEnv, "std", stdout, stderr)
+	}
+	if err != nil {
 		return fmt.Errorf("go-std-cache: %w", err)
 	}
 	n, err := normalizeGoCache(info.Out)
@@ -71,24 +79,55 @@ func goStdCache(args, env []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// fillStdCache compiles the packages of pattern (std) with the go
-// command at goroot in env (whose GOCACHE is the cache to fill), as a
-// build does, and runs go vet's analysis of them as go test does (vet
-// keeps facts of every package a tested package imports, with flags of
-// its own for std): go test of a package that imports every one of them
-// that can be imported (no internal or vendored package), running no
-// test (-count=1: no result is cached, for it holds a time).
-func fillStdCache(goroot string, env []string, pattern string, stdout, stderr io.Writer) error {
-	goCmd := func(dir string, args ...string) *exec.Cmd {
-		fmt.Fprintf(stdout, "go %s\n", strings.Join(args, " "))
-		cmd := exec.Command(filepath.Join(goroot, "bin", "go"), args...)
-		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, stdout, stderr
-		return cmd
+// vetStdFrom fills $out with vet's half of the std cache (vetStdCache),
+// starting from input gostd, the compiled half, whose entries it then
+// drops.
+func vetStdFrom(info *realize.BuildInfo, goroot string, env []string, stdout, stderr io.Writer) error {
+	in, ok := info.Inputs["gostd"]
+	if !ok {
+		return fmt.Errorf("attrs.vet: no input gostd (the compiled standard library)")
 	}
-	if err := goCmd(scratch, append(append([]string{"build"}, goBuildFlags...), pattern)...).Run(); err != nil {
+	if in.Builder != builtins.GoStdCache || in.Attrs["vet"] != nil {
+		return fmt.Errorf("input gostd: %s is not the compiled standard library (#GoStdCache)", in.Path)
+	}
+	if _, err := seedGoCacheFrom(in.Path, info.Out); err != nil {
+		return fmt.Errorf("input gostd: %w", err)
+	}
+	if err := vetStdCache(goroot, env, "std", stdout, stderr); err != nil {
+		return err
+	}
+	return dropSeeded(in.Path, info.Out)
+}
+
+// stdGoCmd is the go command at goroot with args in dir and env, logged
+// to stdout.
+func stdGoCmd(goroot string, env []string, dir string, stdout, stderr io.Writer, args ...string) *exec.Cmd {
+	fmt.Fprintf(stdout, "go %s\n", strings.Join(args, " "))
+	cmd := exec.Command(filepath.Join(goroot, "bin", "go"), args...)
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = dir, env, stdout, stderr
+	return cmd
+}
+
+// buildStdCache compiles the packages of pattern (std) with the go
+// command at goroot in env (whose GOCACHE is the cache to fill), as a
+// build does.
+func buildStdCache(goroot string, env []string, pattern string, stdout, stderr io.Writer) error {
+	args := append(append([]string{"build"}, goBuildFlags...), pattern)
+	if err := stdGoCmd(goroot, env, scratch, stdout, stderr, args...).Run(); err != nil {
 		return fmt.Errorf("go build %s: %w", pattern, err)
 	}
-	list := goCmd(scratch, "list", "-f", "{{if .GoFiles}}{{.ImportPath}}{{end}}", pattern)
+	return nil
+}
+
+// vetStdCache runs go vet's analysis of the packages of pattern (std) as
+// go test does (vet keeps facts of every package a tested package
+// imports, with flags of its own for std), in env's GOCACHE, which
+// already holds them compiled (buildStdCache): go test of a package that
+// imports every one of them that can be imported (no internal or vendored
+// package), running no test (-count=1: no result is cached, for it holds
+// a time).
+func vetStdCache(goroot string, env []string, pattern string, stdout, stderr io.Writer) error {
+	list := stdGoCmd(goroot, env, scratch, stdout, stderr, "list", "-f", "{{if .GoFiles}}{{.ImportPath}}{{end}}", pattern)
 	list.Stdout = nil
 	out, err := list.Output()
 	if err != nil {
@@ -116,27 +155,51 @@ func fillStdCache(goroot string, env []string, pattern string, stdout, stderr io
 		}
 	}
 	args := append(append([]string{"test"}, goBuildFlags...), "-buildvcs=false", "-count=1", "-run=^$", ".")
-	if err := goCmd(dir, args...).Run(); err != nil {
+	if err := stdGoCmd(goroot, env, dir, stdout, stderr, args...).Run(); err != nil {
 		return fmt.Errorf("go test of the packages of %s: %w", pattern, err)
 	}
 	return nil
 }
 
-// checkStdCacheAttrs refuses attrs other than goStdCacheAttrs: the
-// builders build for one platform with one set of flags.
-func checkStdCacheAttrs(attrs map[string]any) error {
+// dropSeeded removes from the go command cache dst every file that the
+// cache src, which seeded it (seedGoCacheFrom), holds too: what is left
+// is what the go command added.
+func dropSeeded(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if err := os.Remove(filepath.Join(dst, rel)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return nil
+	})
+}
+
+// checkStdCacheAttrs refuses attrs other than goStdCacheAttrs, with
+// vet: true for vet's half (#GoStdVet): the builders build for one
+// platform with one set of flags. It says whether attrs ask for vet's
+// half.
+func checkStdCacheAttrs(attrs map[string]any) (vet bool, err error) {
 	want := goStdCacheAttrs()
+	if v, ok := attrs["vet"]; ok {
+		if v != true {
+			return false, fmt.Errorf("go-std-cache: attrs.vet is %v; want true (#GoStdVet) or none", v)
+		}
+		want["vet"] = true
+	}
 	for k := range attrs {
 		if _, ok := want[k]; !ok {
-			return fmt.Errorf("go-std-cache: unknown attrs.%s", k)
+			return false, fmt.Errorf("go-std-cache: unknown attrs.%s", k)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if fmt.Sprint(attrs[k]) != fmt.Sprint(want[k]) {
-			return fmt.Errorf("go-std-cache: attrs.%s is %v; hephc's Go builds use %v", k, attrs[k], want[k])
+			return false, fmt.Errorf("go-std-cache: attrs.%s is %v; hephc's Go builds use %v", k, attrs[k], want[k])
 		}
 	}
-	return nil
+	return want["vet"] == true, nil
 }
 
 // goCacheEntry names the go command's cache files: NN/HASH-a (an action's
@@ -199,21 +262,50 @@ func zeroEntryTime(b []byte) ([]byte, error) {
 // goCache is the go command's cache in a build (goEnviron).
 const goCache = scratch + "/gocache"
 
-// seedGoCache starts the build's go command cache from input gostd, a
-// builtins.GoStdCache output, if there is one (seedGoCacheFrom).
+// stdCacheInputs are the inputs a Go build's cache starts from, each a
+// builtins.GoStdCache output: gostd, the compiled standard library, which
+// every #GoDerivation takes, and gostdvet, vet's half (#GoStdVet), which
+// only a #GoTest takes. Whether each is the half it should be is said by
+// its attrs.vet.
+var stdCacheInputs = []struct {
+	name, what string
+	vet        bool
+}{
+	{"gostd", "#GoStdCache", false},
+	{"gostdvet", "#GoStdVet", true},
+}
+
+// stdCaches returns the build's inputs of stdCacheInputs, checked.
+func stdCaches(info *realize.BuildInfo) ([]realize.InputInfo, []string, error) {
+	var ins []realize.InputInfo
+	var names []string
+	for _, c := range stdCacheInputs {
+		in, ok := info.Inputs[c.name]
+		if !ok {
+			continue
+		}
+		if in.Builder != builtins.GoStdCache || (in.Attrs["vet"] == true) != c.vet {
+			return nil, nil, fmt.Errorf("input %s: %s is not a %s output (%s)", c.name, in.Path, builtins.GoStdCache, c.what)
+		}
+		ins, names = append(ins, in), append(names, c.name)
+	}
+	return ins, names, nil
+}
+
+// seedGoCache starts the build's go command cache from inputs gostd and
+// gostdvet, if there are (seedGoCacheFrom).
 func seedGoCache(info *realize.BuildInfo, log io.Writer) error {
-	in, ok := info.Inputs["gostd"]
-	if !ok {
-		return nil
-	}
-	if in.Builder != builtins.GoStdCache {
-		return fmt.Errorf("input gostd: %s is not a %s output (#GoStdCache)", in.Path, builtins.GoStdCache)
-	}
-	n, err := seedGoCacheFrom(in.Path, goCache)
+	ins, names, err := stdCaches(info)
 	if err != nil {
-		return fmt.Errorf("input gostd: %w", err)
+		return err
 	}
-	fmt.Fprintf(log, "go cache: %d entries from %s\n", n, in.Path)
+	for i, in := range ins {
+		n, err := seedGoCacheFrom(in.Path, goCache)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", names[i], err)
+		}
+		fmt.Fprintf(log, "go cache: %d entries from %s\n", n, in.Path)
+	}
 	return nil
 }
 
@@ -267,34 +359,36 @@ func copyFile(src, dst string) error {
 }
 
 // reportStdCacheUse says in log how many of the action entries that
-// seedGoCache copied from input gostd the go command used: it sets the
-// time of an entry it uses to now when it is older than an hour, and
-// seedGoCacheFrom dates the copies 1970. Nothing when there is no input
-// gostd.
+// seedGoCache copied from inputs gostd and gostdvet the go command used:
+// it sets the time of an entry it uses to now when it is older than an
+// hour, and seedGoCacheFrom dates the copies 1970. Nothing for an input
+// the build does not have.
 func reportStdCacheUse(info *realize.BuildInfo, log io.Writer) error {
-	in, ok := info.Inputs["gostd"]
-	if !ok {
-		return nil
-	}
-	n, used := 0, 0
-	err := filepath.WalkDir(in.Path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, "-a") {
-			return err
-		}
-		rel, _ := filepath.Rel(in.Path, p)
-		fi, err := os.Stat(filepath.Join(goCache, rel))
-		if err != nil {
-			return err
-		}
-		n++
-		if fi.ModTime().After(seededEntryTime) {
-			used++
-		}
-		return nil
-	})
+	ins, names, err := stdCaches(info)
 	if err != nil {
-		return fmt.Errorf("input gostd: %w", err)
+		return err
 	}
-	fmt.Fprintf(log, "go cache: used %d of the %d entries of input gostd\n", used, n)
+	for i, in := range ins {
+		n, used := 0, 0
+		err := filepath.WalkDir(in.Path, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, "-a") {
+				return err
+			}
+			rel, _ := filepath.Rel(in.Path, p)
+			fi, err := os.Stat(filepath.Join(goCache, rel))
+			if err != nil {
+				return err
+			}
+			n++
+			if fi.ModTime().After(seededEntryTime) {
+				used++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("input %s: %w", names[i], err)
+		}
+		fmt.Fprintf(log, "go cache: used %d of the %d entries of input %s\n", used, n, names[i])
+	}
 	return nil
 }

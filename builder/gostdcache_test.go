@@ -59,20 +59,25 @@ func readTree(t *testing.T, dir string) map[string]string {
 }
 
 // A cache of std packages (here fmt and what it imports, as goStdCache
-// fills it with all of std: compiled, and vet's facts) holds no time once normalized (that two stores
-// build the same std cache is TestImageIsReproducible's), and a build
-// seeded with it (seedGoCacheFrom) compiles only its own package, even
-// with build tags (here goshsmall, as a program may set them): the go
-// command's action IDs match. The build still gets a correct program.
+// fills it with all of std) holds no time once normalized (that two
+// stores build the same std cache is TestImageIsReproducible's), and a
+// build seeded with it (seedGoCacheFrom) compiles only its own package,
+// even with build tags (here goshsmall, as a program may set them): the
+// go command's action IDs match. The build still gets a correct program.
+// Vet's half (#GoStdVet), made from the compiled half, holds none of its
+// entries, and a go test seeded with both vets only its own package,
+// where one seeded with the compiled half alone vets fmt's packages too.
 func TestStdCacheIsReused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles part of the standard library twice")
 	}
-	cache := t.TempDir()
 	goroot := goRoot(t)
-	env := append(goEnviron(goroot, t.TempDir(), nil), "GOCACHE="+cache, "TMPDIR="+t.TempDir())
+	cacheEnv := func(cache string) []string {
+		return append(goEnviron(goroot, t.TempDir(), nil), "GOCACHE="+cache, "TMPDIR="+t.TempDir())
+	}
+	cache := t.TempDir()
 	var fillLog bytes.Buffer
-	if err := fillStdCache(goroot, env, "fmt", &fillLog, &fillLog); err != nil {
+	if err := buildStdCache(goroot, cacheEnv(cache), "fmt", &fillLog, &fillLog); err != nil {
 		t.Fatalf("%v\n%s", err, fillLog.String())
 	}
 	n, err := normalizeGoCache(cache)
@@ -92,21 +97,45 @@ func TestStdCacheIsReused(t *testing.T) {
 		}
 	}
 
-	seeded := t.TempDir()
-	n, err = seedGoCacheFrom(cache, seeded)
-	if err != nil {
+	vetCache := t.TempDir()
+	if _, err := seedGoCacheFrom(cache, vetCache); err != nil {
 		t.Fatal(err)
 	}
-	if n == 0 {
-		t.Fatal("no entry seeded")
+	if err := vetStdCache(goroot, cacheEnv(vetCache), "fmt", &fillLog, &fillLog); err != nil {
+		t.Fatalf("%v\n%s", err, fillLog.String())
 	}
+	if err := dropSeeded(cache, vetCache); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := normalizeGoCache(vetCache); err != nil {
+		t.Fatal(err)
+	}
+	vetFiles := readTree(t, vetCache)
+	for name := range vetFiles {
+		if _, ok := files[name]; ok {
+			t.Errorf("vet's half holds %s of the compiled half", name)
+		}
+	}
+	if len(vetFiles) < 10 {
+		t.Errorf("vet's half has %d files; want the facts of fmt's dozens of packages", len(vetFiles))
+	}
+
 	mod := t.TempDir()
 	os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.com/hello\n\ngo 1.22\n"), 0o644)
 	os.WriteFile(filepath.Join(mod, "main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(greeting) }\n"), 0o644)
 	os.WriteFile(filepath.Join(mod, "small.go"), []byte("//go:build goshsmall\n\npackage main\n\nconst greeting = \"small\"\n"), 0o644)
+	seeded := func(from ...string) string {
+		dst := t.TempDir()
+		for _, src := range from {
+			if n, err := seedGoCacheFrom(src, dst); err != nil || n == 0 {
+				t.Fatalf("seeding from %s: %d entries, %v", src, n, err)
+			}
+		}
+		return dst
+	}
 	bin := filepath.Join(t.TempDir(), "hello")
 	args := append(append([]string{"build", "-x"}, goBuildFlags...), "-buildvcs=false", "-tags", "goshsmall", "-o", bin, ".")
-	log := goRun(t, mod, seeded, args...)
+	log := goRun(t, mod, seeded(cache), args...)
 	if c := strings.Count(log, "/compile -o "); c != 1 {
 		t.Errorf("the seeded build ran the compiler %d times; want once, for its main package:\n%s", c, log)
 	}
@@ -115,13 +144,13 @@ func TestStdCacheIsReused(t *testing.T) {
 		t.Errorf("the program printed %q (%v); want small", out, err)
 	}
 
-	// go test vets only its own package: the facts of fmt and what it
-	// imports are in the cache.
 	os.WriteFile(filepath.Join(mod, "main_test.go"), []byte("package main\n\nimport \"testing\"\n\nfunc TestGreeting(t *testing.T) {\n\tif greeting != \"small\" {\n\t\tt.Fatal(greeting)\n\t}\n}\n"), 0o644)
 	args = append(append([]string{"test", "-x"}, goBuildFlags...), "-buildvcs=false", "-tags", "goshsmall", ".")
-	log2 := goRun(t, mod, seeded, args...)
-	if c := strings.Count(log2, "/vet "); c != 1 {
-		t.Errorf("the seeded go test ran vet %d times; want once, for its own package:\n%s", c, log2)
+	if c := strings.Count(goRun(t, mod, seeded(cache, vetCache), args...), "/vet "); c != 1 {
+		t.Errorf("the go test seeded with both halves ran vet %d times; want once, for its own package", c)
+	}
+	if c := strings.Count(goRun(t, mod, seeded(cache), args...), "/vet "); c < 10 {
+		t.Errorf("the go test seeded with the compiled half alone ran vet %d times; want fmt's packages too", c)
 	}
 }
 
@@ -155,8 +184,40 @@ func TestStdCacheRefusesForeignFiles(t *testing.T) {
 	if _, err := normalizeGoCache(filepath.Dir(entry)); err == nil || !strings.Contains(err.Error(), "not a go command cache entry") {
 		t.Errorf("normalizeGoCache of a malformed entry: %v", err)
 	}
-	info := &realize.BuildInfo{Inputs: map[string]realize.InputInfo{"gostd": {Path: "/heph/store/x-files", Builder: builtins.FetchFile}}}
-	if err := seedGoCache(info, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "is not a builtin:go-std-cache output") {
-		t.Errorf("seedGoCache of a fetch-file input: %v", err)
+	vetAttrs := map[string]any{"vet": true}
+	for _, in := range []map[string]realize.InputInfo{
+		{"gostd": {Path: "/heph/store/x-files", Builder: builtins.FetchFile}},
+		{"gostd": {Path: "/heph/store/x-go-std-vet", Builder: builtins.GoStdCache, Attrs: vetAttrs}},
+		{"gostdvet": {Path: "/heph/store/x-go-std-cache", Builder: builtins.GoStdCache}},
+	} {
+		if err := seedGoCache(&realize.BuildInfo{Inputs: in}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "is not a builtin:go-std-cache output") {
+			t.Errorf("seedGoCache of %v: %v", in, err)
+		}
+	}
+}
+
+// The std cache's attrs are the builders' platform and flags, and vet:
+// true for vet's half alone; anything else is refused.
+func TestStdCacheAttrs(t *testing.T) {
+	with := func(k string, v any) map[string]any {
+		a := goStdCacheAttrs()
+		a[k] = v
+		return a
+	}
+	for _, c := range []struct {
+		attrs map[string]any
+		vet   bool
+		err   string
+	}{
+		{goStdCacheAttrs(), false, ""},
+		{with("vet", true), true, ""},
+		{with("vet", false), false, "attrs.vet is false"},
+		{with("goarch", "arm64"), false, "attrs.goarch is arm64"},
+		{with("tags", "x"), false, "unknown attrs.tags"},
+	} {
+		vet, err := checkStdCacheAttrs(c.attrs)
+		if vet != c.vet || (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("checkStdCacheAttrs(%v) = %v, %v; want %v, %q", c.attrs, vet, err, c.vet, c.err)
+		}
 	}
 }

@@ -87,6 +87,9 @@ func goTest(args, env []string, stdout, stderr io.Writer) error {
 	}
 	res := readTestEvents(pipe, out)
 	runErr := cmd.Wait()
+	if err := reportStdCacheUse(info, stdout); err != nil { // gostdcache.go
+		return fmt.Errorf("go-test: %w", err)
+	}
 	if err := writeTestResult(info.Out, res, runErr == nil && len(res.Failed) == 0); err != nil {
 		return err
 	}

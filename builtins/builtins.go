@@ -53,7 +53,7 @@ var All = []Builder{
 	{FetchFile, "#LocalFile", "localFile", []Derived{{"file", "file"}}},
 	{FetchGoModGraph, "#GoModFiles", "goModFiles", nil},
 	{GoBuild, "#GoProgram", "goProgram", []Derived{{"packages", "packages"}, {"ldflags", "ldflags"}}},
-	{GoStdCache, "#GoStdCache", "goStdCache", []Derived{{"goos", "goos"}, {"goarch", "goarch"}, {"cgo", "cgo"}, {"flags", "flags"}}},
+	{GoStdCache, "#GoStdCache", "goStdCache", []Derived{{"goos", "goos"}, {"goarch", "goarch"}, {"cgo", "cgo"}, {"flags", "flags"}, {"vet", "vet"}}},
 	{UrootBusybox, "#Busybox", "busybox", []Derived{{"commands", "commands"}, {"tags", "tags"}}},
 	{Uroot, "#Initramfs", "initramfs", []Derived{{"consoleShell", "consoleShell"}, {"files", "files"}, {"services", "services"}}},
 	{SystemToplevel, "#Image", "image", []Derived{{"cmdline", "cmdline"}, {"consoleShell", "consoleShell"}, {"kernelFile", "kernelFile"}}},

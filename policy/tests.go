@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,12 +159,49 @@ func goTestOf(g *eval.Graph, n *eval.Node) (*Test, error) {
 		d.Inputs["deps."+strconv.Itoa(deps)] = h
 		deps++
 	}
+	if err := addStdVet(g, t, d); err != nil {
+		return nil, fmt.Errorf("%s: its test: %w", n.Attr, err)
+	}
 	h, err := d.Hash()
 	if err != nil {
 		return nil, fmt.Errorf("%s: its test: %w", n.Attr, err)
 	}
 	t.Hash, t.Drv = h, d
 	return t, nil
+}
+
+// addStdVet gives the go test d, whose inputs are its program's, the
+// input gostdvet that #GoTest gives one written in CUE (defs/tests.cue):
+// the #GoStdVet of its compiled std cache, input gostd, which is that
+// derivation named go-std-vet, with input gostd and attrs.vet. Nothing
+// when d has no gostd.
+func addStdVet(g *eval.Graph, t *Test, d *store.Derivation) error {
+	gostd, ok := d.Inputs["gostd"]
+	if !ok {
+		return nil
+	}
+	n, ok := g.Nodes[gostd]
+	if !ok || n.Drv.Builder != builtins.GoStdCache {
+		return fmt.Errorf("input gostd is not a #GoStdCache")
+	}
+	vet := *n.Drv
+	vet.Name = "go-std-vet"
+	vet.Inputs = maps.Clone(n.Drv.Inputs)
+	vet.Inputs["gostd"] = gostd
+	vet.Attrs = maps.Clone(n.Drv.Attrs)
+	vet.Attrs["vet"] = true
+	h, err := vet.Hash()
+	if err != nil {
+		return err
+	}
+	if _, ok := g.Nodes[h]; !ok {
+		if t.Extra == nil {
+			t.Extra = map[store.DrvHash]*store.Derivation{}
+		}
+		t.Extra[h] = &vet
+	}
+	d.Inputs["gostdvet"] = h
+	return nil
 }
 
 // imageTestsOf makes the tests of the image n: each boots it (input
