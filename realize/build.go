@@ -86,14 +86,14 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 	if repair != nil {
 		logPath = strings.TrimSuffix(logPath, ".log") + ".repair.log"
 	}
-	b, err := runBuilder(ctx, st, g, h, opts, logPath)
+	b, err := runPooledBuilder(ctx, st, g, h, opts, logPath)
 	if err != nil {
 		return nil, err
 	}
-	var removed chan struct{} // closed once b.tmp is removed, if that started
+	var removed chan struct{} // closed once b's directory is emptied, if that started
 	defer func() {
 		if removed == nil {
-			fstree.RemoveTree(b.tmp)
+			b.release()
 		} else {
 			<-removed
 		}
@@ -114,7 +114,7 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 			removed = make(chan struct{})
 			go func() {
 				defer close(removed)
-				fstree.RemoveTree(b.tmp)
+				b.release()
 			}()
 		},
 		Check: func(phys string, info *store.PathInfo) error {
@@ -145,14 +145,89 @@ func build(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash
 }
 
 // builderOutput is what a builder left, not yet installed: its output
-// (out) in the temporary directory tmp, which the caller removes; the
-// inputs' closure, which the output may refer to; the build's record and
-// log.
+// (out) in the temporary directory tmp, which the caller removes (or
+// gives back to the pool: release); the inputs' closure, which the
+// output may refer to; the build's record and log.
 type builderOutput struct {
 	tmp, out string
+	release  func()
 	closure  []store.Path
 	rec      store.BuildRecord
 	fail     func(error) error // a *BuildError of this build, with its log
+}
+
+// buildLayout is where a build's sandbox mounts come from: its
+// output's store directory, /build and /.heph side by side, and the
+// directory for their overlay's work directory ("" for beside them).
+type buildLayout struct {
+	store, build, heph, work string
+}
+
+func layoutIn(dir string) buildLayout {
+	return buildLayout{store: filepath.Join(dir, "store"), build: filepath.Join(dir, "build"), heph: filepath.Join(dir, "heph")}
+}
+
+// runPooledBuilder is runBuilder in a build directory of st's pool
+// (store.TakeBuildDir), laid out as layoutIn(DIR/u) with the overlay's
+// work directory in DIR/w: kept from build to build, so that a build
+// makes and removes no directory of its own on the store's disk. The
+// output's release empties the directories and gives DIR back, or
+// removes it if anything is left.
+func runPooledBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, logPath string) (*builderOutput, error) {
+	bd, err := st.TakeBuildDir()
+	if err != nil {
+		return nil, buildError(g, h, "", err)
+	}
+	lay := layoutIn(filepath.Join(bd.Path, "u"))
+	lay.work = filepath.Join(bd.Path, "w")
+	if bd.New {
+		for _, d := range []string{filepath.Join(bd.Path, "u"), lay.store, lay.build, lay.heph, lay.work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				bd.Discard()
+				return nil, buildError(g, h, "", err)
+			}
+		}
+	}
+	release := func() {
+		for _, d := range []string{lay.store, lay.build, lay.heph} {
+			if err := emptyDir(d); err != nil {
+				bd.Discard()
+				return
+			}
+		}
+		bd.Put()
+	}
+	b, err := runBuilderIn(ctx, st, g, h, opts, logPath, lay)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	b.tmp, b.release = bd.Path, release
+	return b, nil
+}
+
+// emptyDir removes everything in dir.
+func emptyDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := fstree.RemoveTree(filepath.Join(dir, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildError is a *BuildError of h's build, with its log if logPath.
+func buildError(g *store.Graph, h store.DrvHash, logPath string, err error) error {
+	return &BuildError{Drv: h, Path: g.PathOf(h), Origin: g.Origins[h], LogPath: logPath, LogTail: tail(logPath, 25), Err: err}
 }
 
 // runBuilder prepares h's build in a new temporary directory of the store
@@ -163,11 +238,32 @@ type builderOutput struct {
 // hashes it. On an error nothing is left but the log, and the error is a
 // *BuildError.
 func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, logPath string) (*builderOutput, error) {
+	tmp, err := st.TempDir("build-" + h.String()[:16] + "-")
+	if err != nil {
+		return nil, buildError(g, h, "", err)
+	}
+	lay := layoutIn(tmp)
+	for _, d := range []string{lay.store, lay.build, lay.heph} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			fstree.RemoveTree(tmp)
+			return nil, buildError(g, h, "", err)
+		}
+	}
+	b, err := runBuilderIn(ctx, st, g, h, opts, logPath, lay)
+	if err != nil {
+		fstree.RemoveTree(tmp)
+		return nil, err
+	}
+	b.tmp, b.release = tmp, func() { fstree.RemoveTree(tmp) }
+	return b, nil
+}
+
+// runBuilderIn is runBuilder's work, in the directories lay, which the
+// caller made, empty, and removes or empties.
+func runBuilderIn(ctx context.Context, st *store.Store, g *store.Graph, h store.DrvHash, opts Options, logPath string, lay buildLayout) (*builderOutput, error) {
 	d := g.Derivations[h]
 	p := g.PathOf(h)
-	fail := func(logPath string, err error) error {
-		return &BuildError{Drv: h, Path: p, Origin: g.Origins[h], LogPath: logPath, LogTail: tail(logPath, 25), Err: err}
-	}
+	fail := func(logPath string, err error) error { return buildError(g, h, logPath, err) }
 
 	// The build sees its inputs' closures, read-only, and nothing else of
 	// the store.
@@ -185,26 +281,11 @@ func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.Dr
 		return nil, fail("", err)
 	}
 
-	tmp, err := st.TempDir("build-" + h.String()[:16] + "-")
-	if err != nil {
-		return nil, fail("", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			fstree.RemoveTree(tmp)
-		}
-	}()
-	for _, sub := range []string{"store", "build", "heph"} {
-		if err := os.Mkdir(filepath.Join(tmp, sub), 0o755); err != nil {
-			return nil, fail("", err)
-		}
-	}
 	infoJSON, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return nil, fail("", err)
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "heph", "build.json"), infoJSON, 0o444); err != nil {
+	if err := os.WriteFile(filepath.Join(lay.heph, "build.json"), infoJSON, 0o444); err != nil {
 		return nil, fail("", err)
 	}
 
@@ -218,7 +299,7 @@ func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.Dr
 	defer logFile.Close()
 	rec := store.BuildRecord{Drv: h, Started: st.Now().Unix(), Log: logPath}
 
-	spec, err := sandboxSpec(st, g, h, opts, tmp, closure, logFile)
+	spec, err := sandboxSpec(st, g, h, opts, lay, closure, logFile)
 	if err != nil {
 		// Copying a local source may find the disk full.
 		return nil, fail("", st.SpaceError(err))
@@ -228,20 +309,19 @@ func runBuilder(ctx context.Context, st *store.Store, g *store.Graph, h store.Dr
 		// A builder that filled the disk could not log its ENOSPC.
 		return nil, fail(logPath, st.SpaceError(err, tail(logPath, 5)...))
 	}
-	out := filepath.Join(tmp, "store", p.Base())
+	out := filepath.Join(lay.store, p.Base())
 	if _, err := os.Lstat(out); err != nil {
 		st.RecordBuild(ctx, rec, "failed")
 		return nil, fail(logPath, fmt.Errorf("the builder succeeded but did not create its output $out (%s)", p))
 	}
-	ok = true
-	return &builderOutput{tmp: tmp, out: out, closure: closure, rec: rec, fail: func(err error) error { return fail(logPath, err) }}, nil
+	return &builderOutput{out: out, closure: closure, rec: rec, fail: func(err error) error { return fail(logPath, err) }}, nil
 }
 
 // sandboxSpec says how h is built: its environment, its mounts (its
 // inputs' closure read-only, an empty store to write its output to,
 // /build, /.heph with build.json, the file of a fetch-file), its builder
 // and arguments.
-func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options, tmp string, closure []store.Path, log *os.File) (*sandbox.Spec, error) {
+func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options, lay buildLayout, closure []store.Path, log *os.File) (*sandbox.Spec, error) {
 	d := g.Derivations[h]
 	spec := &sandbox.Spec{
 		Env:     buildEnv(g, d, g.PathOf(h), opts),
@@ -255,10 +335,11 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 		Stdout:   log,
 		Stderr:   log,
 		Mounts: []sandbox.Mount{
-			{Source: filepath.Join(tmp, "store"), Target: store.Dir, Writable: true},
-			{Source: filepath.Join(tmp, "build"), Target: "/build", Writable: true},
-			{Source: filepath.Join(tmp, "heph"), Target: "/.heph"},
+			{Source: lay.store, Target: store.Dir, Writable: true},
+			{Source: lay.build, Target: "/build", Writable: true},
+			{Source: lay.heph, Target: "/.heph"},
 		},
+		WorkDir: lay.work,
 	}
 	// The derivation's own limits (never in its hash) replace the
 	// defaults; Options.Timeout, if set, overrides its timeout.
@@ -292,7 +373,7 @@ func sandboxSpec(st *store.Store, g *store.Graph, h store.DrvHash, opts Options,
 		// directory is read (a bind mount would follow a symbolic link
 		// anywhere). The builder copies it again into $out, so the output
 		// is what it always was.
-		if err := copyLocalSource(d, opts.SourceDir, file, filepath.Join(tmp, "heph", "src"), spec.Env); err != nil {
+		if err := copyLocalSource(d, opts.SourceDir, file, filepath.Join(lay.heph, "src"), spec.Env); err != nil {
 			return nil, err
 		}
 	}

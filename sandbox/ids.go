@@ -180,3 +180,24 @@ func removeWorkDir(p string) error {
 	})
 	return os.RemoveAll(p)
 }
+
+// emptyWorkDir removes what overlayfs left in the work directory p
+// (work, and in it incompat/volatile after a volatile mount, which the
+// next mount would refuse), and fails if anything is left.
+func emptyWorkDir(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := removeWorkDir(filepath.Join(p, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

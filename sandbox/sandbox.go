@@ -45,7 +45,9 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -232,18 +234,12 @@ func (r *run) prepare() error {
 			}
 		}
 	}
-	for _, g := range groupWritable(r.is.Spec.Mounts, dirs) {
+	for gi, g := range groupWritable(r.is.Spec.Mounts, dirs) {
 		// Without a work directory, the mount is bound as it is.
-		w := workDir(g.upper)
-		err = os.Mkdir(w, 0o700)
-		if errors.Is(err, fs.ErrExist) { // left by a build that was killed
-			removeWorkDir(w)
-			err = os.Mkdir(w, 0o700)
-		}
+		w, err := r.makeWorkDir(gi, g.upper)
 		if err != nil {
 			continue
 		}
-		r.works = append(r.works, w)
 		volatile := volatileHelps(g.upper)
 		if r.ids.own() {
 			if err := os.Chown(w, r.ids.uid, r.ids.gid); err != nil {
@@ -292,13 +288,45 @@ func (r *run) prepare() error {
 	return nil
 }
 
+// makeWorkDir makes the empty overlay work directory of the gi'th group
+// of writable directories, whose upper directory is upper, and adds it
+// to r.works: beside upper, or in the caller's Spec.WorkDir, where it
+// may be left, emptied, by an earlier Run.
+func (r *run) makeWorkDir(gi int, upper string) (string, error) {
+	w := workDir(upper)
+	if r.spec.WorkDir != "" {
+		w = filepath.Join(r.spec.WorkDir, strconv.Itoa(gi))
+	}
+	err := os.Mkdir(w, 0o700)
+	if errors.Is(err, fs.ErrExist) {
+		if r.spec.WorkDir == "" { // left by a build that was killed
+			removeWorkDir(w)
+			err = os.Mkdir(w, 0o700)
+		} else {
+			err = emptyWorkDir(w)
+		}
+	}
+	if err == nil {
+		r.works = append(r.works, w)
+	}
+	return w, err
+}
+
 // cleanup undoes prepare, once no process of the build is left: the
 // writable mounts go back to the caller before the build's uid is
 // released.
 func (r *run) cleanup() {
 	r.cg.remove()
 	for _, w := range r.works {
-		removeWorkDir(w)
+		if r.spec.WorkDir == "" {
+			removeWorkDir(w)
+			continue
+		}
+		// Kept for the caller's next Run, empty and the caller's again.
+		emptyWorkDir(w)
+		if r.ids.own() {
+			os.Lchown(w, r.ids.ownerUID, r.ids.ownerGID)
+		}
 	}
 	if r.chowned {
 		for _, d := range r.writable {

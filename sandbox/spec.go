@@ -40,12 +40,22 @@ type Spec struct {
 	// tmpfs. Mounts of directories go through overlayfs so that
 	// /proc/self/mountinfo names no host path; mounts below a mounted
 	// directory on the host are not seen. A writable directory's source
-	// gets a sibling, .NAME.hephc-work, for the length of the build;
+	// gets a sibling, .NAME.hephc-work, for the length of the build
+	// (unless WorkDir);
 	// writable directories side by side share one overlay of their
 	// parent, which gets the sibling instead (and is lent to the build's
 	// uid for the build when the caller is root: the build sees only the
 	// mounted directories).
 	Mounts []Mount
+	// WorkDir, if not "", is a directory of the caller's on the file
+	// system of the writable directories, outside them, which holds
+	// their overlays' work directories instead of the siblings: Run
+	// makes them in it if they are missing, empties them when the build
+	// ends and leaves them there, so that a caller that runs builds one
+	// after another in the same directories (realize's pool of build
+	// directories) does not make and remove them each time. Two Runs
+	// must not use one WorkDir at once.
+	WorkDir string
 	// Network shares the host's network namespace: loopback, the host's
 	// addresses, everything. Only hephc's own fetchers, whose code is
 	// ours, get it. Otherwise the sandbox has a network namespace of its
@@ -126,6 +136,11 @@ func check(s *Spec) (specJSON, time.Duration, error) {
 		return js, 0, errors.New("sandbox: spec has neither Program nor Builtin")
 	case !path.IsAbs(s.Program):
 		return js, 0, fmt.Errorf("sandbox: program %q is not an absolute path", s.Program)
+	}
+	if s.WorkDir != "" {
+		if err := checkInside("work directory", s.WorkDir); err != nil {
+			return js, 0, err
+		}
 	}
 	if s.Network && s.Outbound {
 		return js, 0, errors.New("sandbox: spec has both Network and Outbound")

@@ -101,6 +101,54 @@ func TestWritableOverlayVolatile(t *testing.T) {
 	}
 }
 
+// TestWorkDirReused: with Spec.WorkDir, build after build in the same
+// directories (realize's pool) gets its writable overlay (not a bind
+// showing the host path) from a work directory in WorkDir, which is left
+// there empty and the caller's, with no sibling made; a volatile
+// overlay's marker, which the next mount would refuse, never stays, nor
+// does one a killed build left.
+func TestWorkDirReused(t *testing.T) {
+	saved := volatileHelps
+	t.Cleanup(func() { volatileHelps = saved })
+	for _, volatile := range []bool{true, false} {
+		t.Run(fmt.Sprint("volatile=", volatile), func(t *testing.T) {
+			volatileHelps = func(string) bool { return volatile }
+			tmp := t.TempDir()
+			for _, d := range []string{"u", "u/store", "u/build", "w", "w/0/work/incompat/volatile"} {
+				if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			work := filepath.Join(tmp, "w")
+			for i := range 3 {
+				out := fmt.Sprintf("/heph/store/out%d", i)
+				res := runProbes(t, Spec{WorkDir: work, Mounts: []Mount{
+					{Source: filepath.Join(tmp, "u/store"), Target: "/heph/store", Writable: true},
+					{Source: filepath.Join(tmp, "u/build"), Target: "/build", Writable: true},
+				}}, "write="+out, "read=/proc/self/mountinfo")
+				wantOK(t, res, "write="+out, "")
+				if mi := res["read=/proc/self/mountinfo"]; !strings.Contains(mi, "/heph/store rw,") || strings.Contains(mi, tmp) {
+					t.Errorf("build %d: $out is not an overlay hiding %s:\n%s", i, tmp, mi)
+				}
+				if _, err := os.Stat(filepath.Join(tmp, "u/store", filepath.Base(out))); err != nil {
+					t.Errorf("build %d: $out on the host: %v", i, err)
+				}
+				ents, err := os.ReadDir(filepath.Join(work, "0"))
+				if err != nil || len(ents) != 0 {
+					t.Errorf("build %d: work directory: %v left, %v", i, ents, err)
+				}
+				var st unix.Stat_t
+				if err := unix.Stat(filepath.Join(work, "0"), &st); err != nil || int(st.Uid) != os.Getuid() {
+					t.Errorf("build %d: work directory owned by %d, want %d (%v)", i, st.Uid, os.Getuid(), err)
+				}
+				if ents, _ := os.ReadDir(tmp); len(ents) != 2 {
+					t.Errorf("build %d: %v beside u and w", i, ents)
+				}
+			}
+		})
+	}
+}
+
 // TestExt4Journaled: an ext4 file system has a journal when its options
 // say how data goes through it.
 func TestExt4Journaled(t *testing.T) {

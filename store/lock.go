@@ -30,11 +30,17 @@ import (
 type Lock struct {
 	f    *os.File
 	path Path // the output, for a per-output lock
+	// unlocking, if not nil, runs before the lock is released (the GC
+	// lock held shared: the build directories' pool, builddirs.go).
+	unlocking func()
 }
 
 // Unlock releases the lock.
 func (l *Lock) Unlock() error {
 	defer l.f.Close()
+	if l.unlocking != nil {
+		l.unlocking()
+	}
 	return unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 }
 
@@ -74,7 +80,11 @@ func (s *Store) lockGC(ctx context.Context, exclusive bool, waiting func()) (*Lo
 	if exclusive {
 		how = unix.LOCK_EX
 	}
-	return lockFile(ctx, filepath.Join(s.Dir, "gc.lock"), how, waiting, "taking the GC lock")
+	l, err := lockFile(ctx, filepath.Join(s.Dir, "gc.lock"), how, waiting, "taking the GC lock")
+	if err == nil && !exclusive {
+		l.unlocking = s.gcLocked()
+	}
+	return l, err
 }
 
 // lockFile takes a lock (flock how) of the file at path, made if need be;
@@ -141,6 +151,12 @@ func (s *Store) removeStaleBuilds() {
 		return
 	}
 	for _, name := range names {
+		if isPoolDir(name) {
+			if s.stalePoolDir(name) {
+				fstree.RemoveTree(filepath.Join(tmp, name))
+			}
+			continue
+		}
 		rest, ok := strings.CutPrefix(name, "build-")
 		if !ok || len(rest) < 17 || rest[16] != '-' {
 			continue

@@ -56,6 +56,8 @@ type Store struct {
 	owner int
 	// staleBuilds removes the build directories of killed builds once.
 	staleBuilds sync.Once
+	// buildDirs is the pool of build directories (builddirs.go).
+	buildDirs buildDirPool
 	// background counts GC's removals of files still running
 	// (GCOptions.Background).
 	background sync.WaitGroup
