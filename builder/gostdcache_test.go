@@ -184,11 +184,10 @@ func TestStdCacheRefusesForeignFiles(t *testing.T) {
 	if _, err := normalizeGoCache(filepath.Dir(entry)); err == nil || !strings.Contains(err.Error(), "not a go command cache entry") {
 		t.Errorf("normalizeGoCache of a malformed entry: %v", err)
 	}
-	vetAttrs := map[string]any{"vet": true}
 	for _, in := range []map[string]realize.InputInfo{
 		{"gostd": {Path: "/heph/store/x-files", Builder: builtins.FetchFile}},
-		{"gostd": {Path: "/heph/store/x-go-std-vet", Builder: builtins.GoStdCache, Attrs: vetAttrs}},
-		{"gostdvet": {Path: "/heph/store/x-go-std-cache", Builder: builtins.GoStdCache}},
+		{"gostd": {Path: "/heph/store/x-go-std-vet", Builder: builtins.GoStdCache, Attrs: map[string]any{"vet": true}}},
+		{"gostdvet": {Path: "/heph/store/x-go-std-cache", Builder: builtins.GoStdCache, Attrs: map[string]any{"vet": false}}},
 	} {
 		if err := seedGoCache(&realize.BuildInfo{Inputs: in}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "is not a builtin:go-std-cache output") {
 			t.Errorf("seedGoCache of %v: %v", in, err)
@@ -211,7 +210,8 @@ func TestStdCacheAttrs(t *testing.T) {
 	}{
 		{goStdCacheAttrs(), false, ""},
 		{with("vet", true), true, ""},
-		{with("vet", false), false, "attrs.vet is false"},
+		{with("vet", "yes"), false, "attrs.vet is yes"},
+		{func() map[string]any { a := goStdCacheAttrs(); delete(a, "vet"); return a }(), false, "attrs.vet is <nil>"},
 		{with("goarch", "arm64"), false, "attrs.goarch is arm64"},
 		{with("tags", "x"), false, "unknown attrs.tags"},
 	} {
