@@ -30,6 +30,18 @@ import (
 type Options struct {
 	// Jobs is how many builds run at once; 0 means the number of cores.
 	Jobs int
+	// FetchJobs is how many fetches (fixed-output derivations) run at
+	// once, in slots of their own beside the builds' (as Nix's
+	// max-substitution-jobs); 0 means as many as Jobs. A fetch of a Go
+	// module is mostly unzipping and hashing, bound by the disk and the
+	// cores, not the network: on this project's 2-core machine, 8 at once
+	// made the toolchain's fetch (the first link of a cold realize's
+	// critical path) take twice as long as 2 at once.
+	FetchJobs int
+	// Tests are derivations among the roots whose failure stops nothing
+	// else, with or without KeepGoing: the tests a policy requires, built
+	// beside what they test. Their errors are returned with the others.
+	Tests map[store.DrvHash]bool
 	// KeepGoing builds what it can after a failure instead of stopping.
 	KeepGoing bool
 	// DryRun reports what would be fetched and built and does nothing.
@@ -219,9 +231,12 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 		emit(Event{Kind: EventWarning, Warning: w})
 	}
 
-	jobs := opts.Jobs
+	jobs, fetchJobs := opts.Jobs, opts.FetchJobs
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
+	}
+	if fetchJobs <= 0 {
+		fetchJobs = jobs
 	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
@@ -229,101 +244,73 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 	var (
 		mu       sync.Mutex
 		errs     []error
-		sem      = make(chan struct{}, jobs)
-		done     = make(map[store.DrvHash]chan struct{}, len(todo))
 		failed   = make(map[store.DrvHash]store.Path) // derivation -> the failed path that stops it
-		wg       sync.WaitGroup
 		emitMu   sync.Mutex
 		safeEmit = func(e Event) { emitMu.Lock(); defer emitMu.Unlock(); emit(e) }
 	)
-	for _, h := range todo {
-		done[h] = make(chan struct{})
-	}
-	for _, h := range todo {
-		wg.Add(1)
-		go func(h store.DrvHash) {
-			defer wg.Done()
-			defer close(done[h])
-			d := g.Derivations[h]
-			p := g.PathOf(h)
-			for _, in := range d.InputNames() {
-				ih := d.Inputs[in]
-				if ch, ok := done[ih]; ok {
-					select {
-					case <-ch:
-					case <-ctx.Done():
-					}
-				}
+	// Builds and fetches have slots of their own; the longest chain of
+	// work goes first (schedule.go).
+	run := func(h store.DrvHash, release func()) {
+		d := g.Derivations[h]
+		p := g.PathOf(h)
+		mu.Lock()
+		var blocked store.Path
+		for _, in := range d.InputNames() {
+			if fp, bad := failed[d.Inputs[in]]; bad {
+				blocked = fp
+				break
 			}
-			mu.Lock()
-			var blocked store.Path
-			for _, in := range d.InputNames() {
-				if fp, bad := failed[d.Inputs[in]]; bad {
-					blocked = fp
-					break
-				}
-			}
-			if blocked.Name != "" {
-				failed[h] = blocked
-				mu.Unlock()
-				safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: &DependencyError{Path: p, Failed: blocked}})
-				return
-			}
+		}
+		if blocked.Name != "" {
+			failed[h] = blocked
 			mu.Unlock()
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			// The job's slot is free once its output is built and
-			// hashed: its registration (a sync and a transaction,
-			// shared with the builds that end meanwhile) goes on while
-			// the next build runs. Its dependents wait for done[h].
-			release := sync.OnceFunc(func() { <-sem })
-			defer release()
-			note := func(k EventKind) { safeEmit(Event{Kind: k, Drv: h, Path: p, Fixed: d.IsFixedOutput()}) }
-			info, how, err := buildOne(ctx, st, g, h, opts, note, release)
-			if err != nil && ctx.Err() != nil && parent.Err() == nil {
-				// Stopped because another build failed: not a failure
-				// of its own.
-				safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: err})
-				return
-			}
-			if err != nil {
-				mu.Lock()
-				failed[h] = p
-				errs = append(errs, err)
-				mu.Unlock()
-				safeEmit(Event{Kind: EventFailed, Drv: h, Path: p, Err: err})
-				if !opts.KeepGoing {
-					cancel()
-				}
-				return
-			}
-			if how == EventValid {
-				mu.Lock()
-				res.Others = append(res.Others, p)
-				mu.Unlock()
-				safeEmit(Event{Kind: EventValid, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
-				return
-			}
+			safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: &DependencyError{Path: p, Failed: blocked}})
+			return
+		}
+		mu.Unlock()
+		// The job's slot is free once its output is built and hashed:
+		// its registration (a sync and a transaction, shared with the
+		// builds that end meanwhile) goes on while the next build runs.
+		// Its dependents start once run returns.
+		note := func(k EventKind) { safeEmit(Event{Kind: k, Drv: h, Path: p, Fixed: d.IsFixedOutput()}) }
+		info, how, err := buildOne(ctx, st, g, h, opts, note, release)
+		if err != nil && ctx.Err() != nil && parent.Err() == nil {
+			// Stopped because another build failed: not a failure
+			// of its own.
+			safeEmit(Event{Kind: EventSkipped, Drv: h, Path: p, Err: err})
+			return
+		}
+		if err != nil {
 			mu.Lock()
-			switch {
-			case how == EventSubstituted:
-				res.Substituted = append(res.Substituted, p)
-			case d.IsFixedOutput():
-				res.Fetched = append(res.Fetched, p)
-			default:
-				res.Built = append(res.Built, p)
-			}
+			failed[h] = p
+			errs = append(errs, err)
 			mu.Unlock()
-			safeEmit(Event{Kind: how, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
-		}(h)
+			safeEmit(Event{Kind: EventFailed, Drv: h, Path: p, Err: err})
+			if !opts.KeepGoing && !opts.Tests[h] {
+				cancel()
+			}
+			return
+		}
+		if how == EventValid {
+			mu.Lock()
+			res.Others = append(res.Others, p)
+			mu.Unlock()
+			safeEmit(Event{Kind: EventValid, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
+			return
+		}
+		mu.Lock()
+		switch {
+		case how == EventSubstituted:
+			res.Substituted = append(res.Substituted, p)
+		case d.IsFixedOutput():
+			res.Fetched = append(res.Fetched, p)
+		default:
+			res.Built = append(res.Built, p)
+		}
+		mu.Unlock()
+		safeEmit(Event{Kind: how, Drv: h, Path: p, Fixed: d.IsFixedOutput(), Size: info.Size})
 	}
-	wg.Wait()
+	newScheduler(ctx, g, todo, jobs, fetchJobs, run).runAll(todo)
 	sortPaths(res.Built)
 	sortPaths(res.Fetched)
 	sortPaths(res.Substituted)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"hephc.dev/hephc/builder"
@@ -28,36 +27,6 @@ type imageTestRun struct {
 	res  builder.TestResult
 	took time.Duration
 	fail *realize.BuildError // the failed step, with the console's tail
-}
-
-// runImageTests boots the images of tests (image tests, each image
-// built) in the host's QEMU, jobs at once, and drives their consoles. A
-// passing test's result (result.json and the console's transcript, log)
-// becomes the test's store path; a failing one's transcript is its log.
-func runImageTests(ctx context.Context, e *env, st *store.Store, sg *store.Graph, tests []*policy.Test, jobs int) (map[store.DrvHash]*imageTestRun, error) {
-	out := map[store.DrvHash]*imageTestRun{}
-	var mu sync.Mutex
-	var firstErr error
-	sem := make(chan struct{}, max(jobs, 1))
-	var wg sync.WaitGroup
-	for _, t := range tests {
-		fmt.Fprintf(e.stderr, "booting %s for %s (%s, TCG)\n", sg.PathOf(t.Of[0]), t.Attr, imagetest.QEMUVersion())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			r, err := runImageTest(ctx, st, sg, t)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("%s: %w", t.Attr, err)
-			}
-			out[t.Hash] = r
-		}()
-	}
-	wg.Wait()
-	return out, firstErr
 }
 
 // runImageTest runs one image test. Its error is not the test's failure
@@ -129,16 +98,4 @@ func tailLines(s string, n int) []string {
 		lines = lines[len(lines)-n:]
 	}
 	return lines
-}
-
-// notSkipped are the image tests of ts that are not skipped (their image
-// failed to build).
-func notSkipped(ts []*policy.Test, skipped map[store.DrvHash]error) []*policy.Test {
-	var out []*policy.Test
-	for _, t := range ts {
-		if skipped[t.Hash] == nil {
-			out = append(out, t)
-		}
-	}
-	return out
 }

@@ -133,6 +133,18 @@ func (p *progress) event(ev realize.Event) {
 	}
 }
 
+// say prints a line for the record above the status line: what runs
+// beside realize's builds (an image test's boot).
+func (p *progress) say(line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clearLine()
+	fmt.Fprintln(p.w, line)
+	if p.live && !p.done {
+		p.draw(p.now())
+	}
+}
+
 // end counts a derivation's end and says it: the line, and whether a
 // terminal keeps it too.
 func (p *progress) end(ev realize.Event, now time.Time) (line string, always bool) {

@@ -19,6 +19,7 @@ import (
 
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/pipeline"
+	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/profile"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
@@ -29,12 +30,13 @@ import (
 func init() {
 	register(&command{
 		name:    "realize",
-		args:    "[-A ATTR] [--dry-run] [-j N] [--keep-going] [-o LINK] [FILE.cue…|DIR]",
+		args:    "[-A ATTR] [--dry-run] [-j N] [--fetch-jobs N] [--keep-going] [-o LINK] [FILE.cue…|DIR]",
 		summary: "build what the configuration needs into the store, in sandboxes, and print the output paths",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringP("attr", "A", "", "realize only this attribute, e.g. images.workstation")
 			fs.Bool("dry-run", false, "say what would be fetched and built; do nothing")
 			fs.IntP("jobs", "j", runtime.NumCPU(), "builds to run at once")
+			fs.Int("fetch-jobs", 0, "fetches to run at once, beside the builds (0: as many as -j; more on a slow network)")
 			fs.BoolP("keep-going", "k", false, "after a failure, go on with what does not depend on it")
 			fs.StringP("out-link", "o", "result", "symlink to the main output (when there is one; else LINK-NAME to each system, e.g. result-workstation)")
 			fs.Bool("no-link", false, "do not create the result symlinks")
@@ -73,23 +75,47 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	if err := substitute(ctx, e, fs, st, g, sg, roots, args); err != nil {
 		return err
 	}
+	// The tests the policy requires (test.go) run beside the builds,
+	// each as soon as what it tests is built; a server's channel holds
+	// only what passed its tests.
+	server, _ := fs.GetString("server")
+	var tr *testRun
+	var required []*policy.Test
+	if !dry && server == "" {
+		if tr, required, err = requiredTests(ctx, e, st, g, testRunOptions{jobs: r.jobs, timeout: r.timeout, sourceDir: configDir(e, args)}); err != nil {
+			return err
+		}
+	}
 	prog := newProgress(e)
-	res, err := realize.Realize(ctx, st, sg, roots, realize.Options{
-		Jobs: r.jobs, KeepGoing: keepGoing, DryRun: dry, Timeout: r.timeout,
+	opts := realize.Options{
+		Jobs: r.jobs, FetchJobs: r.fetches, KeepGoing: keepGoing, DryRun: dry, Timeout: r.timeout,
 		Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att,
-	})
+	}
+	all := roots
+	if tr != nil {
+		sg, all = tr.sg, append(slices.Clone(roots), tr.roots()...)
+		opts.Tests, tr.say = tr.goTestSet(), prog.say
+		opts.Events = func(ev realize.Event) { tr.event(ev); prog.event(ev) }
+		fmt.Fprintf(e.stderr, "running %s the policy requires, each as soon as what it tests is built\n", plural(len(tr.tests), "test"))
+		if err := tr.bootValid(ctx); err != nil {
+			return err
+		}
+	}
+	res, err := realize.Realize(ctx, st, sg, all, opts)
 	prog.finish()
+	if tr != nil {
+		err = tr.settle(err)
+	}
 	if err != nil {
 		return err
 	}
+	res.Paths = res.Paths[:len(roots)]
 	// The sizes of the images that are built (all of them, unless this is
 	// a dry run): an image larger than the policy allows is neither
 	// recorded as a generation nor linked, nor printed.
 	sizeErr := checkSizes(st, g)
-	if server, _ := fs.GetString("server"); !dry && sizeErr == nil && server == "" {
-		// The tests the policy requires (test.go); a server's channel
-		// holds only what passed its tests.
-		if err := requireTests(ctx, e, st, g, r.jobs, r.timeout, configDir(e, args)); err != nil {
+	if !dry && sizeErr == nil && server == "" {
+		if err := requireTests(ctx, e, st, g, tr, required); err != nil {
 			return err
 		}
 	}
@@ -156,6 +182,7 @@ type realizing struct {
 	roots   []store.DrvHash
 	ctx     context.Context
 	jobs    int
+	fetches int           // fetch jobs
 	timeout time.Duration // 0: each derivation's limits.timeout, else the default
 	release func()        // the GC lock, the signal handler, the store
 }
@@ -172,6 +199,10 @@ func startRealizing(e *env, fs *pflag.FlagSet, args []string) (*realizing, error
 	}
 	if jobs < 1 {
 		return nil, usagef("-j wants at least 1, got %d", jobs)
+	}
+	fetches, _ := fs.GetInt("fetch-jobs")
+	if fetches < 0 {
+		return nil, usagef("--fetch-jobs wants 0 (as many as -j) or more, got %d", fetches)
 	}
 	policyFiles, _ := fs.GetStringArray("policy")
 	g, _, err := evaluate(e, evaluation{attr: attr, args: args, policy: true, policyFiles: policyFiles, useCache: true})
@@ -191,7 +222,7 @@ func startRealizing(e *env, fs *pflag.FlagSet, args []string) (*realizing, error
 	}
 	return &realizing{
 		g: g, st: st, sg: pipeline.StoreGraph(g), roots: pipeline.RootHashes(g), ctx: ctx,
-		jobs: jobs, timeout: timeout,
+		jobs: jobs, fetches: fetches, timeout: timeout,
 		release: func() {
 			gcLock.Unlock()
 			stop()

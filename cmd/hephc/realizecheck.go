@@ -35,7 +35,7 @@ func runRealizeCheck(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	prog := newProgress(e)
-	opts := realize.Options{Jobs: r.jobs, Timeout: r.timeout, Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att}
+	opts := realize.Options{Jobs: r.jobs, FetchJobs: r.fetches, Timeout: r.timeout, Getenv: e.getenv, Events: prog.event, SourceDir: configDir(e, args), Attester: att}
 	_, err = realize.Realize(ctx, st, sg, roots, opts)
 	prog.finish()
 	if err != nil {

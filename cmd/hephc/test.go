@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -22,7 +20,6 @@ import (
 	"hephc.dev/hephc/imagetest"
 	"hephc.dev/hephc/pipeline"
 	"hephc.dev/hephc/policy"
-	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 	"hephc.dev/hephc/trust"
@@ -177,202 +174,6 @@ func printTestOutcomes(e *env, outs []testOutcome, took time.Duration) {
 	}
 }
 
-// runTests runs the tests that have no passing result (all of them with
-// rerun) in sandboxes, records each run as a test-result statement
-// (signed with the store owner's key when there is one), and returns a
-// line per test. The error joins the failed tests' build errors (their
-// position and log tail), as realize's do.
-func runTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests []*policy.Test, opts testRunOptions) ([]testOutcome, error) {
-	sg := pipeline.StoreGraph(g)
-	byHash := map[store.DrvHash]*policy.Test{}
-	var paths []store.Path
-	for _, t := range tests {
-		if t.Off != "" {
-			continue
-		}
-		sg.Derivations[t.Hash] = t.Drv
-		sg.Origins[t.Hash] = store.Origin{Attr: t.Attr, Pos: t.Pos}
-		for h, d := range t.Extra {
-			sg.Derivations[h] = d
-			sg.Origins[h] = store.Origin{Attr: t.Attr + ".deps"}
-		}
-		byHash[t.Hash] = t
-		paths = append(paths, t.Path())
-	}
-	valid, err := st.ValidPaths(ctx, paths)
-	if err != nil {
-		return nil, err
-	}
-	att, key, err := ownerAttester(e, st) // attest.go
-	if err != nil {
-		return nil, err
-	}
-	// Image tests run on the host, once their images are built.
-	var toRun, toRerun []store.DrvHash
-	var images []*policy.Test
-	for _, t := range tests {
-		switch {
-		case t.Off != "":
-		case t.Image != nil && (!valid[t.Path()] || opts.rerun):
-			images = append(images, t)
-			toRun = append(toRun, t.Of[0])
-			delete(sg.Derivations, t.Hash)
-		case !valid[t.Path()]:
-			toRun = append(toRun, t.Hash)
-		case opts.rerun:
-			toRerun = append(toRerun, t.Hash)
-		}
-	}
-	// Durations: from a test's start to its end, as realize reports them.
-	var mu sync.Mutex
-	started, took := map[store.DrvHash]time.Time{}, map[store.DrvHash]time.Duration{}
-	var prog *progress
-	if opts.progress {
-		prog = newProgress(e)
-	}
-	events := func(ev realize.Event) {
-		mu.Lock()
-		switch ev.Kind {
-		case realize.EventStarted:
-			started[ev.Drv] = time.Now()
-		case realize.EventBuilt, realize.EventFailed:
-			if t0, ok := started[ev.Drv]; ok {
-				took[ev.Drv] = time.Since(t0)
-			}
-		}
-		mu.Unlock()
-		if prog != nil {
-			prog.event(ev)
-		}
-	}
-	ropts := realize.Options{Jobs: opts.jobs, KeepGoing: true, Timeout: opts.timeout, Getenv: e.getenv, Events: events, SourceDir: opts.sourceDir, Attester: att}
-	failures := map[store.DrvHash]*realize.BuildError{}
-	skipped := map[store.DrvHash]error{}
-	var errs []error
-	if len(toRun) > 0 {
-		_, err := realize.Realize(ctx, st, sg, toRun, ropts)
-		if prog != nil {
-			prog.finish()
-			prog = nil
-		}
-		if err != nil && !collectTestErrors(err, byHash, failures, skipped) {
-			return nil, err
-		}
-	} else if prog != nil {
-		prog.finish()
-		prog = nil
-	}
-	ropts.Events, ropts.Attester = nil, nil
-	for _, h := range toRerun {
-		t0 := time.Now()
-		fmt.Fprintf(e.stderr, "rerunning %s\n", byHash[h].Attr)
-		if _, err := realize.CheckPath(ctx, st, sg, h, ropts); err != nil && !collectTestErrors(err, byHash, failures, skipped) {
-			return nil, err
-		}
-		took[h] = time.Since(t0)
-	}
-	var booted map[store.DrvHash]*imageTestRun
-	if images = notSkipped(images, skipped); len(images) > 0 {
-		if booted, err = runImageTests(ctx, e, st, sg, images, opts.jobs); err != nil {
-			return nil, err
-		}
-	}
-	ran := map[store.DrvHash]bool{}
-	for _, h := range append(toRun, toRerun...) {
-		ran[h] = true
-	}
-	for h, r := range booted {
-		ran[h], took[h] = true, r.took
-		if r.fail != nil {
-			failures[h] = r.fail
-		}
-	}
-	var outs []testOutcome
-	for _, t := range tests {
-		o := testOutcome{Test: t.Attr, Position: t.Pos.Rel(e.cwd), Tested: []string{}}
-		for _, h := range t.Of {
-			if n := g.Nodes[h]; n != nil {
-				o.Tested = append(o.Tested, n.Path().String())
-			}
-		}
-		if t.Off != "" {
-			o.Name, o.Result, o.Off = strings.TrimSuffix(o.Test, ".tests.go"), "off", t.Off
-			outs = append(outs, o)
-			continue
-		}
-		o.Name, o.Path, o.Seconds = t.Drv.Name, t.Path().String(), took[t.Hash].Round(time.Millisecond).Seconds()
-		var res builder.TestResult
-		switch {
-		case failures[t.Hash] != nil:
-			o.Result = "fail"
-			res = failedChecks(failures[t.Hash].LogPath)
-			if r := booted[t.Hash]; r != nil {
-				res = r.res
-			}
-			o.Failed = res.Failed
-			if len(o.Failed) == 0 {
-				o.Failed = []string{t.Drv.Name}
-			}
-			errs = append(errs, failures[t.Hash])
-		case skipped[t.Hash] != nil:
-			o.Result = "skip"
-			errs = append(errs, skipped[t.Hash])
-			outs = append(outs, o)
-			continue
-		default:
-			o.Result = "pass"
-			b, err := os.ReadFile(filepath.Join(st.Physical(t.Path()), builder.TestResultFile))
-			if err == nil {
-				err = json.Unmarshal(b, &res)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("test %s: reading its result: %w", t.Attr, err)
-			}
-			o.Passed, o.Skipped, o.Cached = len(res.Passed), len(res.Skipped), !ran[t.Hash]
-		}
-		when, err := recordTestRun(ctx, st, g, t, &res, o.Result == "pass", ran[t.Hash], key)
-		if err != nil {
-			return nil, err
-		}
-		o.When = when.UTC().Format(time.RFC3339)
-		outs = append(outs, o)
-	}
-	return outs, errors.Join(errs...)
-}
-
-// collectTestErrors sorts the errors of a realization of tests: the
-// failed tests' build errors, and the tests skipped because something
-// they need failed. It reports whether err held nothing else.
-func collectTestErrors(err error, tests map[store.DrvHash]*policy.Test, failures map[store.DrvHash]*realize.BuildError, skipped map[store.DrvHash]error) bool {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	all := true
-	for _, one := range errs {
-		var be *realize.BuildError
-		var de *realize.DependencyError
-		switch {
-		case errors.As(one, &be) && tests[be.Drv] != nil:
-			failures[be.Drv] = be
-		case errors.As(one, &be):
-			// A dependency of tests failed: every test not yet accounted
-			// for that did not pass is skipped with this error.
-			for h := range tests {
-				if failures[h] == nil && skipped[h] == nil {
-					skipped[h] = one
-				}
-			}
-		case errors.As(one, &de):
-		default:
-			all = false
-		}
-	}
-	return all
-}
-
 // failLine is a failed Go test in go test's output.
 var failLine = regexp.MustCompile(`^\s*--- FAIL: (\S+)`)
 
@@ -454,34 +255,45 @@ func recordTestRun(ctx context.Context, st *store.Store, g *eval.Graph, t *polic
 
 func hexHash(h store.DrvHash) string { return hex.EncodeToString(h[:]) }
 
-// requireTests is realize's part of the policy's tests rule: it runs the
-// required tests that have no passing result yet, and fails (so that no
-// generation is recorded) when one fails or a program's tests are off.
-func requireTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, jobs int, timeout time.Duration, sourceDir string) error {
+// requiredTests plans realize's part of the policy's tests rule: the
+// run of the required tests that have no passing result yet (nil when
+// every one has), and all the required tests.
+func requiredTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, opts testRunOptions) (*testRun, []*policy.Test, error) {
 	ls, err := pipeline.SizeLimits(g)
 	if err != nil || len(ls) == 0 {
-		return err
+		return nil, nil, err
 	}
 	req, err := policy.RequiredTests(g, ls)
 	if err != nil || len(req) == 0 {
-		return err
+		return nil, nil, err
+	}
+	var all []*policy.Test
+	for _, r := range req {
+		all = append(all, r.Test)
 	}
 	_, missing, _, err := policy.CheckTests(g, ls, testStatus(ctx, st, g))
-	if err != nil {
-		return err
+	if err != nil || len(missing) == 0 {
+		return nil, all, err
 	}
-	if len(missing) == 0 {
+	tr, err := newTestRun(ctx, e, st, g, missing, opts)
+	return tr, all, err
+}
+
+// requireTests ends realize's part of the policy's tests rule: it
+// records and prints the run of the required tests (tr, which realize
+// ran beside its builds; nil when none was missing), and fails (so that
+// no generation is recorded) when one failed.
+func requireTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tr *testRun, required []*policy.Test) error {
+	if tr == nil {
 		// Tests realize built as roots (a #Test written in the
 		// configuration): their results are recorded.
-		var all []*policy.Test
-		for _, r := range req {
-			all = append(all, r.Test)
+		if len(required) == 0 {
+			return nil
 		}
-		_, err := runTests(ctx, e, st, g, all, testRunOptions{jobs: jobs, timeout: timeout, sourceDir: sourceDir})
+		_, err := runTests(ctx, e, st, g, required, testRunOptions{jobs: 1})
 		return err
 	}
-	fmt.Fprintf(e.stderr, "running %s the policy requires\n", plural(len(missing), "test"))
-	outs, err := runTests(ctx, e, st, g, missing, testRunOptions{jobs: jobs, timeout: timeout, sourceDir: sourceDir})
+	outs, err := tr.outcomes(ctx)
 	for _, o := range outs {
 		fmt.Fprintf(e.stderr, "%-4s  %s  %.1fs\n", o.Result, o.Test, o.Seconds)
 	}
