@@ -13,9 +13,10 @@ import (
 // weight among the derivations in todo that use it, so the longest chain
 // to a root starts first (critical-path scheduling). The cost of a build
 // is estimated by what it takes in: 1 plus its fixed-output inputs (the
-// sources and modules it compiles or unpacks); a fetch costs 1. todo is
+// sources and modules it compiles or unpacks); a fetch costs 1; after
+// adds the work outside the graph that waits for a derivation. todo is
 // in dependency order (inputs first), as Graph.Closure gives it.
-func priorities(g *store.Graph, todo []store.DrvHash) map[store.DrvHash]int {
+func priorities(g *store.Graph, todo []store.DrvHash, after map[store.DrvHash]int) map[store.DrvHash]int {
 	in := make(map[store.DrvHash]bool, len(todo))
 	for _, h := range todo {
 		in[h] = true
@@ -35,7 +36,7 @@ func priorities(g *store.Graph, todo []store.DrvHash) map[store.DrvHash]int {
 		for _, u := range users[h] {
 			most = max(most, w[u])
 		}
-		w[h] = cost(g, h) + most
+		w[h] = cost(g, h) + after[h] + most
 	}
 	return w
 }
@@ -82,9 +83,9 @@ type pool struct {
 	ready waiters
 }
 
-func newScheduler(ctx context.Context, g *store.Graph, todo []store.DrvHash, jobs, fetchJobs int, run func(store.DrvHash, func())) *scheduler {
+func newScheduler(ctx context.Context, g *store.Graph, todo []store.DrvHash, after map[store.DrvHash]int, jobs, fetchJobs int, run func(store.DrvHash, func())) *scheduler {
 	s := &scheduler{
-		ctx: ctx, g: g, prio: priorities(g, todo), run: run,
+		ctx: ctx, g: g, prio: priorities(g, todo, after), run: run,
 		users: make(map[store.DrvHash][]store.DrvHash, len(todo)), waiting: make(map[store.DrvHash]int, len(todo)),
 		builds: &pool{free: jobs}, fetches: &pool{free: fetchJobs},
 	}

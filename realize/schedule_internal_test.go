@@ -72,7 +72,7 @@ func TestSchedulerHandsASlotToTheHighestReady(t *testing.T) {
 			running--
 			mu.Unlock()
 		}
-		newScheduler(context.Background(), tg.g, todo, 1, 1, run).runAll(todo)
+		newScheduler(context.Background(), tg.g, todo, nil, 1, 1, run).runAll(todo)
 		if len(order) != len(todo) {
 			t.Fatalf("ran %v, want all %d", order, len(todo))
 		}
@@ -94,7 +94,7 @@ func TestSchedulerStopsStartingWithItsContext(t *testing.T) {
 	todo := []store.DrvHash{a, b}
 	ctx, cancel := context.WithCancel(context.Background())
 	var ran []string
-	newScheduler(ctx, tg.g, todo, 2, 2, func(h store.DrvHash, release func()) {
+	newScheduler(ctx, tg.g, todo, nil, 2, 2, func(h store.DrvHash, release func()) {
 		ran = append(ran, tg.g.Derivations[h].Name)
 		release()
 		cancel()
@@ -116,7 +116,7 @@ func TestPrioritiesFollowTheLongestChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := priorities(g, todo)
+	w := priorities(g, todo, nil)
 	// big compiles two sources (cost 3) and an image waits on it (1);
 	// std is under both, so it comes before all of them.
 	for _, c := range []struct {
@@ -126,5 +126,11 @@ func TestPrioritiesFollowTheLongestChain(t *testing.T) {
 		if w[c.h] != c.want {
 			t.Errorf("%s: weight %d, want %d", g.Derivations[c.h].Name, w[c.h], c.want)
 		}
+	}
+	// A test that boots small (60) outside the graph puts small's
+	// chain first.
+	w = priorities(g, todo, map[store.DrvHash]int{small: 60})
+	if w[small] != 61 || w[std] != 62 || w[big] != 4 {
+		t.Errorf("with 60 after small: small %d, std %d, big %d; want 61, 62, 4", w[small], w[std], w[big])
 	}
 }

@@ -94,7 +94,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	all := roots
 	if tr != nil {
 		sg, all = tr.sg, append(slices.Clone(roots), tr.roots()...)
-		opts.Tests, tr.say = tr.goTestSet(), prog.say
+		opts.Tests, opts.After, tr.say = tr.goTestSet(), tr.after(), prog.say
 		opts.Events = func(ev realize.Event) { tr.event(ev); prog.event(ev) }
 		fmt.Fprintf(e.stderr, "running %s the policy requires, each as soon as what it tests is built\n", plural(len(tr.tests), "test"))
 		if err := tr.bootValid(ctx); err != nil {

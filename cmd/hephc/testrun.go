@@ -125,6 +125,21 @@ func (tr *testRun) roots() []store.DrvHash {
 	return roots
 }
 
+// imageTestWork is what an image test weighs in realize's priorities
+// (realize.Options.After, about a second of a core a unit): a boot under
+// TCG takes about a minute here (the workstation's console test 66 s),
+// so the builds that lead to an image to boot start early.
+const imageTestWork = 60
+
+// after is realize.Options.After: the boots that wait for each image.
+func (tr *testRun) after() map[store.DrvHash]int {
+	m := make(map[store.DrvHash]int, len(tr.images))
+	for h, ts := range tr.images {
+		m[h] = imageTestWork * len(ts)
+	}
+	return m
+}
+
 // goTestSet is realize.Options.Tests: a Go test's failure stops nothing.
 func (tr *testRun) goTestSet() map[store.DrvHash]bool {
 	s := make(map[store.DrvHash]bool, len(tr.goTests))
@@ -238,7 +253,7 @@ func (tr *testRun) run(ctx context.Context, prog *progress) error {
 	if err := tr.bootValid(ctx); err != nil {
 		return err
 	}
-	ropts := realize.Options{Jobs: tr.opts.jobs, KeepGoing: true, Timeout: tr.opts.timeout, Getenv: tr.e.getenv, Events: events, SourceDir: tr.opts.sourceDir, Attester: tr.att}
+	ropts := realize.Options{Jobs: tr.opts.jobs, KeepGoing: true, Timeout: tr.opts.timeout, Getenv: tr.e.getenv, Events: events, SourceDir: tr.opts.sourceDir, Attester: tr.att, After: tr.after()}
 	if roots := tr.roots(); len(roots) > 0 {
 		if _, err := realize.Realize(ctx, tr.st, tr.sg, roots, ropts); err != nil {
 			if err := tr.collect(err, true); err != nil {
