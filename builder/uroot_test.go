@@ -23,6 +23,7 @@ import (
 	"hephc.dev/hephc/eval"
 	"hephc.dev/hephc/internal/e2estore"
 	"hephc.dev/hephc/lang"
+	"hephc.dev/hephc/policy"
 	"hephc.dev/hephc/realize"
 	"hephc.dev/hephc/store"
 )
@@ -35,7 +36,8 @@ import (
 // second build from nothing (cmd/hephc's shared realize of system.cue when
 // the go command runs both packages, as CI does; else another fresh
 // store: secondBuild) and checks that the
-// standard library's go command cache (#GoStdCache), the busybox, the
+// standard library's go command caches (#GoStdCache and #GoStdVet, which
+// the programs' go tests take), the busybox, the
 // initramfs and the whole toplevel are bit-identical, that
 // the busybox's build used the std cache (its log), the archive is what heph's init needs (sorted records, no times or
 // owners, uinit, the services, programs and console files),
@@ -72,6 +74,8 @@ func TestImageIsReproducible(t *testing.T) {
 		}
 	}
 	top := eg.Roots["images.server"]
+	stdvet := stdVetOf(t, eg, g)
+	roots := []store.DrvHash{top, stdvet}
 	proxy := newCachingProxy(t)
 	opts := realize.Options{SourceDir: root, Getenv: func(k string) string {
 		if k == "GOPROXY" {
@@ -84,7 +88,7 @@ func TestImageIsReproducible(t *testing.T) {
 	var stores [2]*store.Store
 	stores[0] = openStore(t)
 	t0 := time.Now()
-	if _, err := realize.Realize(ctx, stores[0], g, []store.DrvHash{top}, opts); err != nil {
+	if _, err := realize.Realize(ctx, stores[0], g, roots, opts); err != nil {
 		t.Fatalf("realize in store 1: %v", err)
 	}
 	t.Logf("store 1: realized the server image from nothing in %v", time.Since(t0).Round(time.Second))
@@ -92,12 +96,12 @@ func TestImageIsReproducible(t *testing.T) {
 	if stores[1] == nil {
 		stores[1] = openStore(t)
 		t0 = time.Now()
-		if _, err := realize.Realize(ctx, stores[1], g, []store.DrvHash{top}, opts); err != nil {
+		if _, err := realize.Realize(ctx, stores[1], g, roots, opts); err != nil {
 			t.Fatalf("realize in store 2: %v", err)
 		}
 		t.Logf("store 2: realized the server image from nothing in %v", time.Since(t0).Round(time.Second))
 	}
-	for _, h := range []store.DrvHash{stdcache, busybox, initramfs, top} {
+	for _, h := range []store.DrvHash{stdcache, stdvet, busybox, initramfs, top} {
 		p := g.PathOf(h)
 		a, b := stores[0].Physical(p), stores[1].Physical(p)
 		ia, _, _ := stores[0].QueryPathInfo(ctx, p)
@@ -106,7 +110,7 @@ func TestImageIsReproducible(t *testing.T) {
 			t.Errorf("%s: not the same content in both stores: %+v and %+v", p, ia, ib)
 			continue
 		}
-		if h == stdcache {
+		if h == stdcache || h == stdvet {
 			continue // a go command cache (gostdcache.go): no initrd
 		}
 		for _, f := range []string{"initrd", "manifest.json"} {
@@ -161,13 +165,37 @@ func TestImageIsReproducible(t *testing.T) {
 		}
 	}
 
-	res, err := realize.Realize(ctx, stores[0], g, []store.DrvHash{top}, opts)
+	res, err := realize.Realize(ctx, stores[0], g, roots, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Built)+len(res.Fetched) != 0 {
 		t.Errorf("realizing again built %v and fetched %v; want nothing done", res.Built, res.Fetched)
 	}
+}
+
+// stdVetOf returns vet's half of the std cache (#GoStdVet) that the go
+// tests of eg's programs take (input gostdvet), adding it to g.
+func stdVetOf(t *testing.T, eg *eval.Graph, g *store.Graph) store.DrvHash {
+	t.Helper()
+	tests, err := policy.Tests(eg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range tests {
+		if ts.Drv == nil {
+			continue // off
+		}
+		if h, ok := ts.Drv.Inputs["gostdvet"]; ok {
+			if d := ts.Extra[h]; d != nil {
+				g.Derivations[h] = d
+				g.Origins[h] = store.Origin{Attr: ts.Attr + ".inputs.gostdvet"}
+			}
+			return h
+		}
+	}
+	t.Fatal("no go test of the server image's programs takes vet's half of the std cache (gostdvet)")
+	return store.DrvHash{}
 }
 
 // secondBuild returns the store that cmd/hephc's tests realized
