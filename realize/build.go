@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -190,7 +191,9 @@ func runPooledBuilder(ctx context.Context, st *store.Store, g *store.Graph, h st
 	}
 	release := func() {
 		for _, d := range []string{lay.store, lay.build, lay.heph} {
-			if err := emptyDir(d); err != nil {
+			// build.json is written over by the next build: one inode
+			// fewer made and freed a build.
+			if err := emptyDir(d, "build.json"); err != nil {
 				bd.Discard()
 				return
 			}
@@ -206,8 +209,8 @@ func runPooledBuilder(ctx context.Context, st *store.Store, g *store.Graph, h st
 	return b, nil
 }
 
-// emptyDir removes everything in dir.
-func emptyDir(dir string) error {
+// emptyDir removes everything in dir but the file named keep.
+func emptyDir(dir, keep string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -218,11 +221,28 @@ func emptyDir(dir string) error {
 		return err
 	}
 	for _, n := range names {
+		if n == keep {
+			if fi, err := os.Lstat(filepath.Join(dir, n)); err == nil && fi.Mode().IsRegular() {
+				continue
+			}
+		}
 		if err := fstree.RemoveTree(filepath.Join(dir, n)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeBuildInfo writes build.json at path, over the one an earlier
+// build in the same directory left, if any (truncated: nothing of it
+// stays), else as a new file.
+func writeBuildInfo(path string, data []byte) error {
+	err := os.WriteFile(path, data, 0o444)
+	if errors.Is(err, fs.ErrPermission) { // read-only to a caller that is not root
+		os.Remove(path)
+		err = os.WriteFile(path, data, 0o444)
+	}
+	return err
 }
 
 // buildError is a *BuildError of h's build, with its log if logPath.
@@ -285,7 +305,7 @@ func runBuilderIn(ctx context.Context, st *store.Store, g *store.Graph, h store.
 	if err != nil {
 		return nil, fail("", err)
 	}
-	if err := os.WriteFile(filepath.Join(lay.heph, "build.json"), infoJSON, 0o444); err != nil {
+	if err := writeBuildInfo(filepath.Join(lay.heph, "build.json"), infoJSON); err != nil {
 		return nil, fail("", err)
 	}
 
