@@ -110,6 +110,12 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	res.Paths = res.Paths[:len(roots)]
+	var forTests *realize.Result // what realize did for the tests alone
+	if tr != nil {
+		if res, forTests, err = splitResult(res, sg, roots); err != nil {
+			return err
+		}
+	}
 	// The sizes of the images that are built (all of them, unless this is
 	// a dry run): an image larger than the policy allows is neither
 	// recorded as a generation nor linked, nor printed.
@@ -125,7 +131,11 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		}
 		return printDryRun(e, res)
 	}
-	fmt.Fprintln(e.stderr, summary(res))
+	if forTests != nil && len(forTests.Built)+len(forTests.Fetched)+len(forTests.Substituted) > 0 {
+		fmt.Fprintf(e.stderr, "%s; for the tests the policy requires: fetched %d, built %d\n", summary(res), len(forTests.Fetched)+len(forTests.Substituted), len(forTests.Built))
+	} else {
+		fmt.Fprintln(e.stderr, summary(res))
+	}
 	if sizeErr != nil {
 		return sizeErr
 	}
@@ -229,6 +239,35 @@ func startRealizing(e *env, fs *pflag.FlagSet, args []string) (*realizing, error
 			st.Close()
 		},
 	}, nil
+}
+
+// splitResult splits what a realization did into what the roots' closure
+// needed and the rest (what only the tests riding along needed).
+func splitResult(res *realize.Result, g *store.Graph, roots []store.DrvHash) (*realize.Result, *realize.Result, error) {
+	order, err := g.Closure(roots...)
+	if err != nil {
+		return nil, nil, err
+	}
+	mine := make(map[store.Path]bool, len(order))
+	for _, h := range order {
+		mine[g.PathOf(h)] = true
+	}
+	split := func(ps []store.Path) (in, out []store.Path) {
+		for _, p := range ps {
+			if mine[p] {
+				in = append(in, p)
+			} else {
+				out = append(out, p)
+			}
+		}
+		return in, out
+	}
+	main, rest := &realize.Result{Paths: res.Paths}, &realize.Result{}
+	main.Built, rest.Built = split(res.Built)
+	main.Fetched, rest.Fetched = split(res.Fetched)
+	main.Substituted, rest.Substituted = split(res.Substituted)
+	main.Others, rest.Others = split(res.Others)
+	return main, rest, nil
 }
 
 // summary says what a realization did: what it built and fetched, and
