@@ -278,7 +278,9 @@ func (tr *testRun) run(ctx context.Context, prog *progress) error {
 				return err
 			}
 		}
+		tr.mu.Lock()
 		tr.took[h] = time.Since(t0)
+		tr.mu.Unlock()
 	}
 	tr.wait()
 	return nil
