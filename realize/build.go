@@ -229,13 +229,33 @@ func emptyDir(dir, keep string) error {
 }
 
 // writeBuildInfo writes build.json at path, over the one an earlier
-// build in the same directory left, if any (truncated: nothing of it
-// stays), else as a new file.
+// build in the same directory left, if any (nothing of it stays), else as
+// a new file. It is written over in place and cut to its new length, not
+// truncated first: truncating frees its block, and on ext4 mounted with
+// discard and no journal each freed block is discarded synchronously
+// (about 1.3 ms a build here).
 func writeBuildInfo(path string, data []byte) error {
-	err := os.WriteFile(path, data, 0o444)
+	err := overwrite(path, data)
 	if errors.Is(err, fs.ErrPermission) { // read-only to a caller that is not root
 		os.Remove(path)
-		err = os.WriteFile(path, data, 0o444)
+		err = overwrite(path, data)
+	}
+	return err
+}
+
+// overwrite writes data over the start of the file at path (made, mode
+// 0444, if missing) and cuts it to len(data).
+func overwrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o444)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }

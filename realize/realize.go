@@ -188,6 +188,9 @@ func Realize(ctx context.Context, st *store.Store, g *store.Graph, roots []store
 		return nil, err
 	}
 	defer gcLock.Unlock()
+	// A sandbox is torn down beside the next build (sandbox.Run); the
+	// last ones before this returns, and under the GC lock.
+	defer sandbox.WaitTeardowns()
 	order, err := g.Closure(roots...)
 	if err != nil {
 		return nil, err

@@ -38,6 +38,9 @@ func runInit() int {
 	if b, err := json.Marshal(st); err == nil {
 		unix.Write(statusFD, b)
 	}
+	// Run reads the report up to its end, without waiting for this
+	// process's exit (sandbox.go).
+	unix.Close(statusFD)
 	switch {
 	case st.Error != "":
 		return setupFailed
@@ -94,7 +97,32 @@ func initMain() initStatus {
 	if st.Exit != 0 || st.Signal != 0 {
 		st.Full = fullTmpfs(&is.Spec)
 	}
+	if err := killRest(); err != nil {
+		return failed(err)
+	}
 	return st
+}
+
+// killRest kills every process left in the sandbox's pid namespace (what
+// the build started and left behind) and waits until there is none: Run
+// takes the report that follows as the end of the build, gives the
+// writable directories back and lets its caller take the output before
+// this init has exited.
+func killRest() error {
+	for {
+		// Again before every wait: a process that was forking while an
+		// earlier kill went round may have made one it did not reach.
+		if err := unix.Kill(-1, unix.SIGKILL); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("sandbox: killing what the build left running: %w", err)
+		}
+		_, err := unix.Wait4(-1, nil, 0, nil)
+		switch {
+		case errors.Is(err, unix.ECHILD):
+			return nil
+		case err != nil && !errors.Is(err, unix.EINTR):
+			return fmt.Errorf("sandbox: waiting for what the build left running: %w", err)
+		}
+	}
 }
 
 // fullTmpfs returns those of the sandbox's size-limited tmpfs mounts that
@@ -177,7 +205,8 @@ func startBuild(is *initSpec) (int, error) {
 
 // dropCaps empties this thread's ambient, bounding and inheritable
 // capability sets, and its effective and permitted sets but for CAP_SETUID
-// and CAP_SETGID, which the build's execve clears.
+// and CAP_SETGID, to start the build, and CAP_KILL, to kill what it
+// leaves (killRest), which the build's execve clears.
 func dropCaps() error {
 	for c := 0; ; c++ {
 		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
@@ -193,7 +222,7 @@ func dropCaps() error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	keep := uint32(1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID)
+	keep := uint32(1<<unix.CAP_SETUID | 1<<unix.CAP_SETGID | 1<<unix.CAP_KILL)
 	data[0].Effective, data[0].Permitted = keep, keep
 	return unix.Capset(&hdr, &data[0])
 }
@@ -230,7 +259,7 @@ func setRlimits(l Limits, cg cgroupLimits) error {
 }
 
 // reap waits for every child, orphans included, until the build exits,
-// and reports how it ended. Whatever is left dies with the init.
+// and reports how it ended. killRest deals with whatever is left.
 func reap(pid int) (initStatus, error) {
 	for {
 		var ws unix.WaitStatus

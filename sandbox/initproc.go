@@ -152,4 +152,5 @@ var initCaps = []uintptr{
 	unix.CAP_SETUID,       // start the build as uid 1000, and mount its
 	unix.CAP_SETGID,       // writable overlays as it
 	unix.CAP_DAC_OVERRIDE, // overlayfs's work in the build's upper layers
+	unix.CAP_KILL,         // kill what the build leaves running (killRest)
 }

@@ -48,6 +48,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -168,12 +169,133 @@ func Run(ctx context.Context, s *Spec) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	waitTeardown(s.WorkDir)
+	s = shareStderr(s)
 	r := &run{spec: s, is: initSpec{Spec: js}}
-	defer r.cleanup()
 	if err := r.prepare(); err != nil {
+		r.giveBack()
+		r.release()
 		return err
 	}
-	return r.start(ctx, timeout)
+	exiting, err := r.start(ctx, timeout)
+	r.giveBack()
+	switch {
+	case exiting == nil:
+		r.release()
+	case s.WorkDir == "" || !outputsAreFiles(s):
+		exiting()
+		r.release()
+	default:
+		r.releaseLater(exiting)
+	}
+	return err
+}
+
+// outputsAreFiles reports whether the build's output goes to files (or
+// nowhere), which its processes write themselves. Other writers are fed
+// from pipes by goroutines that end only with the init's exit: Run waits
+// for it then.
+func outputsAreFiles(s *Spec) bool {
+	for _, w := range []io.Writer{s.Stdout, s.Stderr} {
+		if _, ok := w.(*os.File); w != nil && !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// shareStderr returns s, or a copy whose Stderr takes one Write at a
+// time: slirp (Outbound) writes to it beside the init's output, and
+// only files may be written to at once.
+func shareStderr(s *Spec) *Spec {
+	if _, ok := s.Stderr.(*os.File); !s.Outbound || s.Stderr == nil || ok {
+		return s
+	}
+	c := *s
+	c.Stderr = &lockedWriter{w: s.Stderr}
+	if sameWriter(s.Stdout, s.Stderr) {
+		c.Stdout = c.Stderr
+	}
+	return &c
+}
+
+// sameWriter reports whether a and b are the same writer (false if they
+// cannot be compared).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() { recover() }()
+	return a == b
+}
+
+// lockedWriter serialises the Writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// A build is over once its init has reported: by then it has killed and
+// reaped every process of the build (killRest). Its own exit, which
+// unmounts the sandbox's file systems and, for a writable overlay that is
+// not volatile, syncs the whole upper file system (volatile.go), can take
+// milliseconds of waiting for the disk. With Spec.WorkDir (realize's
+// pool), Run returns without it: the init's exit, and then the cgroup,
+// the work directory and the build's uid, are dealt with beside the next
+// build (releaseLater); the next Run with that WorkDir waits for them
+// first, and WaitTeardowns for all of them.
+var teardowns struct {
+	mu      sync.Mutex
+	pending map[string]chan struct{} // WorkDir → closed once torn down
+	wg      sync.WaitGroup
+}
+
+// waitTeardown waits until the Run that last used dir as its WorkDir has
+// been torn down.
+func waitTeardown(dir string) {
+	if dir == "" {
+		return
+	}
+	teardowns.mu.Lock()
+	ch := teardowns.pending[dir]
+	teardowns.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// releaseLater waits for the init to exit (exiting) and releases what the
+// build held, in the background.
+func (r *run) releaseLater(exiting func()) {
+	dir, ch := r.spec.WorkDir, make(chan struct{})
+	teardowns.mu.Lock()
+	if teardowns.pending == nil {
+		teardowns.pending = map[string]chan struct{}{}
+	}
+	teardowns.pending[dir] = ch
+	teardowns.mu.Unlock()
+	teardowns.wg.Add(1)
+	go func() {
+		defer teardowns.wg.Done()
+		exiting()
+		r.release()
+		teardowns.mu.Lock()
+		if teardowns.pending[dir] == ch {
+			delete(teardowns.pending, dir)
+		}
+		teardowns.mu.Unlock()
+		close(ch)
+	}()
+}
+
+// WaitTeardowns waits until every sandbox a Run has returned from is torn
+// down: its init gone, its cgroup removed, its work directory emptied.
+// A process calls it before it exits (realize.Realize does).
+func WaitTeardowns() {
+	teardowns.wg.Wait()
 }
 
 // run is one Run's state on the caller's side.
@@ -312,10 +434,22 @@ func (r *run) makeWorkDir(gi int, upper string) (string, error) {
 	return w, err
 }
 
-// cleanup undoes prepare, once no process of the build is left: the
-// writable mounts go back to the caller before the build's uid is
-// released.
-func (r *run) cleanup() {
+// giveBack gives the writable mounts back to the caller, once no process
+// of the build is left.
+func (r *run) giveBack() {
+	if r.chowned {
+		for _, d := range r.writable {
+			chownTree(d, r.ids.ownerUID, r.ids.ownerGID)
+		}
+	}
+	for _, l := range r.lent {
+		os.Lchown(l.path, l.uid, l.gid)
+	}
+}
+
+// release undoes the rest of prepare once the init has exited: the
+// cgroup, the work directories, then the build's uid.
+func (r *run) release() {
 	r.cg.remove()
 	for _, w := range r.works {
 		if r.spec.WorkDir == "" {
@@ -328,34 +462,42 @@ func (r *run) cleanup() {
 			os.Lchown(w, r.ids.ownerUID, r.ids.ownerGID)
 		}
 	}
-	if r.chowned {
-		for _, d := range r.writable {
-			chownTree(d, r.ids.ownerUID, r.ids.ownerGID)
-		}
-	}
-	for _, l := range r.lent {
-		os.Lchown(l.path, l.uid, l.gid)
-	}
 	if r.ids != nil {
 		r.ids.release()
 	}
 }
 
 // start starts the init, gives it its cgroup and network, sends it the
-// spec and waits for the build.
-func (r *run) start(ctx context.Context, timeout time.Duration) error {
+// spec and waits for the build. If the init has reported and not exited
+// yet, exiting waits for its exit (and for its network namespace to be
+// back in the pool); else it is nil.
+func (r *run) start(ctx context.Context, timeout time.Duration) (exiting func(), err error) {
+	exited, err := r.startAndWait(ctx, timeout)
+	if exited == nil {
+		return nil, err
+	}
+	select {
+	case <-exited:
+		return nil, err
+	default:
+		return func() { <-exited }, err
+	}
+}
+
+// startAndWait is start. exited, if not nil, is closed once the init has
+// exited and its network namespace is back in the pool.
+func (r *run) startAndWait(ctx context.Context, timeout time.Duration) (exited <-chan struct{}, err error) {
 	s := r.spec
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	defer specW.Close()
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		specR.Close()
-		return fmt.Errorf("sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	defer statusR.Close()
 
 	// A thread of its own starts the init, locked to it: Pdeathsig fires
 	// when the thread that started the child exits, so it is kept until
@@ -367,8 +509,6 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	reaped := make(chan struct{})
 	r.is.PooledNet = pooledNet(s, r.ids)
 	started, finished := make(chan error, 1), make(chan struct{})
-	// The namespace is back in the pool when Run returns.
-	defer func() { <-finished }()
 	go func() {
 		defer close(finished)
 		runtime.LockOSThread()
@@ -398,7 +538,9 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 	specR.Close()
 	statusW.Close()
 	if err != nil {
-		return fmt.Errorf("sandbox: starting init: %w", err)
+		<-finished
+		statusR.Close()
+		return nil, fmt.Errorf("sandbox: starting init: %w", err)
 	}
 	pid := cmd.Process.Pid
 	done := make(chan error, 1)
@@ -407,35 +549,43 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 		close(reaped)
 		done <- err
 	}()
+	// The init's report: it closes its end once written, then exits.
+	status := make(chan []byte, 1)
+	go func() {
+		raw, _ := io.ReadAll(statusR)
+		statusR.Close()
+		status <- raw
+	}()
 	kill := func() {
 		// The whole pid namespace dies with its init.
 		cmd.Process.Kill()
 		<-done
+		<-finished
 	}
 	if err := writeIDMaps(pid, r.ids); err != nil {
 		kill()
-		return err
+		return nil, err
 	}
 	// The init waits for its spec: until then it is alone in its
 	// namespaces and runs nothing of the build.
 	if r.cg != nil && !inCgroup {
 		if err := r.cg.add(pid); err != nil {
 			kill()
-			return err
+			return nil, err
 		}
 	}
 	if s.Outbound {
 		sl, err := startSlirp(pid, s.Stderr)
 		if err != nil {
 			kill()
-			return err
+			return nil, err
 		}
 		defer sl.stop()
 	}
 	payload, err := json.Marshal(&r.is)
 	if err != nil {
 		kill()
-		return fmt.Errorf("sandbox: encoding spec: %w", err)
+		return nil, fmt.Errorf("sandbox: encoding spec: %w", err)
 	}
 	// The init reads the whole spec first; if it dies before, the write
 	// fails and Wait tells why. The write is not waited for alone: an
@@ -462,23 +612,35 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 		})
 		defer stop()
 	}
-	var waitErr error
+	var raw []byte
 	select {
-	case waitErr = <-done:
+	case raw = <-status:
 	case <-expired:
 		kill()
-		return &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
+		return nil, &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
 	case <-diskFull:
 		kill()
-		return r.diskError(nil, "and was killed")
+		return nil, r.diskError(nil, "and was killed")
 	case <-ctx.Done():
 		kill()
-		return fmt.Errorf("sandbox: %w", ctx.Err())
+		return nil, fmt.Errorf("sandbox: %w", ctx.Err())
 	}
-	raw, _ := io.ReadAll(statusR)
+	exiting := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = <-done
+		<-finished
+		close(exiting)
+	}()
+	st, err := r.decodeStatus(raw)
+	if len(raw) == 0 || err != nil || st.Error != "" {
+		// Not a report of a build that ran to its end: nothing says
+		// what of it is left until the init is gone.
+		<-exiting
+	}
 	if len(raw) == 0 {
 		if err := r.limitError(nil, nil); err != nil {
-			return err
+			return exiting, err
 		}
 		var writeErr error
 		select {
@@ -486,19 +648,30 @@ func (r *run) start(ctx context.Context, timeout time.Duration) error {
 		default:
 		}
 		if writeErr != nil {
-			return fmt.Errorf("sandbox: sending spec to init: %w (init: %v)", writeErr, waitErr)
+			return exiting, fmt.Errorf("sandbox: sending spec to init: %w (init: %v)", writeErr, waitErr)
 		}
-		return fmt.Errorf("sandbox: init failed without reporting why (see the build log): %v", waitErr)
+		return exiting, fmt.Errorf("sandbox: init failed without reporting why (see the build log): %v", waitErr)
 	}
-	return r.statusError(raw)
+	if err != nil {
+		return exiting, err
+	}
+	return exiting, r.statusError(st)
 }
 
-// statusError decodes the init's status report into Run's result.
-func (r *run) statusError(raw []byte) error {
+// decodeStatus decodes the init's status report.
+func (r *run) decodeStatus(raw []byte) (initStatus, error) {
 	var st initStatus
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("sandbox: decoding init status %q: %w", raw, err)
+	if len(raw) == 0 {
+		return st, nil
 	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, fmt.Errorf("sandbox: decoding init status %q: %w", raw, err)
+	}
+	return st, nil
+}
+
+// statusError turns the init's status report into Run's result.
+func (r *run) statusError(st initStatus) error {
 	var exit *ExitError
 	switch {
 	case st.Error != "":

@@ -48,6 +48,30 @@ func init() {
 		_, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env})
 		return err
 	})
+	RegisterBuiltin("linger", func(args, env []string, stdout, stderr io.Writer) error {
+		// Leave a child writing to args[0] as fast as it can, and exit
+		// once it has begun.
+		path, argv := BuiltinArgv("scribble", args...)
+		if _, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env}); err != nil {
+			return err
+		}
+		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+			if fi, err := os.Stat(args[0]); err == nil && fi.Size() > 0 {
+				return nil
+			}
+		}
+		return errors.New("the child wrote nothing")
+	})
+	RegisterBuiltin("scribble", func(args, env []string, stdout, stderr io.Writer) error {
+		f, err := os.OpenFile(args[0], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		for start := time.Now(); time.Since(start) < 10*time.Second; {
+			f.Write([]byte("x"))
+		}
+		return f.Close()
+	})
 }
 
 // probe tries each of its args, "op" or "op=arg", inside the sandbox and
@@ -470,6 +494,52 @@ func TestReapsOrphans(t *testing.T) {
 	res := runProbes(t, Spec{}, "run=orphan", "run=orphan", "zombies")
 	wantOK(t, res, "run=orphan", "")
 	wantOK(t, res, "zombies", "0")
+}
+
+// TestNothingOutlivesTheBuild: a process the build left running is gone
+// when Run returns, though with a WorkDir the init's own exit is waited
+// for only later (releaseLater): nothing writes to a writable directory
+// once the caller may take what is in it.
+func TestNothingOutlivesTheBuild(t *testing.T) {
+	requireNamespaces(t)
+	tmp := t.TempDir()
+	for _, d := range []string{"u/out", "w"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(tmp, "u/out/scribbled")
+	// A file, as realize gives: Run waits for the init's exit when
+	// goroutines copy the output (outputsAreFiles).
+	log, err := os.Create(filepath.Join(tmp, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	for i := range 3 {
+		err := Run(context.Background(), &Spec{Builtin: "linger", Args: []string{"/out/scribbled"}, WorkDir: filepath.Join(tmp, "w"),
+			Stdout: log, Stderr: log, Mounts: []Mount{{Source: filepath.Join(tmp, "u/out"), Target: "/out", Writable: true}}})
+		if err != nil {
+			b, _ := os.ReadFile(log.Name())
+			t.Fatalf("Run: %v\n%s", err, b)
+		}
+		before, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		after, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Size() != before.Size() {
+			t.Fatalf("build %d: its output grew from %d to %d bytes after Run returned", i, before.Size(), after.Size())
+		}
+	}
+	WaitTeardowns()
+	if ents, err := os.ReadDir(filepath.Join(tmp, "w/0")); err != nil || len(ents) != 0 {
+		t.Errorf("work directory after WaitTeardowns: %v left, %v", ents, err)
+	}
 }
 
 func TestSignalInit(t *testing.T) {

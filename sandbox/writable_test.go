@@ -104,7 +104,7 @@ func TestWritableOverlayVolatile(t *testing.T) {
 // TestWorkDirReused: with Spec.WorkDir, build after build in the same
 // directories (realize's pool) gets its writable overlay (not a bind
 // showing the host path) from a work directory in WorkDir, which is left
-// there empty and the caller's, with no sibling made; a volatile
+// there empty and the caller's once torn down, with no sibling made; a volatile
 // overlay's marker, which the next mount would refuse, never stays, nor
 // does one a killed build left.
 func TestWorkDirReused(t *testing.T) {
@@ -133,6 +133,10 @@ func TestWorkDirReused(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(tmp, "u/store", filepath.Base(out))); err != nil {
 					t.Errorf("build %d: $out on the host: %v", i, err)
 				}
+				// The work directory is emptied once the init has exited,
+				// which Run does not wait for (releaseLater); the next Run
+				// with it does.
+				WaitTeardowns()
 				ents, err := os.ReadDir(filepath.Join(work, "0"))
 				if err != nil || len(ents) != 0 {
 					t.Errorf("build %d: work directory: %v left, %v", i, ents, err)
