@@ -114,5 +114,49 @@ func configPaths(ctx context.Context, e *env, st *store.Store, attr string, args
 	if missing > 0 {
 		return nil, fmt.Errorf("%d of the %d paths the configuration needs are not in the store %s: hephc realize it first", missing, len(paths), st.Dir)
 	}
+	// The results of the tests its policy requires, where they passed
+	// here, so that a store realizing it from the cache need not run them
+	// again (substitute.go); admitted there, like any path, by its trust
+	// policy.
+	tests, err := policyTests(g) // test.go
+	if err != nil {
+		return nil, err
+	}
+	results := make([]store.Path, len(tests))
+	for i, t := range tests {
+		results[i] = t.Path()
+	}
+	passed, err := st.ValidPaths(ctx, results)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[store.Path]bool, len(paths))
+	for _, p := range paths {
+		have[p] = true
+	}
+	var without int
+	for _, r := range results {
+		if !passed[r] {
+			without++
+			continue
+		}
+		closure, err := st.Closure(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range closure {
+			if !have[p] {
+				have[p] = true
+				paths = append(paths, p)
+			}
+		}
+	}
+	if without > 0 {
+		verb := "have"
+		if without == 1 {
+			verb = "has"
+		}
+		fmt.Fprintf(e.stderr, "hephc: %s the policy requires %s no passing result in the store: not pushed (hephc test runs them)\n", plural(without, "test"), verb)
+	}
 	return paths, nil
 }

@@ -72,13 +72,19 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := substitute(ctx, e, fs, st, g, sg, roots, args); err != nil {
+	// The tests the policy requires (test.go) run beside the builds,
+	// each as soon as what it tests is built, unless a binary cache has
+	// its result; a server's channel holds only what passed its tests.
+	server, _ := fs.GetString("server")
+	var tests []*policy.Test
+	if !dry && server == "" {
+		if tests, err = policyTests(g); err != nil {
+			return err
+		}
+	}
+	if err := substitute(ctx, e, fs, st, g, sg, roots, tests, args); err != nil {
 		return err
 	}
-	// The tests the policy requires (test.go) run beside the builds,
-	// each as soon as what it tests is built; a server's channel holds
-	// only what passed its tests.
-	server, _ := fs.GetString("server")
 	var tr *testRun
 	var required []*policy.Test
 	if !dry && server == "" {

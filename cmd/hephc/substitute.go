@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,8 +38,12 @@ func substituteFlags(fs *pflag.FlagSet) {
 // store owner's, the configuration's, --policy's) admits its copy, before
 // anything is built. It says once why each path a cache has was not
 // admitted. With --substitute-only a path left missing is an error; else
-// it is built.
-func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store, eg *eval.Graph, g *store.Graph, roots []store.DrvHash, args []string) error {
+// it is built. The results of tests (the policy's, which realize runs
+// beside its builds) are asked for too, each alone (a result needs
+// nothing of what its test was built from): a test whose result comes
+// from a cache is not run here; one no cache has, or whose copy is not
+// admitted, is run, even with --substitute-only.
+func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store, eg *eval.Graph, g *store.Graph, roots []store.DrvHash, tests []*policy.Test, args []string) error {
 	off, _ := fs.GetBool("no-substitute")
 	only, _ := fs.GetBool("substitute-only")
 	flags, _ := fs.GetStringArray("substituter")
@@ -64,6 +69,14 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 	if err != nil {
 		return err
 	}
+	if len(tests) > 0 {
+		tg := &store.Graph{Derivations: maps.Clone(g.Derivations), Origins: maps.Clone(g.Origins)}
+		for _, t := range tests {
+			addTest(tg, t) // test.go
+			order = append(order, t.Hash)
+		}
+		g = tg
+	}
 	paths := make([]store.Path, len(order))
 	for i, h := range order {
 		paths[i] = g.PathOf(h)
@@ -77,6 +90,10 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 		if !valid[g.PathOf(h)] {
 			missing = append(missing, h)
 		}
+	}
+	isResult := make(map[store.Path]bool, len(tests))
+	for _, t := range tests {
+		isResult[t.Path()] = true
 	}
 	if len(missing) == 0 {
 		return nil
@@ -145,11 +162,22 @@ func substitute(ctx context.Context, e *env, fs *pflag.FlagSet, st *store.Store,
 		fmt.Fprintf(e.stderr, "substituted %d of %d paths (%s) from %s in %s; %d not admitted, %d in no cache\n",
 			len(res.Substituted), len(missing), store.FormatSize(res.Bytes), joinRefs(caches), time.Since(start).Round(time.Millisecond), len(res.Refused), len(res.Missing))
 	}
-	if only && len(res.Refused)+len(res.Missing) > 0 {
-		for _, p := range res.Missing {
-			fmt.Fprintf(e.stderr, "not substituted: %s: in no cache\n", p)
+	if only {
+		refused, inNone := 0, 0
+		for _, r := range res.Refused {
+			if !isResult[r.Path] {
+				refused++
+			}
 		}
-		return fmt.Errorf("--substitute-only: %d paths not substituted (%d not admitted, %d in no cache); nothing built", len(res.Refused)+len(res.Missing), len(res.Refused), len(res.Missing))
+		for _, p := range res.Missing {
+			if !isResult[p] {
+				inNone++
+				fmt.Fprintf(e.stderr, "not substituted: %s: in no cache\n", p)
+			}
+		}
+		if refused+inNone > 0 {
+			return fmt.Errorf("--substitute-only: %d paths not substituted (%d not admitted, %d in no cache); nothing built", refused+inNone, refused, inNone)
+		}
 	}
 	return nil
 }

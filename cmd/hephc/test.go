@@ -279,6 +279,37 @@ func requiredTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, 
 	return tr, all, err
 }
 
+// policyTests returns the tests the policy requires of g that are not
+// off: what realize runs unless their results are in the store or a
+// binary cache, and what push sends with a configuration.
+func policyTests(g *eval.Graph) ([]*policy.Test, error) {
+	ls, err := pipeline.SizeLimits(g)
+	if err != nil || len(ls) == 0 {
+		return nil, err
+	}
+	req, err := policy.RequiredTests(g, ls)
+	if err != nil {
+		return nil, err
+	}
+	var out []*policy.Test
+	for _, r := range req {
+		if r.Test.Off == "" {
+			out = append(out, r.Test)
+		}
+	}
+	return out, nil
+}
+
+// addTest adds t's derivation, and those only it needs, to sg.
+func addTest(sg *store.Graph, t *policy.Test) {
+	sg.Derivations[t.Hash] = t.Drv
+	sg.Origins[t.Hash] = store.Origin{Attr: t.Attr, Pos: t.Pos}
+	for h, d := range t.Extra {
+		sg.Derivations[h] = d
+		sg.Origins[h] = store.Origin{Attr: t.Attr + ".deps"}
+	}
+}
+
 // requireTests ends realize's part of the policy's tests rule: it
 // records and prints the run of the required tests (tr, which realize
 // ran beside its builds; nil when none was missing), and fails (so that

@@ -77,12 +77,7 @@ func newTestRun(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tes
 		if t.Off != "" {
 			continue
 		}
-		tr.sg.Derivations[t.Hash] = t.Drv
-		tr.sg.Origins[t.Hash] = store.Origin{Attr: t.Attr, Pos: t.Pos}
-		for h, d := range t.Extra {
-			tr.sg.Derivations[h] = d
-			tr.sg.Origins[h] = store.Origin{Attr: t.Attr + ".deps"}
-		}
+		addTest(tr.sg, t) // test.go
 		tr.byHash[t.Hash] = t
 		paths = append(paths, t.Path())
 	}
