@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -40,8 +41,21 @@ func TestHelperBuildsAndRuns(t *testing.T) {
 	if _, _, err := helperKey(); err != nil {
 		t.Skip("no cache directory: ", err)
 	}
-	if _, err := goTool(); err != nil {
+	gotool, err := goTool()
+	if err != nil {
 		t.Skip("no go command: ", err)
+	}
+	// The helper is built offline, from the module cache: there when
+	// hephc was built by go install or go run as this user.
+	cmd := exec.Command(gotool, "env", "GOMODCACHE")
+	cmd.Env = helperBuildEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	zip := filepath.Join(strings.TrimSpace(string(out)), "cache", "download", "golang.org", "x", "sys", "@v", xsysVersion+".zip")
+	if _, err := os.Stat(zip); err != nil {
+		skipOutsideCI(t, "golang.org/x/sys %s is not in this user's module cache, which the helper is built from (Run starts this executable instead): %v", xsysVersion, err)
 	}
 	exe := WaitInitHelper()
 	if exe == "" {

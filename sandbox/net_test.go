@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,30 @@ func requireSlirp(t *testing.T) {
 	}
 	if err := unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK); err != nil && os.Getenv("HEPHC_E2E") != "1" {
 		t.Skipf("slirp4netns needs /dev/net/tun, which this user may not open: %v", err)
+	}
+	if !privileged() {
+		skipOutsideCI(t, "an outbound build needs root (TestOutboundNeedsRoot)")
+	}
+}
+
+// TestOutboundNeedsRoot: an outbound build asked of hephc as an ordinary
+// user is refused at once, saying why, not left to slirp4netns's own
+// failure.
+func TestOutboundNeedsRoot(t *testing.T) {
+	if err := outboundAllowed(true); err != nil {
+		t.Errorf("as root: %v", err)
+	}
+	err := outboundAllowed(false)
+	if err == nil || !strings.Contains(err.Error(), "needs hephc to run as root") {
+		t.Fatalf("as an ordinary user: %v", err)
+	}
+	if privileged() {
+		return
+	}
+	var out bytes.Buffer
+	err = Run(t.Context(), &Spec{Builtin: "true", Outbound: true, Stdout: &out, Stderr: &out})
+	if err == nil || !strings.Contains(err.Error(), "needs hephc to run as root") {
+		t.Fatalf("Run: %v\n%s", err, out.Bytes())
 	}
 }
 

@@ -391,6 +391,9 @@ func (r *run) prepare() error {
 		}
 	}
 	if r.spec.Outbound {
+		if err := outboundAllowed(privileged()); err != nil {
+			return err
+		}
 		if _, err := slirpPath(); err != nil {
 			return err
 		}

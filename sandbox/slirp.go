@@ -39,6 +39,18 @@ type slirp struct {
 	exit *os.File // closing it makes slirp4netns exit
 }
 
+// outboundAllowed says why an Outbound build cannot run, if it cannot:
+// slirp4netns joins the build's user namespace and acts as uid 0 there,
+// which only a namespace made by root maps (as an ordinary user, the
+// namespace maps the build's uid alone, and slirp4netns fails with
+// "setegid(0)").
+func outboundAllowed(root bool) error {
+	if root {
+		return nil
+	}
+	return errors.New("sandbox: an outbound build (a fixed-output derivation that fetches with its own program, through slirp4netns) needs hephc to run as root: slirp4netns acts as uid 0 in the build's user namespace, which maps only the build's uid otherwise (hephc's own fetchers need no root)")
+}
+
 // slirpPath finds slirp4netns.
 func slirpPath() (string, error) {
 	p, err := exec.LookPath("slirp4netns")
