@@ -281,13 +281,15 @@ func (r *run) releaseLater(exiting func()) {
 	go func() {
 		defer teardowns.wg.Done()
 		exiting()
-		r.release()
+		aside := r.releaseWorkDirs()
 		teardowns.mu.Lock()
 		if teardowns.pending[dir] == ch {
 			delete(teardowns.pending, dir)
 		}
 		teardowns.mu.Unlock()
 		close(ch)
+		r.releaseRest()
+		removeAside(aside)
 	}()
 }
 
@@ -450,21 +452,35 @@ func (r *run) giveBack() {
 	}
 }
 
-// release undoes the rest of prepare once the init has exited: the
-// cgroup, the work directories, then the build's uid.
+// release undoes the rest of prepare once the init has exited: the work
+// directories, the cgroup, then the build's uid.
 func (r *run) release() {
-	r.cg.remove()
+	aside := r.releaseWorkDirs()
+	r.releaseRest()
+	removeAside(aside)
+}
+
+// releaseWorkDirs removes the work directories made beside the writable
+// ones, and empties those in the caller's WorkDir, which are kept for
+// its next Run, the caller's again: what overlayfs left there is set
+// aside (setAside) and returned, to be removed.
+func (r *run) releaseWorkDirs() (aside []string) {
 	for _, w := range r.works {
 		if r.spec.WorkDir == "" {
 			removeWorkDir(w)
 			continue
 		}
-		// Kept for the caller's next Run, empty and the caller's again.
-		emptyWorkDir(w)
+		aside = append(aside, setAside(w)...)
 		if r.ids.own() {
 			os.Lchown(w, r.ids.ownerUID, r.ids.ownerGID)
 		}
 	}
+	return aside
+}
+
+// releaseRest removes the build's cgroup and gives its uid back.
+func (r *run) releaseRest() {
+	r.cg.remove()
 	if r.ids != nil {
 		r.ids.release()
 	}

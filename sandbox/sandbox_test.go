@@ -540,6 +540,10 @@ func TestNothingOutlivesTheBuild(t *testing.T) {
 	if ents, err := os.ReadDir(filepath.Join(tmp, "w/0")); err != nil || len(ents) != 0 {
 		t.Errorf("work directory after WaitTeardowns: %v left, %v", ents, err)
 	}
+	// What overlayfs left was set aside, then removed.
+	if ents, err := os.ReadDir(filepath.Join(tmp, "w/.aside")); err != nil || len(ents) != 0 {
+		t.Errorf("set aside after WaitTeardowns: %v left, %v", ents, err)
+	}
 }
 
 func TestSignalInit(t *testing.T) {
