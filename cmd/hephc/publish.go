@@ -72,7 +72,7 @@ func runPublish(e *env, fs *pflag.FlagSet, args []string) error {
 			version = first.Base()[:12]
 		}
 	} else {
-		if paths, err = configPaths(ctx, e, st, attr, args); err != nil {
+		if paths, err = configPaths(ctx, e, st, attr, args, false); err != nil {
 			return err
 		}
 		if attr == "" {
