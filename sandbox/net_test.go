@@ -175,6 +175,26 @@ func TestHostNetworkKeepsLoopback(t *testing.T) {
 	}
 }
 
+// TestSockstatClean: a namespace is clean when it counts no socket of
+// its own, whatever the host's orphans.
+func TestSockstatClean(t *testing.T) {
+	const clean = "sockets: used 0\nTCP: inuse 0 orphan 3 tw 0 alloc 12 mem 4\nUDP: inuse 0 mem 2\nUDPLITE: inuse 0\nRAW: inuse 0\nFRAG: inuse 0 memory 0\n"
+	if !sockstatClean(clean) {
+		t.Errorf("the host's orphans, allocations and memory made a namespace dirty:\n%s", clean)
+	}
+	for _, dirty := range []string{
+		strings.Replace(clean, "used 0", "used 1", 1),
+		strings.Replace(clean, "TCP: inuse 0", "TCP: inuse 1", 1),
+		strings.Replace(clean, "tw 0", "tw 2", 1),
+		strings.Replace(clean, "UDP: inuse 0", "UDP: inuse 1", 1),
+		strings.Replace(clean, "memory 0", "memory 512", 1),
+	} {
+		if sockstatClean(dirty) {
+			t.Errorf("clean:\n%s", dirty)
+		}
+	}
+}
+
 // TestNetnsReuse: as root, builds without a network of their own reuse
 // network namespaces (netpool.go), but only ones the last build left no
 // socket in: a TCP connection left in TIME_WAIT makes the next build get

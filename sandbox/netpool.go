@@ -112,27 +112,37 @@ func putNet(fd int) {
 }
 
 // netClean reports whether the calling thread's network namespace holds
-// no socket: /proc/net/sockstat and sockstat6 count this namespace's
-// sockets ("sockets: used"), TCP connections in TIME_WAIT ("tw"),
-// orphans and fragments being reassembled, all of which must be 0 (their
-// "alloc" and "mem" are the host's, and ignored). Listing the sockets
-// (/proc/net/tcp) would walk the host's whole connection table: ~8 ms.
+// no socket (sockstatClean of /proc/net/sockstat and sockstat6). Listing
+// the sockets (/proc/net/tcp) would walk the host's whole connection
+// table: ~8 ms.
 func netClean() bool {
 	for _, f := range []string{"sockstat", "sockstat6"} {
 		b, err := os.ReadFile("/proc/thread-self/net/" + f)
 		if os.IsNotExist(err) {
 			continue // no IPv6 in this kernel
 		}
-		if err != nil {
+		if err != nil || !sockstatClean(string(b)) {
 			return false
 		}
-		fields := strings.Fields(string(b))
-		for i := 0; i+1 < len(fields); i++ {
-			switch fields[i] {
-			case "used", "inuse", "orphan", "tw", "memory":
-				if fields[i+1] != "0" {
-					return false
-				}
+	}
+	return true
+}
+
+// sockstatClean reports whether a namespace's sockstat counts no socket:
+// "sockets: used", each protocol's "inuse" (a TCP socket its process
+// closed, an orphan still sending, is in use until it is unhashed), TCP
+// connections in TIME_WAIT ("tw") and fragments being reassembled
+// ("memory") must be 0. TCP's "orphan", "alloc" and "mem" and UDP's
+// "mem" are the host's (net/ipv4/proc.c sums them over every namespace):
+// counting them would drop every namespace while any process on the host
+// has an orphaned connection.
+func sockstatClean(s string) bool {
+	fields := strings.Fields(s)
+	for i := 0; i+1 < len(fields); i++ {
+		switch fields[i] {
+		case "used", "inuse", "tw", "memory":
+			if fields[i+1] != "0" {
+				return false
 			}
 		}
 	}
