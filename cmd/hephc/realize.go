@@ -86,9 +86,8 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 		return err
 	}
 	var tr *testRun
-	var required []*policy.Test
-	if !dry && server == "" {
-		if tr, required, err = requiredTests(ctx, e, st, g, testRunOptions{jobs: r.jobs, timeout: r.timeout, sourceDir: configDir(e, args)}); err != nil {
+	if len(tests) > 0 {
+		if tr, err = requiredTests(ctx, e, st, g, tests, testRunOptions{jobs: r.jobs, timeout: r.timeout, sourceDir: configDir(e, args)}); err != nil {
 			return err
 		}
 	}
@@ -127,7 +126,7 @@ func runRealize(e *env, fs *pflag.FlagSet, args []string) error {
 	// recorded as a generation nor linked, nor printed.
 	sizeErr := checkSizes(st, g)
 	if !dry && sizeErr == nil && server == "" {
-		if err := requireTests(ctx, e, st, g, tr, required); err != nil {
+		if err := requireTests(ctx, e, st, g, tr, tests); err != nil {
 			return err
 		}
 	}

@@ -256,32 +256,30 @@ func recordTestRun(ctx context.Context, st *store.Store, g *eval.Graph, t *polic
 func hexHash(h store.DrvHash) string { return hex.EncodeToString(h[:]) }
 
 // requiredTests plans realize's part of the policy's tests rule: the
-// run of the required tests that have no passing result yet (nil when
-// every one has), and all the required tests.
-func requiredTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, opts testRunOptions) (*testRun, []*policy.Test, error) {
-	ls, err := pipeline.SizeLimits(g)
-	if err != nil || len(ls) == 0 {
-		return nil, nil, err
+// run of those of the required tests (policyTests) that have no passing
+// result yet, nil when every one has.
+func requiredTests(ctx context.Context, e *env, st *store.Store, g *eval.Graph, tests []*policy.Test, opts testRunOptions) (*testRun, error) {
+	status := testStatus(ctx, st, g)
+	var missing []*policy.Test
+	for _, t := range tests {
+		ok, _, err := status(t)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			missing = append(missing, t)
+		}
 	}
-	req, err := policy.RequiredTests(g, ls)
-	if err != nil || len(req) == 0 {
-		return nil, nil, err
+	if len(missing) == 0 {
+		return nil, nil
 	}
-	var all []*policy.Test
-	for _, r := range req {
-		all = append(all, r.Test)
-	}
-	_, missing, _, err := policy.CheckTests(g, ls, testStatus(ctx, st, g))
-	if err != nil || len(missing) == 0 {
-		return nil, all, err
-	}
-	tr, err := newTestRun(ctx, e, st, g, missing, opts)
-	return tr, all, err
+	return newTestRun(ctx, e, st, g, missing, opts)
 }
 
-// policyTests returns the tests the policy requires of g that are not
-// off: what realize runs unless their results are in the store or a
-// binary cache, and what push sends with a configuration.
+// policyTests returns the tests the policy requires of g (none that is
+// off: those are violations already): what realize runs unless their
+// results are in the store or a binary cache, and what push sends with
+// a configuration.
 func policyTests(g *eval.Graph) ([]*policy.Test, error) {
 	ls, err := pipeline.SizeLimits(g)
 	if err != nil || len(ls) == 0 {
@@ -291,11 +289,9 @@ func policyTests(g *eval.Graph) ([]*policy.Test, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*policy.Test
-	for _, r := range req {
-		if r.Test.Off == "" {
-			out = append(out, r.Test)
-		}
+	out := make([]*policy.Test, len(req))
+	for i, r := range req {
+		out[i] = r.Test
 	}
 	return out, nil
 }
