@@ -45,6 +45,8 @@ func Init() {
 	switch os.Args[0] {
 	case initArg0:
 		os.Exit(runInit())
+	case keeperArg0:
+		os.Exit(runKeeper())
 	case builtinArg0:
 		os.Exit(runBuiltin(os.Args[1:]))
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -28,12 +29,7 @@ func runInit() int {
 	runtime.LockOSThread()
 	unix.CloseOnExec(specFD)
 	unix.CloseOnExec(statusFD)
-	// The build may signal its init (same uid). The Go runtime would exit
-	// on these, taking the sandbox down; catch and drop them. (Ignoring
-	// them instead would be inherited by the build.)
-	signal.Notify(make(chan os.Signal, 1), unix.SIGHUP, unix.SIGINT, unix.SIGQUIT,
-		unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGPIPE,
-		unix.SIGVTALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGPWR, unix.SIGSTKFLT)
+	catchSignals()
 	st := initMain()
 	if b, err := json.Marshal(st); err == nil {
 		unix.Write(statusFD, b)
@@ -50,28 +46,73 @@ func runInit() int {
 	return st.Exit
 }
 
+// catchSignals catches and drops the signals a build may send its init
+// (same uid): the Go runtime would exit on them, taking the sandbox
+// down. (Ignoring them instead would be inherited by the build.)
+func catchSignals() {
+	signal.Notify(make(chan os.Signal, 1), unix.SIGHUP, unix.SIGINT, unix.SIGQUIT,
+		unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGPIPE,
+		unix.SIGVTALRM, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGPWR, unix.SIGSTKFLT)
+}
+
 func initMain() initStatus {
-	f := os.NewFile(specFD, "spec")
+	is, err := readSpec(specFD)
+	if err != nil {
+		return failed(err)
+	}
+	if err := notDumpable(); err != nil {
+		return failed(err)
+	}
+	return runBuild(is, buildFiles{stdout: 1, stderr: 2}, -1)
+}
+
+// readSpec reads and decodes the spec from the file descriptor fd, up to
+// its end, and closes fd.
+func readSpec(fd int) (*initSpec, error) {
+	f := os.NewFile(uintptr(fd), "spec")
 	raw, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
-		return failed(fmt.Errorf("sandbox: reading spec: %w", err))
+		return nil, fmt.Errorf("sandbox: reading spec: %w", err)
 	}
 	var is initSpec
 	if err := json.Unmarshal(raw, &is); err != nil {
-		return failed(fmt.Errorf("sandbox: decoding spec: %w", err))
+		return nil, fmt.Errorf("sandbox: decoding spec: %w", err)
 	}
-	// The init's other threads keep their capabilities. If the build, with
-	// the same uid, could ptrace the init or open its /proc entries, it
-	// could take them over; a non-dumpable process needs CAP_SYS_PTRACE
-	// for that, which the build lacks. (The build itself is dumpable again
-	// after execve.) Not before the spec has come: until then the caller
-	// writes the init's id maps, which it could not if the caller is not
-	// root, and nothing of the build runs.
+	return &is, nil
+}
+
+// notDumpable makes the init non-dumpable. The init's other threads keep
+// their capabilities. If the build, with the same uid, could ptrace the
+// init or open its /proc entries, it could take them over; a
+// non-dumpable process needs CAP_SYS_PTRACE for that, which the build
+// lacks. (The build itself is dumpable again after execve.) Not before
+// the spec has come: until then the caller writes the init's id maps,
+// which it could not if the caller is not root, and nothing of the build
+// runs.
+func notDumpable() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return failed(fmt.Errorf("sandbox: init: making it non-dumpable: %w", err))
+		return fmt.Errorf("sandbox: init: making it non-dumpable: %w", err)
 	}
-	warnings, err := setup(&is)
+	return nil
+}
+
+// buildFiles are the init's file descriptors the build gets as its
+// standard output and error.
+type buildFiles struct{ stdout, stderr int }
+
+// runBuild sets up the sandbox from the calling thread, which is locked
+// to its goroutine and never unlocked, starts the build, waits for it
+// and kills what it left. mntns is as for setup.
+func runBuild(is *initSpec, files buildFiles, mntns int) initStatus {
+	// The pid the build gets (setLastPid), opened while the host's /proc
+	// is in view.
+	lastPid, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return failed(fmt.Errorf("sandbox: init: opening ns_last_pid: %w", err))
+	}
+	defer unix.Close(lastPid)
+	warnings, err := setup(is, mntns)
 	if err != nil {
 		return failed(err)
 	}
@@ -84,9 +125,9 @@ func initMain() initStatus {
 		return failed(fmt.Errorf("sandbox: init: a cgroup namespace: %w", err))
 	}
 	for _, w := range warnings {
-		fmt.Fprintf(os.Stderr, "sandbox: warning: %s\n", w)
+		unix.Write(files.stderr, []byte(fmt.Sprintf("sandbox: warning: %s\n", w)))
 	}
-	pid, err := startBuild(&is)
+	pid, err := startBuild(is, files, lastPid)
 	if err != nil {
 		return failed(err)
 	}
@@ -101,6 +142,22 @@ func initMain() initStatus {
 		return failed(err)
 	}
 	return st
+}
+
+// buildPid is the build's pid in its pid namespace: the same for every
+// build, whatever threads the init's Go runtime has made (they take pids
+// of the same namespace) and, for a slot's init (keeper.go), whatever
+// builds ran before.
+const buildPid = 100
+
+// setLastPid makes buildPid the next pid of the init's pid namespace
+// (the file ns_last_pid, open in fd; the caller holds CAP_SYS_ADMIN in
+// the namespace's user namespace).
+func setLastPid(fd, last int) error {
+	if _, err := unix.Pwrite(fd, []byte(strconv.Itoa(last)), 0); err != nil {
+		return fmt.Errorf("sandbox: setting ns_last_pid: %w", err)
+	}
+	return nil
 }
 
 // killRest kills every process left in the sandbox's pid namespace (what
@@ -151,15 +208,19 @@ func failed(err error) initStatus {
 	return st
 }
 
-// startBuild drops this thread's capabilities but those it needs to give
+// startBuild makes buildPid the next pid, drops this thread's
+// capabilities but those it needs to give
 // the build its ids, sets the rlimits, installs the seccomp filter and
 // starts the build as its child, as uid and gid 1000 (not root) in the
 // user namespace, without supplementary groups (when the caller is root;
 // otherwise it keeps the caller's, which the namespace does not let it
 // drop). The build's execve, as a user other than root, leaves it no
 // capability: the ambient, inheritable and bounding sets are empty.
-func startBuild(is *initSpec) (int, error) {
+func startBuild(is *initSpec, files buildFiles, lastPid int) (int, error) {
 	s := &is.Spec
+	if err := setLastPid(lastPid, buildPid-1); err != nil {
+		return 0, err
+	}
 	if err := dropCaps(); err != nil {
 		return 0, fmt.Errorf("sandbox: dropping capabilities: %w", err)
 	}
@@ -190,7 +251,7 @@ func startBuild(is *initSpec) (int, error) {
 	pid, err := syscall.ForkExec(prog, argv, &syscall.ProcAttr{
 		Dir:   s.Dir,
 		Env:   s.Env,
-		Files: []uintptr{uintptr(null), 1, 2},
+		Files: []uintptr{uintptr(null), uintptr(files.stdout), uintptr(files.stderr)},
 		Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
 	})
 	if err != nil {

@@ -145,6 +145,7 @@ type overlayMounter struct {
 	r       *rootDir
 	staging *rootDir // the staging tmpfs, detached with the old root (root.go)
 	empty   int      // an empty directory: the second lower layer a read-only overlay needs
+	mntns   int      // see asCaller
 	// buildIDs: the build has host ids of its own, and the init's
 	// thread works as the build user (see asCaller).
 	buildIDs bool
@@ -184,6 +185,10 @@ func (m *overlayMounter) mountDir(s *source) error {
 // but the caller's uid, which is not mapped, is what may read the sources
 // (a read-only overlay reads its lower layer as whoever mounted it). The
 // init's other threads never change their ids.
+//
+// In a keeper (keeperinit.go) the other threads are not in the build's
+// mount namespace: that thread enters it (mntns) first, and ends with
+// the goroutine.
 func (m *overlayMounter) asCaller(f func() error) error {
 	if !m.buildIDs {
 		return f()
@@ -191,10 +196,27 @@ func (m *overlayMounter) asCaller(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		if m.mntns < 0 {
+			defer runtime.UnlockOSThread()
+		} else if err := enterMountNS(m.mntns); err != nil {
+			errc <- err
+			return
+		}
 		errc <- f()
 	}()
 	return <-errc
+}
+
+// enterMountNS moves the calling thread, locked for good, into the mount
+// namespace fd.
+func enterMountNS(fd int) error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("sandbox: keeper: unsharing a thread's file system attributes: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("sandbox: keeper: entering the build's mount namespace: %w", err)
+	}
+	return nil
 }
 
 // stage mounts the overlay of the directory of each read-only source to

@@ -25,8 +25,10 @@ const (
 )
 
 // setup builds the sandbox's root and pivots into it. It returns warnings
-// for the build's log.
-func setup(is *initSpec) ([]string, error) {
+// for the build's log. mntns is the calling thread's mount namespace,
+// open, when the process's other threads are in another (a keeper's
+// build thread, keeperinit.go), else -1.
+func setup(is *initSpec, mntns int) ([]string, error) {
 	s := &is.Spec
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, fmt.Errorf("sandbox: making mounts private: %w", err)
@@ -134,7 +136,7 @@ func setup(is *initSpec) ([]string, error) {
 		return nil, fmt.Errorf("sandbox: making /.hephc/empty: %w", err)
 	}
 	o.keep(empty)
-	om := &overlayMounter{r: r, staging: &rootDir{fd: staging}, empty: empty, buildIDs: is.BuildIDs}
+	om := &overlayMounter{r: r, staging: &rootDir{fd: staging}, empty: empty, buildIDs: is.BuildIDs, mntns: mntns}
 	if err := om.stageWritable(o); err != nil {
 		return nil, err
 	}

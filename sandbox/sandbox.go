@@ -63,6 +63,7 @@ const (
 // argv[0] values by which Init recognizes what this process was started as.
 const (
 	initArg0    = "hephc-sandbox-init"
+	keeperArg0  = "hephc-sandbox-keeper"
 	builtinArg0 = "hephc-sandbox-builtin"
 )
 
@@ -91,6 +92,9 @@ type initSpec struct {
 	// pool (netpool.go), whose loopback is up, and which it may not
 	// change.
 	PooledNet bool `json:",omitempty"`
+	// CgroupTasks are the tasks files of the build's v1 cgroups, which a
+	// slot's init (keeper.go) moves the build's thread into.
+	CgroupTasks []string `json:",omitempty"`
 }
 
 type cgroupLimits struct{ Memory, Pids bool }
@@ -170,9 +174,17 @@ func Run(ctx context.Context, s *Spec) error {
 	if err := r.prepare(); err != nil {
 		r.giveBack()
 		r.release()
+		if r.keeper != nil {
+			putKeeper(s.WorkDir, r.keeper)
+		}
 		return err
 	}
-	exiting, err := r.start(ctx, timeout)
+	var exiting func()
+	if r.keeper != nil {
+		exiting, err = r.startInKeeper(ctx, timeout)
+	} else {
+		exiting, err = r.start(ctx, timeout)
+	}
 	r.giveBack()
 	switch {
 	case exiting == nil:
@@ -190,7 +202,8 @@ func Run(ctx context.Context, s *Spec) error {
 type run struct {
 	spec     *Spec
 	is       initSpec
-	ids      *hostIDs
+	ids      *hostIDs // the keeper's, if any
+	keeper   *keeper  // the slot's init the build runs in, or nil (keeper.go)
 	cg       *cgroup
 	writable []string // host directories of the writable mounts
 	works    []string // overlay work directories made for them
@@ -218,7 +231,12 @@ func (r *run) prepare() error {
 			return err
 		}
 	}
-	if r.ids, err = allocIDs(); err != nil {
+	if keeperWanted(r.spec) {
+		if r.keeper, err = takeKeeper(r.spec.WorkDir, r.spec.Limits); err != nil {
+			return err
+		}
+		r.ids, r.is.Exe, r.is.PooledNet = r.keeper.ids, r.keeper.exe, r.keeper.pooledNet
+	} else if r.ids, err = allocIDs(); err != nil {
 		return err
 	}
 	r.is.BuildIDs = r.ids.own()
@@ -291,6 +309,13 @@ func (r *run) prepare() error {
 	}
 	if r.cg, err = newCgroup(cgroupHostOnce(), r.spec.Limits); err != nil {
 		return err
+	}
+	if r.cg != nil && r.keeper != nil {
+		for _, d := range []string{r.cg.memory, r.cg.pids} {
+			if d != "" {
+				r.is.CgroupTasks = append(r.is.CgroupTasks, filepath.Join(d, "tasks"))
+			}
+		}
 	}
 	if r.cg != nil {
 		r.is.Cgroup = cgroupLimits{

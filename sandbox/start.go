@@ -148,26 +148,14 @@ func (r *run) startAndWait(ctx context.Context, timeout time.Duration) (exited <
 		written <- err
 	}()
 
-	var expired <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
-	diskFull := make(chan struct{})
-	if s.Limits.Disk > 0 && len(r.writable) > 0 {
-		stop := diskWatch(r.writable, s.Limits.Disk, func(used int64) {
-			r.diskUsed.Store(used)
-			close(diskFull)
-		})
-		defer stop()
-	}
+	expired, diskFull, stop := r.watch(timeout)
+	defer stop()
 	var raw []byte
 	select {
 	case raw = <-status:
 	case <-expired:
 		kill()
-		return nil, &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
+		return nil, timeoutError(timeout)
 	case <-diskFull:
 		kill()
 		return nil, r.diskError(nil, "and was killed")
@@ -206,6 +194,34 @@ func (r *run) startAndWait(ctx context.Context, timeout time.Duration) (exited <
 		return exiting, err
 	}
 	return exiting, r.statusError(st)
+}
+
+// watch watches the build's time and disk: expired fires after timeout
+// (never if 0), diskFull is closed once the writable mounts hold more
+// than Limits.Disk. stop ends the watch.
+func (r *run) watch(timeout time.Duration) (expired <-chan time.Time, diskFull <-chan struct{}, stop func()) {
+	var stops []func()
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		stops = append(stops, func() { t.Stop() })
+		expired = t.C
+	}
+	full := make(chan struct{})
+	if r.spec.Limits.Disk > 0 && len(r.writable) > 0 {
+		stops = append(stops, diskWatch(r.writable, r.spec.Limits.Disk, func(used int64) {
+			r.diskUsed.Store(used)
+			close(full)
+		}))
+	}
+	return expired, full, func() {
+		for _, f := range stops {
+			f()
+		}
+	}
+}
+
+func timeoutError(timeout time.Duration) error {
+	return &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
 }
 
 // decodeStatus decodes the init's status report.

@@ -112,10 +112,12 @@ func (r *run) releaseLater(exiting func()) {
 }
 
 // WaitTeardowns waits until every sandbox a Run has returned from is torn
-// down: its init gone, its cgroup removed, its work directory emptied.
+// down: its init gone, its cgroup removed, its work directory emptied;
+// and stops the slots' inits (keeper.go).
 // A process calls it before it exits (realize.Realize does).
 func WaitTeardowns() {
 	teardowns.wg.Wait()
+	stopKeepers()
 }
 
 // giveBack gives the writable mounts back to the caller, once no process
@@ -160,7 +162,7 @@ func (r *run) releaseWorkDirs() (aside []string) {
 // releaseRest removes the build's cgroup and gives its uid back.
 func (r *run) releaseRest() {
 	r.cg.remove()
-	if r.ids != nil {
+	if r.ids != nil && r.keeper == nil {
 		r.ids.release()
 	}
 }
