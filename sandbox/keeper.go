@@ -64,7 +64,7 @@ type keeper struct {
 	exe  string // initSpec.Exe for its builds
 	// pooledNet: it runs in a network namespace of the pool (netpool.go).
 	pooledNet bool
-	sock int    // the caller's end of the socket (keeperFD)
+	sock      int // the caller's end of the socket (keeperFD)
 	// msgs carries the keeper's messages; closed once it is gone.
 	msgs     chan []byte
 	exited   chan struct{} // closed once it has exited

@@ -92,7 +92,7 @@ func runLimited(t *testing.T, lim Limits, mounts []Mount, builtin string, args .
 	t.Helper()
 	requireNamespaces(t)
 	var out bytes.Buffer
-	err := Run(context.Background(), &Spec{Builtin: builtin, Args: args, Limits: lim, Mounts: mounts,
+	err := runT(t, context.Background(), &Spec{Builtin: builtin, Args: args, Limits: lim, Mounts: mounts,
 		Timeout: 2 * time.Minute, Stdout: &out, Stderr: &out})
 	return err, out.String()
 }

@@ -276,7 +276,7 @@ func runProbes(t *testing.T, s Spec, ops ...string) map[string]string {
 	s.Builtin = "probe"
 	s.Args = ops
 	s.Stdout, s.Stderr = &out, &errOut
-	if err := Run(context.Background(), &s); err != nil {
+	if err := runT(t, context.Background(), &s); err != nil {
 		t.Fatalf("Run: %v\nstdout:\n%s\nstderr:\n%s", err, out.Bytes(), errOut.Bytes())
 	}
 	res := map[string]string{}
@@ -517,7 +517,7 @@ func TestNothingOutlivesTheBuild(t *testing.T) {
 	}
 	defer log.Close()
 	for i := range 3 {
-		err := Run(context.Background(), &Spec{Builtin: "linger", Args: []string{"/out/scribbled"}, WorkDir: filepath.Join(tmp, "w"),
+		err := runT(t, context.Background(), &Spec{Builtin: "linger", Args: []string{"/out/scribbled"}, WorkDir: filepath.Join(tmp, "w"),
 			Stdout: log, Stderr: log, Mounts: []Mount{{Source: filepath.Join(tmp, "u/out"), Target: "/out", Writable: true}}})
 		if err != nil {
 			b, _ := os.ReadFile(log.Name())
@@ -558,7 +558,7 @@ func TestSignalInit(t *testing.T) {
 
 func TestExitCode(t *testing.T) {
 	requireNamespaces(t)
-	err := Run(context.Background(), &Spec{Builtin: "probe", Args: []string{"exit=3"}})
+	err := runT(t, context.Background(), &Spec{Builtin: "probe", Args: []string{"exit=3"}})
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.Code != 3 || ee.Signal != "" {
 		t.Fatalf("got %v, want *ExitError with Code 3", err)
@@ -571,7 +571,7 @@ func TestExitCode(t *testing.T) {
 func TestBuiltinError(t *testing.T) {
 	requireNamespaces(t)
 	var stderr bytes.Buffer
-	err := Run(context.Background(), &Spec{Builtin: "hang", Stderr: &stderr}) // no args: panics
+	err := runT(t, context.Background(), &Spec{Builtin: "hang", Stderr: &stderr}) // no args: panics
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.Code == 0 {
 		t.Fatalf("got %v, want *ExitError", err)
@@ -583,7 +583,7 @@ func TestBuiltinError(t *testing.T) {
 
 func TestSignal(t *testing.T) {
 	requireNamespaces(t)
-	err := Run(context.Background(), &Spec{Builtin: "probe", Args: []string{"kill"}})
+	err := runT(t, context.Background(), &Spec{Builtin: "probe", Args: []string{"kill"}})
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.Signal != "SIGKILL" || ee.Code != 128+9 {
 		t.Fatalf("got %#v, want *ExitError with SIGKILL", err)
@@ -592,7 +592,7 @@ func TestSignal(t *testing.T) {
 
 func TestMissingProgram(t *testing.T) {
 	requireNamespaces(t)
-	err := Run(context.Background(), &Spec{Program: "/no/such/program"})
+	err := runT(t, context.Background(), &Spec{Program: "/no/such/program"})
 	if err == nil || !errors.Is(err, fs.ErrNotExist) ||
 		err.Error() != "sandbox: starting /no/such/program: no such file or directory" {
 		t.Fatalf("got %v, want a clear not-exist error", err)
@@ -602,7 +602,7 @@ func TestMissingProgram(t *testing.T) {
 func TestMissingMountSource(t *testing.T) {
 	requireNamespaces(t)
 	src := filepath.Join(t.TempDir(), "missing")
-	err := Run(context.Background(), &Spec{Builtin: "true", Mounts: []Mount{{Source: src, Target: "/heph/store/x"}}})
+	err := runT(t, context.Background(), &Spec{Builtin: "true", Mounts: []Mount{{Source: src, Target: "/heph/store/x"}}})
 	want := "sandbox: bind-mounting " + src + " on /heph/store/x: no such file or directory"
 	if err == nil || err.Error() != want || !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("got %v, want %q", err, want)
@@ -618,7 +618,7 @@ func TestMountUnderSymlink(t *testing.T) {
 	if err := os.Symlink(host, filepath.Join(in, "link")); err != nil {
 		t.Fatal(err)
 	}
-	err := Run(context.Background(), &Spec{Builtin: "true", Mounts: []Mount{
+	err := runT(t, context.Background(), &Spec{Builtin: "true", Mounts: []Mount{
 		{Source: in, Target: "/in"},
 		{Source: t.TempDir(), Target: "/in/link/x"},
 	}})
@@ -647,7 +647,7 @@ func TestCheck(t *testing.T) {
 		{Spec{Builtin: "true", Mounts: []Mount{{Source: "/", Target: "/dev/sda"}}}, "sandbox: mount target /dev/sda is reserved"},
 		{Spec{Builtin: "true", Mounts: []Mount{{Source: "/", Target: ""}}}, `sandbox: mount target "" is not a clean absolute path`},
 	} {
-		err := Run(context.Background(), &tc.spec)
+		err := runT(t, context.Background(), &tc.spec)
 		if err == nil || err.Error() != tc.want {
 			t.Errorf("Run(%+v): got %v, want %q", tc.spec, err, tc.want)
 		}
@@ -681,7 +681,7 @@ func TestTimeout(t *testing.T) {
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Run(context.Background(), &Spec{
+		errc <- runT(t, context.Background(), &Spec{
 			Builtin: "hang",
 			Args:    []string{"/out/pid", "child", token},
 			Mounts:  []Mount{{Source: out, Target: "/out", Writable: true}},
@@ -722,7 +722,7 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	out := t.TempDir()
-	err := Run(ctx, &Spec{
+	err := runT(t, ctx, &Spec{
 		Builtin: "hang",
 		Args:    []string{"/out/pid", "child", "cancel"},
 		Mounts:  []Mount{{Source: out, Target: "/out", Writable: true}},
@@ -749,7 +749,7 @@ func TestProgram(t *testing.T) {
 		mounts = append(mounts, Mount{Source: l, Target: l})
 	}
 	var out bytes.Buffer
-	err = Run(context.Background(), &Spec{
+	err = runT(t, context.Background(), &Spec{
 		Program: "/bin/prog",
 		Args:    []string{"first arg", "second"},
 		Env:     []string{programEnv + "=1"},
@@ -775,7 +775,7 @@ func TestProgramWithoutLibs(t *testing.T) {
 		t.Skip("the test executable is statically linked")
 	}
 	exe, _ := os.Executable()
-	err = Run(context.Background(), &Spec{Program: "/bin/prog", Mounts: []Mount{{Source: exe, Target: "/bin/prog"}}})
+	err = runT(t, context.Background(), &Spec{Program: "/bin/prog", Mounts: []Mount{{Source: exe, Target: "/bin/prog"}}})
 	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "interpreter missing") {
 		t.Errorf("got %v, want a hint about a missing interpreter", err)
