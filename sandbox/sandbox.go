@@ -9,6 +9,10 @@
 // pivots into it, starts the build as uid 1000 without capabilities and
 // under a seccomp filter, waits for it, kills and reaps whatever it left,
 // reports how it ended, and exits (teardown.go: what Run does then).
+// Builds that share a Spec.WorkDir (a job slot's) share one init
+// instead, which runs each from a thread of its own in new mount, UTS
+// and IPC namespaces (keeper.go); what they can and cannot do is the
+// same (TestKeeperSuite runs the tests below so).
 // Every program that uses this package must therefore call Init first
 // thing in main (and TestMain).
 //

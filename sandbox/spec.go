@@ -53,8 +53,10 @@ type Spec struct {
 	// makes them in it if they are missing, empties them when the build
 	// ends and leaves them there, so that a caller that runs builds one
 	// after another in the same directories (realize's pool of build
-	// directories) does not make and remove them each time. Two Runs
-	// must not use one WorkDir at once.
+	// directories) does not make and remove them each time. The builds
+	// of one WorkDir also share one init, the slot's (keeper.go), where
+	// they can. Two Runs must not use one WorkDir at once; the caller
+	// calls WaitTeardowns when it is done with its WorkDirs.
 	WorkDir string
 	// Network shares the host's network namespace: loopback, the host's
 	// addresses, everything. Only hephc's own fetchers, whose code is
