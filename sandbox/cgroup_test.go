@@ -85,7 +85,9 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
-// TestCgroupRemoved: a build's cgroup is gone once Run returns.
+// TestCgroupRemoved: a build's cgroup is gone once Run returns; with a
+// WorkDir, once WaitTeardowns has (a slot's init keeps one for its
+// builds).
 func TestCgroupRemoved(t *testing.T) {
 	requireCgroup(t, "memory")
 	h := cgroupHostOnce()
@@ -93,6 +95,7 @@ func TestCgroupRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log)
 	}
+	WaitTeardowns()
 	for _, d := range []string{h.v2, h.memory, h.pids} {
 		if d == "" {
 			continue

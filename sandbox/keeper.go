@@ -62,6 +62,9 @@ type keeper struct {
 	ids  *hostIDs
 	proc *os.Process
 	exe  string // initSpec.Exe for its builds
+	// cg is its builds' cgroup, made for the first (cgMade), or nil.
+	cg     *cgroup
+	cgMade bool
 	// pooledNet: it runs in a network namespace of the pool (netpool.go).
 	pooledNet bool
 	sock      int // the caller's end of the socket (keeperFD)
@@ -263,7 +266,7 @@ func (k *keeper) read() {
 
 // stop ends the keeper: asked to, between builds (it exits at the end of
 // its socket), or killed, with whatever runs in its pid namespace. Then
-// its uid is given back.
+// its cgroup is removed and its uid given back.
 func (k *keeper) stop() { k.end(false) }
 func (k *keeper) kill() { k.end(true) }
 
@@ -282,6 +285,7 @@ func (k *keeper) end(kill bool) {
 		for range k.msgs {
 		}
 		unix.Close(k.sock)
+		k.cg.remove()
 		k.ids.release()
 	})
 }
@@ -344,8 +348,10 @@ func (r *run) startInKeeper(ctx context.Context, timeout time.Duration) (exiting
 		return nil, fmt.Errorf("sandbox: %w", ctx.Err())
 	}
 	if !ok {
+		<-k.exited
+		err := r.limitError(nil, nil)
 		kill()
-		if err := r.limitError(nil, nil); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("sandbox: the slot's init ended without reporting why (see the build log)")

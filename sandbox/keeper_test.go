@@ -178,3 +178,24 @@ func TestKeeperSuite(t *testing.T) {
 		t.Fatalf("TestIsolation passed %d times, want 1:\n%s", n, out)
 	}
 }
+
+// TestKeeperLimitsPerBuild: a slot's builds share its keeper's cgroup,
+// and each is told of what its own processes hit, not of what an
+// earlier build's did.
+func TestKeeperLimitsPerBuild(t *testing.T) {
+	requireCgroup(t, "pids")
+	t.Setenv(slotEnv, "1") // runLimited's builds go to the test's slot
+	lim := Limits{Pids: 64}
+	err, log := runLimited(t, lim, nil, "threads", "1000")
+	wantLimit(t, err, log, "pids", "64 processes and threads")
+	// A build that fails of itself, after one that hit the limit: its
+	// failure is its own.
+	err, log = runLimited(t, lim, nil, "probe", "exit=3")
+	var le *LimitError
+	var ee *ExitError
+	if errors.As(err, &le) || !errors.As(err, &ee) || ee.Code != 3 {
+		t.Fatalf("a build exiting 3 after one past the pids limit: got %v, want exit status 3\n%s", err, log)
+	}
+	err, log = runLimited(t, lim, nil, "threads", "1000")
+	wantLimit(t, err, log, "pids", "64 processes and threads")
+}

@@ -93,10 +93,10 @@ func (r *run) limitError(exit *ExitError, full []string) error {
 	switch {
 	case r.diskUsed.Load() > 0:
 		return r.diskError(err, "and failed")
-	case r.cg != nil && r.is.Cgroup.Memory && r.cg.oomKills() > 0:
+	case r.cg != nil && r.is.Cgroup.Memory && r.cg.oomKills() > r.cgBefore.oomKills:
 		return &LimitError{Limit: "memory", Value: sizeString(l.Memory),
 			What: "the kernel killed a process of the build for lack of memory", Err: err}
-	case r.cg != nil && r.is.Cgroup.Pids && r.cg.pidsRefused() > 0:
+	case r.cg != nil && r.is.Cgroup.Pids && r.cg.pidsRefused() > r.cgBefore.pidsRefused:
 		return &LimitError{Limit: "pids", Value: fmt.Sprintf("%d processes and threads", l.Pids),
 			What: "the kernel refused to start more", Err: err}
 	case exit != nil && exit.Signal == "SIGXFSZ" && l.Disk > 0:

@@ -204,11 +204,14 @@ func Run(ctx context.Context, s *Spec) error {
 
 // run is one Run's state on the caller's side.
 type run struct {
-	spec     *Spec
-	is       initSpec
-	ids      *hostIDs // the keeper's, if any
-	keeper   *keeper  // the slot's init the build runs in, or nil (keeper.go)
-	cg       *cgroup
+	spec   *Spec
+	is     initSpec
+	ids    *hostIDs // the keeper's, if any
+	keeper *keeper  // the slot's init the build runs in, or nil (keeper.go)
+	cg     *cgroup  // the keeper's, if any
+	// cgBefore is what cg had counted before the build, if it is the
+	// keeper's.
+	cgBefore struct{ oomKills, pidsRefused int64 }
 	writable []string // host directories of the writable mounts
 	works    []string // overlay work directories made for them
 	// chowned: the writable mounts were given to the build user and
@@ -311,7 +314,20 @@ func (r *run) prepare() error {
 			return err
 		}
 	}
-	if r.cg, err = newCgroup(cgroupHostOnce(), r.spec.Limits); err != nil {
+	if r.keeper != nil {
+		// The keeper's, made for its first build: it runs only builds
+		// with its limits, one at a time.
+		if !r.keeper.cgMade {
+			if r.keeper.cg, err = newCgroup(cgroupHostOnce(), r.spec.Limits); err != nil {
+				return err
+			}
+			r.keeper.cgMade = true
+		}
+		r.cg = r.keeper.cg
+		if r.cg != nil {
+			r.cgBefore.oomKills, r.cgBefore.pidsRefused = r.cg.oomKills(), r.cg.pidsRefused()
+		}
+	} else if r.cg, err = newCgroup(cgroupHostOnce(), r.spec.Limits); err != nil {
 		return err
 	}
 	if r.cg != nil && r.keeper != nil {

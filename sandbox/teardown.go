@@ -159,9 +159,12 @@ func (r *run) releaseWorkDirs() (aside []string) {
 	return aside
 }
 
-// releaseRest removes the build's cgroup and gives its uid back.
+// releaseRest removes the build's cgroup and gives its uid back (a
+// keeper's are the keeper's).
 func (r *run) releaseRest() {
-	r.cg.remove()
+	if r.keeper == nil {
+		r.cg.remove()
+	}
 	if r.ids != nil && r.keeper == nil {
 		r.ids.release()
 	}
