@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"hephc.dev/hephc/fstree"
+	"hephc.dev/hephc/sandbox"
 	"hephc.dev/hephc/store"
 )
 
@@ -133,6 +134,9 @@ func RepairPath(ctx context.Context, st *store.Store, p store.Path, opts Options
 		return err
 	}
 	defer gcLock.Unlock()
+	// The rebuild's sandbox is torn down, and its slot's init stopped,
+	// before the GC lock's release removes the build directories.
+	defer sandbox.WaitTeardowns()
 	recorded, ok, err := st.QueryPathInfo(ctx, p)
 	if err != nil {
 		return err
