@@ -107,10 +107,7 @@ type buildFiles struct{ stdout, stderr int }
 func runBuild(is *initSpec, files buildFiles, mntns int) initStatus {
 	// The pid the build gets (setLastPid), opened while the host's /proc
 	// is in view.
-	lastPid, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return failed(fmt.Errorf("sandbox: init: opening ns_last_pid: %w", err))
-	}
+	lastPid := openLastPid()
 	defer unix.Close(lastPid)
 	warnings, err := setup(is, mntns)
 	if err != nil {
@@ -150,10 +147,25 @@ func runBuild(is *initSpec, files buildFiles, mntns int) initStatus {
 // builds ran before.
 const buildPid = 100
 
-// setLastPid makes buildPid the next pid of the init's pid namespace
-// (the file ns_last_pid, open in fd; the caller holds CAP_SYS_ADMIN in
-// the namespace's user namespace).
+// openLastPid opens ns_last_pid, or returns -1 where the kernel has
+// none (built without CONFIG_CHECKPOINT_RESTORE): there a build's pid is
+// whatever comes next.
+func openLastPid() int {
+	fd, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return fd
+}
+
+// setLastPid makes last the last pid given in the caller's pid
+// namespace (ns_last_pid, open in fd, or -1: nothing to do), so that the
+// next is last+1 if it is free. The caller holds CAP_SYS_ADMIN in the
+// namespace's user namespace.
 func setLastPid(fd, last int) error {
+	if fd < 0 {
+		return nil
+	}
 	if _, err := unix.Pwrite(fd, []byte(strconv.Itoa(last)), 0); err != nil {
 		return fmt.Errorf("sandbox: setting ns_last_pid: %w", err)
 	}
@@ -209,8 +221,8 @@ func failed(err error) initStatus {
 }
 
 // startBuild makes buildPid the next pid, drops this thread's
-// capabilities but those it needs to give
-// the build its ids, sets the rlimits, installs the seccomp filter and
+// capabilities but those it needs to give the build its ids, sets the
+// rlimits, installs the seccomp filter and
 // starts the build as its child, as uid and gid 1000 (not root) in the
 // user namespace, without supplementary groups (when the caller is root;
 // otherwise it keeps the caller's, which the namespace does not let it

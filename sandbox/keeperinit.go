@@ -33,13 +33,14 @@ type keeperDone struct {
 
 // runKeeper runs builds until the caller closes its end of the socket.
 func runKeeper() int {
+	// The main thread is kept for this goroutine: a goroutine that ends
+	// locked ends its thread (keeperBuild, asCaller), but the main
+	// thread cannot end, and would stay, wedged, in a build's
+	// namespaces, without its pidfd ever becoming readable.
+	runtime.LockOSThread()
 	unix.CloseOnExec(keeperFD)
 	catchSignals()
-	lastPid, err := unix.Open("/proc/sys/kernel/ns_last_pid", unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "sandbox: keeper: opening ns_last_pid: %v\n", err)
-		return setupFailed
-	}
+	lastPid := openLastPid()
 	buf, oob := make([]byte, 16), make([]byte, unix.CmsgSpace(3*4))
 	for first := true; ; first = false {
 		fds, err := recvFDs(keeperFD, buf, oob)
