@@ -48,8 +48,9 @@ import (
 // keeper, and with it the pid namespace, as it would kill its init; the
 // slot's next build starts another. A keeper runs builds without
 // Network and Outbound (those start an init of their own, as before), on
-// a machine with cgroup v1 or none for them (v2 clones the init into
-// the build's cgroup, which a thread cannot be), and a kernel whose
+// a machine with cgroup v1 for their limits (v2 clones the init into
+// the build's cgroup, which a thread cannot be; without a cgroup,
+// rlimits, which are the process's, stand in), and a kernel whose
 // pidfds name threads (6.9), which is how the keeper knows the build's
 // mounts are gone before it says so. WaitTeardowns stops the keepers.
 
@@ -85,7 +86,14 @@ func keeperWanted(s *Spec) bool {
 	if s.WorkDir == "" || s.Network || s.Outbound || os.Getenv(KeeperEnv) == "off" {
 		return false
 	}
-	if cgroupHostOnce().v2 != "" && (s.Limits.Memory > 0 || s.Limits.Pids > 0) {
+	h := cgroupHostOnce()
+	if h.v2 != "" && (s.Limits.Memory > 0 || s.Limits.Pids > 0) {
+		return false
+	}
+	// Without a cgroup, RLIMIT_DATA and RLIMIT_NPROC stand in for the
+	// memory and pids limits (setRlimits): they would bind the keeper,
+	// for good, as they bind an init for its one build.
+	if (s.Limits.Memory > 0 && h.memory == "") || (s.Limits.Pids > 0 && h.pids == "") {
 		return false
 	}
 	return threadPidfds()

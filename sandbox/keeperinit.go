@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,15 +71,18 @@ func runKeeper() int {
 		if err := sendJSON(keeperFD, st); err != nil {
 			return setupFailed
 		}
+		gone := true
 		if thread >= 0 {
 			// The thread's exit tears down the build's mounts: the
-			// caller reuses its work directory after keeperDone.
-			waitReadable(thread)
+			// caller reuses its work directory after keeperDone. A
+			// thread that has not ended in a minute is taken down
+			// with the keeper.
+			gone = waitReadable(thread, time.Minute)
 			unix.Close(thread)
 		}
 		// The next threads take low pids, below buildPid.
 		setLastPid(lastPid, 1)
-		if err := sendJSON(keeperFD, keeperDone{Retire: st.Error != "" || !netClean()}); err != nil {
+		if err := sendJSON(keeperFD, keeperDone{Retire: !gone || st.Error != "" || !netClean()}); err != nil {
 			return setupFailed
 		}
 	}
@@ -186,13 +190,19 @@ func sendJSON(fd int, v any) error {
 	}
 }
 
-// waitReadable waits until fd is readable (or in error).
-func waitReadable(fd int) {
+// waitReadable waits until fd is readable (or in error), for at most d,
+// and says whether it is.
+func waitReadable(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
 	for {
-		_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
-		if err != unix.EINTR {
-			return
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(time.Until(deadline).Milliseconds()))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return true // not a descriptor to wait on
 		}
+		return n > 0
 	}
 }
 
