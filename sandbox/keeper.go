@@ -177,7 +177,9 @@ func startKeeper(lim Limits) (*keeper, error) {
 	k := &keeper{lim: lim, ids: ids, sock: fds[0], msgs: make(chan []byte, 2), exited: make(chan struct{})}
 	// As for an init (start.go): a thread of its own starts the keeper
 	// and is kept until it exits (Pdeathsig), from a pooled network
-	// namespace if the caller is root.
+	// namespace if the caller is root. Whatever becomes of Pdeathsig,
+	// the keeper exits at the end of its socket, which the caller's
+	// death closes, once its build, if any, has ended.
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
