@@ -27,9 +27,10 @@ func trivialGraph(b *testing.B, f *storetest.Fixture, n int) []store.DrvHash {
 // -j 2 into a fresh store: one op is all 200. Each job slot's builds run
 // in the slot's init (sandbox/keeper.go; HEPHC_SANDBOX_KEEPER=off: an
 // init each, as before), the sandbox's small helper once built
-// (sandbox/helper.go; HEPHC_SANDBOX_INIT=self: this executable). heap=256MB does it from a process that
-// holds 256 MB, as hephc does once it has evaluated a configuration: what
-// starting a sandbox costs must not grow with the caller.
+// (sandbox/helper.go; HEPHC_SANDBOX_INIT=self: this executable).
+// heap=256MB does it from a process that holds 256 MB, as hephc does
+// once it has evaluated a configuration: what starting a sandbox costs
+// must not grow with the caller.
 func BenchmarkRealizeTrivial(b *testing.B) {
 	const n = 200
 	sandbox.WaitInitHelper()

@@ -341,21 +341,9 @@ func (r *run) startInKeeper(ctx context.Context, timeout time.Duration) (exiting
 		k.kill()
 		out.copies.Wait()
 	}
-	expired, diskFull, stop := r.watch(timeout)
-	defer stop()
-	var raw []byte
-	var ok bool
-	select {
-	case raw, ok = <-k.msgs:
-	case <-expired:
-		kill()
-		return nil, timeoutError(timeout)
-	case <-diskFull:
-		kill()
-		return nil, r.diskError(nil, "and was killed")
-	case <-ctx.Done():
-		kill()
-		return nil, fmt.Errorf("sandbox: %w", ctx.Err())
+	raw, ok, err := r.awaitReport(ctx, timeout, k.msgs, kill)
+	if err != nil {
+		return nil, err
 	}
 	if !ok {
 		<-k.exited

@@ -148,20 +148,9 @@ func (r *run) startAndWait(ctx context.Context, timeout time.Duration) (exited <
 		written <- err
 	}()
 
-	expired, diskFull, stop := r.watch(timeout)
-	defer stop()
-	var raw []byte
-	select {
-	case raw = <-status:
-	case <-expired:
-		kill()
-		return nil, timeoutError(timeout)
-	case <-diskFull:
-		kill()
-		return nil, r.diskError(nil, "and was killed")
-	case <-ctx.Done():
-		kill()
-		return nil, fmt.Errorf("sandbox: %w", ctx.Err())
+	raw, _, err := r.awaitReport(ctx, timeout, status, kill)
+	if err != nil {
+		return nil, err
 	}
 	exiting := make(chan struct{})
 	var waitErr error
@@ -196,32 +185,38 @@ func (r *run) startAndWait(ctx context.Context, timeout time.Duration) (exited <
 	return exiting, r.statusError(st)
 }
 
-// watch watches the build's time and disk: expired fires after timeout
-// (never if 0), diskFull is closed once the writable mounts hold more
-// than Limits.Disk. stop ends the watch.
-func (r *run) watch(timeout time.Duration) (expired <-chan time.Time, diskFull <-chan struct{}, stop func()) {
-	var stops []func()
+// awaitReport waits for the init's report on report (ok is false if the
+// channel was closed without one) unless the build's time, its disk
+// limit or ctx runs out first: then it kills the build (kill) and
+// returns Run's error.
+func (r *run) awaitReport(ctx context.Context, timeout time.Duration, report <-chan []byte, kill func()) (raw []byte, ok bool, err error) {
+	var expired <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
-		stops = append(stops, func() { t.Stop() })
+		defer t.Stop()
 		expired = t.C
 	}
-	full := make(chan struct{})
+	diskFull := make(chan struct{})
 	if r.spec.Limits.Disk > 0 && len(r.writable) > 0 {
-		stops = append(stops, diskWatch(r.writable, r.spec.Limits.Disk, func(used int64) {
+		stop := diskWatch(r.writable, r.spec.Limits.Disk, func(used int64) {
 			r.diskUsed.Store(used)
-			close(full)
-		}))
+			close(diskFull)
+		})
+		defer stop()
 	}
-	return expired, full, func() {
-		for _, f := range stops {
-			f()
-		}
+	select {
+	case raw, ok = <-report:
+		return raw, ok, nil
+	case <-expired:
+		kill()
+		return nil, false, &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
+	case <-diskFull:
+		kill()
+		return nil, false, r.diskError(nil, "and was killed")
+	case <-ctx.Done():
+		kill()
+		return nil, false, fmt.Errorf("sandbox: %w", ctx.Err())
 	}
-}
-
-func timeoutError(timeout time.Duration) error {
-	return &LimitError{Limit: "timeout", Value: timeout.String(), What: "it was still running, and was killed", Err: ErrTimeout}
 }
 
 // decodeStatus decodes the init's status report.
