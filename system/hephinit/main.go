@@ -7,7 +7,8 @@
 // a root shell there when /etc/heph/console.json says the image has one
 // (its consoleShell), else a line saying it has none. The supervisor
 // starts every service of /etc/heph/services.json, in the order
-// of their names, with the console as stdout and stderr, and starts each
+// of their names, with one pipe as stdout and stderr whose lines it
+// writes to the console whole (lines of services never mix), and starts each
 // again when it exits as its restart policy says: "on-failure" (the
 // default) when it fails, "always" whenever it exits, "never" not at all.
 // It says on the console, naming the service, when one cannot start,
@@ -43,7 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "heph: no services started: %v\n", err)
 			return 1
 		}
-		sup := &supervisor{stdout: stdout, stderr: stderr}
+		sup := &supervisor{console: stdout}
 		sup.run(context.Background(), svcs)
 		return 0
 	}

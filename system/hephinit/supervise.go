@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -23,21 +25,77 @@ const (
 	stableAfter = 10 * time.Second
 )
 
+// A service's output reaches the console a line at a time (see
+// copyLines). maxLine is the longest line written whole; drainWait is how
+// long the supervisor waits, once a service has exited, for the rest of
+// its output before it says so (a process the service left behind may
+// hold the pipe open for ever; its lines go on being copied).
+const (
+	maxLine   = 4096
+	drainWait = time.Second
+)
+
 // supervisor starts services and restarts them as their policies say.
 type supervisor struct {
-	// stdout and stderr are the services' output and the supervisor's
-	// messages (the console).
-	stdout, stderr io.Writer
+	// console takes the services' output and the supervisor's messages.
+	console io.Writer
 	// minBackoff, maxBackoff override the package's delays (tests).
 	minBackoff, maxBackoff time.Duration
 
-	mu sync.Mutex // serializes messages
+	mu sync.Mutex // serializes writes to the console
 }
 
 func (s *supervisor) logf(format string, args ...any) {
+	s.write(fmt.Appendf(nil, "heph: "+format+"\n", args...))
+}
+
+// write writes b to the console in one call, after any other write.
+func (s *supervisor) write(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fmt.Fprintf(s.stderr, "heph: "+format+"\n", args...)
+	s.console.Write(b)
+}
+
+// copyLines copies a service's output to the console until r ends, each
+// line (up to maxLine bytes; a longer one goes in pieces) in one write,
+// so that the lines of services running together, and the supervisor's
+// messages, never break into one another. (The services used to write to
+// the console themselves: a program that writes a line in pieces, as
+// text/tabwriter does, had another service's line land in the middle of
+// it.) A last line without a newline goes when r ends, with one.
+func (s *supervisor) copyLines(r io.Reader) {
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == io.EOF && len(line) > 0 {
+			line = append(line, '\n')
+		}
+		if len(line) > 0 {
+			s.write(line)
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+// start starts cmd with its stdout and stderr one pipe whose lines
+// copyLines writes to the console; copied is closed when the pipe ends.
+func (s *supervisor) start(cmd *exec.Cmd) (copied chan struct{}, err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	w.Close()
+	copied = make(chan struct{})
+	go func() {
+		defer close(copied)
+		defer r.Close()
+		s.copyLines(r)
+	}()
+	return copied, err
 }
 
 // run starts every service, in the order of their names, and returns when
@@ -70,9 +128,8 @@ func (s *supervisor) supervise(ctx context.Context, name string, svc image.Servi
 	defer once()
 	for runs := 1; ; runs++ {
 		cmd := exec.Command(svc.Command, svc.Args...)
-		cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
 		t0 := time.Now()
-		err := cmd.Start()
+		copied, err := s.start(cmd)
 		once()
 		if err != nil {
 			// A missing or unusable binary does not come back: say so
@@ -85,6 +142,11 @@ func (s *supervisor) supervise(ctx context.Context, name string, svc image.Servi
 			return
 		}
 		err = cmd.Wait()
+		// Its last lines before the line that says it exited.
+		select {
+		case <-copied:
+		case <-time.After(drainWait):
+		}
 		status := "exited with status 0"
 		failed := false
 		var ee *exec.ExitError

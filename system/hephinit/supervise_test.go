@@ -18,7 +18,9 @@ import (
 // prints a line and exits with status N; count:FILE:N appends a line to
 // FILE and fails until FILE has N lines; tty (a console shell) says
 // whether its standard input is its controlling terminal and it leads
-// its session, and exits with status 3.
+// its session, and exits with status 3; pieces:TAG writes 50 lines
+// "TAG TAG TAG", a byte at a time, then "TAG end" without a newline
+// to stderr.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("HEPHINIT_TEST_SERVICE"); spec != "" {
 		os.Exit(service(spec))
@@ -45,6 +47,16 @@ func service(spec string) int {
 	case "tty":
 		ttyReport(os.Stdout)
 		return 3
+	case "pieces":
+		line := strings.Repeat(f[1]+" ", 2) + f[1] + "\n"
+		for range 50 {
+			for i := range len(line) {
+				os.Stdout.WriteString(line[i : i+1])
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+		os.Stderr.WriteString(f[1] + " end")
+		return 0
 	}
 	return 3
 }
@@ -80,7 +92,7 @@ func supervise(t *testing.T, svcs map[string]image.Service, env string) string {
 	t.Helper()
 	t.Setenv("HEPHINIT_TEST_SERVICE", env)
 	var out syncBuffer
-	s := &supervisor{stdout: &out, stderr: &out, minBackoff: time.Millisecond, maxBackoff: 4 * time.Millisecond}
+	s := &supervisor{console: &out, minBackoff: time.Millisecond, maxBackoff: 4 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	s.run(ctx, svcs)
@@ -129,7 +141,7 @@ func TestRestartOnFailureUntilSuccess(t *testing.T) {
 func TestRestartAlwaysRestartsSuccess(t *testing.T) {
 	t.Setenv("HEPHINIT_TEST_SERVICE", "exit:0")
 	var out syncBuffer
-	s := &supervisor{stdout: &out, stderr: &out, minBackoff: time.Millisecond, maxBackoff: time.Millisecond}
+	s := &supervisor{console: &out, minBackoff: time.Millisecond, maxBackoff: time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -144,6 +156,41 @@ func TestRestartAlwaysRestartsSuccess(t *testing.T) {
 	<-done
 	if n := strings.Count(out.String(), "service ran"); n < 3 {
 		t.Errorf("ran %d times, want it restarted again and again:\n%s", n, out.String())
+	}
+}
+
+// Two services writing their lines a byte at a time, side by side, reach
+// the console as whole lines, each service's last one (no newline) before
+// the line that says it exited.
+func TestServiceLinesNeverMix(t *testing.T) {
+	var out syncBuffer
+	s := &supervisor{console: &out}
+	svcs := map[string]image.Service{}
+	for _, tag := range []string{"aaaa", "bbbb"} {
+		svcs[tag] = image.Service{Command: "/usr/bin/env", Args: []string{"HEPHINIT_TEST_SERVICE=pieces:" + tag, self(t)}, Restart: image.RestartNever}
+	}
+	s.run(context.Background(), svcs)
+	got := out.String()
+	n := map[string]int{}
+	for _, line := range strings.SplitAfter(got, "\n") {
+		switch {
+		case line == "aaaa aaaa aaaa\n", line == "bbbb bbbb bbbb\n":
+			n[line[:4]]++
+		case line == "", strings.HasPrefix(line, "heph: starting service "),
+			line == "aaaa end\n", line == "bbbb end\n",
+			line == "heph: service aaaa exited with status 0\n",
+			line == "heph: service bbbb exited with status 0\n":
+		default:
+			t.Errorf("a line broken into: %q", line)
+		}
+	}
+	if n["aaaa"] != 50 || n["bbbb"] != 50 {
+		t.Errorf("whole lines: %v, want 50 of each:\n%s", n, got)
+	}
+	for _, tag := range []string{"aaaa", "bbbb"} {
+		if end, exit := strings.Index(got, tag+" end\n"), strings.Index(got, "heph: service "+tag+" exited"); end < 0 || exit < end {
+			t.Errorf("%s: its last line is not before the line that says it exited:\n%s", tag, got)
+		}
 	}
 }
 
