@@ -240,13 +240,27 @@ func hephcSrcFilter(conf []byte) (localsrc.Filter, error) {
 
 // modFilesTree lays out, at dir, the go.mod files go.sum lists as the
 // fetch-gomod-graph builder does, from the local module cache (each
-// checked against its sum), and hashes the tree.
+// checked against its sum), and hashes the tree. The go command fetches
+// those the cache lacks first: building the tests fetches only the
+// modules whose packages they import, not every go.mod of the graph.
 func modFilesTree(dir string, sums *modfetch.GoSum) (fstree.TreeInfo, error) {
 	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {
 		return fstree.TreeInfo{}, fmt.Errorf("go env GOMODCACHE: %w", err)
 	}
 	cache := filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+	var missing []string
+	for _, s := range sums.GoMods {
+		if _, err := os.Stat(filepath.Join(cache, filepath.FromSlash(s.File()))); err != nil {
+			missing = append(missing, s.String())
+		}
+	}
+	if len(missing) > 0 {
+		cmd := exec.Command("go", append([]string{"mod", "download"}, missing...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fstree.TreeInfo{}, fmt.Errorf("fetching the go.mod files the module cache lacks (go mod download %s): %v\n%s", strings.Join(missing, " "), err, out)
+		}
+	}
 	for _, s := range sums.GoMods {
 		b, err := os.ReadFile(filepath.Join(cache, filepath.FromSlash(s.File())))
 		if err != nil {
