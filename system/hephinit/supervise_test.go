@@ -18,9 +18,9 @@ import (
 // prints a line and exits with status N; count:FILE:N appends a line to
 // FILE and fails until FILE has N lines; tty (a console shell) says
 // whether its standard input is its controlling terminal and it leads
-// its session, and exits with status 3; pieces:TAG writes 50 lines
-// "TAG TAG TAG", a byte at a time, then "TAG end" without a newline
-// to stderr.
+// its session, and exits with status 3; pieces (its argument TAG) writes
+// 50 lines "TAG TAG TAG", a byte at a time, then "TAG end" without a
+// newline to stderr.
 func TestMain(m *testing.M) {
 	if spec := os.Getenv("HEPHINIT_TEST_SERVICE"); spec != "" {
 		os.Exit(service(spec))
@@ -48,14 +48,15 @@ func service(spec string) int {
 		ttyReport(os.Stdout)
 		return 3
 	case "pieces":
-		line := strings.Repeat(f[1]+" ", 2) + f[1] + "\n"
+		tag := os.Args[1]
+		line := strings.Repeat(tag+" ", 2) + tag + "\n"
 		for range 50 {
 			for i := range len(line) {
 				os.Stdout.WriteString(line[i : i+1])
 				time.Sleep(20 * time.Microsecond)
 			}
 		}
-		os.Stderr.WriteString(f[1] + " end")
+		os.Stderr.WriteString(tag + " end")
 		return 0
 	}
 	return 3
@@ -163,11 +164,12 @@ func TestRestartAlwaysRestartsSuccess(t *testing.T) {
 // the console as whole lines, each service's last one (no newline) before
 // the line that says it exited.
 func TestServiceLinesNeverMix(t *testing.T) {
+	t.Setenv("HEPHINIT_TEST_SERVICE", "pieces")
 	var out syncBuffer
 	s := &supervisor{console: &out}
 	svcs := map[string]image.Service{}
 	for _, tag := range []string{"aaaa", "bbbb"} {
-		svcs[tag] = image.Service{Command: "/usr/bin/env", Args: []string{"HEPHINIT_TEST_SERVICE=pieces:" + tag, self(t)}, Restart: image.RestartNever}
+		svcs[tag] = image.Service{Command: self(t), Args: []string{tag}, Restart: image.RestartNever}
 	}
 	s.run(context.Background(), svcs)
 	got := out.String()
