@@ -36,6 +36,10 @@ func NewConsole(out io.Reader, in io.Writer, record io.Writer) *Console {
 // escapes are terminal control sequences (CSI and OSC) a console carries.
 var escapes = regexp.MustCompile("\x1b\\[[0-9;?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(\x07|\x1b\\\\)|\r")
 
+// Plain returns s, a console's output, without the terminal's control
+// sequences (CSI and OSC) and carriage returns around its text.
+func Plain(s string) string { return escapes.ReplaceAllString(s, "") }
+
 func (c *Console) read(out io.Reader) {
 	defer close(c.ended)
 	r := bufio.NewReader(out)
@@ -46,7 +50,7 @@ func (c *Console) read(out io.Reader) {
 		}
 		c.mu.Lock()
 		if line != "" {
-			c.lines = append(c.lines, escapes.ReplaceAllString(strings.TrimSuffix(line, "\n"), ""))
+			c.lines = append(c.lines, Plain(strings.TrimSuffix(line, "\n")))
 		}
 		if err != nil {
 			c.closed = err

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"hephc.dev/hephc/imagetest"
 )
 
 // TestConsoleShell boots the example system's server as a person does,
@@ -138,14 +140,10 @@ func (c *terminal) copy() {
 	}
 }
 
-// escapes are the terminal's control sequences (CSI and OSC), which a
-// console may carry around its text.
-var escapes = regexp.MustCompile("\x1b\\[[0-9;?]*[ -/]*[@-~]|\x1b\\][^\x07\x1b]*(\x07|\x1b\\\\)|\r")
-
 func (c *terminal) plain() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return escapes.ReplaceAllString(string(c.shown), "")
+	return imagetest.Plain(string(c.shown))
 }
 
 // expect waits for the plain text after what was read so far to match
