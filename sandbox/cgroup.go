@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +20,9 @@ import (
 
 // This file gives each build a cgroup of its own, below the caller's, to
 // limit its memory and number of processes: cgroup v2 where the caller's
-// cgroup delegates the memory and pids controllers to its children, else
-// the v1 memory and pids hierarchies where they are mounted and writable.
+// cgroup delegates the memory and pids controllers to its children or
+// can be made to (claimV2), else the v1 memory and pids hierarchies where
+// they are mounted and writable.
 
 // cgroupHost is what this machine offers: where builds' cgroups go.
 type cgroupHost struct {
@@ -55,7 +58,13 @@ func findCgroups(cgroupPath, mountinfoPath string) cgroupHost {
 		if ctrls == "" {
 			if m, ok := mounts["cgroup2"]; ok {
 				dir, ok := m.dir(rel)
-				if ok && v2Delegates(dir) && writable(dir) {
+				switch {
+				case !ok || !writable(dir):
+				case filepath.Base(dir) == v2Leaf && v2Delegates(filepath.Dir(dir)) && writable(filepath.Dir(dir)):
+					// Claimed by an earlier run (this one started from
+					// a process it moved).
+					h.v2 = filepath.Dir(dir)
+				case v2Delegates(dir) || claimV2(dir, rel == "/"):
 					h.v2 = dir
 				}
 			}
@@ -149,19 +158,81 @@ func unescapeMountinfo(s string) string {
 // and pids controllers.
 func v2Delegates(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	has := func(c string) bool {
-		for _, x := range f {
-			if x == c {
-				return true
-			}
+	return err == nil && hasFields(string(b), "memory", "pids")
+}
+
+// hasFields reports whether the space-separated list s has every one of
+// want.
+func hasFields(s string, want ...string) bool {
+	f := strings.Fields(s)
+	for _, w := range want {
+		if !slices.Contains(f, w) {
+			return false
 		}
+	}
+	return true
+}
+
+// v2Leaf is the child of a claimed v2 cgroup that its processes move to.
+const v2Leaf = "hephc-processes"
+
+// claimV2 makes the v2 cgroup dir, this process's, delegate the memory and
+// pids controllers to its children, and reports whether it does. A cgroup
+// with processes of its own cannot (the kernel's "no internal processes"
+// rule, the root cgroup aside): so, if enabling them is refused, claimV2
+// moves every process of dir into a child, v2Leaf, and enables them then.
+// Those processes are others' too (the shell, go run), so it does so only
+// where dir is delegated to them: systemd's mark of a delegated unit
+// (Delegate=yes: the xattr trusted.delegate or user.delegate), or the root
+// of this process's cgroup namespace (a container's). Builds' cgroups are
+// then siblings of v2Leaf.
+func claimV2(dir string, nsRoot bool) bool {
+	ctrls, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil || !hasFields(string(ctrls), "memory", "pids") {
 		return false
 	}
-	return has("memory") && has("pids")
+	enable := func() bool {
+		return os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +pids"), 0) == nil && v2Delegates(dir)
+	}
+	if enable() {
+		return true
+	}
+	if !nsRoot && !delegated(dir) {
+		return false
+	}
+	leaf := filepath.Join(dir, v2Leaf)
+	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return false
+	}
+	// Processes may start in dir while it moves them: a few rounds.
+	for range 5 {
+		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			return false
+		}
+		pids := strings.Fields(string(procs))
+		if len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			// A process that has ended meanwhile: ESRCH; a kernel
+			// thread cannot move. Enabling says whether all did.
+			os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(pid), 0)
+		}
+	}
+	return enable()
+}
+
+// delegated reports whether systemd marked the cgroup dir as delegated to
+// its processes (Delegate=yes).
+func delegated(dir string) bool {
+	for _, attr := range []string{"trusted.delegate", "user.delegate"} {
+		buf := make([]byte, 8)
+		if n, err := unix.Getxattr(dir, attr, buf); err == nil && string(buf[:n]) == "1" {
+			return true
+		}
+	}
+	return false
 }
 
 func writable(dir string) bool { return unix.Access(dir, unix.W_OK|unix.X_OK) == nil }
@@ -349,7 +420,7 @@ func Warnings(l Limits) []string {
 	var ws []string
 	h := cgroupHostOnce()
 	if l.Memory > 0 && h.v2 == "" && h.memory == "" {
-		ws = append(ws, "no cgroup with the memory controller can be made here (cgroup v2 delegating memory and pids to the caller's cgroup, or a writable v1 memory hierarchy): each process of a build may use the memory limit (RLIMIT_DATA), not the build as a whole")
+		ws = append(ws, "no cgroup with the memory controller can be made here (on cgroup v2, run hephc in a cgroup delegated to it: systemd-run --user --scope -p Delegate=yes hephc …): each process of a build may use the memory limit (RLIMIT_DATA), not the build as a whole")
 	}
 	if l.Pids > 0 && h.v2 == "" && h.pids == "" {
 		ws = append(ws, "no cgroup with the pids controller can be made here: a build's processes and threads are limited by RLIMIT_NPROC only")
