@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -57,15 +58,8 @@ func findCgroups(cgroupPath, mountinfoPath string) cgroupHost {
 		ctrls, rel := parts[1], parts[2]
 		if ctrls == "" {
 			if m, ok := mounts["cgroup2"]; ok {
-				dir, ok := m.dir(rel)
-				switch {
-				case !ok || !writable(dir):
-				case filepath.Base(dir) == v2Leaf && v2Delegates(filepath.Dir(dir)) && writable(filepath.Dir(dir)):
-					// Claimed by an earlier run (this one started from
-					// a process it moved).
-					h.v2 = filepath.Dir(dir)
-				case v2Delegates(dir) || claimV2(dir, rel == "/"):
-					h.v2 = dir
+				if dir, ok := m.dir(rel); ok {
+					h.v2 = v2Parent(dir, rel)
 				}
 			}
 			continue
@@ -94,8 +88,12 @@ func findCgroups(cgroupPath, mountinfoPath string) cgroupHost {
 type cgroupMount struct{ point, root string }
 
 // dir returns the directory of the cgroup rel (a path in the hierarchy),
-// if it is below the mount.
+// if it is below the mount. (A cgroup outside this process's cgroup
+// namespace shows as "/.." and below.)
 func (m cgroupMount) dir(rel string) (string, bool) {
+	if slices.Contains(strings.Split(rel, "/"), "..") {
+		return "", false
+	}
 	if m.root == "/" {
 		return filepath.Join(m.point, rel), true
 	}
@@ -176,17 +174,38 @@ func hasFields(s string, want ...string) bool {
 // v2Leaf is the child of a claimed v2 cgroup that its processes move to.
 const v2Leaf = "hephc-processes"
 
-// claimV2 makes the v2 cgroup dir, this process's, delegate the memory and
-// pids controllers to its children, and reports whether it does. A cgroup
-// with processes of its own cannot (the kernel's "no internal processes"
-// rule, the root cgroup aside): so, if enabling them is refused, claimV2
-// moves every process of dir into a child, v2Leaf, and enables them then.
-// Those processes are others' too (the shell, go run), so it does so only
-// where dir is delegated to them: systemd's mark of a delegated unit
-// (Delegate=yes: the xattr trusted.delegate or user.delegate), or the root
-// of this process's cgroup namespace (a container's). Builds' cgroups are
-// then siblings of v2Leaf.
-func claimV2(dir string, nsRoot bool) bool {
+// v2Parent returns the v2 cgroup below which builds' cgroups go, given
+// this process's, dir (rel in the hierarchy), or "" if there is none.
+func v2Parent(dir, rel string) string {
+	switch {
+	case !writable(dir):
+		return ""
+	case v2Delegates(dir):
+		return dir
+	case filepath.Base(dir) == v2Leaf:
+		// Claimed by an earlier run: this one started from a process
+		// it moved. (Claimed again should the parent's controllers
+		// have been turned off since.)
+		if parent := filepath.Dir(dir); writable(parent) && (v2Delegates(parent) || claimV2(parent, path.Dir(rel))) {
+			return parent
+		}
+		return ""
+	case claimV2(dir, rel):
+		return dir
+	}
+	return ""
+}
+
+// claimV2 makes the v2 cgroup dir (rel in the hierarchy), this process's
+// or its parent, delegate the memory and pids controllers to its
+// children, and reports whether it does. A cgroup with processes of its
+// own cannot (the kernel's "no internal processes" rule, the root cgroup
+// aside): so, if enabling them is refused, claimV2 moves every process of
+// dir into a child, v2Leaf, and enables them then. Those processes are
+// others' too (the shell, go run), so it does so only where dir is
+// delegated to them (delegatedTo). Should enabling still fail, it moves
+// them back. Builds' cgroups are then siblings of v2Leaf.
+func claimV2(dir, rel string) bool {
 	ctrls, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
 	if err != nil || !hasFields(string(ctrls), "memory", "pids") {
 		return false
@@ -197,39 +216,74 @@ func claimV2(dir string, nsRoot bool) bool {
 	if enable() {
 		return true
 	}
-	if !nsRoot && !delegated(dir) {
+	// A threaded cgroup cannot take them at all.
+	if typ, err := os.ReadFile(filepath.Join(dir, "cgroup.type")); err != nil || strings.TrimSpace(string(typ)) != "domain" {
+		return false
+	}
+	if !delegatedTo(dir, rel) {
 		return false
 	}
 	leaf := filepath.Join(dir, v2Leaf)
 	if err := os.Mkdir(leaf, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return false
 	}
-	// Processes may start in dir while it moves them: a few rounds.
+	moveAll(dir, leaf)
+	if enable() {
+		return true
+	}
+	moveAll(leaf, dir)
+	os.Remove(leaf)
+	return false
+}
+
+// moveAll moves every process of the v2 cgroup from into to. Processes
+// may start in from while it moves them: a few rounds. (A process that
+// has ended meanwhile gives ESRCH, a kernel thread cannot move: whether
+// all did, the caller's next step says.)
+func moveAll(from, to string) {
 	for range 5 {
-		procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		procs, err := os.ReadFile(filepath.Join(from, "cgroup.procs"))
 		if err != nil {
-			return false
+			return
 		}
 		pids := strings.Fields(string(procs))
 		if len(pids) == 0 {
-			break
+			return
 		}
 		for _, pid := range pids {
-			// A process that has ended meanwhile: ESRCH; a kernel
-			// thread cannot move. Enabling says whether all did.
-			os.WriteFile(filepath.Join(leaf, "cgroup.procs"), []byte(pid), 0)
+			os.WriteFile(filepath.Join(to, "cgroup.procs"), []byte(pid), 0)
 		}
 	}
-	return enable()
 }
 
-// delegated reports whether systemd marked the cgroup dir as delegated to
-// its processes (Delegate=yes).
-func delegated(dir string) bool {
+// initCgroup is where the cgroups of pid 1 of this process's pid
+// namespace are listed.
+var initCgroup = "/proc/1/cgroup"
+
+// delegatedTo reports whether the v2 cgroup dir (rel in the hierarchy) is
+// delegated to its processes: systemd marked it so (Delegate=yes sets the
+// xattr trusted.delegate or user.delegate), or it is a container's, the
+// root of this process's cgroup namespace with the container's init (pid
+// 1 of this pid namespace) in it, or in the v2Leaf of an earlier claim.
+// (A namespace root alone is not: systemd's ProtectControlGroups=private
+// gives a unit one, its init the host's, outside it.)
+func delegatedTo(dir, rel string) bool {
 	for _, attr := range []string{"trusted.delegate", "user.delegate"} {
 		buf := make([]byte, 8)
 		if n, err := unix.Getxattr(dir, attr, buf); err == nil && string(buf[:n]) == "1" {
 			return true
+		}
+	}
+	if rel != "/" {
+		return false
+	}
+	b, err := os.ReadFile(initCgroup)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v2, ok := strings.CutPrefix(line, "0::"); ok {
+			return v2 == "/" || v2 == "/"+v2Leaf
 		}
 	}
 	return false

@@ -69,6 +69,10 @@ func TestFindCgroups(t *testing.T) {
 	if _, ok := m["cgroup2"].dir("/other"); ok {
 		t.Error("a cgroup outside the mount was found in it")
 	}
+	// Outside this process's cgroup namespace.
+	if d, ok := m["cgroup2"].dir("/../x"); ok {
+		t.Errorf("a cgroup outside the namespace was found at %s", d)
+	}
 	if got := unescapeMountinfo(`/a\040b`); got != "/a b" {
 		t.Errorf("unescape: got %q", got)
 	}

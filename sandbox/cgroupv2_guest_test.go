@@ -41,6 +41,9 @@ var guestPlaces = []struct {
 	{"delegated", true},
 	{"again", true}, // the next run, from the processes delegated's moved
 	{"container", true},
+	// A cgroup namespace's root with pid 1 outside it, not delegated
+	// (systemd's ProtectControlGroups=private).
+	{"private", false},
 }
 
 // guestTests are the tests run in a place that claims its cgroup.
@@ -168,9 +171,17 @@ func guestInit() {
 			if p.name == "delegated" {
 				must(unix.Setxattr(unit, "trusted.delegate", []byte("1"), 0), "marking "+unit)
 			}
-			// The init joins it (the run is not alone there: claimV2
-			// moves the init too), and the run starts in it.
-			must(os.WriteFile(filepath.Join(unit, "cgroup.procs"), []byte("0"), 0), "joining "+unit)
+			switch p.name {
+			case "private":
+				// The run starts from a process that joins it
+				// (guestRun's "private-outer"); the init stays out.
+				env[0] = guestEnv + "=private-outer"
+			default:
+				// The init joins it (the run is not alone there:
+				// claimV2 moves the init too), and the run starts in
+				// it.
+				must(os.WriteFile(filepath.Join(unit, "cgroup.procs"), []byte("0"), 0), "joining "+unit)
+			}
 			if p.name == "container" {
 				cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWCGROUP | unix.CLONE_NEWNS}
 			}
@@ -189,7 +200,22 @@ func guestInit() {
 // guestRun checks what the run found in its place, then runs the tests
 // where it claimed a cgroup.
 func guestRun(m *testing.M, place string) int {
-	if place == "container" {
+	if place == "private-outer" {
+		unit := "/sys/fs/cgroup/private.scope"
+		if err := os.WriteFile(filepath.Join(unit, "cgroup.procs"), []byte("0"), 0); err != nil {
+			fmt.Println("joining", unit, err)
+			return 1
+		}
+		cmd := exec.Command("/init", os.Args[1:]...)
+		cmd.Env = append(os.Environ(), guestEnv+"=private")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+		cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWCGROUP | unix.CLONE_NEWNS}
+		if err := cmd.Run(); err != nil {
+			return 1
+		}
+		return 0
+	}
+	if place == "container" || place == "private" {
 		// A container's view: its own cgroup the root of what it mounts.
 		if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
 			fmt.Println("making mounts private:", err)
@@ -202,6 +228,7 @@ func guestRun(m *testing.M, place string) int {
 		}
 	}
 	before, _ := os.ReadFile("/proc/1/cgroup")
+	ownBefore, _ := os.ReadFile("/proc/self/cgroup")
 	h := cgroupHostOnce()
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	init, _ := os.ReadFile("/proc/1/cgroup")
@@ -210,12 +237,17 @@ func guestRun(m *testing.M, place string) int {
 		if p.name != place {
 			continue
 		}
+		moved := !bytes.Equal(before, init) || !bytes.Equal(ownBefore, own)
 		if !p.claimed {
-			if h.v2 != "" || !bytes.Equal(before, init) {
+			if h.v2 != "" || moved {
 				fmt.Printf("%s: claimed a cgroup not delegated to it (%+v), the init now in %s", place, h, init)
 				return 1
 			}
 			return 0
+		}
+		if (place == "root" || place == "again") && moved {
+			fmt.Printf("%s: moved processes (the init now in %s, this run in %s)", place, init, own)
+			return 1
 		}
 		if h.v2 == "" {
 			fmt.Printf("%s: found no v2 cgroup\n", place)
