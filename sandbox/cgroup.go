@@ -474,7 +474,7 @@ func Warnings(l Limits) []string {
 	var ws []string
 	h := cgroupHostOnce()
 	if l.Memory > 0 && h.v2 == "" && h.memory == "" {
-		ws = append(ws, "no cgroup with the memory controller can be made here (on cgroup v2, run hephc in a cgroup delegated to it: systemd-run --user --scope -p Delegate=yes hephc …): each process of a build may use the memory limit (RLIMIT_DATA), not the build as a whole")
+		ws = append(ws, "no cgroup with the memory controller can be made here (on cgroup v2, run hephc in a cgroup delegated to it: systemd-run [--user] --scope -p Delegate=yes hephc …): each process of a build may use the memory limit (RLIMIT_DATA), not the build as a whole")
 	}
 	if l.Pids > 0 && h.v2 == "" && h.pids == "" {
 		ws = append(ws, "no cgroup with the pids controller can be made here: a build's processes and threads are limited by RLIMIT_NPROC only")
