@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,18 +33,27 @@ import (
 const guestEnv = "hephc_v2_guest"
 
 // guestPlaces are the places, in the order the guest's init tries them.
-var guestPlaces = []struct {
-	name    string
-	claimed bool // the run must find and claim a v2 cgroup
-}{
-	{"root", true},
-	{"undelegated", false},
-	{"delegated", true},
-	{"again", true}, // the next run, from the processes delegated's moved
-	{"container", true},
+var guestPlaces = []guestPlace{
+	{name: "root", parent: "/sys/fs/cgroup"},
+	{name: "undelegated"},
+	{name: "delegated", parent: "/sys/fs/cgroup/delegated.scope", moves: true},
+	// The next run, from the processes delegated's moved: it moves none.
+	{name: "again", parent: "/sys/fs/cgroup/delegated.scope"},
+	{name: "container", parent: "/sys/fs/cgroup", moves: true},
 	// A cgroup namespace's root with pid 1 outside it, not delegated
 	// (systemd's ProtectControlGroups=private).
-	{"private", false},
+	{name: "private"},
+}
+
+// guestPlace is a place a run starts in, and what it must find there.
+type guestPlace struct {
+	name string
+	// parent is the cgroup its builds' cgroups go below, "" for none
+	// (then no process may move).
+	parent string
+	// moves: claiming it moves the run and the init into v2Leaf (else
+	// no process moves).
+	moves bool
 }
 
 // guestTests are the tests run in a place that claims its cgroup.
@@ -233,34 +243,27 @@ func guestRun(m *testing.M, place string) int {
 	own, _ := os.ReadFile("/proc/self/cgroup")
 	init, _ := os.ReadFile("/proc/1/cgroup")
 	fmt.Printf("%s: found %+v; in %s", place, h, own)
-	for _, p := range guestPlaces {
-		if p.name != place {
-			continue
-		}
-		moved := !bytes.Equal(before, init) || !bytes.Equal(ownBefore, own)
-		if !p.claimed {
-			if h.v2 != "" || moved {
-				fmt.Printf("%s: claimed a cgroup not delegated to it (%+v), the init now in %s", place, h, init)
-				return 1
-			}
-			return 0
-		}
-		if (place == "root" || place == "again") && moved {
-			fmt.Printf("%s: moved processes (the init now in %s, this run in %s)", place, init, own)
-			return 1
-		}
-		if h.v2 == "" {
-			fmt.Printf("%s: found no v2 cgroup\n", place)
-			return 1
-		}
-		if want := filepath.Join("/sys/fs/cgroup", map[string]string{"delegated": "delegated.scope", "again": "delegated.scope"}[place]); h.v2 != want {
-			fmt.Printf("%s: found %s, want %s\n", place, h.v2, want)
-			return 1
-		}
-		if place != "root" && (!strings.HasSuffix(strings.TrimSpace(string(own)), "/"+v2Leaf) || !strings.HasSuffix(strings.TrimSpace(string(init)), "/"+v2Leaf)) {
-			fmt.Printf("%s: this run and the init are not both in %s: %s%s", place, v2Leaf, own, init)
-			return 1
-		}
+	i := slices.IndexFunc(guestPlaces, func(p guestPlace) bool { return p.name == place })
+	if i < 0 {
+		fmt.Printf("no place %q\n", place)
+		return 1
+	}
+	p := guestPlaces[i]
+	if h.v2 != p.parent {
+		fmt.Printf("%s: found the v2 cgroup %q, want %q (the init now in %s)", place, h.v2, p.parent, init)
+		return 1
+	}
+	moved := !bytes.Equal(before, init) || !bytes.Equal(ownBefore, own)
+	inLeaf := strings.HasSuffix(strings.TrimSpace(string(own)), "/"+v2Leaf) && strings.HasSuffix(strings.TrimSpace(string(init)), "/"+v2Leaf)
+	switch {
+	case p.moves && !inLeaf:
+		fmt.Printf("%s: this run and the init are not both in %s: %s%s", place, v2Leaf, own, init)
+		return 1
+	case !p.moves && moved:
+		fmt.Printf("%s: moved processes (the init now in %s, this run in %s)", place, init, own)
+		return 1
+	case p.parent == "":
+		return 0
 	}
 	return m.Run()
 }
